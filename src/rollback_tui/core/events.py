@@ -1,0 +1,325 @@
+"""Typed session events: every observation and every operator action is one of these.
+
+Events are pydantic models in a discriminated union on `kind`. The journal assigns `n` (a
+monotonically increasing sequence number) when it appends; `ts` is wall-clock epoch seconds.
+`DURABLE` kinds are fsync'd before the append returns; `HIGH_RATE` kinds are batched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    ts: float = Field(default_factory=time.time)
+    n: int = 0
+
+
+# --- session ---------------------------------------------------------------------------------------
+
+
+class SessionStarted(Event):
+    kind: Literal["session_started"] = "session_started"
+    playbook: str
+    playbook_name: str
+    playbook_title: str
+    environment: str
+    operator: str
+    host: str
+    version: str
+    replicas: list[dict[str, Any]] = []  # name, role, url, labels — what the panes lay out before samples
+
+
+class SessionResumed(Event):
+    kind: Literal["session_resumed"] = "session_resumed"
+    operator: str
+    recovered_events: int
+    skipped_lines: int = 0
+
+
+class SessionEnded(Event):
+    kind: Literal["session_ended"] = "session_ended"
+    reason: str = "quit"
+
+
+class Notice(Event):
+    """Something the operator should see that is not a measurement (a feed went down, a warning)."""
+
+    kind: Literal["notice"] = "notice"
+    level: Literal["info", "warning", "error"] = "info"
+    source: str
+    message: str
+
+
+class StepEntered(Event):
+    kind: Literal["step_entered"] = "step_entered"
+    step: str
+    actor: str = "engine"
+
+
+# --- health ----------------------------------------------------------------------------------------
+
+
+class HealthSample(Event):
+    kind: Literal["health_sample"] = "health_sample"
+    replica: str
+    status: Literal["ok", "degraded", "down", "junk", "timeout"]
+    latency_ms: float | None = None
+    http_status: int | None = None
+    image: str | None = None
+    commit: str | None = None
+    channel_prefix: str | None = None
+    transport: str | None = None
+    error: str | None = None
+
+
+# --- facts, probes ---------------------------------------------------------------------------------
+
+
+class FactCaptured(Event):
+    kind: Literal["fact_captured"] = "fact_captured"
+    fact: str
+    phase: Literal["baseline", "after_rollback", "check"] = "baseline"
+    values: dict[str, str | None]  # replica (or "-") → value
+    source: str
+    agree: bool | None = None
+    error: str | None = None
+
+
+class ProbeResult(Event):
+    kind: Literal["probe_result"] = "probe_result"
+    probe: str
+    ok: bool
+    value: Any = None
+    http_status: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+# --- fanout ----------------------------------------------------------------------------------------
+
+
+class FanoutFrame(Event):
+    kind: Literal["fanout_frame"] = "fanout_frame"
+    run: str
+    session: Literal["A", "B", "tap"]
+    replica: str
+    thread_id: str
+    event_id: str
+    seq: int | None = None
+    sent_at: float | None = None
+    received_at: float
+    latency_ms: float | None = None
+    replay: bool = False
+
+
+class FanoutSessionState(Event):
+    kind: Literal["fanout_session"] = "fanout_session"
+    run: str
+    session: Literal["A", "B", "tap"]
+    replica: str
+    state: Literal["connecting", "open", "dropped", "reconnecting", "closed"]
+    detail: str | None = None
+
+
+class FanoutResult(Event):
+    kind: Literal["fanout_result"] = "fanout_result"
+    run: str
+    thread_id: str
+    passed: bool
+    phase: Literal["before_rollback", "after_rollback", "adhoc"] = "adhoc"
+    reasons: list[str] = []
+    sent: list[str] = []  # event ids
+    received: dict[str, list[str]] = {}  # session → event ids in order
+    cross_latency_ms: float | None = None
+    replay_ok: bool | None = None
+    ordering_ok: bool | None = None
+    prefixes_seen: list[str] = []
+
+
+# --- traffic, guardrails, rollback -------------------------------------------------------------------
+
+
+class TrafficWindow(Event):
+    kind: Literal["traffic_window"] = "traffic_window"
+    window_s: float
+    requests: int
+    per_replica: dict[str, int]
+    errors_5xx: dict[str, int] = {}
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    ws_disconnects: int = 0
+    idempotency_collisions: int = 0
+    transport_errors: int = 0
+
+
+class SelectorState(Event):
+    kind: Literal["selector_state"] = "selector_state"
+    selector: dict[str, str]
+    weights: dict[str, int] = {}
+    backends: list[str] = []
+    source: str
+
+
+class GuardrailBreach(Event):
+    kind: Literal["guardrail_breach"] = "guardrail_breach"
+    guardrail: str
+    severity: Literal["P0", "P1"]
+    metric: str
+    value: float
+    threshold: float
+    window_s: float
+    first_bad_ts: float | None = None
+
+
+class GuardrailRecovered(Event):
+    kind: Literal["guardrail_recovered"] = "guardrail_recovered"
+    guardrail: str
+    value: float
+
+
+class RollbackRequested(Event):
+    kind: Literal["rollback_requested"] = "rollback_requested"
+    action: str
+    actor: str
+    confirmed_text: str
+    reason: str = ""
+
+
+class RollbackApplied(Event):
+    kind: Literal["rollback_applied"] = "rollback_applied"
+    action: str
+    driver: str
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    ok: bool = True
+    error: str | None = None
+
+
+class RollbackVerified(Event):
+    kind: Literal["rollback_verified"] = "rollback_verified"
+    action: str
+    ok: bool
+    stable_share: float
+    requests: int
+    time_to_detect_s: float | None = None
+    rto_s: float | None = None
+
+
+# --- gates -----------------------------------------------------------------------------------------
+
+
+class GateStarted(Event):
+    kind: Literal["gate_started"] = "gate_started"
+    gate: str
+    run: str
+    argv: list[str]
+    where: str
+    actor: str = "engine"
+
+
+class GateOutput(Event):
+    kind: Literal["gate_output"] = "gate_output"
+    gate: str
+    run: str
+    stream: Literal["stdout", "stderr"]
+    line: str
+
+
+class GateFinished(Event):
+    kind: Literal["gate_finished"] = "gate_finished"
+    gate: str
+    run: str
+    outcome: Literal["passed", "failed", "timed_out", "cancelled", "error"]
+    exit_code: int | None = None
+    duration_s: float
+    output_lines: int = 0
+    artefact: str | None = None
+    error: str | None = None
+
+
+# --- evidence --------------------------------------------------------------------------------------
+
+
+class OperatorAction(Event):
+    """Any operator key press that changes something; fsync'd before it is acknowledged."""
+
+    kind: Literal["operator_action"] = "operator_action"
+    action: str
+    actor: str
+    detail: dict[str, Any] = {}
+
+
+class ChecklistTicked(Event):
+    kind: Literal["checklist_ticked"] = "checklist_ticked"
+    item: str
+    checked: bool
+    actor: str
+    note: str = ""
+    auto: bool = False
+
+
+class ExportWritten(Event):
+    kind: Literal["export_written"] = "export_written"
+    directory: str
+    files: list[str]
+    actor: str
+
+
+AnyEvent = Annotated[
+    SessionStarted
+    | SessionResumed
+    | SessionEnded
+    | Notice
+    | StepEntered
+    | HealthSample
+    | FactCaptured
+    | ProbeResult
+    | FanoutFrame
+    | FanoutSessionState
+    | FanoutResult
+    | TrafficWindow
+    | SelectorState
+    | GuardrailBreach
+    | GuardrailRecovered
+    | RollbackRequested
+    | RollbackApplied
+    | RollbackVerified
+    | GateStarted
+    | GateOutput
+    | GateFinished
+    | OperatorAction
+    | ChecklistTicked
+    | ExportWritten,
+    Field(discriminator="kind"),
+]
+
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+DURABLE = frozenset(
+    {
+        "session_started",
+        "session_resumed",
+        "session_ended",
+        "operator_action",
+        "checklist_ticked",
+        "rollback_requested",
+        "rollback_applied",
+        "rollback_verified",
+        "gate_finished",
+        "guardrail_breach",
+        "export_written",
+    }
+)
+HIGH_RATE = frozenset({"fanout_frame", "gate_output", "health_sample", "traffic_window"})
+
+
+def parse_event(line: str | bytes) -> Event:
+    """Parse one journal line into its typed event (raises pydantic.ValidationError)."""
+    return EVENT_ADAPTER.validate_json(line)

@@ -1,0 +1,152 @@
+"""The append-only JSONL session journal: the source of truth the UI, report and resume fold over.
+
+* Every line is redacted before it is written; the file is created with mode 0600.
+* DURABLE events (operator actions, gate results, ticks…) are written and fsync'd before
+  `append` returns. Other events are buffered and written in batches (at most `batch_s` old),
+  by `flush_due()` or the next durable append — ordering on disk is always append order.
+* `read_journal` skips a torn last line (a crash mid-write) with a warning instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rollback_tui.core.events import DURABLE, Event, parse_event
+from rollback_tui.core.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+
+class Journal:
+    def __init__(
+        self,
+        path: Path,
+        redactor: Redactor | None = None,
+        *,
+        batch_s: float = 0.2,
+        batch_max: int = 512,
+        next_n: int = 1,
+    ) -> None:
+        self.path = Path(path)
+        self.redact = redactor or Redactor()
+        self.batch_s = batch_s
+        self.batch_max = batch_max
+        self._n = next_n
+        self._pending: list[str] = []
+        self._pending_since = 0.0
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.chmod(self.path, 0o600)
+        if next_n == 1 and os.fstat(self._fd).st_size > 0:
+            raise FileExistsError(f"{self.path} already holds a session; use `rollback-tui resume`")
+
+    @classmethod
+    def resume(cls, path: Path, redactor: Redactor | None = None, **kw: float) -> tuple[Journal, ReadResult]:
+        """Reopen an existing journal, truncating a torn tail so appends start on a fresh line."""
+        result = read_journal(path)
+        if result.torn_tail_offset is not None:
+            with open(path, "r+b") as fh:
+                fh.truncate(result.torn_tail_offset)
+        last_n = result.events[-1].n if result.events else 0
+        return cls(path, redactor, next_n=last_n + 1, **kw), result  # type: ignore[arg-type]
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def append(self, event: Event) -> Event:
+        """Stamp `n`, redact, write. Returns the stamped event (durable ones are on disk by then)."""
+        if self.closed:
+            raise RuntimeError("journal is closed")
+        event.n = self._n
+        self._n += 1
+        line = self.redact(event.model_dump_json()) + "\n"
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(line)
+        if event.kind in DURABLE:
+            self.flush(fsync=True)
+        elif len(self._pending) >= self.batch_max:
+            self.flush()
+        return event
+
+    def flush_due(self) -> None:
+        if self._pending and time.monotonic() - self._pending_since >= self.batch_s:
+            self.flush()
+
+    def flush(self, *, fsync: bool = False) -> None:
+        if self._pending:
+            data = "".join(self._pending).encode()
+            self._pending.clear()
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        if fsync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush(fsync=True)
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass
+class ReadResult:
+    events: list[Event] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    torn_tail_offset: int | None = None  # byte offset where an incomplete last line starts
+
+    @property
+    def skipped(self) -> int:
+        return len(self.warnings)
+
+
+def iter_journal(path: Path, on_warning: Callable[[str], None] = log.warning) -> Iterator[Event]:
+    """Stream events from a journal; corrupt lines are reported through `on_warning` and skipped."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                on_warning(f"{path}:{lineno}: torn last line ({len(raw)} bytes) skipped")
+                return
+            try:
+                yield parse_event(raw)
+            except (ValidationError, ValueError) as exc:
+                on_warning(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
+
+
+def read_journal(path: Path) -> ReadResult:
+    result = ReadResult()
+    offset = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                result.warnings.append(f"{path}:{lineno}: torn last line ({len(raw)} bytes) skipped")
+                result.torn_tail_offset = offset
+                break
+            offset += len(raw)
+            try:
+                result.events.append(parse_event(raw))
+            except (ValidationError, ValueError) as exc:
+                result.warnings.append(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
+    for warning in result.warnings:
+        log.warning(warning)
+    return result
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg}"
+    return str(exc)[:120]

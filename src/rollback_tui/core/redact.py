@@ -1,0 +1,85 @@
+"""Secret redaction, applied to every journal line, screen string and export.
+
+Two layers: exact values of secrets the session knows about (environment variables that the
+playbook references as `${VAR}`, or that look like secrets), and patterns for credentials that
+appear in URLs, headers and key=value text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+MASK = "***"
+
+_SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|auth|cookie|credential|private)")
+
+_NOT_SECRET = re.compile(r"(_SOCK|_PATH|_FILE|_DIR|_URL_BASE)$")
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # scheme://user:password@host → scheme://user:***@host
+    (re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^@\s/\"']+(?=@)", re.I), rf"\g<keep>{MASK}"),
+    # ?token=…&api_key=… in URLs and key=value text
+    (
+        re.compile(
+            r"(?P<keep>(?:[?&;\s\"']|^)(?:access_token|refresh_token|token|api_key|apikey|secret|"
+            r"password|passwd|sig|signature|client_secret)=)[^&\s\"'#;]+",
+            re.I,
+        ),
+        rf"\g<keep>{MASK}",
+    ),
+    # Authorization: Bearer xyz / Basic xyz
+    (re.compile(r"(?P<keep>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I), rf"\g<keep>{MASK}"),
+    # "password": "…", "api_key": "…" inside JSON
+    (
+        re.compile(
+            r"(?P<keep>\"(?:[a-z0-9_-]*(?:password|passwd|secret|token|api[_-]?key|authorization|cookie))\"\s*:\s*\")"
+            r"(?:[^\"\\]|\\.)+(?=\")",
+            re.I,
+        ),
+        rf"\g<keep>{MASK}",
+    ),
+    # KEY=value for secret-looking env names in command lines and output
+    (
+        re.compile(
+            r"(?P<keep>\b[A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)[A-Z0-9_]*=)[^\s\"']+"
+        ),
+        rf"\g<keep>{MASK}",
+    ),
+]
+
+
+class Redactor:
+    """Masks known secret values and credential-shaped text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._values: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        values = set(self._values)
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                values.add(secret)
+                escaped = json.dumps(secret)[1:-1]
+                if escaped != secret:
+                    values.add(escaped)
+        # Longest first so a secret containing another is masked whole.
+        self._values = sorted(values, key=len, reverse=True)
+
+    @classmethod
+    def from_env(cls, referenced: Iterable[str] = (), env: Mapping[str, str] | None = None) -> Redactor:
+        """Secrets are env vars the playbook references plus any whose name looks secret."""
+        env = os.environ if env is None else env
+        names = set(referenced) | {k for k in env if _SECRET_NAME.search(k) and not _NOT_SECRET.search(k)}
+        return cls(env[name] for name in names if name in env)
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
+        return text

@@ -1,0 +1,312 @@
+"""SessionState: a fold over journal events. The UI renders it; the report reads it.
+
+`apply(event)` is the only way state changes, so replaying a journal rebuilds exactly what the
+operator saw. Everything here is plain data; nothing does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollback_tui.core import events as ev
+
+LATENCY_HISTORY = 60
+FANOUT_LOG = 500
+GATE_TAIL = 200
+
+
+@dataclass
+class ReplicaState:
+    name: str
+    role: str = "?"
+    url: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    status: str = "unknown"  # ok | degraded | down | junk | timeout | unknown
+    latency_ms: float | None = None
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_HISTORY))
+    http_status: int | None = None
+    image: str | None = None
+    commit: str | None = None
+    channel_prefix: str | None = None
+    transport: str | None = None
+    error: str | None = None
+    last_ts: float | None = None
+    samples: int = 0
+    failures: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class GateState:
+    name: str
+    status: str = "queued"  # queued | running | passed | failed | timed_out | cancelled | error
+    run: str | None = None
+    argv: list[str] = field(default_factory=list)
+    where: str = "local"
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=GATE_TAIL))
+    output_lines: int = 0
+    history: list[ev.GateFinished] = field(default_factory=list)
+
+
+@dataclass
+class FanoutState:
+    frames: deque[ev.FanoutFrame] = field(default_factory=lambda: deque(maxlen=FANOUT_LOG))
+    frames_total: int = 0
+    sessions: dict[str, ev.FanoutSessionState] = field(default_factory=dict)
+    results: list[ev.FanoutResult] = field(default_factory=list)
+
+    @property
+    def last_result(self) -> ev.FanoutResult | None:
+        return self.results[-1] if self.results else None
+
+
+@dataclass
+class TrafficState:
+    windows: deque[ev.TrafficWindow] = field(default_factory=lambda: deque(maxlen=300))
+    selector: ev.SelectorState | None = None
+    breaches: dict[str, ev.GuardrailBreach] = field(default_factory=dict)  # active breaches
+    breach_log: list[ev.GuardrailBreach | ev.GuardrailRecovered] = field(default_factory=list)
+    rollback_requested: ev.RollbackRequested | None = None
+    rollback_applied: ev.RollbackApplied | None = None
+    rollback_verified: ev.RollbackVerified | None = None
+
+    @property
+    def last_window(self) -> ev.TrafficWindow | None:
+        return self.windows[-1] if self.windows else None
+
+
+@dataclass
+class ChecklistEntry:
+    item: str
+    checked: bool = False
+    actor: str | None = None
+    note: str = ""
+    auto: bool = False
+    ts: float | None = None
+
+
+@dataclass
+class SessionState:
+    started: ev.SessionStarted | None = None
+    ended: ev.SessionEnded | None = None
+    replicas: dict[str, ReplicaState] = field(default_factory=dict)
+    gates: dict[str, GateState] = field(default_factory=dict)
+    fanout: FanoutState = field(default_factory=FanoutState)
+    traffic: TrafficState = field(default_factory=TrafficState)
+    facts: dict[str, ev.FactCaptured] = field(default_factory=dict)
+    probes: dict[str, ev.ProbeResult] = field(default_factory=dict)
+    checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
+    step: str | None = None
+    notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
+    exports: list[ev.ExportWritten] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    last_n: int = 0
+    last_ts: float | None = None
+    resumes: int = 0
+
+    # --- derived --------------------------------------------------------------------------------
+
+    @property
+    def prefixes(self) -> dict[str, str]:
+        """Channel prefix reported by each replica that reported one."""
+        return {name: r.channel_prefix for name, r in self.replicas.items() if r.channel_prefix is not None}
+
+    @property
+    def prefix_mismatch(self) -> bool:
+        return len(set(self.prefixes.values())) > 1
+
+    @property
+    def transport_mismatch(self) -> list[str]:
+        """Replicas whose realtime transport is not redis (they cannot fan out across replicas)."""
+        return [n for n, r in self.replicas.items() if r.transport not in (None, "redis")]
+
+    # --- the fold -------------------------------------------------------------------------------
+
+    def apply(self, event: ev.Event) -> None:
+        self.counts[event.kind] += 1
+        self.last_n = max(self.last_n, event.n)
+        self.last_ts = event.ts
+        handler = _HANDLERS.get(event.kind)
+        if handler is not None:
+            handler(self, event)
+
+    def replica(self, name: str) -> ReplicaState:
+        if name not in self.replicas:
+            self.replicas[name] = ReplicaState(name=name)
+        return self.replicas[name]
+
+    def gate(self, name: str) -> GateState:
+        if name not in self.gates:
+            self.gates[name] = GateState(name=name)
+        return self.gates[name]
+
+
+def fold(events: list[ev.Event] | Any) -> SessionState:
+    state = SessionState()
+    for event in events:
+        state.apply(event)
+    return state
+
+
+# --- handlers, one per event kind -----------------------------------------------------------------
+
+
+def _session_started(s: SessionState, e: ev.SessionStarted) -> None:
+    s.started = e
+    for spec in e.replicas:
+        r = s.replica(spec["name"])
+        r.role = spec.get("role", "?")
+        r.url = spec.get("url", "")
+        r.labels = dict(spec.get("labels", {}))
+
+
+def _session_resumed(s: SessionState, e: ev.SessionResumed) -> None:
+    s.resumes += 1
+    s.ended = None
+
+
+def _session_ended(s: SessionState, e: ev.SessionEnded) -> None:
+    s.ended = e
+
+
+def _notice(s: SessionState, e: ev.Notice) -> None:
+    s.notices.append(e)
+
+
+def _step_entered(s: SessionState, e: ev.StepEntered) -> None:
+    s.step = e.step
+
+
+def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
+    r = s.replica(e.replica)
+    r.status = e.status
+    r.latency_ms = e.latency_ms
+    r.http_status = e.http_status
+    r.error = e.error
+    r.last_ts = e.ts
+    r.samples += 1
+    if e.latency_ms is not None:
+        r.latencies.append(e.latency_ms)
+    if e.status not in ("ok", "degraded"):
+        r.failures += 1
+    # Identity fields persist from the last sample that carried them.
+    for attr in ("image", "commit", "channel_prefix", "transport"):
+        value = getattr(e, attr)
+        if value is not None:
+            setattr(r, attr, value)
+
+
+def _fact(s: SessionState, e: ev.FactCaptured) -> None:
+    s.facts[f"{e.fact}@{e.phase}"] = e
+
+
+def _probe(s: SessionState, e: ev.ProbeResult) -> None:
+    s.probes[e.probe] = e
+
+
+def _fanout_frame(s: SessionState, e: ev.FanoutFrame) -> None:
+    s.fanout.frames.append(e)
+    s.fanout.frames_total += 1
+
+
+def _fanout_session(s: SessionState, e: ev.FanoutSessionState) -> None:
+    s.fanout.sessions[e.session] = e
+
+
+def _fanout_result(s: SessionState, e: ev.FanoutResult) -> None:
+    s.fanout.results.append(e)
+
+
+def _traffic_window(s: SessionState, e: ev.TrafficWindow) -> None:
+    s.traffic.windows.append(e)
+
+
+def _selector(s: SessionState, e: ev.SelectorState) -> None:
+    s.traffic.selector = e
+
+
+def _breach(s: SessionState, e: ev.GuardrailBreach) -> None:
+    s.traffic.breaches[e.guardrail] = e
+    s.traffic.breach_log.append(e)
+
+
+def _recovered(s: SessionState, e: ev.GuardrailRecovered) -> None:
+    s.traffic.breaches.pop(e.guardrail, None)
+    s.traffic.breach_log.append(e)
+
+
+def _rollback_requested(s: SessionState, e: ev.RollbackRequested) -> None:
+    s.traffic.rollback_requested = e
+
+
+def _rollback_applied(s: SessionState, e: ev.RollbackApplied) -> None:
+    s.traffic.rollback_applied = e
+
+
+def _rollback_verified(s: SessionState, e: ev.RollbackVerified) -> None:
+    s.traffic.rollback_verified = e
+
+
+def _gate_started(s: SessionState, e: ev.GateStarted) -> None:
+    g = s.gate(e.gate)
+    g.status, g.run, g.argv, g.where = "running", e.run, e.argv, e.where
+    g.started_ts, g.finished_ts, g.exit_code, g.duration_s = e.ts, None, None, None
+    g.tail.clear()
+    g.output_lines = 0
+
+
+def _gate_output(s: SessionState, e: ev.GateOutput) -> None:
+    g = s.gate(e.gate)
+    if g.run == e.run:
+        g.tail.append(e.line)
+        g.output_lines += 1
+
+
+def _gate_finished(s: SessionState, e: ev.GateFinished) -> None:
+    g = s.gate(e.gate)
+    g.status, g.exit_code, g.duration_s, g.finished_ts = e.outcome, e.exit_code, e.duration_s, e.ts
+    g.history.append(e)
+
+
+def _ticked(s: SessionState, e: ev.ChecklistTicked) -> None:
+    s.checklist[e.item] = ChecklistEntry(e.item, e.checked, e.actor, e.note, e.auto, e.ts)
+
+
+def _export(s: SessionState, e: ev.ExportWritten) -> None:
+    s.exports.append(e)
+
+
+_HANDLERS: dict[str, Any] = {
+    "session_started": _session_started,
+    "session_resumed": _session_resumed,
+    "session_ended": _session_ended,
+    "notice": _notice,
+    "step_entered": _step_entered,
+    "health_sample": _health_sample,
+    "fact_captured": _fact,
+    "probe_result": _probe,
+    "fanout_frame": _fanout_frame,
+    "fanout_session": _fanout_session,
+    "fanout_result": _fanout_result,
+    "traffic_window": _traffic_window,
+    "selector_state": _selector,
+    "guardrail_breach": _breach,
+    "guardrail_recovered": _recovered,
+    "rollback_requested": _rollback_requested,
+    "rollback_applied": _rollback_applied,
+    "rollback_verified": _rollback_verified,
+    "gate_started": _gate_started,
+    "gate_output": _gate_output,
+    "gate_finished": _gate_finished,
+    "checklist_ticked": _ticked,
+    "export_written": _export,
+}
