@@ -213,3 +213,33 @@ def check_health(playbook_path: str, as_json: bool) -> None:
         if len(prefixes) > 1:
             click.echo(f"✗ channel prefix mismatch: {sorted(prefixes)}")
     sys.exit(0 if passed else 1)
+
+
+@check.command("fanout")
+@click.argument("playbook_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--replicas", nargs=2, default=None, help="The two replicas to open sessions on.")
+@click.option("--no-tap", is_flag=True, help="Do not tap Redis (PSUBSCRIBE) during the check.")
+def check_fanout(playbook_path: str, as_json: bool, replicas: tuple[str, str] | None, no_tap: bool) -> None:
+    """Two stream sessions on two replicas, same thread: delivery, ordering, catch-up replay."""
+    from rollback_tui.probes.fanout import FanoutVerifier
+
+    playbook = _load(playbook_path)
+    try:
+        verifier = FanoutVerifier(
+            playbook, lambda e: e, replicas=replicas or None, tap=False if no_tap else None
+        )
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    result = asyncio.run(verifier.run())
+    if as_json:
+        click.echo(result.model_dump_json(indent=2, exclude={"kind", "n"}))
+    else:
+        verdict = "✓ fanout verified" if result.passed else "✗ fanout check failed"
+        click.echo(f"{verdict} on thread {result.thread_id} ({' ↔ '.join(r.name for r in verifier.pair)})")
+        if result.cross_latency_ms is not None:
+            click.echo(f"  cross-replica latency (max): {result.cross_latency_ms:.1f} ms")
+        for reason in result.reasons:
+            click.echo(f"  - {reason}")
+    sys.exit(0 if result.passed else 1)

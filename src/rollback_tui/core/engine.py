@@ -18,9 +18,10 @@ from typing import Any
 
 from rollback_tui import __version__
 from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Playbook
+from rollback_tui.playbook.model import Playbook, SelectorRemoval
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class Engine:
         self.journal = journal
         self.operator = operator or current_operator()
         self.state = state or SessionState()
+        self.guardrails = GuardrailEvaluator(playbook)
+        self.auto_rollback = False  # headless policy: roll back on the first P0 breach
+        self._rollback_lock = asyncio.Lock()
         self._subscribers: list[Subscriber] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -72,6 +76,10 @@ class Engine:
                 callback(event)
             except Exception:  # a broken subscriber must not stop the feed
                 log.exception("subscriber failed on %s", event.kind)
+        for derived in self.guardrails.observe(event):
+            self.emit(derived)
+            if isinstance(derived, ev.GuardrailBreach):
+                self._on_breach(derived)
         return event
 
     def notice(self, source: str, message: str, level: str = "info") -> None:
@@ -108,6 +116,9 @@ class Engine:
             self.start_session()
         self._flusher = asyncio.create_task(self._flush_loop(), name="journal-flush")
         self.spawn("health", HealthProbe(self.playbook, self.emit).run())
+        if self.playbook.load_balancer is not None:
+            interval = 2.0 if self.playbook.load_balancer.traffic_control.driver == "lab" else 15.0
+            self.spawn("routing", self._routing_loop(interval))
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a feed or action as a named task; a crash becomes a journaled notice, not a dead app."""
@@ -138,11 +149,157 @@ class Engine:
     async def run_gates(self, names: list[str] | None = None) -> None:
         raise NotAvailable("Gate runs arrive with the gates issue (#6).")
 
-    async def run_fanout_check(self) -> None:
-        raise NotAvailable("The two-session fanout check arrives with the fanout issue (#4).")
+    async def run_fanout_check(self, phase: str | None = None, *, actor: str = "operator") -> ev.FanoutResult:
+        """Run the two-session cross-replica check (DESIGN §4); the result is journaled as it completes."""
+        from rollback_tui.probes.fanout import FanoutVerifier
 
-    async def rollback(self, action: str, confirmed_text: str) -> None:
-        raise NotAvailable("Selector removal arrives with the traffic/rollback issue (#5).")
+        if self.playbook.realtime is None:
+            raise NotAvailable("This playbook has no realtime section, so there is no fanout to verify.")
+        if self.running("fanout"):
+            raise NotAvailable("A fanout check is already running.")
+        if phase is None:
+            phase = "after_rollback" if self.state.traffic.rollback_applied else "before_rollback"
+        if actor != "engine":
+            self.operator_action("run_fanout_check", phase=phase)
+        verifier = FanoutVerifier(self.playbook, self.emit, phase=phase)
+        result = await self.spawn("fanout", verifier.run())
+        if result is None:  # the task crashed; `spawn` journaled why
+            raise NotAvailable("The fanout check stopped unexpectedly; see the notices.")
+        return result
+
+    # --- traffic, guardrails, rollback -------------------------------------------------------------
+
+    def start_traffic(self, rate_rps: float = 50.0, **kw: Any) -> None:
+        """Synthetic traffic through the balancer (bounded in count and time)."""
+        from rollback_tui.probes.traffic import TrafficGenerator
+
+        if self.playbook.load_balancer is None:
+            raise NotAvailable("This playbook has no load_balancer: there is nowhere to send traffic.")
+        if self.running("traffic"):
+            return
+        self.spawn("traffic", TrafficGenerator(self.playbook, self.emit, rate_rps=rate_rps, **kw).run())
+
+    def stop_traffic(self) -> None:
+        task = self._tasks.get("traffic")
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def read_routing(self) -> ev.SelectorState:
+        from rollback_tui.actions.traffic_control import TrafficControlError, make_driver
+
+        try:
+            driver = make_driver(self.playbook)
+            state = await driver.read()
+        except TrafficControlError as exc:
+            raise NotAvailable(str(exc)) from exc
+        event = ev.SelectorState(source=driver.name, **state.as_dict())
+        if self.state.traffic.selector is None or _routing(self.state.traffic.selector) != _routing(event):
+            self.emit(event)
+        return event
+
+    async def _routing_loop(self, interval_s: float) -> None:
+        """Keep the traffic pane's selector current; a balancer that is down is a notice, not a crash."""
+        down = False
+        while True:
+            try:
+                await self.read_routing()
+                if down:
+                    self.notice("routing", "balancer admin reachable again")
+                down = False
+            except NotAvailable as exc:
+                if not down:
+                    self.notice("routing", str(exc), "warning")
+                down = True
+            await asyncio.sleep(interval_s)
+
+    def _on_breach(self, breach: ev.GuardrailBreach) -> None:
+        if self.auto_rollback and breach.severity == "P0" and not self.running("rollback"):
+            action = self._selector_removal()
+            if action is not None and self.state.traffic.rollback_verified is None:
+                self.spawn("rollback", self.rollback(action.name, action.replica_set, actor="auto-rollback"))
+
+    def _selector_removal(self, name: str | None = None) -> SelectorRemoval | None:
+        for action in self.playbook.actions:
+            if isinstance(action, SelectorRemoval) and (name is None or action.name == name):
+                return action
+        return None
+
+    async def rollback(
+        self, action: str | None, confirmed_text: str, *, actor: str | None = None
+    ) -> ev.RollbackVerified:
+        """Remove the candidate from the selectors, then verify until 100 % of traffic lands on stable.
+
+        Journals the request (who/when, fsync'd) before touching anything, the routing before and after,
+        and the verification with time-to-detect and RTO. Pressing it twice does no harm.
+        """
+        spec = self._selector_removal(action)
+        if spec is None:
+            raise NotAvailable("This playbook has no selector_removal action.")
+        if confirmed_text.strip() != spec.replica_set:
+            raise NotAvailable(f"Typed {confirmed_text!r}; type {spec.replica_set!r} exactly to confirm.")
+        if self._rollback_lock.locked():
+            raise NotAvailable("A rollback is already in progress.")
+        async with self._rollback_lock:
+            return await self._rollback(spec, confirmed_text, actor)
+
+    async def _rollback(
+        self, spec: SelectorRemoval, confirmed_text: str, actor: str | None
+    ) -> ev.RollbackVerified:
+        from rollback_tui.actions.traffic_control import TrafficControlError, make_driver
+        from rollback_tui.probes.traffic import verify_stable
+
+        assert self.playbook.load_balancer is not None
+        breach = self._active_p0()
+        requested = self.emit(
+            ev.RollbackRequested(
+                action=spec.name,
+                actor=actor or self.operator,
+                confirmed_text=confirmed_text,
+                reason=f"guardrail {breach.guardrail} breached" if breach else "operator decision",
+            )
+        )
+        try:
+            driver = make_driver(self.playbook)
+            before = await driver.read()
+            after = await driver.remove(spec.remove_replicas)
+        except TrafficControlError as exc:
+            self.emit(ev.RollbackApplied(action=spec.name, driver="?", ok=False, error=str(exc)))
+            raise NotAvailable(f"Rollback failed: {exc}") from exc
+        still = [r for r in spec.remove_replicas if r in after.backends]
+        self.emit(
+            ev.RollbackApplied(
+                action=spec.name,
+                driver=driver.name,
+                before=before.as_dict(),
+                after=after.as_dict(),
+                ok=not still,
+                error=f"{', '.join(still)} still selected after the change" if still else None,
+            )
+        )
+        self.emit(ev.SelectorState(source=driver.name, **after.as_dict()))
+        stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
+        ok, share, total, _served = await verify_stable(
+            self.playbook.load_balancer.url,
+            stable,
+            need=spec.verify_requests,
+            timeout_s=spec.rto_budget_s,
+        )
+        verified = ev.RollbackVerified(
+            action=spec.name,
+            ok=ok and not still,
+            stable_share=round(share, 4),
+            requests=total,
+            time_to_detect_s=round(breach.ts - breach.first_bad_ts, 3)
+            if breach and breach.first_bad_ts
+            else None,
+        )
+        verified.rto_s = round(verified.ts - requested.ts, 3)
+        self.emit(verified)
+        return verified
+
+    def _active_p0(self) -> ev.GuardrailBreach | None:
+        active = [b for b in self.state.traffic.breaches.values() if b.severity == "P0"]
+        return min(active, key=lambda b: b.ts) if active else None
 
     def tick(self, item: str, checked: bool = True, note: str = "") -> None:
         raise NotAvailable("Checklist ticking arrives with the evidence issue (#8).")
@@ -167,6 +324,10 @@ class Engine:
         if not self.journal.closed:
             self.emit(ev.SessionEnded(reason=reason))
             self.journal.close()
+
+
+def _routing(event: ev.SelectorState) -> tuple[Any, ...]:
+    return (event.selector, event.weights, event.backends)
 
 
 def default_journal_path(playbook: Playbook, base: Path) -> Path:

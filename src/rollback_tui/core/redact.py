@@ -18,11 +18,20 @@ _SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|auth|c
 
 _NOT_SECRET = re.compile(r"(_SOCK|_PATH|_FILE|_DIR|_URL_BASE)$")
 
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+_KV_TRIGGERS = ("token=", "key=", "secret=", "password=", "passwd=", "sig=", "signature=")
+
+# (cheap lowercase substrings that must be present, pattern, replacement). The triggers keep the
+# common case — a line with nothing secret-shaped — to a few substring scans instead of regex runs.
+_PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
     # scheme://user:password@host → scheme://user:***@host
-    (re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^@\s/\"']+(?=@)", re.I), rf"\g<keep>{MASK}"),
+    (
+        ("://",),
+        re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^@\s/\"']+(?=@)", re.I),
+        rf"\g<keep>{MASK}",
+    ),
     # ?token=…&api_key=… in URLs and key=value text
     (
+        _KV_TRIGGERS,
         re.compile(
             r"(?P<keep>(?:[?&;\s\"']|^)(?:access_token|refresh_token|token|api_key|apikey|secret|"
             r"password|passwd|sig|signature|client_secret)=)[^&\s\"'#;]+",
@@ -31,9 +40,14 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         rf"\g<keep>{MASK}",
     ),
     # Authorization: Bearer xyz / Basic xyz
-    (re.compile(r"(?P<keep>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I), rf"\g<keep>{MASK}"),
+    (
+        ("bearer ", "basic ", "token "),
+        re.compile(r"(?P<keep>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{6,}", re.I),
+        rf"\g<keep>{MASK}",
+    ),
     # "password": "…", "api_key": "…" inside JSON
     (
+        ('password"', 'passwd"', 'secret"', 'token"', 'key"', 'authorization"', 'cookie"'),
         re.compile(
             r"(?P<keep>\"(?:[a-z0-9_-]*(?:password|passwd|secret|token|api[_-]?key|authorization|cookie))\"\s*:\s*\")"
             r"(?:[^\"\\]|\\.)+(?=\")",
@@ -43,8 +57,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     # KEY=value for secret-looking env names in command lines and output
     (
+        _KV_TRIGGERS,
         re.compile(
-            r"(?P<keep>\b[A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)[A-Z0-9_]*=)[^\s\"']+"
+            r"(?P<keep>\b[A-Z0-9_]*?(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)[A-Z0-9_]*=)[^\s\"']+"
         ),
         rf"\g<keep>{MASK}",
     ),
@@ -80,6 +95,8 @@ class Redactor:
         for value in self._values:
             if value in text:
                 text = text.replace(value, MASK)
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
+        lowered = text.lower()
+        for triggers, pattern, repl in _PATTERNS:
+            if any(t in lowered for t in triggers):
+                text = pattern.sub(repl, text)
         return text

@@ -1,0 +1,141 @@
+"""Guardrails: playbook thresholds evaluated over sliding windows of observed events.
+
+`GuardrailEvaluator.observe(event)` takes every journaled event and returns the derived events
+(GuardrailBreach / GuardrailRecovered) the engine should journal. A breach fires when the metric
+exceeds its threshold (strictly greater) and has done so for `sustained_s`; it carries the value, the
+threshold, the window and the timestamp of the first bad sample, so time-to-detect is
+`breach.ts - breach.first_bad_ts`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from rollback_tui.core import events as ev
+from rollback_tui.playbook.model import Guardrail, Playbook
+
+MIN_REQUESTS = 10  # a rate over fewer requests is noise, not evidence
+
+
+@dataclass
+class _Track:
+    rail: Guardrail
+    first_bad_ts: float | None = None
+    breached: bool = False
+
+
+@dataclass
+class GuardrailEvaluator:
+    playbook: Playbook
+    windows: deque[ev.TrafficWindow] = field(default_factory=lambda: deque(maxlen=3600))
+    health: dict[str, ev.HealthSample] = field(default_factory=dict)
+    probes: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
+    gates: dict[str, ev.GateFinished] = field(default_factory=dict)
+    tracks: dict[str, _Track] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracks = {g.name: _Track(g) for g in self.playbook.guardrails}
+        self.roles = {r.name: r.role for r in self.playbook.replicas}
+
+    def observe(self, event: ev.Event) -> list[ev.Event]:
+        if isinstance(event, ev.TrafficWindow):
+            self.windows.append(event)
+            metrics = {"http_5xx_rate", "ws_disconnects", "idempotency_collisions", "p95_latency_ms"}
+        elif isinstance(event, ev.HealthSample):
+            self.health[event.replica] = event
+            metrics = {"health_failing"}
+        elif isinstance(event, ev.ProbeResult):
+            self.probes.setdefault(event.probe, deque(maxlen=1000)).append(event)
+            metrics = {"dead_letters_growth"}
+        elif isinstance(event, ev.GateFinished):
+            self.gates[event.gate] = event
+            metrics = {"gate_failed"}
+        else:
+            return []
+        out: list[ev.Event] = []
+        for track in self.tracks.values():
+            if track.rail.metric in metrics:
+                derived = self._evaluate(track, event.ts)
+                if derived is not None:
+                    out.append(derived)
+        return out
+
+    # --- evaluation -------------------------------------------------------------------------------
+
+    def _evaluate(self, track: _Track, now: float) -> ev.Event | None:
+        rail = track.rail
+        value = self.value(rail, now)
+        if value is None:
+            return None
+        if value > rail.threshold:
+            if track.first_bad_ts is None:
+                track.first_bad_ts = self._first_bad_ts(rail, now)
+            held = now - track.first_bad_ts
+            if not track.breached and held >= rail.sustained_s:
+                track.breached = True
+                return ev.GuardrailBreach(
+                    guardrail=rail.name,
+                    severity=rail.severity,
+                    metric=rail.metric,
+                    value=round(value, 4),
+                    threshold=rail.threshold,
+                    window_s=rail.window_s,
+                    first_bad_ts=track.first_bad_ts,
+                )
+            return None
+        track.first_bad_ts = None
+        if track.breached:
+            track.breached = False
+            return ev.GuardrailRecovered(guardrail=rail.name, value=round(value, 4))
+        return None
+
+    def _first_bad_ts(self, rail: Guardrail, now: float) -> float:
+        # For windowed traffic metrics the first bad sample lies inside the newest window.
+        windowed = ("http_5xx_rate", "ws_disconnects", "idempotency_collisions", "p95_latency_ms")
+        if rail.metric in windowed and self.windows:
+            last = self.windows[-1]
+            return last.ts - last.window_s
+        return now
+
+    def _in_scope(self, rail: Guardrail, replica: str) -> bool:
+        return rail.scope == "all" or self.roles.get(replica) == rail.scope
+
+    def _recent(self, rail: Guardrail, now: float) -> list[ev.TrafficWindow]:
+        return [w for w in self.windows if w.ts >= now - rail.window_s]
+
+    def value(self, rail: Guardrail, now: float) -> float | None:
+        """The metric's current value, or None when there is not enough data to judge."""
+        metric = rail.metric
+        if metric == "http_5xx_rate":
+            recent = self._recent(rail, now)
+            requests = errors = 0
+            for w in recent:
+                requests += sum(n for r, n in w.per_replica.items() if self._in_scope(rail, r))
+                errors += sum(n for r, n in w.errors_5xx.items() if self._in_scope(rail, r))
+            if requests >= MIN_REQUESTS:
+                return errors / requests
+            # Plenty of traffic but none of it reaches the scope (blue-next removed): nothing is failing.
+            return 0.0 if sum(w.requests for w in recent) >= MIN_REQUESTS else None
+        if metric == "ws_disconnects":
+            recent = self._recent(rail, now)
+            return float(sum(w.ws_disconnects for w in recent)) if recent else None
+        if metric == "idempotency_collisions":
+            recent = self._recent(rail, now)
+            return float(sum(w.idempotency_collisions for w in recent)) if recent else None
+        if metric == "p95_latency_ms":
+            p95s = [w.p95_ms for w in self._recent(rail, now) if w.p95_ms is not None]
+            return sum(p95s) / len(p95s) if p95s else None
+        if metric == "health_failing":
+            scoped = [s for r, s in self.health.items() if self._in_scope(rail, r)]
+            if not scoped:
+                return None
+            return float(sum(1 for s in scoped if s.status not in ("ok", "degraded")))
+        if metric == "dead_letters_growth":
+            history = [p for p in self.probes.get(rail.probe or "", ()) if p.ts >= now - rail.window_s]
+            counts = [float(p.value) for p in history if p.ok and isinstance(p.value, int | float)]
+            return counts[-1] - min(counts) if len(counts) >= 2 else None
+        if metric == "gate_failed":
+            finished = self.gates.get(rail.gate or "")
+            return None if finished is None else float(finished.outcome != "passed")
+        return None

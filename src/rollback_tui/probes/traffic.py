@@ -1,0 +1,245 @@
+"""Synthetic traffic through the load balancer, measured per replica from `X-Served-By`.
+
+Rate-limited and bounded in count and time. Each window becomes a TrafficWindow event: requests and
+5xx per replica, p50/p95 latency, idempotency collisions (409), transport errors, and websocket
+disconnects seen by a few long-lived stream sessions held open through the balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from websockets.asyncio.client import connect as ws_connect
+
+from rollback_tui.core import events as ev
+from rollback_tui.playbook.model import Playbook
+from rollback_tui.probes.fanout import cleanup_thread, render, ws_base
+
+Emit = Callable[[ev.Event], ev.Event]
+UNKNOWN = "?"
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Window:
+    started: float = field(default_factory=time.monotonic)
+    per_replica: Counter[str] = field(default_factory=Counter)
+    errors_5xx: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    collisions: int = 0
+    transport_errors: int = 0
+    ws_disconnects: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(self.per_replica.values())
+
+    def to_event(self) -> ev.TrafficWindow:
+        return ev.TrafficWindow(
+            window_s=round(time.monotonic() - self.started, 3),
+            requests=self.requests,
+            per_replica=dict(self.per_replica),
+            errors_5xx=dict(self.errors_5xx),
+            p50_ms=_round(percentile(self.latencies, 0.50)),
+            p95_ms=_round(percentile(self.latencies, 0.95)),
+            ws_disconnects=self.ws_disconnects,
+            idempotency_collisions=self.collisions,
+            transport_errors=self.transport_errors,
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+class TrafficGenerator:
+    """POSTs replay-safe synthetic messages through the balancer at `rate_rps`, `concurrency` at a time."""
+
+    def __init__(
+        self,
+        playbook: Playbook,
+        emit: Emit,
+        *,
+        rate_rps: float = 50.0,
+        window_s: float = 1.0,
+        concurrency: int = 8,
+        ws_sessions: int = 4,
+        max_requests: int = 100_000,
+        max_duration_s: float = 600.0,
+        request_timeout_s: float = 2.0,
+    ) -> None:
+        if playbook.load_balancer is None:
+            raise ValueError("the playbook has no load_balancer: there is nowhere to send traffic")
+        self.playbook = playbook
+        self.emit = emit
+        self.base = playbook.load_balancer.url.rstrip("/")
+        self.rate_rps = rate_rps
+        self.window_s = window_s
+        self.concurrency = concurrency
+        self.ws_sessions = ws_sessions if playbook.realtime else 0
+        self.max_requests = max_requests
+        self.max_duration_s = max_duration_s
+        self.timeout = request_timeout_s
+        self.thread_id = f"synthetic-{uuid.uuid4().hex[:10]}"
+        self.sent = 0
+        self._window = Window()
+        self._observers: list[Callable[[str, int], None]] = []
+
+    def observe(self, callback: Callable[[str, int], None]) -> None:
+        """Called with (replica, status) for every response — the rollback verifier watches these."""
+        self._observers.append(callback)
+
+    async def run(self) -> None:
+        deadline = time.monotonic() + self.max_duration_s
+        async with httpx.AsyncClient(
+            timeout=self.timeout, limits=httpx.Limits(max_connections=self.concurrency * 2)
+        ) as client:
+            tasks = [asyncio.create_task(self._stream_session(i, deadline)) for i in range(self.ws_sessions)]
+            tasks.append(asyncio.create_task(self._window_loop()))
+            try:
+                await self._load(client, deadline)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                self._close_window()
+                if self.playbook.realtime is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(cleanup_thread(self.playbook.realtime.redis_url, self.thread_id))
+
+    async def _load(self, client: httpx.AsyncClient, deadline: float) -> None:
+        interval = 1.0 / self.rate_rps
+        gate = asyncio.Semaphore(self.concurrency)
+        pending: set[asyncio.Task[None]] = set()
+        next_at = time.monotonic()
+        while self.sent < self.max_requests and time.monotonic() < deadline:
+            await gate.acquire()
+            task = asyncio.create_task(self._one(client))
+            task.add_done_callback(lambda _t: gate.release())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            self.sent += 1
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
+        proto = self.playbook.realtime.fanout if self.playbook.realtime else None
+        key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
+        values = {"base": self.base, "thread_id": self.thread_id, "text": "synthetic", "key": key}
+        if proto:
+            url = render(proto.send_url, **values)
+            body = {k: render(v, **values) for k, v in proto.send_body.items()}
+            headers = {proto.idempotency_header: key}
+        else:
+            url, body, headers = self.base + "/healthz", None, {}
+        started = time.perf_counter()
+        try:
+            if body is None:
+                response = await client.get(url)
+            else:
+                response = await client.post(url, json=body, headers=headers)
+        except httpx.HTTPError:
+            self._window.transport_errors += 1
+            return
+        latency = (time.perf_counter() - started) * 1000
+        replica = response.headers.get("x-served-by", UNKNOWN)
+        w = self._window
+        w.per_replica[replica] += 1
+        w.latencies.append(latency)
+        if response.status_code >= 500:
+            w.errors_5xx[replica] += 1
+        elif response.status_code == 409:
+            w.collisions += 1
+        for callback in self._observers:
+            callback(replica, response.status_code)
+
+    async def _stream_session(self, index: int, deadline: float) -> None:
+        """A long-lived stream through the balancer; an unexpected close counts as a disconnect."""
+        assert self.playbook.realtime is not None
+        proto = self.playbook.realtime.fanout
+        url = render(
+            proto.stream_url, base=self.base, base_ws=ws_base(self.base), thread_id=self.thread_id, after=0
+        )
+        if proto.stream_kind != "websocket":
+            return
+        while time.monotonic() < deadline:
+            try:
+                async with ws_connect(url, open_timeout=self.timeout) as ws:
+                    async for _ in ws:
+                        pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass
+            self._window.ws_disconnects += 1
+            await asyncio.sleep(0.1)
+
+    async def _window_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.window_s)
+            self._close_window()
+
+    def _close_window(self) -> None:
+        window, self._window = self._window, Window()
+        if window.requests or window.transport_errors or window.ws_disconnects:
+            self.emit(window.to_event())
+
+
+async def verify_stable(
+    base_url: str,
+    stable: set[str],
+    *,
+    need: int,
+    timeout_s: float,
+    path: str = "/healthz",
+    concurrency: int = 8,
+) -> tuple[bool, float, int, dict[str, int]]:
+    """Send requests through the balancer until `need` consecutive ones land on stable replicas.
+
+    Returns (verified, stable share of all responses, requests sent, responses per replica).
+    """
+    url = base_url.rstrip("/") + path
+    deadline = time.monotonic() + timeout_s
+    served: Counter[str] = Counter()
+    streak = 0
+    done = asyncio.Event()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal streak
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError:
+                streak = 0
+                served["(no answer)"] += 1
+                await asyncio.sleep(0.02)
+                continue
+            replica = response.headers.get("x-served-by", UNKNOWN)
+            served[replica] += 1
+            streak = streak + 1 if replica in stable else 0
+            if streak >= need:
+                done.set()
+
+    async with httpx.AsyncClient(timeout=min(2.0, timeout_s)) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    total = sum(served.values())
+    share = sum(n for r, n in served.items() if r in stable) / total if total else 0.0
+    return done.is_set(), share, total, dict(served)

@@ -1,0 +1,114 @@
+"""Guardrail evaluation over sliding windows: breach, sustain, recovery, scopes."""
+
+from __future__ import annotations
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import GuardrailEvaluator
+from rollback_tui.playbook.model import Playbook
+
+
+def _playbook(*rails: dict) -> Playbook:
+    return Playbook.model_validate(
+        {
+            "name": "t",
+            "title": "t",
+            "replicas": [
+                {"name": "stable-a", "url": "http://127.0.0.1:1", "role": "stable"},
+                {"name": "blue-next", "url": "http://127.0.0.1:2", "role": "candidate"},
+            ],
+            "steps": [{"name": "s", "title": "s", "do": [{"manual": "x"}]}],
+            "guardrails": list(rails),
+        }
+    )
+
+
+def _window(ts: float, stable=(90, 0), candidate=(10, 0), **kw) -> ev.TrafficWindow:
+    return ev.TrafficWindow(
+        ts=ts,
+        window_s=1.0,
+        requests=stable[0] + candidate[0],
+        per_replica={"stable-a": stable[0], "blue-next": candidate[0]},
+        errors_5xx={"stable-a": stable[1], "blue-next": candidate[1]},
+        **kw,
+    )
+
+
+RAIL_5XX = {
+    "name": "cand-5xx",
+    "title": "5xx on blue-next",
+    "metric": "http_5xx_rate",
+    "threshold": 0.05,
+    "window_s": 3,
+    "scope": "candidate",
+}
+
+
+def test_candidate_5xx_breach_then_recovery_after_removal():
+    g = GuardrailEvaluator(_playbook(RAIL_5XX))
+    assert g.observe(_window(100.0)) == []
+    out = g.observe(_window(101.0, candidate=(10, 5)))
+    assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
+    breach = out[0]
+    assert breach.value == 0.25 and breach.threshold == 0.05 and breach.severity == "P0"
+    assert breach.first_bad_ts == 100.0  # start of the window that held the first bad sample
+    assert g.observe(_window(102.0, candidate=(10, 5))) == []  # already breached: no repeat
+    # blue-next removed: traffic keeps flowing, none of it to the candidate
+    g.observe(_window(103.0, stable=(100, 0), candidate=(0, 0)))
+    g.observe(_window(104.0, stable=(100, 0), candidate=(0, 0)))
+    # the 3 s window still holds the bad window at 102 …
+    assert g.observe(_window(105.0, stable=(100, 0), candidate=(0, 0))) == []
+    out = g.observe(_window(106.0, stable=(100, 0), candidate=(0, 0)))
+    assert [type(e) for e in out] == [ev.GuardrailRecovered]
+
+
+def test_stable_errors_do_not_trip_a_candidate_scoped_rail():
+    g = GuardrailEvaluator(_playbook(RAIL_5XX))
+    assert g.observe(_window(1.0, stable=(90, 90), candidate=(10, 0))) == []
+
+
+def test_too_few_requests_is_not_evidence():
+    g = GuardrailEvaluator(_playbook({**RAIL_5XX, "scope": "all"}))
+    assert g.observe(_window(1.0, stable=(2, 2), candidate=(1, 1))) == []
+
+
+def test_sustained_p95_only_breaches_when_held():
+    rail = {
+        "name": "p95",
+        "title": "p95",
+        "metric": "p95_latency_ms",
+        "threshold": 300,
+        "window_s": 1,
+        "sustained_s": 3,
+        "severity": "P1",
+    }
+    g = GuardrailEvaluator(_playbook(rail))
+    assert g.observe(_window(10.0, p95_ms=500)) == []
+    assert g.observe(_window(11.0, p95_ms=500)) == []
+    out = g.observe(_window(12.0, p95_ms=500))
+    assert len(out) == 1 and out[0].severity == "P1"
+    assert g.observe(_window(13.0, p95_ms=100))[0].kind == "guardrail_recovered"
+
+
+def test_health_dead_letters_and_gate_metrics():
+    rails = [
+        {"name": "health", "title": "h", "metric": "health_failing", "threshold": 0},
+        {
+            "name": "dlq",
+            "title": "d",
+            "metric": "dead_letters_growth",
+            "threshold": 5,
+            "window_s": 60,
+            "probe": "dead-letters",
+        },
+        {"name": "smoke", "title": "s", "metric": "gate_failed", "threshold": 0, "gate": "smoke"},
+    ]
+    g = GuardrailEvaluator(_playbook(*rails))
+    assert g.observe(ev.HealthSample(ts=1, replica="stable-a", status="ok")) == []
+    assert g.observe(ev.HealthSample(ts=2, replica="blue-next", status="timeout"))[0].guardrail == "health"
+    assert g.observe(ev.ProbeResult(ts=3, probe="dead-letters", ok=True, value=2)) == []
+    assert g.observe(ev.ProbeResult(ts=4, probe="dead-letters", ok=True, value=6)) == []  # +4
+    assert g.observe(ev.ProbeResult(ts=5, probe="dead-letters", ok=True, value=9))[0].value == 7
+    passed = ev.GateFinished(ts=6, gate="smoke", run="1", outcome="passed", exit_code=0, duration_s=1)
+    assert g.observe(passed) == []
+    failed = passed.model_copy(update={"outcome": "failed", "exit_code": 1, "ts": 7})
+    assert g.observe(failed)[0].guardrail == "smoke"

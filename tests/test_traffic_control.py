@@ -1,0 +1,137 @@
+"""Traffic-control drivers: selector arithmetic and the command driver against a real kubectl stand-in."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from rollback_tui.actions.traffic_control import (
+    CommandDriver,
+    TrafficControlError,
+    make_driver,
+    parse_state,
+    selector_without,
+)
+from rollback_tui.playbook.model import Playbook, Replica
+
+REPLICAS = [
+    Replica(
+        name="stable-a", url="http://127.0.0.1:1", role="stable", labels={"app": "api", "track": "stable"}
+    ),
+    Replica(
+        name="stable-b", url="http://127.0.0.1:2", role="stable", labels={"app": "api", "track": "stable"}
+    ),
+    Replica(
+        name="blue-next", url="http://127.0.0.1:3", role="candidate", labels={"app": "api", "track": "blue"}
+    ),
+]
+
+
+def test_selector_narrowed_with_a_separating_label():
+    assert selector_without(REPLICAS, {"app": "api"}, ["blue-next"]) == {"app": "api", "track": "stable"}
+
+
+def test_removing_twice_is_harmless():
+    narrowed = {"app": "api", "track": "stable"}
+    assert selector_without(REPLICAS, narrowed, ["blue-next"]) == narrowed
+
+
+def test_no_separating_label_is_a_clear_error():
+    same = [r.model_copy(update={"labels": {"app": "api"}}) for r in REPLICAS]
+    with pytest.raises(TrafficControlError, match="no label separates blue-next"):
+        selector_without(same, {"app": "api"}, ["blue-next"])
+
+
+def test_parse_state_accepts_kubectl_selector_and_full_state():
+    assert parse_state('{"app":"api"}').selector == {"app": "api"}
+    full = parse_state('{"selector": {"app": "api"}, "weights": {"a": 1}, "backends": ["a"]}')
+    assert (full.weights, full.backends) == ({"a": 1}, ["a"])
+    with pytest.raises(TrafficControlError, match="not JSON"):
+        parse_state("error: the server doesn't have a resource type")
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path):
+    """A real executable that keeps a service selector in a file, like `kubectl patch/get service`."""
+    state = tmp_path / "service.json"
+    state.write_text(json.dumps({"app": "api"}))
+    script = tmp_path / "kubectl"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        + textwrap.dedent(
+            f"""
+            import json, sys
+            path = {str(state)!r}
+            args = sys.argv[1:]
+            if args[:2] == ["get", "service"]:
+                print(open(path).read())
+            elif args[:2] == ["patch", "service"]:
+                patch = json.loads(args[args.index("-p") + 1])
+                open(path, "w").write(json.dumps(patch["spec"]["selector"]))
+                print("service/api patched")
+            else:
+                print("unknown command", args, file=sys.stderr)
+                sys.exit(1)
+            """
+        )
+    )
+    script.chmod(0o755)
+    return script, state
+
+
+def _command_playbook(kubectl) -> Playbook:
+    return Playbook.model_validate(
+        {
+            "name": "k",
+            "title": "k",
+            "replicas": [r.model_dump() for r in REPLICAS],
+            "load_balancer": {
+                "url": "http://127.0.0.1:9",
+                "selector": {"app": "api"},
+                "traffic_control": {
+                    "driver": "command",
+                    "remove": {
+                        "argv": [
+                            str(kubectl),
+                            "patch",
+                            "service",
+                            "api",
+                            "-p",
+                            '{{"spec":{{"selector":{selector_json}}}}}',
+                        ]
+                    },
+                    "read": {
+                        "argv": [str(kubectl), "get", "service", "api", "-o", "jsonpath={{.spec.selector}}"]
+                    },
+                },
+            },
+            "steps": [{"name": "s", "title": "s", "do": [{"manual": "x"}]}],
+        }
+    )
+
+
+async def test_command_driver_removes_and_reads_back(fake_kubectl):
+    kubectl, state = fake_kubectl
+    driver = make_driver(_command_playbook(kubectl))
+    assert isinstance(driver, CommandDriver)
+    before = await driver.read()
+    assert sorted(before.backends) == ["blue-next", "stable-a", "stable-b"]
+    after = await driver.remove(["blue-next"])
+    assert json.loads(state.read_text()) == {"app": "api", "track": "stable"}
+    assert sorted(after.backends) == ["stable-a", "stable-b"]
+    again = await driver.remove(["blue-next"])  # idempotent
+    assert again.selector == after.selector
+
+
+async def test_command_driver_failure_is_reported(fake_kubectl, tmp_path):
+    kubectl, _state = fake_kubectl
+    pb = _command_playbook(kubectl)
+    pb.load_balancer.traffic_control.read.argv = [str(kubectl), "explode"]
+    with pytest.raises(TrafficControlError, match="read command exited 1: unknown command"):
+        await make_driver(pb).read()
+    pb.load_balancer.traffic_control.read.argv = [str(tmp_path / "no-such-kubectl")]
+    with pytest.raises(TrafficControlError, match="cannot run"):
+        await make_driver(pb).read()
