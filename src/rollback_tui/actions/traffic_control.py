@@ -17,10 +17,7 @@ Every driver reads the resulting state back after changing it; that read-back is
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -114,33 +111,11 @@ class LabDriver:
 Runner = Callable[[CommandSpec, dict[str, str]], Awaitable[tuple[int, str, str]]]
 
 
-async def run_local(spec: CommandSpec, values: dict[str, str]) -> tuple[int, str, str]:
-    """Run a command spec locally (argv, no shell unless explicit), placeholders filled per argument."""
-    if spec.shell:
-        argv = ["/bin/sh", "-c", spec.run or ""]  # shell strings never receive interpolated values
-    else:
-        argv = [os.path.expandvars(arg.format_map(_Missing(values))) for arg in spec.argv or []]
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", *spec.env_allow) if k in os.environ}
-    env.update({k: os.path.expandvars(v) for k, v in spec.env.items()})
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=spec.cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise TrafficControlError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), spec.timeout_s)
-    except TimeoutError:
-        os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        raise TrafficControlError(f"{argv[0]} timed out after {spec.timeout_s:g} s") from None
-    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+def fill(spec: CommandSpec, values: dict[str, str]) -> CommandSpec:
+    """Placeholders are filled per argv element; shell strings never receive interpolated values."""
+    if spec.argv is None:
+        return spec
+    return spec.model_copy(update={"argv": [arg.format_map(_Missing(values)) for arg in spec.argv]})
 
 
 class _Missing(dict):
@@ -148,15 +123,28 @@ class _Missing(dict):
         return "{" + key + "}"
 
 
+def command_runner(playbook: Playbook) -> Runner:
+    """Run through the gate runner's executions: locally or over SSH (`where:`), bounded, group-killed."""
+    from rollback_tui.actions.gates import run_capture
+
+    async def run(spec: CommandSpec, values: dict[str, str]) -> tuple[int, str, str]:
+        result = await run_capture(fill(spec, values), playbook)
+        if result.outcome in ("error", "timed_out", "cancelled"):
+            raise TrafficControlError(result.error or result.outcome)
+        return result.exit_code or 0, result.stdout, result.stderr
+
+    return run
+
+
 class CommandDriver:
     name = "command"
 
-    def __init__(self, playbook: Playbook, runner: Runner = run_local) -> None:
+    def __init__(self, playbook: Playbook, runner: Runner | None = None) -> None:
         assert playbook.load_balancer is not None
         self.lb = playbook.load_balancer
         self.tc = playbook.load_balancer.traffic_control
         self.replicas = playbook.replicas
-        self.runner = runner
+        self.runner = runner or command_runner(playbook)
 
     async def _run(self, spec: CommandSpec | None, what: str, values: dict[str, str]) -> str:
         if spec is None:
@@ -203,7 +191,7 @@ def parse_state(text: str) -> RoutingState:
     return RoutingState(selector, weights, [str(b) for b in doc.get("backends") or []])
 
 
-def make_driver(playbook: Playbook, runner: Runner = run_local) -> Driver:
+def make_driver(playbook: Playbook, runner: Runner | None = None) -> Driver:
     if playbook.load_balancer is None:
         raise TrafficControlError("the playbook has no load_balancer section")
     if playbook.load_balancer.traffic_control.driver == "lab":

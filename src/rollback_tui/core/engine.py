@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollback_tui import __version__
 from rollback_tui.core import events as ev
@@ -22,6 +22,9 @@ from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
+
+if TYPE_CHECKING:
+    from rollback_tui.actions.gates import GateRunner
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class Engine:
         self.guardrails = GuardrailEvaluator(playbook)
         self.auto_rollback = False  # headless policy: roll back on the first P0 breach
         self._rollback_lock = asyncio.Lock()
+        self._gate_runner: GateRunner | None = None
         self._subscribers: list[Subscriber] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -116,6 +120,10 @@ class Engine:
             self.start_session()
         self._flusher = asyncio.create_task(self._flush_loop(), name="journal-flush")
         self.spawn("health", HealthProbe(self.playbook, self.emit).run())
+        if any(p.interval_s for p in self.playbook.probes):
+            from rollback_tui.probes.http_json import poll_probes
+
+            self.spawn("probes", poll_probes(self.playbook, self.emit))
         if self.playbook.load_balancer is not None:
             interval = 2.0 if self.playbook.load_balancer.traffic_control.driver == "lab" else 15.0
             self.spawn("routing", self._routing_loop(interval))
@@ -146,8 +154,53 @@ class Engine:
 
     # --- operator actions (the UI and headless runner call these) ---------------------------------
 
-    async def run_gates(self, names: list[str] | None = None) -> None:
-        raise NotAvailable("Gate runs arrive with the gates issue (#6).")
+    @property
+    def artefact_dir(self) -> Path:
+        return self.journal.path.with_name(self.journal.path.stem + "-artefacts")
+
+    @property
+    def gate_runner(self) -> GateRunner:
+        from rollback_tui.actions.gates import GateRunner
+
+        if self._gate_runner is None:
+            self._gate_runner = GateRunner(
+                self.playbook, self.emit, artefact_dir=self.artefact_dir, redactor=self.journal.redact
+            )
+        return self._gate_runner
+
+    async def run_gates(
+        self, names: list[str] | None = None, *, actor: str = "operator"
+    ) -> list[ev.GateFinished]:
+        """Run gates (all, in playbook order, by default); each start/line/finish is journaled."""
+        if not self.playbook.gates:
+            raise NotAvailable("This playbook has no gates.")
+        busy = self.gate_runner.running()
+        if busy:
+            raise NotAvailable(f"Gates already running: {', '.join(busy)}.")
+        if actor != "engine":
+            self.operator_action("run_gates", gates=names or [g.name for g in self.playbook.gates])
+        try:
+            return await self.gate_runner.run_all(names, actor=self.operator if actor != "engine" else actor)
+        except ValueError as exc:  # unknown gate, or one already running
+            raise NotAvailable(str(exc)) from exc
+
+    def cancel_gate(self, name: str) -> bool:
+        cancelled = self.gate_runner.cancel(name)
+        if cancelled:
+            self.operator_action("cancel_gate", gate=name)
+        return cancelled
+
+    async def capture_facts(
+        self, phase: str = "baseline", names: list[str] | None = None
+    ) -> list[ev.FactCaptured]:
+        from rollback_tui.probes.facts import capture_facts
+
+        return await capture_facts(self.playbook, self.emit, phase=phase, names=names)  # type: ignore[arg-type]
+
+    async def run_probes(self, names: list[str] | None = None) -> list[ev.ProbeResult]:
+        from rollback_tui.probes.http_json import probe_once
+
+        return await probe_once(self.playbook, self.emit, names)
 
     async def run_fanout_check(self, phase: str | None = None, *, actor: str = "operator") -> ev.FanoutResult:
         """Run the two-session cross-replica check (DESIGN §4); the result is journaled as it completes."""

@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,6 +239,7 @@ class FanoutVerifier:
         replicas: tuple[str, str] | None = None,
         phase: str = "adhoc",
         tap: bool | None = None,
+        before_replay: Callable[[str, list[str]], Awaitable[None]] | None = None,
     ) -> None:
         if playbook.realtime is None:
             raise ValueError("the playbook has no realtime section: nothing to verify")
@@ -248,6 +249,7 @@ class FanoutVerifier:
         self.emit = emit
         self.phase = phase
         self.tap_enabled = self.realtime.redis_tap if tap is None else tap
+        self.before_replay = before_replay  # chaos hook: (thread id, missed event ids), before B reconnects
         self.pair = self._pick(replicas)
         self.run_id = uuid.uuid4().hex[:8]
         self.thread_id = f"{self.proto.thread_prefix}{uuid.uuid4().hex[:12]}"
@@ -443,6 +445,8 @@ class FanoutVerifier:
         sent.extend(missed)
         if not await a.wait_for(missed, timeout):
             self.reasons.append(f"session A on {via.name} did not receive the replay batch live")
+        if self.before_replay is not None:
+            await self.before_replay(self.thread_id, missed)
         before = len(b.received)
         b.replay_until = a.last_seq
         b.start(after=after, reconnect_until=time.monotonic() + timeout * 2)

@@ -1,0 +1,210 @@
+"""Remote commands over SSH (asyncssh), with strict host-key checking.
+
+* The host key must be in known_hosts (the host's file, default ~/.ssh/known_hosts) or match an
+  explicit `host_key_pin: SHA256:…`; an unknown or changed key is refused with a clear message.
+* The command runs without a pty, built with `shlex.join(argv)`. A one-line prologue reports the
+  remote shell's PID (sshd makes it a session and process-group leader) before `exec`-ing the
+  command, so a cancel or timeout can kill the whole remote process group through a second
+  channel — closing the channel alone would leave e.g. a `sleep` running on the host.
+* Environment values travel as SSH `env` requests (the server must `AcceptEnv` them), never on
+  the command line where `ps` on the host would show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from pathlib import Path
+
+import asyncssh
+
+from rollback_tui.actions.commands import CommandError, LineSplitter, OnLine
+from rollback_tui.playbook.model import SshHost
+
+PGID_MARKER = "__rollback_tui_pgid__="
+KILL_GRACE_S = 2.0
+
+# Runs on the host with the group leader's PID substituted: TERM the group, wait up to the grace
+# period, then KILL whatever is left. POSIX sh (dash's kill has no `--`, so `-PID` directly).
+_KILL_SCRIPT = (
+    "P={pid}; kill -TERM -$P 2>/dev/null || kill -TERM $P 2>/dev/null; i=0; "
+    "while [ $i -lt {rounds} ] && kill -0 -$P 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
+    "kill -KILL -$P 2>/dev/null; kill -KILL $P 2>/dev/null; exit 0"
+)
+
+
+def _address(host: SshHost) -> str:
+    return f"{host.host}:{host.port}"
+
+
+def _normalise_fingerprint(fp: str) -> str:
+    return fp.strip().rstrip("=")
+
+
+class _PinnedHostClient(asyncssh.SSHClient):
+    """Accepts exactly the host key whose SHA256 fingerprint is pinned."""
+
+    def __init__(self, pin: str) -> None:
+        self.pin = _normalise_fingerprint(pin)
+        self.seen: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.seen = key.get_fingerprint("sha256")
+        return _normalise_fingerprint(self.seen) == self.pin
+
+
+def _host_key_refusal(host: SshHost, known_hosts: Path) -> str:
+    """Tell an unknown key from a changed one (a possible man in the middle)."""
+    try:
+        matched = asyncssh.read_known_hosts(str(known_hosts)).match(host.host, host.host, host.port)
+    except (OSError, ValueError):
+        matched = ((),)
+    if matched[0]:
+        return f"host key for {_address(host)} does not match {known_hosts} — refusing"
+    return f"host key for {_address(host)} is not in {known_hosts} — refusing (add it, or set host_key_pin)"
+
+
+async def connect(host: SshHost) -> asyncssh.SSHClientConnection:
+    """Open a verified connection or raise CommandError with a message fit for the operator."""
+    pinned: _PinnedHostClient | None = None
+    known_hosts_path = Path(host.known_hosts or "~/.ssh/known_hosts").expanduser()
+    options: dict[str, object] = {
+        "port": host.port,
+        "username": host.user,
+        "connect_timeout": host.connect_timeout_s,
+        "config": None,  # the playbook is the only configuration
+    }
+    if host.host_key_pin:
+        pinned = _PinnedHostClient(host.host_key_pin)
+        options["known_hosts"] = ([], [], [])  # trust nothing by list; the pin decides
+        options["client_factory"] = lambda: pinned
+    elif not known_hosts_path.is_file():
+        raise CommandError(
+            f"known_hosts file {known_hosts_path} not found — refusing to connect to {_address(host)} "
+            "without a verified host key (add the key there, or set host_key_pin)"
+        )
+    else:
+        options["known_hosts"] = str(known_hosts_path)
+    if host.key_file:
+        key_path = Path(host.key_file).expanduser()
+        if not key_path.is_file():
+            raise CommandError(f"SSH key file {key_path} not found (host {host.name})")
+        options["client_keys"] = [str(key_path)]
+    if not host.use_agent:
+        options["agent_path"] = None
+    try:
+        async with asyncio.timeout(host.connect_timeout_s + 5):
+            return await asyncssh.connect(host.host, **options)  # type: ignore[arg-type]
+    except asyncssh.HostKeyNotVerifiable:
+        if pinned is not None:
+            raise CommandError(
+                f"host key for {_address(host)} ({pinned.seen}) does not match the pinned "
+                f"{host.host_key_pin} — refusing"
+            ) from None
+        raise CommandError(_host_key_refusal(host, known_hosts_path)) from None
+    except asyncssh.PermissionDenied:
+        how = "key file" if host.key_file else "agent/default keys"
+        raise CommandError(f"SSH authentication as {host.user}@{_address(host)} failed ({how})") from None
+    except TimeoutError:
+        limit = host.connect_timeout_s
+        raise CommandError(f"SSH connect to {_address(host)} timed out after {limit:g} s") from None
+    except (OSError, asyncssh.Error, ValueError) as exc:
+        raise CommandError(f"SSH connect to {_address(host)} failed: {exc}") from None
+
+
+def remote_command(argv: list[str], cwd: str | None = None) -> str:
+    """The exec request: report our PID (the group leader), optionally cd, then exec the argv."""
+    parts = [f"echo {PGID_MARKER}$$ >&2"]
+    if cwd:
+        parts.append(f"cd -- {shlex.quote(cwd)} || exit 127")
+    parts.append(f"exec {shlex.join(argv)}")
+    return "; ".join(parts)
+
+
+class RemoteExecution:
+    """One command on an SshHost: streamed output, killable as a process group."""
+
+    def __init__(
+        self, host: SshHost, argv: list[str], *, cwd: str | None, env: dict[str, str], on_line: OnLine
+    ) -> None:
+        self.host, self.argv, self.cwd, self.env, self.on_line = host, argv, cwd, env, on_line
+        self.pgid: int | None = None
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._process: asyncssh.SSHClientProcess[bytes] | None = None
+        self._pumps: list[asyncio.Task[None]] = []
+        self.kill_error: str | None = None
+
+    async def start(self) -> None:
+        self._conn = await connect(self.host)
+        try:
+            self._process = await self._conn.create_process(
+                remote_command(self.argv, self.cwd), env=self.env or (), encoding=None, term_type=None
+            )
+        except (asyncssh.Error, OSError) as exc:
+            await self.close()
+            raise CommandError(f"could not start the command on {self.host.name}: {exc}") from None
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self._process.stdin.write_eof()
+        self._pumps = [
+            asyncio.create_task(self._pump(self._process.stdout, "stdout")),
+            asyncio.create_task(self._pump(self._process.stderr, "stderr")),
+        ]
+
+    async def _pump(self, reader: asyncssh.SSHReader[bytes], stream: str) -> None:
+        splitter = LineSplitter()
+        first = stream == "stderr"
+        while True:
+            try:
+                data = await reader.read(65536)
+            except (asyncssh.Error, OSError):
+                break
+            if not data:
+                break
+            for line in splitter.feed(data):
+                if first and line.startswith(PGID_MARKER):
+                    first = False
+                    digits = line[len(PGID_MARKER) :].strip()
+                    self.pgid = int(digits) if digits.isdigit() else None
+                    continue
+                first = False
+                self.on_line(stream, line)
+        for line in splitter.close():
+            self.on_line(stream, line)
+
+    async def wait(self) -> int:
+        assert self._process is not None
+        await self._process.wait(check=False)
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        code = self._process.returncode
+        if code is None:
+            raise CommandError(f"connection to {_address(self.host)} lost before the command finished")
+        return code
+
+    async def kill(self) -> None:
+        """Signal over the channel, kill the remote group via a second channel, then close."""
+        process, conn = self._process, self._conn
+        if process is None or conn is None:
+            return
+        with contextlib.suppress(asyncssh.Error, OSError):
+            process.send_signal("TERM")
+        if self.pgid is not None and self.pgid > 1:
+            rounds = int(KILL_GRACE_S / 0.1)
+            try:
+                await conn.run(
+                    _KILL_SCRIPT.format(pid=self.pgid, rounds=rounds), check=False, timeout=KILL_GRACE_S + 8
+                )
+            except (asyncssh.Error, OSError, TimeoutError) as exc:
+                self.kill_error = f"could not confirm the remote process group {self.pgid} was killed: {exc}"
+        else:
+            self.kill_error = "remote process id unknown; closed the channel only"
+        process.close()
+
+    async def close(self) -> None:
+        for pump in self._pumps:
+            pump.cancel()
+        if self._conn is not None:
+            self._conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._conn.wait_closed(), 5)
+            self._conn = None

@@ -1,0 +1,159 @@
+"""Headless rehearsal: walk the playbook's steps in order with no UI, for CI and scripted drills.
+
+baseline facts → gates → fanout → canary traffic → guardrail watch → rollback on P0 breach →
+verification → cleanup. Every item becomes journaled events through the engine; the verdict is the
+playbook's exit criteria evaluated over the resulting state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.engine import Engine, NotAvailable
+from rollback_tui.playbook.model import CommandAction, SelectorRemoval, Step, StepItem
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class RehearsalOptions:
+    watch_s: float = 20.0  # how long the guardrail watch lasts without a breach
+    canary_s: float = 3.0  # clean canary traffic before the next item
+    traffic_rps: float = 50.0
+    auto_rollback: bool = True  # roll back on the first P0 breach, as the runbook says
+    allow_destructive: bool = False  # run redeploy / flag / destructive command actions
+    rollback: str = "on_breach"  # on_breach | always | never
+
+
+class Rehearsal:
+    def __init__(self, engine: Engine, options: RehearsalOptions | None = None) -> None:
+        self.engine = engine
+        self.opts = options or RehearsalOptions()
+        self.playbook = engine.playbook
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.engine.state.traffic.rollback_applied is not None
+
+    @property
+    def phase(self) -> str:
+        return "after_rollback" if self.rolled_back else "baseline"
+
+    def note(self, message: str, level: str = "info") -> None:
+        self.engine.notice("rehearsal", message, level)
+
+    async def run(self) -> None:
+        self.engine.auto_rollback = self.opts.auto_rollback and self.opts.rollback != "never"
+        for step in self.playbook.steps:
+            self.engine.emit(ev.StepEntered(step=step.name))
+            await self.run_step(step)
+        self.engine.stop_traffic()
+
+    async def run_step(self, step: Step) -> None:
+        for item in step.do:
+            kind, ref = item.ref
+            try:
+                await getattr(self, f"_{kind}")(ref, item)
+            except NotAvailable as exc:
+                self.note(f"{step.name}: {kind} {ref}: {exc}", "warning")
+
+    # --- items ------------------------------------------------------------------------------------
+
+    async def _fact(self, name: str, item: StepItem) -> None:
+        await self.engine.capture_facts(self.phase, [name])
+
+    async def _gate(self, name: str, item: StepItem) -> None:
+        await self.engine.run_gates([name], actor="engine")
+
+    async def _probe(self, name: str, item: StepItem) -> None:
+        await self.engine.run_probes([name])
+
+    async def _manual(self, text: str, item: StepItem) -> None:
+        self.note(f"manual task for the operator: {text}")
+
+    async def _guardrail(self, name: str, item: StepItem) -> None:
+        breach = self.engine.state.traffic.breaches.get(name)
+        if breach is None:
+            self.note(f"guardrail {name} holds")
+        else:
+            self.note(f"guardrail {name} is breached ({breach.value} > {breach.threshold})", "warning")
+
+    async def _check(self, check: str, item: StepItem) -> None:
+        if check == "fanout":
+            phase = "after_rollback" if self.rolled_back else "before_rollback"
+            await self.engine.run_fanout_check(phase, actor="engine")
+        elif check == "traffic":
+            await self._traffic()
+        elif check == "guardrail_watch":
+            await self._watch()
+        elif check == "cleanup":
+            self.engine.stop_traffic()
+            self.note("synthetic traffic stopped; synthetic threads cleaned up by each check")
+        elif check == "export":
+            self.note("export: the session is exported when the rehearsal ends")
+
+    async def _traffic(self) -> None:
+        if self.playbook.load_balancer is None:
+            raise NotAvailable("no load balancer in the playbook")
+        self.engine.start_traffic(self.opts.traffic_rps)
+        await asyncio.sleep(self.opts.canary_s)
+        window = self.engine.state.traffic.last_window
+        if window is None or not window.requests:
+            self.note("synthetic traffic produced no responses yet", "warning")
+            return
+        shares = ", ".join(f"{r} {n / window.requests:.0%}" for r, n in sorted(window.per_replica.items()))
+        self.note(f"traffic split over the last window: {shares}")
+
+    async def _watch(self) -> None:
+        """Watch guardrails; stop early once a P0 breach has been handled (rolled back) or seen."""
+        deadline = time.monotonic() + self.opts.watch_s
+        while time.monotonic() < deadline:
+            state = self.engine.state.traffic
+            if state.rollback_verified is not None:
+                return
+            if any(b.severity == "P0" for b in state.breaches.values()) and not self.engine.auto_rollback:
+                return
+            await asyncio.sleep(0.1)
+        if not self.engine.state.traffic.breach_log:
+            self.note(f"no guardrail breached in {self.opts.watch_s:g} s")
+
+    async def _action(self, name: str, item: StepItem) -> None:
+        action = self.playbook.action(name)
+        if isinstance(action, SelectorRemoval):
+            await self._rollback(action, item)
+        elif isinstance(action, CommandAction) and (self.opts.allow_destructive or not action.destructive):
+            await self._command(action)
+        else:
+            self.note(f"action {name} ({action.kind}) needs an operator: not run headless", "warning")
+
+    async def _rollback(self, action: SelectorRemoval, item: StepItem) -> None:
+        # The guardrail watch may still be running its auto-rollback; wait for it.
+        for _ in range(100):
+            if not self.engine.running("rollback"):
+                break
+            await asyncio.sleep(0.1)
+        traffic = self.engine.state.traffic
+        if traffic.rollback_verified is not None:
+            self.note(f"rollback {action.name} already applied and verified")
+            return
+        breached = any(b.severity == "P0" for b in traffic.breaches.values())
+        wanted = self.opts.rollback == "always" or (self.opts.rollback == "on_breach" and breached)
+        if item.when == "always" and self.opts.rollback != "never":
+            wanted = True
+        if not wanted:
+            self.note(f"no P0 breach: rollback {action.name} not needed")
+            return
+        await self.engine.rollback(action.name, action.replica_set, actor="headless-rehearsal")
+
+    async def _command(self, action: CommandAction) -> None:
+        from rollback_tui.actions.gates import run_capture
+
+        self.engine.operator_action("run_action", action=action.name, actor_kind="headless")
+        result = await run_capture(action.command, self.playbook)
+        level = "info" if result.outcome == "passed" else "error"
+        output = (result.stdout or result.stderr or result.error or "").strip().splitlines()[-1:] or [""]
+        self.note(f"action {action.name}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)

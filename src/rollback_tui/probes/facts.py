@@ -1,0 +1,188 @@
+"""Baseline facts: values captured at the start and re-checked after rollback, each with its source.
+
+Sources: `health` (a dotted field of each replica's health JSON), `http` (url + dotted field),
+`command` (local or over SSH; the regex's first group, or the whole match), `env`, and `manual`
+(recorded as pending: `values={"-": None}`, `source="manual:pending"`, for the operator to fill in).
+A `must_agree` health fact sets `agree` and raises a warning Notice when replicas differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import httpx
+
+from rollback_tui.actions.commands import spec_argv
+from rollback_tui.actions.gates import run_capture
+from rollback_tui.core.events import Event, FactCaptured, Notice
+from rollback_tui.playbook.model import Fact, Playbook, Replica
+from rollback_tui.probes.health import dotted, health_url
+from rollback_tui.probes.http_json import describe_http_error
+
+Phase = Literal["baseline", "after_rollback", "check"]
+MAX_VALUE = 500
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text[:MAX_VALUE]
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> tuple[Any, str | None]:
+    """(document, None) or (None, reason)."""
+    try:
+        response = await client.get(url, timeout=timeout_s)
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+        return None, describe_http_error(exc)
+    if response.status_code >= 400:
+        return None, f"HTTP {response.status_code}"
+    try:
+        return response.json(), None
+    except ValueError:
+        return None, f"not JSON: {response.text[:80]!r}"
+
+
+class _Capture:
+    def __init__(
+        self,
+        playbook: Playbook,
+        client: httpx.AsyncClient,
+        health_docs: dict[str, dict] | None,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.playbook = playbook
+        self.client = client
+        self.environ = environ
+        self._docs: dict[str, asyncio.Task[tuple[Any, str | None]]] = {}
+        self._given = health_docs
+
+    def health_doc(self, replica: Replica) -> asyncio.Task[tuple[Any, str | None]]:
+        """Each replica's health document is fetched at most once per capture."""
+        if replica.name not in self._docs:
+            if self._given is not None:
+                doc = self._given.get(replica.name)
+                result = (doc, None if doc is not None else "no health document for this replica")
+                coro: Any = asyncio.sleep(0, result)
+            else:
+                coro = _get_json(self.client, health_url(replica), self.playbook.health_timeout_s)
+            self._docs[replica.name] = asyncio.ensure_future(coro)
+        return self._docs[replica.name]
+
+    async def fact(self, fact: Fact, phase: Phase) -> FactCaptured:
+        handler = getattr(self, f"_{fact.source}")
+        return await handler(fact, phase)
+
+    async def _health(self, fact: Fact, phase: Phase) -> FactCaptured:
+        assert fact.field is not None
+        replicas = [r for r in self.playbook.replicas if fact.replicas in ("all", r.role)]
+        docs = await asyncio.gather(*(self.health_doc(r) for r in replicas))
+        values: dict[str, str | None] = {}
+        errors: list[str] = []
+        for replica, (doc, error) in zip(replicas, docs, strict=True):
+            values[replica.name] = _text(dotted(doc, fact.field)) if doc is not None else None
+            if error:
+                errors.append(f"{replica.name}: {error}")
+            elif values[replica.name] is None:
+                errors.append(f"{replica.name}: no field {fact.field!r}")
+        agree = None
+        if fact.must_agree:
+            agree = bool(values) and None not in values.values() and len(set(values.values())) == 1
+        return FactCaptured(
+            fact=fact.name,
+            phase=phase,
+            values=values,
+            source=f"health:{fact.field}",
+            agree=agree,
+            error="; ".join(errors) or None,
+        )
+
+    async def _http(self, fact: Fact, phase: Phase) -> FactCaptured:
+        assert fact.url is not None and fact.field is not None
+        doc, error = await _get_json(self.client, fact.url, self.playbook.health_timeout_s)
+        value = _text(dotted(doc, fact.field)) if doc is not None else None
+        if error is None and value is None:
+            error = f"no field {fact.field!r}"
+        return FactCaptured(
+            fact=fact.name,
+            phase=phase,
+            values={"-": value},
+            source=f"http:{fact.url}#{fact.field}",
+            error=error,
+        )
+
+    async def _command(self, fact: Fact, phase: Phase) -> FactCaptured:
+        assert fact.command is not None
+        spec = fact.command
+        source = f"command:{shlex.join(spec_argv(spec))}" + (
+            "" if spec.where == "local" else f"@{spec.where}"
+        )
+        result = await run_capture(spec, self.playbook, environ=self.environ)
+        value: str | None = None
+        error: str | None = None
+        if result.outcome != "passed":
+            last = result.stderr.strip().splitlines()[-1:] or [""]
+            error = result.error or f"command {result.outcome} (exit {result.exit_code}) {last[0]}".strip()
+        elif fact.regex:
+            match = re.search(fact.regex, result.stdout, re.MULTILINE)
+            if match is None:
+                error = f"regex {fact.regex!r} did not match the command output"
+            else:
+                value = match.group(1) if match.groups() else match.group(0)
+        else:
+            value = result.stdout.strip() or None
+            error = None if value else "the command printed nothing"
+        return FactCaptured(
+            fact=fact.name, phase=phase, values={"-": _text(value)}, source=source, error=error
+        )
+
+    async def _env(self, fact: Fact, phase: Phase) -> FactCaptured:
+        assert fact.env_var is not None
+        value = self.environ.get(fact.env_var)
+        error = None if value is not None else f"environment variable {fact.env_var} is not set"
+        return FactCaptured(
+            fact=fact.name, phase=phase, values={"-": _text(value)}, source=f"env:{fact.env_var}", error=error
+        )
+
+    async def _manual(self, fact: Fact, phase: Phase) -> FactCaptured:
+        return FactCaptured(fact=fact.name, phase=phase, values={"-": None}, source="manual:pending")
+
+
+async def capture_facts(
+    playbook: Playbook,
+    emit: Callable[[Event], Event],
+    *,
+    phase: Phase = "baseline",
+    health_docs: dict[str, dict] | None = None,
+    names: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> list[FactCaptured]:
+    """Capture the playbook's facts (or the named ones) concurrently; emit them in playbook order."""
+    facts = [f for f in playbook.facts if names is None or f.name in names]
+    if names is not None and (unknown := set(names) - {f.name for f in facts}):
+        raise ValueError(f"unknown fact(s): {', '.join(sorted(unknown))}")
+    environ = os.environ if environ is None else environ
+    own_client = client is None
+    http = client or httpx.AsyncClient(headers={"User-Agent": "rollback-tui/facts"})
+    try:
+        capture = _Capture(playbook, http, health_docs, environ)
+        captured = await asyncio.gather(*(capture.fact(f, phase) for f in facts))
+    finally:
+        if own_client:
+            await http.aclose()
+    emitted: list[FactCaptured] = []
+    for fact, event in zip(facts, captured, strict=True):
+        emitted.append(emit(event))  # type: ignore[arg-type]
+        if event.agree is False:
+            shown = ", ".join(f"{k}={v!r}" for k, v in event.values.items())
+            emit(
+                Notice(level="warning", source="facts", message=f"{fact.title}: replicas disagree ({shown})")
+            )
+    return emitted

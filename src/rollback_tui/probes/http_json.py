@@ -1,0 +1,108 @@
+"""HTTP JSON probes (dead-letters count, health with timeout, any JSON field).
+
+A probe never raises on network trouble: refused, timed out, junk or a missing field all become a
+`ProbeResult(ok=False, error=…)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from rollback_tui.actions.commands import CommandError, resolve_refs
+from rollback_tui.core.events import Event, ProbeResult
+from rollback_tui.playbook.model import HttpProbe, Playbook
+from rollback_tui.probes.health import dotted
+
+
+def describe_http_error(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        cause = exc.__cause__ or exc.__context__ or exc
+        return f"connection refused or unreachable ({cause})"[:200]
+    return f"{type(exc).__name__}: {exc or 'request failed'}"[:200]
+
+
+async def probe_http(
+    probe: HttpProbe, client: httpx.AsyncClient, *, environ: Mapping[str, str] | None = None
+) -> ProbeResult:
+    environ = os.environ if environ is None else environ
+    try:
+        headers = {k: resolve_refs(v, environ, f"header {k}")[0] for k, v in probe.headers.items()}
+    except CommandError as exc:
+        return ProbeResult(probe=probe.name, ok=False, error=str(exc))
+    started = time.perf_counter()
+    try:
+        response = await client.request(probe.method, probe.url, headers=headers, timeout=probe.timeout_s)
+    except httpx.TimeoutException:
+        return ProbeResult(
+            probe=probe.name,
+            ok=False,
+            latency_ms=round(probe.timeout_s * 1000, 2),
+            error=f"no answer within {probe.timeout_s:g} s",
+        )
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+        return ProbeResult(probe=probe.name, ok=False, error=describe_http_error(exc))
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    base = {"probe": probe.name, "http_status": response.status_code, "latency_ms": latency}
+    value = None
+    error = None
+    if probe.json_path:
+        try:
+            value = dotted(response.json(), probe.json_path)
+        except ValueError:
+            error = f"not JSON: {response.text[:80]!r}"
+        else:
+            if value is None:
+                error = f"no field {probe.json_path!r} in the response"
+    if response.status_code != probe.expect_status:
+        error = f"expected HTTP {probe.expect_status}, got {response.status_code}"
+    return ProbeResult(ok=error is None, value=value, error=error, **base)
+
+
+async def probe_once(
+    playbook: Playbook,
+    emit: Callable[[Event], Event],
+    names: list[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> list[ProbeResult]:
+    """Run the named probes (all by default) once, concurrently; emit results in playbook order."""
+    probes = [p for p in playbook.probes if names is None or p.name in names]
+    async with httpx.AsyncClient(headers={"User-Agent": "rollback-tui/probe"}) as client:
+        results = await asyncio.gather(*(probe_http(p, client, environ=environ) for p in probes))
+    return [emit(r) for r in results]  # type: ignore[misc]
+
+
+async def poll_probes(
+    playbook: Playbook,
+    emit: Callable[[Event], Event],
+    stop: asyncio.Event | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Poll every probe that has `interval_s`, each on its own task, until `stop` is set."""
+    stop = stop or asyncio.Event()
+    polled = [p for p in playbook.probes if p.interval_s]
+    if not polled:
+        return
+
+    async def poll(client: httpx.AsyncClient, probe: HttpProbe) -> None:
+        assert probe.interval_s is not None
+        while not stop.is_set():
+            started = time.monotonic()
+            emit(await probe_http(probe, client, environ=environ))
+            remaining = max(0.0, probe.interval_s - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), remaining)
+
+    user_agent = {"User-Agent": "rollback-tui/probe"}
+    async with httpx.AsyncClient(headers=user_agent) as client, asyncio.TaskGroup() as group:
+        for probe in polled:
+            group.create_task(poll(client, probe), name=f"probe:{probe.name}")

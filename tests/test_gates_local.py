@@ -1,0 +1,302 @@
+"""Local gates with real subprocesses: pass, fail, hang (whole group killed), flood, cancel, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rollback_tui.actions.gates import GateRunner
+from rollback_tui.core import events as ev
+from rollback_tui.core.engine import Engine
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.redact import Redactor
+from rollback_tui.playbook.model import Playbook
+
+
+def playbook(*gates: dict) -> Playbook:
+    return Playbook.model_validate(
+        {
+            "name": "t",
+            "title": "t",
+            "replicas": [{"name": "a", "url": "http://127.0.0.1:1", "role": "stable"}],
+            "gates": [{"title": g["name"], **g} for g in gates],
+            "steps": [{"name": "s", "title": "s", "do": [{"manual": "look"}]}],
+        }
+    )
+
+
+class Session:
+    """A real journal in a tmp dir plus the events as emitted."""
+
+    def __init__(self, tmp_path: Path, book: Playbook, env: dict[str, str] | None = None, **kw) -> None:
+        self.path = tmp_path / "journal.jsonl"
+        self.journal = Journal(self.path, Redactor())
+        self.events: list[ev.Event] = []
+        self.runner = GateRunner(
+            book, self.emit, artefact_dir=tmp_path / "artefacts", env=env or dict(os.environ), **kw
+        )
+
+    def emit(self, event: ev.Event) -> ev.Event:
+        event = self.journal.append(event)
+        self.events.append(event)
+        return event
+
+    def outputs(self, gate: str) -> list[ev.GateOutput]:
+        return [e for e in self.events if isinstance(e, ev.GateOutput) and e.gate == gate]
+
+    def journal_text(self) -> str:
+        self.journal.close()
+        return self.path.read_text()
+
+
+def live_in_group(pgid: int) -> list[int]:
+    """PIDs of non-zombie processes in a process group, straight from /proc."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(entry))
+    return alive
+
+
+def live_with_cmdline(needle: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+async def test_passing_gate_streams_lines_and_writes_artefact(tmp_path: Path) -> None:
+    book = playbook({"name": "ok", "argv": ["sh", "-c", "echo hello; echo warn >&2; echo 'bye $HOME'"]})
+    s = Session(tmp_path, book)
+    finished = await s.runner.run("ok", actor="alice")
+
+    assert finished.outcome == "passed" and finished.exit_code == 0
+    started = next(e for e in s.events if isinstance(e, ev.GateStarted))
+    assert started.argv == ["sh", "-c", "echo hello; echo warn >&2; echo 'bye $HOME'"]
+    assert started.actor == "alice" and started.where == "local" and started.run == finished.run
+    outputs = s.outputs("ok")
+    # argv is not interpolated by any shell of ours; stdout/stderr order between streams may vary
+    assert [o.line for o in outputs if o.stream == "stdout"] == ["hello", "bye $HOME"]
+    assert [o.line for o in outputs if o.stream == "stderr"] == ["warn"]
+    assert finished.output_lines == 3
+    artefact = Path(finished.artefact or "")
+    assert artefact.name == f"ok-{finished.run}.log"
+    assert set(artefact.read_text().splitlines()) == {"hello", "[stderr] warn", "bye $HOME"}
+    # journaled, durable, and readable back
+    kinds = [e.kind for e in read_journal(s.path).events]
+    assert kinds[0] == "gate_started" and kinds[-1] == "gate_finished"
+
+
+async def test_failing_gate_records_exit_code(tmp_path: Path) -> None:
+    s = Session(tmp_path, playbook({"name": "bad", "argv": ["sh", "-c", "echo broken >&2; exit 3"]}))
+    finished = await s.runner.run("bad")
+    assert finished.outcome == "failed" and finished.exit_code == 3
+    assert [o.line for o in s.outputs("bad")] == ["broken"]
+
+
+async def test_shell_gate_runs_only_with_shell_true(tmp_path: Path) -> None:
+    s = Session(tmp_path, playbook({"name": "sh", "run": "echo a | tr a b", "shell": True}))
+    finished = await s.runner.run("sh")
+    assert finished.outcome == "passed"
+    assert [o.line for o in s.outputs("sh")] == ["b"]
+    assert next(e for e in s.events if isinstance(e, ev.GateStarted)).argv == [
+        "/bin/sh",
+        "-c",
+        "echo a | tr a b",
+    ]
+
+
+async def test_hanging_gate_is_killed_with_its_whole_process_group(tmp_path: Path) -> None:
+    script = (
+        "echo leader=$$; "
+        "sleep 3171 & "
+        "sh -c 'trap \"\" TERM; exec sleep 3173' & "  # a grandchild that ignores SIGTERM
+        "echo started; exec sleep 3172"
+    )
+    s = Session(tmp_path, playbook({"name": "hang", "argv": ["sh", "-c", script], "timeout_s": 1}))
+    t0 = time.monotonic()
+    finished = await s.runner.run("hang")
+    elapsed = time.monotonic() - t0
+
+    assert finished.outcome == "timed_out", finished
+    assert "timed out after 1 s" in (finished.error or "")
+    assert elapsed < 6, elapsed  # timeout + TERM grace + drain, not the sleeps
+    leader = int(next(o.line for o in s.outputs("hang") if o.line.startswith("leader=")).split("=")[1])
+    assert live_in_group(leader) == []
+    for needle in ("sleep 3171", "sleep 3172", "sleep 3173"):
+        assert live_with_cmdline(needle) == [], needle
+    assert s.runner.running() == []
+
+
+async def test_huge_output_is_all_in_the_artefact_but_bounded_in_the_journal(tmp_path: Path) -> None:
+    code = "import sys\nfor i in range(200000): sys.stdout.write(f'line {i}\\n')\nprint('x' * 100000)"
+    s = Session(tmp_path, playbook({"name": "flood", "argv": [sys.executable, "-c", code]}))
+    t0 = time.monotonic()
+    finished = await s.runner.run("flood")
+    elapsed = time.monotonic() - t0
+
+    assert finished.outcome == "passed"
+    assert elapsed < 15, elapsed
+    assert finished.output_lines == 200_001
+    lines = Path(finished.artefact or "").read_text().splitlines()
+    own = [line for line in lines if line.startswith("[rollback-tui]")]
+    data = [line for line in lines if not line.startswith("[rollback-tui]")]
+    assert data[:200_000] == [f"line {i}" for i in range(200_000)]
+    assert data[-1].startswith("x" * 4096) and "bytes cut" in data[-1] and len(data[-1]) < 4200
+    assert any("not shown in the journal" in line for line in own)
+
+    journaled = [e for e in read_journal(s.path).events if e.kind == "gate_output"]
+    assert len(journaled) < 100 * (elapsed + 1) + 300  # rate-limited + the final tail
+    texts = [e.line for e in journaled]  # type: ignore[attr-defined]
+    assert "line 199999" in texts  # the end of the output is kept
+    assert all(len(t) < 4200 for t in texts)
+
+
+async def test_cancelled_gate_stops_and_kills_the_group(tmp_path: Path) -> None:
+    s = Session(
+        tmp_path,
+        playbook({"name": "slow", "argv": ["sh", "-c", "echo leader=$$; sleep 3181 & exec sleep 3182"]}),
+    )
+    task = asyncio.create_task(s.runner.run("slow", actor="bob"))
+    for _ in range(100):
+        if s.outputs("slow"):
+            break
+        await asyncio.sleep(0.05)
+    assert s.runner.running() == ["slow"]
+    assert s.runner.cancel("slow") is True
+    assert s.runner.cancel("slow") is False  # already cancelling
+    finished = await asyncio.wait_for(task, 10)
+
+    assert finished.outcome == "cancelled"
+    assert s.runner.running() == [] and s.runner.cancel("slow") is False
+    leader = int(s.outputs("slow")[0].line.split("=")[1])
+    assert live_in_group(leader) == []
+    assert live_with_cmdline("sleep 3181") == [] and live_with_cmdline("sleep 3182") == []
+
+
+async def test_command_not_found_is_a_clear_error(tmp_path: Path) -> None:
+    s = Session(tmp_path, playbook({"name": "nf", "argv": ["no-such-command-rtui", "--flag"]}))
+    finished = await s.runner.run("nf")
+    assert finished.outcome == "error" and finished.exit_code is None
+    assert finished.error == "command not found: no-such-command-rtui"
+    assert "Traceback" not in s.journal_text()
+
+
+async def test_missing_cwd_and_unknown_gate_are_clear_errors(tmp_path: Path) -> None:
+    s = Session(tmp_path, playbook({"name": "cwd", "argv": ["true"], "cwd": str(tmp_path / "nope")}))
+    finished = await s.runner.run("cwd")
+    assert finished.outcome == "error" and "does not exist" in (finished.error or "")
+    with pytest.raises(ValueError, match="unknown gate 'ghost'"):
+        await s.runner.run("ghost")
+
+
+async def test_unset_env_reference_errors_before_starting(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    gate = {"name": "needs", "argv": ["touch", str(marker)], "env": {"API_TOKEN": "${RTUI_UNSET_VAR}"}}
+    s = Session(tmp_path, playbook(gate), env={"PATH": os.environ["PATH"]})
+    finished = await s.runner.run("needs")
+    assert finished.outcome == "error"
+    assert finished.error == "environment variable RTUI_UNSET_VAR is not set (needed by env API_TOKEN)"
+    assert not marker.exists()
+
+
+async def test_environment_is_minimal_plus_allow_list(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": "/tmp", "ALLOWED_ONE": "yes", "NOT_ALLOWED": "leak"}
+    gate = {"name": "env", "argv": ["env"], "env_allow": ["ALLOWED_ONE"], "env": {"FIXED": "1"}}
+    s = Session(tmp_path, playbook(gate), env=env)
+    await s.runner.run("env")
+    seen = dict(o.line.split("=", 1) for o in s.outputs("env") if "=" in o.line)
+    assert seen.get("ALLOWED_ONE") == "yes" and seen.get("FIXED") == "1" and seen.get("HOME") == "/tmp"
+    assert "NOT_ALLOWED" not in seen
+
+
+async def test_parallel_gates_run_concurrently_and_serial_ones_keep_order(tmp_path: Path) -> None:
+    book = playbook(
+        {"name": "p1", "argv": ["sleep", "1"], "parallel": True},
+        {"name": "p2", "argv": ["sleep", "1"], "parallel": True},
+        {"name": "serial", "argv": ["true"]},
+        {"name": "p3", "argv": ["true"], "parallel": True},
+    )
+    s = Session(tmp_path, book)
+    t0 = time.monotonic()
+    results = await s.runner.run_all()
+    elapsed = time.monotonic() - t0
+    assert [r.gate for r in results] == ["p1", "p2", "serial", "p3"]
+    assert all(r.outcome == "passed" for r in results)
+    assert elapsed < 1.9, elapsed  # p1 and p2 overlapped
+    order = [(e.kind, e.gate) for e in s.events if isinstance(e, ev.GateStarted | ev.GateFinished)]
+    assert order.index(("gate_started", "serial")) > order.index(("gate_finished", "p1"))
+    assert order.index(("gate_started", "serial")) > order.index(("gate_finished", "p2"))
+    assert order.index(("gate_started", "p2")) < order.index(("gate_finished", "p1"))
+
+    only = await s.runner.run_all(["p3", "serial"])
+    assert [r.gate for r in only] == ["serial", "p3"]  # playbook order, not the caller's
+
+
+async def test_secret_from_env_never_reaches_events_journal_or_artefact(tmp_path: Path) -> None:
+    secret = "s3cr3t-Value-9f8e7d"
+    script = 'echo "token=$API_TOKEN"; echo "raw $API_TOKEN" >&2; [ ${#API_TOKEN} -eq 19 ] && echo length-ok'
+    gate = {"name": "sec", "argv": ["sh", "-c", script], "env": {"API_TOKEN": "${RTUI_TEST_SECRET}"}}
+    env = {"PATH": os.environ["PATH"], "RTUI_TEST_SECRET": secret}
+    book = playbook(gate)
+    journal = Journal(tmp_path / "journal.jsonl", Redactor())  # the journal itself does not know it
+    engine = Engine(book, journal)
+    seen: list[ev.Event] = []
+    engine.subscribe(seen.append)
+    runner = GateRunner(book, engine.emit, artefact_dir=tmp_path / "art", env=env)
+
+    finished = await runner.run("sec")
+    journal.close()
+
+    assert finished.outcome == "passed"
+    lines = [e.line for e in seen if isinstance(e, ev.GateOutput)]
+    assert "length-ok" in lines  # the gate really received the secret
+    assert any("***" in line for line in lines)
+    assert all(secret not in e.model_dump_json() for e in seen)
+    assert secret not in (tmp_path / "journal.jsonl").read_text()
+    artefact = Path(finished.artefact or "").read_text()
+    assert "length-ok" in artefact and secret not in artefact
+
+
+async def test_cancelling_the_run_task_still_kills_and_journals(tmp_path: Path) -> None:
+    # What Engine.stop() does to a running gate task: cancel it.
+    script = "echo leader=$$; exec sleep 3191"
+    s = Session(tmp_path, playbook({"name": "stopme", "argv": ["sh", "-c", script]}))
+    task = asyncio.create_task(s.runner.run("stopme"))
+    for _ in range(100):
+        if s.outputs("stopme"):
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    finished = [e for e in s.events if isinstance(e, ev.GateFinished)]
+    assert [f.outcome for f in finished] == ["cancelled"]
+    assert live_with_cmdline("sleep 3191") == [] and s.runner.running() == []
+
+
+async def test_undecodable_bytes_and_a_missing_final_newline(tmp_path: Path) -> None:
+    s = Session(tmp_path, playbook({"name": "bytes", "argv": ["printf", "caf\\351 ok\\r\\nno newline"]}))
+    finished = await s.runner.run("bytes")
+    assert finished.outcome == "passed"
+    assert [o.line for o in s.outputs("bytes")] == ["caf\ufffd ok", "no newline"]
