@@ -133,5 +133,99 @@ async def test_command_driver_failure_is_reported(fake_kubectl, tmp_path):
     with pytest.raises(TrafficControlError, match="read command exited 1: unknown command"):
         await make_driver(pb).read()
     pb.load_balancer.traffic_control.read.argv = [str(tmp_path / "no-such-kubectl")]
-    with pytest.raises(TrafficControlError, match="command not found: .*no-such-kubectl"):
+    with pytest.raises(TrafficControlError, match=r"command not found: .*no-such-kubectl"):
         await make_driver(pb).read()
+
+
+async def test_command_driver_against_real_haproxy(tmp_path):
+    """HAProxy's runtime API drains blue-next; traffic through HAProxy then reaches stable servers only."""
+    import asyncio
+    import os
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from rollback_tui.lab.proc import free_port
+    from rollback_tui.probes.traffic import verify_stable
+
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("haproxy is not installed; .ci/run installs it")
+        pytest.skip("haproxy is not installed")
+
+    servers = []
+    for name in ("stable-a", "stable-b", "blue-next"):
+        port = free_port()
+        code = (
+            "import http.server\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        self.send_response(200); self.send_header('X-Served-By', NAME)\n"
+            "        self.send_header('Content-Length', '2'); self.end_headers(); self.wfile.write(b'ok')\n"
+            "    def log_message(self, *a): pass\n"
+            f"NAME = {name!r}\n"
+            f"http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+        )
+        servers.append((name, port, subprocess.Popen([sys.executable, "-c", code])))
+    front = free_port()
+    sock = tmp_path / "admin.sock"
+    cfg = tmp_path / "haproxy.cfg"
+    backend_lines = "\n".join(f"  server {n} 127.0.0.1:{p} weight 50" for n, p, _ in servers)
+    cfg.write_text(
+        f"global\n  stats socket {sock} level admin\n"
+        "defaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n"
+        f"frontend fe\n  bind 127.0.0.1:{front}\n  default_backend api\n"
+        f"backend api\n  balance roundrobin\n{backend_lines}\n"
+    )
+    proxy = subprocess.Popen(
+        [haproxy, "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            await asyncio.sleep(0.05)
+        ctl = [sys.executable, "-m", "rollback_tui.actions.haproxy_runtime", str(sock)]
+        playbook = Playbook.model_validate(
+            {
+                "name": "h",
+                "title": "h",
+                "replicas": [r.model_dump() for r in REPLICAS],
+                "load_balancer": {
+                    "url": f"http://127.0.0.1:{front}",
+                    "selector": {"app": "api"},
+                    "traffic_control": {
+                        "driver": "command",
+                        "remove": {"argv": [*ctl, "drain", "api", "{replicas}"]},
+                        "read": {"argv": [*ctl, "state", "api"]},
+                    },
+                },
+                "steps": [{"name": "s", "title": "s", "do": [{"manual": "x"}]}],
+            }
+        )
+        driver = make_driver(playbook)
+        for _ in range(50):  # the admin socket answers before the servers are marked up
+            before = await driver.read()
+            if len(before.backends) == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(before.backends) == ["blue-next", "stable-a", "stable-b"], before
+        async with httpx.AsyncClient() as client:
+            seen = {
+                (await client.get(f"http://127.0.0.1:{front}/")).headers["x-served-by"] for _ in range(12)
+            }
+        assert "blue-next" in seen
+        after = await driver.remove(["blue-next"])
+        assert after.weights["blue-next"] == 0 and "blue-next" not in after.backends
+        ok, _share, _total, served = await verify_stable(
+            playbook.load_balancer.url, {"stable-a", "stable-b"}, need=60, timeout_s=10, path="/"
+        )
+        assert ok and "blue-next" not in served, served
+    finally:
+        proxy.terminate()
+        proxy.wait(5)
+        for _, _, proc in servers:
+            proc.terminate()
+            proc.wait(5)

@@ -166,13 +166,13 @@ class CommandDriver:
         return await self.read()
 
     async def remove(self, replicas: list[str]) -> RoutingState:
-        current = await self.read()
-        selector = selector_without(self.replicas, current.selector, replicas)
-        values = {
-            "replicas": ",".join(replicas),
-            "replica_set": replicas[0],
-            "selector_json": json.dumps(selector, separators=(",", ":")),
-        }
+        values = {"replicas": ",".join(replicas), "replica_set": replicas[0]}
+        spec = self.tc.remove
+        if spec is not None and "{selector_json}" in " ".join(spec.argv or []):
+            # kubectl-style: the new selector is computed from labels (weights-based drivers don't need it)
+            current = await self.read()
+            selector = selector_without(self.replicas, current.selector, replicas)
+            values["selector_json"] = json.dumps(selector, separators=(",", ":"))
         await self._run(self.tc.remove, "remove", values)
         return await self.read()
 
@@ -184,8 +184,8 @@ def parse_state(text: str) -> RoutingState:
         raise TrafficControlError(f"routing state is not JSON: {text.strip()[:120]!r}") from exc
     if not isinstance(doc, dict):
         raise TrafficControlError("routing state must be a JSON object")
-    if "selector" not in doc:
-        doc = {"selector": doc}
+    if not {"selector", "weights", "backends"} & doc.keys():
+        doc = {"selector": doc}  # kubectl prints the bare selector
     selector = {str(k): str(v) for k, v in (doc.get("selector") or {}).items()}
     weights = {str(k): int(v) for k, v in (doc.get("weights") or {}).items()}
     return RoutingState(selector, weights, [str(b) for b in doc.get("backends") or []])
