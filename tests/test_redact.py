@@ -52,5 +52,5 @@ def test_from_env_picks_referenced_and_secret_looking_names():
 def test_redacted_json_line_stays_valid_json_and_hides_secret(secret, noise):
     r = Redactor([secret])
     line = json.dumps({"message": f"{noise}{secret}{noise}"})
-    out = r(line)
+    out = r.json_line(line)
     assert secret not in json.loads(out)["message"]

@@ -243,3 +243,253 @@ def check_fanout(playbook_path: str, as_json: bool, replicas: tuple[str, str] | 
         for reason in result.reasons:
             click.echo(f"  - {reason}")
     sys.exit(0 if result.passed else 1)
+
+
+def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`blue-next:error_rate=0.5` → {"blue-next": {"error_rate": 0.5}} (numbers parsed, else strings)."""
+    out: dict[str, dict[str, Any]] = {}
+    for raw in values:
+        replica, sep, assignment = raw.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and replica and key):
+            raise click.BadParameter(f"{raw!r}: expected REPLICA:KEY=VALUE, e.g. blue-next:error_rate=0.5")
+        parsed: Any = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        out.setdefault(replica, {})[key] = parsed
+    return out
+
+
+@main.command()
+@click.argument("playbook_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--headless", is_flag=True, required=True, help="Run without the UI (required for now).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", help="Progress output."
+)
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Export the evidence here.")
+@click.option("--journal", type=click.Path(dir_okay=False), help="Journal file (default: per-user data dir).")
+@click.option("--operator", help="Name recorded with operator actions (default: $USER).")
+@click.option(
+    "--lab/--no-lab",
+    "use_lab",
+    default=None,
+    help="Start the embedded lab (default: if the playbook has lab sections).",
+)
+@click.option("--inject", multiple=True, help="Lab fault before the run: REPLICA:KEY=VALUE (repeatable).")
+@click.option("--tick", multiple=True, help="Tick a manual checklist item / exit criterion: NAME[=note].")
+@click.option("--watch", "watch_s", type=float, default=20.0, show_default=True, help="Guardrail watch (s).")
+@click.option(
+    "--rollback", type=click.Choice(["on_breach", "always", "never"]), default="on_breach", show_default=True
+)
+@click.option("--allow-destructive", is_flag=True, help="Run redeploy/flag/destructive command actions too.")
+def rehearse(
+    playbook_path: str,
+    headless: bool,
+    fmt: str,
+    export_dir: str | None,
+    journal: str | None,
+    operator: str | None,
+    use_lab: bool | None,
+    inject: tuple[str, ...],
+    tick: tuple[str, ...],
+    watch_s: float,
+    rollback: str,
+    allow_destructive: bool,
+) -> None:
+    """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
+    from rollback_tui.core.rehearsal import RehearsalOptions
+
+    playbook = _load(playbook_path)
+    injections = _parse_injections(inject)
+    if use_lab is None:
+        use_lab = any(r.lab is not None for r in playbook.replicas)
+    if injections and not use_lab:
+        raise click.BadParameter("--inject needs the embedded lab (--lab)")
+    options = RehearsalOptions(watch_s=watch_s, rollback=rollback, allow_destructive=allow_destructive)
+    code = asyncio.run(
+        _rehearse(
+            playbook,
+            playbook_path,
+            options,
+            fmt=fmt,
+            export_dir=export_dir,
+            journal=journal,
+            operator=operator,
+            use_lab=use_lab,
+            injections=injections,
+            ticks=tick,
+        )
+    )
+    sys.exit(code)
+
+
+async def _rehearse(
+    playbook: Playbook,
+    playbook_path: str,
+    options: Any,
+    *,
+    fmt: str,
+    export_dir: str | None,
+    journal: str | None,
+    operator: str | None,
+    use_lab: bool,
+    injections: dict[str, dict[str, Any]],
+    ticks: tuple[str, ...],
+) -> int:
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.checklist import verdict
+    from rollback_tui.core.engine import Engine
+    from rollback_tui.core.rehearsal import Rehearsal
+    from rollback_tui.report.export import export_session
+
+    lab = None
+    if use_lab:
+        from rollback_tui.lab.supervisor import Lab
+
+        lab = Lab(playbook)
+        await lab.start()
+        playbook = lab.playbook
+        for replica, faults in injections.items():
+            await lab.set_faults(replica, **faults)
+    engine = Engine(
+        playbook, _open_journal(playbook, journal), playbook_path=playbook_path, operator=operator
+    )
+    printer = _progress_printer(fmt, engine.journal.redact)
+    engine.subscribe(printer)
+    try:
+        await engine.start()
+        if lab is not None:
+            engine.notice("lab", f"embedded lab up · Redis: {lab.redis_kind}")
+            for replica, faults in injections.items():
+                engine.operator_action("inject_fault", replica=replica, faults=faults)
+        for raw in ticks:
+            name, _, note = raw.partition("=")
+            engine.emit(ev.ChecklistTicked(item=name, checked=True, actor=engine.operator, note=note))
+        await Rehearsal(engine, options).run()
+        if export_dir:
+            await engine.stop("rehearsal finished")
+            # Export once to record ExportWritten, then again so the report shows its own export.
+            from rollback_tui.core.resume import resume_session
+
+            for _ in range(2):
+                journal_obj, _state, _read = resume_session(engine.journal.path)
+                paths = export_session(engine.journal.path, Path(export_dir), playbook=playbook)
+                journal_obj.append(
+                    ev.ExportWritten(
+                        directory=str(export_dir), files=[p.name for p in paths], actor=engine.operator
+                    )
+                )
+                journal_obj.close()
+        from rollback_tui.core.journal import read_journal
+        from rollback_tui.core.state import fold
+
+        await engine.stop("rehearsal finished")
+        final = fold(read_journal(engine.journal.path).events)
+        result = verdict(playbook, final)
+    finally:
+        await engine.stop("rehearsal finished")
+        if lab is not None:
+            await lab.stop()
+    summary = {"complete": result.complete, "missing": result.missing, "journal": str(engine.journal.path)}
+    if fmt == "jsonl":
+        click.echo(json.dumps({"kind": "rehearsal_verdict", **summary}))
+    else:
+        click.echo(
+            ("✓ exit criteria hold" if result.complete else "✗ exit criteria not met")
+            + f" — journal {engine.journal.path}"
+        )
+        for missing in result.missing:
+            click.echo(f"  - missing: {missing}")
+    return 0 if result.complete else 1
+
+
+_TEXT_KINDS = {
+    "step_entered",
+    "notice",
+    "gate_started",
+    "gate_finished",
+    "fact_captured",
+    "probe_result",
+    "fanout_result",
+    "guardrail_breach",
+    "guardrail_recovered",
+    "rollback_requested",
+    "rollback_applied",
+    "rollback_verified",
+    "checklist_ticked",
+    "operator_action",
+    "export_written",
+    "selector_state",
+}
+
+
+def _progress_printer(fmt: str, redact: Any):  # -> Callable[[Event], None]
+    import time as _time
+
+    def jsonl(event: Any) -> None:
+        click.echo(redact(event.model_dump_json()))
+
+    def text(event: Any) -> None:
+        if event.kind not in _TEXT_KINDS:
+            return
+        clock = _time.strftime("%H:%M:%S", _time.gmtime(event.ts))
+        click.echo(redact(f"{clock}Z {describe_event(event)}"))
+
+    return jsonl if fmt == "jsonl" else text
+
+
+def describe_event(e: Any) -> str:
+    """One readable line per event (headless progress log)."""
+    k = e.kind
+    if k == "step_entered":
+        return f"▶ step {e.step}"
+    if k == "notice":
+        return f"{ {'info': '·', 'warning': '!', 'error': '✗'}[e.level] } {e.source}: {e.message}"
+    if k == "gate_started":
+        return f"  gate {e.gate} started ({e.where})"
+    if k == "gate_finished":
+        mark = "✓" if e.outcome == "passed" else "✗"
+        return f"  {mark} gate {e.gate} {e.outcome} (exit {e.exit_code}, {e.duration_s:.1f} s)"
+    if k == "fact_captured":
+        agree = "" if e.agree is None else (" ✓ agree" if e.agree else " ✗ DISAGREE")
+        return f"  fact {e.fact} [{e.phase}] = {e.values}{agree}" + (f" ({e.error})" if e.error else "")
+    if k == "probe_result":
+        return f"  probe {e.probe}: {'ok' if e.ok else 'FAIL'} value={e.value}" + (
+            f" ({e.error})" if e.error else ""
+        )
+    if k == "fanout_result":
+        mark = "✓" if e.passed else "✗"
+        text = f"  {mark} fanout [{e.phase}] thread {e.thread_id}: {len(e.sent)} sent"
+        if e.cross_latency_ms is not None:
+            text += f", cross-replica ≤ {e.cross_latency_ms:.1f} ms"
+        return text + "".join(f"\n      - {r}" for r in e.reasons)
+    if k == "guardrail_breach":
+        return f"! {e.severity} guardrail {e.guardrail} breached: {e.metric} {e.value} > {e.threshold}"
+    if k == "guardrail_recovered":
+        return f"  guardrail {e.guardrail} recovered ({e.value})"
+    if k == "rollback_requested":
+        return f"⟲ rollback {e.action} requested by {e.actor}: {e.reason}"
+    if k == "rollback_applied":
+        return (
+            f"  rollback applied via {e.driver}: {e.before.get('selector')} → {e.after.get('selector')}"
+            + (f" ✗ {e.error}" if e.error else "")
+        )
+    if k == "rollback_verified":
+        mark = "✓" if e.ok else "✗"
+        return (
+            f"  {mark} rollback verified: {e.stable_share:.0%} stable over {e.requests} requests · "
+            f"TTD {e.time_to_detect_s} s · RTO {e.rto_s} s"
+        )
+    if k == "checklist_ticked":
+        return f"  {'☑' if e.checked else '☐'} {e.item} ({'auto' if e.auto else e.actor}) {e.note}".rstrip()
+    if k == "operator_action":
+        return f"  {e.actor}: {e.action} {e.detail or ''}".rstrip()
+    if k == "export_written":
+        return f"  exported {len(e.files)} files to {e.directory}"
+    if k == "selector_state":
+        return f"  routing: selector {e.selector} → {', '.join(e.backends)}"
+    return k

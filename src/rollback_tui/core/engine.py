@@ -43,6 +43,9 @@ def current_operator() -> str:
 
 
 class Engine:
+    # Operator features this engine implements (the UI says plainly which ones are not there yet).
+    features: frozenset[str] = frozenset({"fanout", "traffic", "rollback", "gates"})
+
     def __init__(
         self,
         playbook: Playbook,

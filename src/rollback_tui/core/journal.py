@@ -68,7 +68,7 @@ class Journal:
             raise RuntimeError("journal is closed")
         event.n = self._n
         self._n += 1
-        line = self.redact(event.model_dump_json()) + "\n"
+        line = self.redact.json_line(event.model_dump_json()) + "\n"
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending.append(line)

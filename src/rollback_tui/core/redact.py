@@ -100,3 +100,28 @@ class Redactor:
             if any(t in lowered for t in triggers):
                 text = pattern.sub(repl, text)
         return text
+
+    def json_line(self, line: str) -> str:
+        """Redact one serialized JSON document and keep it valid JSON.
+
+        The fast path masks the text as is; if that broke the JSON (a secret overlapping an escape
+        sequence, say), the document is parsed and every string in it is masked one by one.
+        """
+        out = self(line)
+        if out == line:
+            return line
+        try:
+            json.loads(out)
+            return out
+        except ValueError:
+            return json.dumps(self._walk(json.loads(line)), ensure_ascii=False, separators=(",", ":"))
+
+    def _walk(self, node: object) -> object:
+        if isinstance(node, str):
+            return self(node)
+        if isinstance(node, list):
+            return [self._walk(item) for item in node]
+        if isinstance(node, dict):
+            return {key: self._walk(value) for key, value in node.items()}
+        return node
+

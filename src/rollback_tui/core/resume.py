@@ -1,0 +1,247 @@
+"""Crash-safe resume, and the fast one-pass journal fold that resume and export share.
+
+`resume_session(path)` rebuilds the SessionState from a journal left behind by a killed cockpit (kill -9,
+lost SSH session, closed terminal), truncates a torn last line, reopens the journal for appending after
+the last recovered `n`, and journals a SessionResumed event. Nothing acknowledged is lost: durable events
+were fsync'd before their append returned, so they are complete lines before any torn tail.
+
+Speed (a 1,000,000-event journal in a few seconds) comes from `scan_journal`:
+* the event kind is read from the line's fixed prefix (`{"kind":"…"`, how the journal writes every line),
+  and the line is validated by that kind's own model — much cheaper than the discriminated union,
+  which must parse the JSON twice;
+* high-rate kinds whose fold only keeps the newest N (fanout frames, traffic windows) are *deferred*:
+  they are counted, the newest N raw lines are kept, and only those are parsed at the end. Deferred lines
+  outside that window are not validated (they are never looked at), only checked to be whole lines.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import typing
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.journal import Journal, ReadResult, _short
+from rollback_tui.core.redact import Redactor
+from rollback_tui.core.state import FANOUT_LOG, SessionState
+
+log = logging.getLogger(__name__)
+
+PREFIX = b'{"kind":"'
+_PREFIX_LEN = len(PREFIX)
+
+
+def _models() -> dict[bytes, type[ev.Event]]:
+    union = typing.get_args(ev.AnyEvent)[0]
+    out: dict[bytes, type[ev.Event]] = {}
+    for model in typing.get_args(union):
+        kind = model.model_fields["kind"].default
+        out[kind.encode()] = model
+    return out
+
+
+MODELS = _models()
+
+# Kinds whose fold keeps only the newest N events (plus a counter), so older ones need not be parsed.
+STATE_DEFERRED: dict[str, int] = {
+    "fanout_frame": FANOUT_LOG,
+    "traffic_window": SessionState().traffic.windows.maxlen or 300,
+}
+
+
+class ResumeError(Exception):
+    """The journal cannot be resumed (missing, unreadable, or holds no session)."""
+
+
+@dataclass
+class ScanResult:
+    events: int = 0  # events folded (parsed or deferred)
+    warnings: list[str] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)  # line numbers of unreadable lines
+    torn_tail_offset: int | None = None
+    last_n: int = 0
+    last_ts: float | None = None
+    bytes_read: int = 0
+
+
+@dataclass
+class ResumeResult(ReadResult):
+    """What `resume_session` recovered. `events` is left empty: a long journal is folded, not held."""
+
+    recovered: int = 0
+    last_n: int = 0
+
+
+def parse_line(raw: bytes) -> ev.Event:
+    """Parse one journal line, validating it with its own kind's model when the prefix says which."""
+    if raw.startswith(PREFIX):
+        end = raw.find(b'"', _PREFIX_LEN)
+        model = MODELS.get(raw[_PREFIX_LEN:end])
+        if model is not None:
+            return model.model_validate_json(raw)
+    return ev.parse_event(raw)
+
+
+def scan_journal(
+    path: Path,
+    apply: Callable[[ev.Event], None],
+    *,
+    deferred: Mapping[str, int] | None = None,
+    on_deferred: Callable[[str, int], None] | None = None,
+) -> ScanResult:
+    """Fold a journal in one streaming pass: `apply(event)` for every readable event, in order.
+
+    Kinds in `deferred` (kind → how many of the newest to keep) are counted instead; at the end their
+    newest lines are parsed and applied (after the others) and `on_deferred(kind, skipped)` reports how
+    many were never parsed, so the caller can credit them (counts, totals). Corrupt lines are warnings.
+    """
+    deferred = dict(deferred or {})
+    keep = {k.encode(): (deque(maxlen=n) if n else None) for k, n in deferred.items()}
+    seen = dict.fromkeys(keep, 0)
+    result = ScanResult()
+    offset = 0
+    last_raw: bytes | None = None
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                result.warnings.append(f"{path}:{lineno}: torn last line ({len(raw)} bytes) skipped")
+                result.torn_tail_offset = offset
+                break
+            offset += len(raw)
+            if raw.startswith(PREFIX):
+                kind = raw[_PREFIX_LEN : raw.find(b'"', _PREFIX_LEN)]
+                if kind in seen and raw.endswith(b"}\n"):
+                    seen[kind] += 1
+                    buf = keep[kind]
+                    if buf is not None:
+                        buf.append((lineno, raw))
+                    result.events += 1
+                    last_raw = raw
+                    continue
+                model = MODELS.get(kind)
+            else:
+                model = None
+            try:
+                event = model.model_validate_json(raw) if model is not None else ev.parse_event(raw)
+            except (ValidationError, ValueError) as exc:
+                result.warnings.append(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
+                result.bad_lines.append(lineno)
+                continue
+            apply(event)
+            result.events += 1
+            last_raw = None
+            result.last_n, result.last_ts = event.n, event.ts
+    result.bytes_read = offset
+    for kind, buf in keep.items():
+        for lineno, raw in buf or ():
+            try:
+                event = parse_line(raw)
+            except (ValidationError, ValueError) as exc:
+                result.warnings.append(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
+                result.bad_lines.append(lineno)
+                result.events -= 1
+                continue
+            apply(event)
+        if on_deferred is not None:
+            on_deferred(kind.decode(), seen[kind] - len(buf or ()))
+    if last_raw is not None:  # the journal ends with a deferred event: it sets last n / ts
+        try:
+            last = parse_line(last_raw)
+            result.last_n, result.last_ts = last.n, last.ts
+        except (ValidationError, ValueError):
+            pass
+    return result
+
+
+def credit_deferred(state: SessionState, kind: str, skipped: int) -> None:
+    """Account for deferred events that were counted but never parsed (see STATE_DEFERRED)."""
+    state.counts[kind] += skipped
+    if kind == "fanout_frame":
+        state.fanout.frames_total += skipped
+
+
+def fold_journal(
+    path: Path, apply: Callable[[ev.Event], None] | None = None
+) -> tuple[SessionState, ScanResult]:
+    """SessionState of a journal, exactly as `state.fold(read_journal(path).events)` but fast.
+
+    `apply`, if given, also sees every parsed event (after the state has folded it).
+    """
+    state = SessionState()
+
+    def both(event: ev.Event) -> None:
+        state.apply(event)
+        if apply is not None:
+            apply(event)
+
+    result = scan_journal(
+        path,
+        state.apply if apply is None else both,
+        deferred=STATE_DEFERRED,
+        on_deferred=lambda kind, skipped: credit_deferred(state, kind, skipped),
+    )
+    # Deferred events were applied last; the journal's real last event decides these.
+    if result.events:
+        state.last_n, state.last_ts = result.last_n, result.last_ts
+    return state, result
+
+
+def _current_operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+def resume_session(
+    journal_path: Path | str,
+    redactor: Redactor | None = None,
+    *,
+    operator: str | None = None,
+    batch_s: float = 0.2,
+) -> tuple[Journal, SessionState, ResumeResult]:
+    """Rebuild the session from its journal and reopen it for appending (after a SessionResumed event).
+
+    Raises ResumeError when the file is missing or holds no readable session.
+    """
+    path = Path(journal_path)
+    if not path.is_file():
+        raise ResumeError(f"{path}: no such journal")
+    try:
+        state, scan = fold_journal(path)
+    except OSError as exc:
+        raise ResumeError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    for warning in scan.warnings:
+        log.warning(warning)
+    if scan.torn_tail_offset is not None:
+        with open(path, "r+b") as fh:
+            fh.truncate(scan.torn_tail_offset)
+            os.fsync(fh.fileno())
+    if scan.events == 0 and path.stat().st_size > 0:
+        raise ResumeError(f"{path}: no readable events ({scan.warnings[0] if scan.warnings else 'empty'})")
+    if state.started is None:
+        raise ResumeError(f"{path}: not a rollback-tui session (no session_started event)")
+    journal = Journal(path, redactor, batch_s=batch_s, next_n=scan.last_n + 1)
+    resumed = journal.append(
+        ev.SessionResumed(
+            operator=operator or _current_operator(),
+            recovered_events=scan.events,
+            skipped_lines=len(scan.warnings),
+        )
+    )
+    state.apply(resumed)
+    result = ResumeResult(
+        events=[],
+        warnings=scan.warnings,
+        torn_tail_offset=scan.torn_tail_offset,
+        recovered=scan.events,
+        last_n=scan.last_n,
+    )
+    return journal, state, result

@@ -1,0 +1,592 @@
+"""The playbook: a pydantic v2 description of a deployment and the runbook to roll it back.
+
+Every step, command, guardrail, checklist item and exit criterion of the two source runbooks
+(`shared/seeds/`) is expressible here. Secrets appear only as `${ENV_VAR}` references.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
+Severity = Literal["P0", "P1"]
+
+ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+_SECRET_KEY = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|authorization|cookie|credential)")
+# userinfo password (`scheme://user:PASSWORD@`) or a credential query parameter (`?token=VALUE`).
+_URL_PASSWORD = re.compile(r"://[^/:@\s]*:(?P<value>[^@\s/]+)@")
+_URL_QUERY_SECRET = re.compile(
+    r"(?i)[?&](?:token|access_token|api_key|apikey|key|secret|password|sig)=(?P<value>[^&#\s]*)"
+)
+# argv items such as `--password=hunter2`, `API_TOKEN=abc`, `Authorization: Bearer abc`.
+_ARG_SECRET = re.compile(
+    r"(?i)^(?:--?[a-z0-9-]*(?:token|secret|password|passwd|api-?key)[a-z0-9-]*="
+    r"|[A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)[A-Z0-9_]*="
+    r"|(?:authorization|cookie):\s*(?:bearer\s+|basic\s+)?)(?P<value>.+)$"
+)
+
+
+def _is_env_ref(value: str) -> bool:
+    return ENV_REF.fullmatch(value.strip()) is not None
+
+
+def _check_secret_mapping(mapping: dict[str, str], what: str) -> dict[str, str]:
+    for key, value in mapping.items():
+        if _SECRET_KEY.search(key) and not ENV_REF.search(value):
+            raise ValueError(f"{what} {key!r} looks like a secret: use a ${{ENV_VAR}} reference")
+    return mapping
+
+
+def _check_secret_url(url: str) -> str:
+    for pattern in (_URL_PASSWORD, _URL_QUERY_SECRET):
+        for match in pattern.finditer(url):
+            value = match.group("value")
+            if value and not value.startswith("${"):
+                raise ValueError("URL carries an inline credential: use a ${ENV_VAR} reference for it")
+    return url
+
+
+def _check_secret_argv(argv: list[str]) -> list[str]:
+    for arg in argv:
+        match = _ARG_SECRET.match(arg)
+        if match and not ENV_REF.search(match.group("value")):
+            raise ValueError(
+                f"argument {arg.split('=')[0].split(':')[0]!r} carries an inline secret: "
+                "use a ${ENV_VAR} reference (or env/env_allow)"
+            )
+    return argv
+
+
+def _scalar_to_str(value: Any) -> Any:
+    """YAML turns `true`, `3` and `0.5` into bool/int/float; env values and flags are strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _mapping_values_to_str(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _scalar_to_str(v) for k, v in value.items()}
+    return value
+
+
+StrMapping = Annotated[dict[str, str], BeforeValidator(_mapping_values_to_str)]
+ScalarStr = Annotated[str, BeforeValidator(_scalar_to_str)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- deployment -----------------------------------------------------------------------------------
+
+
+class HealthFields(Strict):
+    """Dotted JSON paths in the health document."""
+
+    status: str = "status"
+    image: str = "image"
+    commit: str = "commit"
+    channel_prefix: str = "realtime.channel_prefix"
+    transport: str = "realtime.transport"
+
+
+class LabFaults(Strict):
+    """Fault injection for a lab replica (ignored outside the lab)."""
+
+    error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    latency_ms: int = Field(0, ge=0, le=60_000)
+    ws_drop_rate: float = Field(0.0, ge=0.0, le=1.0)
+    dead_letters: int = Field(0, ge=0)
+
+
+class LabReplica(Strict):
+    """How the embedded lab runs this replica."""
+
+    image: str = "sha256:0000000000000000"
+    commit: str = "0000000"
+    transport: Literal["redis", "memory"] = "redis"
+    channel_prefix: str | None = None  # override of realtime.channel_prefix, to reproduce a mismatch
+    faults: LabFaults = LabFaults()
+
+
+class Replica(Strict):
+    name: Name
+    url: str = Field(description="Base URL of this replica, reached directly (not via the balancer).")
+    role: Literal["stable", "candidate"]
+    labels: StrMapping = {}
+    health_path: str = "/healthz"
+    fields: HealthFields = HealthFields()
+    sensitive: bool = Field(False, description="Hide this replica's URL in share mode.")
+    lab: LabReplica | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_secret_url(cls, v: str) -> str:
+        return _check_secret_url(v)
+
+
+class CommandSpec(Strict):
+    """A command: argv (no shell) by default, a string only with explicit `shell: true`.
+
+    `${VAR}` in argv, cwd and env values is replaced from the operator's environment when the
+    command runs (never through a shell). Actions may define extra `{placeholders}` (see Redeploy,
+    StabiliseFlags); each argv item stays one argument.
+    """
+
+    argv: list[ScalarStr] | None = None
+    run: str | None = Field(None, description="Shell command string; only allowed with shell: true.")
+    shell: bool = False
+    where: str = Field("local", description="'local' or the name of an entry in hosts.")
+    cwd: str | None = None
+    env: StrMapping = {}
+    env_allow: list[str] = Field(
+        default_factory=list, description="Names passed through from the environment."
+    )
+    timeout_s: float = Field(300.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CommandSpec:
+        if (self.argv is None) == (self.run is None):
+            raise ValueError("give exactly one of argv (a list) or run (a string)")
+        if self.run is not None and not self.shell:
+            raise ValueError("a command string needs explicit shell: true (prefer argv)")
+        if self.argv is not None and not self.argv:
+            raise ValueError("argv must not be empty")
+        if self.shell and self.run and ENV_REF.search(self.run):
+            raise ValueError("shell commands may not interpolate ${...}; pass values through env instead")
+        if self.argv is not None and self.shell:
+            raise ValueError("shell: true goes with run (a string), not argv")
+        return self
+
+    @field_validator("argv")
+    @classmethod
+    def _no_inline_secret_argv(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _check_secret_argv(v)
+
+    @field_validator("env")
+    @classmethod
+    def _no_inline_secret_env(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "env")
+
+
+class TrafficControl(Strict):
+    """How traffic is steered: the lab's admin endpoint, or commands (kubectl, HAProxy, nginx)."""
+
+    driver: Literal["lab", "command"] = "lab"
+    admin_url: str | None = None
+    remove: CommandSpec | None = None
+    restore: CommandSpec | None = None
+    read: CommandSpec | None = None
+
+    @model_validator(mode="after")
+    def _driver_needs(self) -> TrafficControl:
+        if self.driver == "lab" and not self.admin_url:
+            raise ValueError("driver 'lab' needs admin_url")
+        if self.driver == "command" and not (self.remove and self.read):
+            raise ValueError("driver 'command' needs remove and read commands")
+        return self
+
+
+class SyntheticTraffic(Strict):
+    """The synthetic share routed to candidates while they are under test (runbook: 10-20 %)."""
+
+    candidate_share_min: float = Field(0.10, ge=0.0, le=1.0)
+    candidate_share_max: float = Field(0.20, ge=0.0, le=1.0)
+    rps: float = Field(20.0, gt=0, le=10_000, description="Synthetic requests per second via the balancer.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SyntheticTraffic:
+        if self.candidate_share_min > self.candidate_share_max:
+            raise ValueError("candidate_share_min is larger than candidate_share_max")
+        return self
+
+
+class LoadBalancer(Strict):
+    name: Name = "lb"
+    url: str
+    selector: StrMapping = Field(description="Label selector currently routing traffic.")
+    weights: dict[str, int] = Field(default_factory=dict, description="Replica name → weight.")
+    traffic_control: TrafficControl
+    synthetic_traffic: SyntheticTraffic | None = None
+
+
+class FanoutProtocol(Strict):
+    """The chat API's realtime protocol (DESIGN §3 is the default)."""
+
+    stream_kind: Literal["websocket", "sse"] = "websocket"
+    stream_url: str = "{base_ws}/v1/threads/{thread_id}/stream?after={after}"
+    send_method: Literal["POST", "PUT"] = "POST"
+    send_url: str = "{base}/v1/threads/{thread_id}/messages"
+    send_body: dict[str, str] = {"text": "{text}"}
+    send_headers: dict[str, str] = {}
+    idempotency_header: str = "Idempotency-Key"
+    event_id_path: str = "event_id"
+    seq_path: str = "seq"
+    thread_id_path: str = "thread_id"
+    replay_param: str = "after"
+    receive_timeout_s: float = Field(2.0, gt=0, le=120)
+    replay_count: int = Field(3, ge=1, le=1000)
+    thread_prefix: str = "rehearsal-"
+
+    @field_validator("send_headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "header")
+
+
+class Realtime(Strict):
+    redis_url: str = Field(description="redis://host:port/db; a password only as ${ENV_VAR}.")
+    channel_prefix: str
+    transport_expected: Literal["redis", "memory"] = "redis"
+    prefix_env: str = Field("CHAT_REALTIME_CHANNEL_PREFIX", description="Env var that sets the prefix.")
+    transport_env: str = "CHAT_REALTIME_TRANSPORT"
+    fanout: FanoutProtocol = FanoutProtocol()
+    redis_tap: bool = True
+
+    @field_validator("redis_url")
+    @classmethod
+    def _no_inline_secret_url(cls, v: str) -> str:
+        return _check_secret_url(v)
+
+
+class SshHost(Strict):
+    name: Name
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str
+    key_file: str | None = None
+    use_agent: bool = True
+    known_hosts: str | None = Field(None, description="known_hosts file; default ~/.ssh/known_hosts.")
+    host_key_pin: str | None = Field(None, description="Explicit SHA256:… fingerprint pin.")
+    connect_timeout_s: float = Field(10.0, gt=0, le=600)
+    sensitive: bool = True
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+class Gate(CommandSpec):
+    name: Name
+    title: str
+    description: str = ""
+    parallel: bool = Field(False, description="May run alongside other parallel gates.")
+    required: bool = True
+    severity: Severity = Field("P0", description="A failed P0 gate is a rollback trigger.")
+
+
+class HttpProbe(Strict):
+    """An HTTP JSON probe, e.g. the dead-letters count."""
+
+    name: Name
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    json_path: str | None = Field(None, description="Dotted path of the value to record.")
+    headers: dict[str, str] = {}
+    timeout_s: float = Field(5.0, gt=0, le=300)
+    expect_status: int = 200
+    interval_s: float | None = Field(None, gt=0, description="Poll continuously at this interval.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_secret_url(cls, v: str) -> str:
+        return _check_secret_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "header")
+
+
+class Fact(Strict):
+    """A baseline fact captured at the start and re-checked after rollback."""
+
+    name: Name
+    title: str
+    source: Literal["health", "http", "command", "env", "manual"]
+    field: str | None = Field(None, description="health/http: dotted JSON path.")
+    url: str | None = None
+    command: CommandSpec | None = None
+    regex: str | None = Field(None, description="command: first group (or whole match) is the value.")
+    env_var: str | None = None
+    must_agree: bool = Field(False, description="health: every replica must report the same value.")
+    replicas: Literal["all", "stable", "candidate"] = "all"
+    expect: str | None = Field(None, description="The value the runbook requires (e.g. a pinned version).")
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> Fact:
+        need = {"health": ("field",), "http": ("url", "field"), "command": ("command",), "env": ("env_var",)}
+        missing = [f for f in need.get(self.source, ()) if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"source {self.source!r} needs {', '.join(missing)}")
+        if self.regex is not None:
+            re.compile(self.regex)
+        return self
+
+
+Metric = Literal[
+    "http_5xx_rate",
+    "ws_disconnects",
+    "idempotency_collisions",
+    "p95_latency_ms",
+    "dead_letters_growth",
+    "health_failing",
+    "gate_failed",
+]
+
+
+class Guardrail(Strict):
+    """Breached when the metric's value over `window_s` exceeds `threshold` (held `sustained_s`)."""
+
+    name: Name
+    title: str
+    metric: Metric
+    threshold: float = Field(ge=0)
+    window_s: float = Field(10.0, gt=0, le=3600)
+    sustained_s: float = Field(0.0, ge=0, le=3600, description="Breach only when held this long.")
+    scope: Literal["candidate", "stable", "all"] = "all"
+    severity: Severity = "P0"
+    gate: str | None = Field(None, description="gate_failed: which gate.")
+    probe: str | None = Field(None, description="dead_letters_growth: which HTTP probe.")
+
+
+# --- actions, steps, evidence ---------------------------------------------------------------------
+
+
+class SelectorRemoval(Strict):
+    kind: Literal["selector_removal"]
+    name: Name
+    title: str
+    replica_set: str = Field(description="What the operator types to confirm, e.g. blue-next.")
+    remove_replicas: list[str] = Field(min_length=1)
+    verify_requests: int = Field(200, ge=1, le=100_000)
+    rto_budget_s: float = Field(60.0, gt=0)
+    selector_after: dict[str, str] | None = Field(
+        None, description="The selector once the candidates are removed (e.g. adds track: stable)."
+    )
+    trigger_severity: Severity | None = Field(
+        "P0", description="A breach or failed gate of this severity offers this rollback at once."
+    )
+    recheck_facts: list[str] = Field(
+        default_factory=list, description="Facts that must still equal their baseline after rollback."
+    )
+
+
+class Redeploy(Strict):
+    kind: Literal["redeploy"]
+    name: Name
+    title: str
+    services: dict[str, CommandSpec] = Field(
+        min_length=1,
+        description="service → deploy command; `{commit}` in argv is the last known good commit.",
+    )
+    last_known_good: str = Field(description="Fact holding the last known good commit.")
+    forbid_destructive_migrations: bool = True
+    prepare: CommandSpec | None = Field(
+        None, description="Run once before the services (e.g. check out `{commit}` into a worktree)."
+    )
+    record_facts: list[str] = Field(
+        default_factory=list, description="Facts captured after the redeploy (e.g. new deployment IDs)."
+    )
+
+
+class FlagChange(Strict):
+    flag: str
+    value: ScalarStr
+    reason: str = ""
+    optional: bool = Field(
+        False, description="Only if needed: the operator decides, nothing applies it alone."
+    )
+
+
+class StabiliseFlags(Strict):
+    kind: Literal["stabilise_flags"]
+    name: Name
+    title: str
+    command: CommandSpec = Field(
+        description="Run once per change; `{flag}` and `{value}` in argv are replaced."
+    )
+    set: list[FlagChange] = []
+    must_stay_on: list[str] = Field(default_factory=list, description="Flags never relaxed (auth, CSRF…).")
+    verify: CommandSpec | None = Field(None, description="Prints current flags (KEY=value lines) to confirm.")
+
+    @model_validator(mode="after")
+    def _never_relax_protected(self) -> StabiliseFlags:
+        protected = set(self.must_stay_on)
+        touched = [change.flag for change in self.set if change.flag in protected]
+        if touched:
+            raise ValueError(f"flags {', '.join(touched)} are listed in must_stay_on and may not be changed")
+        return self
+
+
+class CommandAction(Strict):
+    kind: Literal["command"]
+    name: Name
+    title: str
+    command: CommandSpec
+    destructive: bool = False
+
+
+Action = Annotated[SelectorRemoval | Redeploy | StabiliseFlags | CommandAction, Field(discriminator="kind")]
+
+StepUse = Literal["fact", "gate", "probe", "action", "check", "guardrail", "manual"]
+STEP_USES: tuple[str, ...] = ("fact", "gate", "probe", "action", "check", "guardrail", "manual")
+
+Evidence = Literal[
+    "command_output",
+    "gate_results",
+    "deployment_timestamps",
+    "traffic_distribution",
+    "fanout_payload_ids",
+    "facts",
+    "guardrail_breaches",
+    "operator_actions",
+]
+
+
+class StepItem(Strict):
+    """One thing a step does: a ref to a gate/fact/probe/action/guardrail, a built-in check, or a
+    manual task.
+
+    `when`: `always`; `on_breach` — only once a guardrail (any P0, or one of `breach_of`) is breached;
+    `on_failure` — only if an earlier gate or check in the same step failed; `optional` — the
+    operator decides ("only if needed"), with `condition` saying when.
+    """
+
+    fact: str | None = None
+    gate: str | None = None
+    probe: str | None = None
+    action: str | None = None
+    check: Literal["fanout", "traffic", "guardrail_watch", "cleanup", "export"] | None = None
+    guardrail: str | None = Field(None, description="Confirm this guardrail is clear now.")
+    manual: str | None = None
+    when: Literal["always", "on_breach", "on_failure", "optional"] = "always"
+    breach_of: list[str] = Field(default_factory=list, description="on_breach: only these guardrails.")
+    condition: str = Field("", description="In the runbook's words, when this item applies.")
+    note: str = Field("", description="What this item records or confirms, in the runbook's words.")
+    keep: list[Evidence] = Field(default_factory=list, description="check: export — what the export keeps.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StepItem:
+        given = [k for k in STEP_USES if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "each step item names exactly one of fact, gate, probe, action, check, guardrail, manual"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.breach_of and self.when != "on_breach":
+            raise ValueError("breach_of only applies with when: on_breach")
+        if self.keep and self.check != "export":
+            raise ValueError("keep only applies to check: export")
+        return self
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        for key in STEP_USES:
+            value = getattr(self, key)
+            if value:
+                return key, value
+        raise AssertionError("validated")
+
+
+class Step(Strict):
+    name: Name
+    title: str
+    description: str = ""
+    do: list[StepItem] = Field(min_length=1)
+
+
+Rule = Literal[
+    "manual",
+    "gate_passed",
+    "gate_passed_after_rollback",
+    "rollback_within_rto",
+    "fanout_passed_after_rollback",
+    "fanout_ordering_ok",
+    "facts_agree",
+    "guardrails_clear",
+    "report_exported",
+    "all_checklist",
+]
+
+
+class ChecklistItem(Strict):
+    """An evidence item; `rule` ticks it automatically from the journal, `manual` needs the operator."""
+
+    name: Name
+    text: str
+    rule: Rule = "manual"
+    gate: str | None = None
+    fact: str | None = None
+    rto_s: float | None = Field(None, gt=0)
+    action: str | None = Field(None, description="rollback_within_rto: which rollback action (default: any).")
+
+
+class ExitCriterion(Strict):
+    name: Name
+    text: str
+    rule: Rule = "manual"
+    rto_s: float | None = Field(None, gt=0)
+    gate: str | None = Field(None, description="gate_passed / gate_passed_after_rollback: which gate.")
+    fact: str | None = Field(None, description="facts_agree: which fact.")
+    action: str | None = Field(None, description="rollback_within_rto: which rollback action.")
+
+
+class Precondition(Strict):
+    """Something that must hold before starting; checked by a fact/gate/probe/check or by the operator."""
+
+    name: Name
+    text: str
+    fact: str | None = None
+    gate: str | None = None
+    probe: str | None = None
+    check: Literal["fanout", "traffic", "guardrail_watch"] | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> Precondition:
+        given = [k for k in ("fact", "gate", "probe", "check") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                f"a precondition is checked by at most one of fact, gate, probe, check (got {given})"
+            )
+        return self
+
+
+class Playbook(Strict):
+    version: Literal[1] = 1
+    name: Name
+    title: str
+    environment: str = "staging"
+    description: str = ""
+    objective: str = ""
+    preconditions: list[Precondition] = []
+    replicas: list[Replica] = Field(min_length=1)
+    load_balancer: LoadBalancer | None = None
+    realtime: Realtime | None = None
+    hosts: list[SshHost] = []
+    facts: list[Fact] = []
+    gates: list[Gate] = []
+    probes: list[HttpProbe] = []
+    guardrails: list[Guardrail] = []
+    actions: list[Action] = []
+    steps: list[Step] = Field(min_length=1)
+    checklist: list[ChecklistItem] = []
+    exit_criteria: list[ExitCriterion] = []
+    follow_up: list[str] = Field(default_factory=list, description="Incident follow-up report sections.")
+    sensitive_patterns: list[str] = Field(default_factory=list, description="Regexes hidden in share mode.")
+    health_interval_s: float = Field(1.0, gt=0, le=300)
+    health_timeout_s: float = Field(2.0, gt=0, le=300)
+
+    def replica(self, name: str) -> Replica:
+        return next(r for r in self.replicas if r.name == name)
+
+    def gate(self, name: str) -> Gate:
+        return next(g for g in self.gates if g.name == name)
+
+    def action(self, name: str) -> SelectorRemoval | Redeploy | StabiliseFlags | CommandAction:
+        return next(a for a in self.actions if a.name == name)

@@ -1,0 +1,149 @@
+"""The JSON evidence bundle: a machine-readable summary plus every journaled event.
+
+`{"format": "rollback-tui-bundle/1", "summary": {...}, "artefacts": [...], "events": [...]}`. The summary
+holds the verdict, checklist with evidence, time-to-detect and RTO, gate outcomes and fanout results; the
+events are the journal's lines as they are (redacted once more), streamed into the file by the export.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import ItemStatus, evaluate
+from rollback_tui.core.state import SessionState
+from rollback_tui.playbook.model import Playbook, SelectorRemoval
+from rollback_tui.report.evidence import Evidence, iso
+
+FORMAT = "rollback-tui-bundle/1"
+
+
+def _status(s: ItemStatus) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "text": s.text,
+        "rule": s.rule,
+        "checked": s.checked,
+        "auto": s.auto,
+        "held_before_but_not_now": s.held_before_but_not_now,
+        "actor": s.actor,
+        "note": s.note,
+        "evidence": s.evidence,
+    }
+
+
+def _dump(event: ev.Event | None, *exclude: str) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    data = event.model_dump(mode="json", exclude={"kind", *exclude})
+    data["time"] = iso(event.ts)
+    return data
+
+
+def build_summary(
+    playbook: Playbook,
+    state: SessionState,
+    evidence: Evidence,
+    *,
+    journal_name: str | None = None,
+    artefacts: Mapping[str, str] | None = None,
+    warnings: Iterable[str] = (),
+) -> dict[str, Any]:
+    report = evaluate(playbook, state)
+    started, t = state.started, state.traffic
+    verified = t.rollback_verified
+    action = next((a for a in playbook.actions if verified and a.name == verified.action), None)
+    artefacts = artefacts or {}
+    gates = []
+    for run in evidence.gate_runs.values():
+        done = run.finished
+        gates.append(
+            {
+                "gate": run.gate,
+                "run": run.run,
+                "command": run.argv,
+                "where": run.where,
+                "started": iso(run.started_ts) if run.started_ts is not None else None,
+                "finished": iso(done.ts) if done else None,
+                "outcome": done.outcome if done else "unfinished",
+                "exit_code": done.exit_code if done else None,
+                "duration_s": done.duration_s if done else None,
+                "output_lines": done.output_lines if done else run.journaled_lines,
+                "artefact": artefacts.get(done.artefact) if done and done.artefact else None,
+                "output_tail": list(run.tail),
+            }
+        )
+    return {
+        "session": {
+            "playbook": playbook.name,
+            "title": playbook.title,
+            "playbook_path": started.playbook if started else None,
+            "environment": playbook.environment,
+            "operator": started.operator if started else None,
+            "host": started.host if started else None,
+            "version": started.version if started else None,
+            "started": iso(started.ts) if started else None,
+            "ended": iso(state.ended.ts) if state.ended else None,
+            "end_reason": state.ended.reason if state.ended else None,
+            "resumes": state.resumes,
+            "journal": journal_name,
+            "events": sum(state.counts.values()),
+            "counts": dict(sorted(state.counts.items())),
+        },
+        "verdict": {"complete": report.verdict.complete, "missing": report.verdict.missing},
+        "checklist": [_status(s) for s in report.items],
+        "exit_criteria": [_status(s) for s in report.exit_criteria],
+        "rollback": {
+            "requested": _dump(t.rollback_requested),
+            "applied": _dump(t.rollback_applied),
+            "verified": _dump(verified),
+            "time_to_detect_s": verified.time_to_detect_s if verified else None,
+            "rto_s": verified.rto_s if verified else None,
+            "rto_budget_s": action.rto_budget_s if isinstance(action, SelectorRemoval) else None,
+        },
+        "guardrails": [{"event": e.kind, **(_dump(e) or {})} for e in t.breach_log],
+        "active_breaches": sorted(t.breaches),
+        "gates": gates,
+        "fanout": [_dump(r) for r in state.fanout.results],
+        "fanout_frames_total": state.fanout.frames_total,
+        "facts": [_dump(f) for f in state.facts.values()],
+        "traffic": [
+            {
+                "start": iso(row.start),
+                "end": iso(row.end),
+                "requests": row.requests,
+                "per_replica": dict(row.per_replica),
+                "errors_5xx": row.errors_5xx,
+            }
+            for row in evidence.traffic.rows()
+        ],
+        "exports": [_dump(e, "directory") for e in state.exports],
+        "warnings": list(warnings) + evidence.warnings,
+    }
+
+
+def build_bundle(
+    playbook: Playbook, state: SessionState, events: Iterable[ev.Event], **summary_kw: Any
+) -> dict[str, Any]:
+    """The whole bundle as a dict (for short journals and tests; the export streams instead)."""
+    events = list(events)
+    evidence = Evidence.from_events(events)
+    return {
+        "format": FORMAT,
+        "summary": build_summary(playbook, state, evidence, **summary_kw),
+        "artefacts": sorted(set((summary_kw.get("artefacts") or {}).values())),
+        "events": [e.model_dump(mode="json") for e in events],
+    }
+
+
+def bundle_head(summary: dict[str, Any], artefacts: list[str]) -> str:
+    """Everything before the events array; the export writes the events after it, then `]}`."""
+    head = json.dumps(
+        {"format": FORMAT, "summary": summary, "artefacts": artefacts}, indent=1, ensure_ascii=False
+    )
+    return head[:-2] + ',\n "events": [\n'
+
+
+BUNDLE_TAIL = "\n]}\n"

@@ -1,0 +1,302 @@
+"""What the report needs beyond SessionState, gathered in one pass over the events (bounded memory).
+
+SessionState keeps the *current* picture (last gate run, last 300 traffic windows…); the report also
+needs history: every gate run with its output tail, the frames of each fanout run, the traffic split over
+the whole session (downsampled), and a timeline. Everything here is bounded so a million-event journal
+costs the same memory as a short one.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.state import SessionState
+
+GATE_TAIL = 20  # output lines of each gate run shown in the report
+MAX_GATE_RUNS = 200
+MAX_FANOUT_RUNS = 100
+FRAMES_PER_RUN = 60
+TIMELINE_HEAD = 400
+TIMELINE_TAIL = 400
+TRAFFIC_ROWS = 30
+
+
+def iso(ts: float | None, *, ms: bool = False) -> str:
+    """UTC ISO-8601 timestamp ('2026-01-01T04:12:03Z'; with milliseconds when `ms`)."""
+    if ts is None:
+        return "-"
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+    if ms:
+        base += f".{round((ts % 1) * 1000) % 1000:03d}"
+    return base + "Z"
+
+
+def num(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}{unit}"
+
+
+@dataclass
+class GateRun:
+    gate: str
+    run: str
+    argv: list[str] = field(default_factory=list)
+    where: str = "local"
+    actor: str = "engine"
+    started_ts: float | None = None
+    finished: ev.GateFinished | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=GATE_TAIL))
+    journaled_lines: int = 0
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv) if self.argv else "?"
+
+
+@dataclass
+class TrafficRow:
+    start: float
+    end: float
+    requests: int = 0
+    per_replica: Counter[str] = field(default_factory=Counter)
+    errors_5xx: int = 0
+    windows: int = 0
+    p95_ms: float | None = None
+
+    def merge(self, other: TrafficRow) -> None:
+        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
+        self.requests += other.requests
+        self.per_replica.update(other.per_replica)
+        self.errors_5xx += other.errors_5xx
+        self.windows += other.windows
+        if other.p95_ms is not None:
+            self.p95_ms = other.p95_ms if self.p95_ms is None else max(self.p95_ms, other.p95_ms)
+
+
+class TrafficHistory:
+    """Traffic windows folded into at most `rows` time buckets whose width doubles as the session grows."""
+
+    def __init__(self, rows: int = TRAFFIC_ROWS) -> None:
+        self.max_rows = rows
+        self.origin: float | None = None
+        self.width = 1.0
+        self.buckets: dict[int, TrafficRow] = {}
+        self.replicas: list[str] = []
+
+    def add(self, w: ev.TrafficWindow) -> None:
+        start = w.ts - w.window_s
+        if self.origin is None:
+            self.origin, self.width = start, max(w.window_s, 1.0)
+        index = max(0, int((start - self.origin) // self.width))
+        while index >= self.max_rows:
+            self._halve()
+            index = max(0, int((start - self.origin) // self.width))
+        row = TrafficRow(
+            start, w.ts, w.requests, Counter(w.per_replica), sum(w.errors_5xx.values()), 1, w.p95_ms
+        )
+        if index in self.buckets:
+            self.buckets[index].merge(row)
+        else:
+            self.buckets[index] = row
+        for name in w.per_replica:
+            if name not in self.replicas:
+                self.replicas.append(name)
+
+    def _halve(self) -> None:
+        self.width *= 2
+        merged: dict[int, TrafficRow] = {}
+        for index in sorted(self.buckets):
+            row = self.buckets[index]
+            if index // 2 in merged:
+                merged[index // 2].merge(row)
+            else:
+                merged[index // 2] = row
+        self.buckets = merged
+
+    def rows(self) -> list[TrafficRow]:
+        return [self.buckets[i] for i in sorted(self.buckets)]
+
+
+@dataclass
+class TimelineEntry:
+    ts: float
+    kind: str
+    text: str
+
+
+class Evidence:
+    """Observe every event (after SessionState has folded it); render from the result."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.first_ts: float | None = None
+        self.timeline_head: list[TimelineEntry] = []
+        self.timeline_tail: deque[TimelineEntry] = deque(maxlen=TIMELINE_TAIL)
+        self.timeline_total = 0
+        self.gate_runs: OrderedDict[str, GateRun] = OrderedDict()
+        self.gate_runs_dropped = 0
+        self.frames: OrderedDict[str, list[ev.FanoutFrame]] = OrderedDict()
+        self.traffic = TrafficHistory()
+        self.warnings: list[str] = []
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event], state: SessionState | None = None) -> Evidence:
+        evidence = cls()
+        for event in events:
+            if state is not None:
+                state.apply(event)
+            evidence.observe(event)
+        return evidence
+
+    # --- derived ------------------------------------------------------------------------------
+
+    @property
+    def timeline(self) -> list[TimelineEntry]:
+        return self.timeline_head + list(self.timeline_tail)
+
+    @property
+    def timeline_omitted(self) -> int:
+        return self.timeline_total - len(self.timeline_head) - len(self.timeline_tail)
+
+    # --- the fold -----------------------------------------------------------------------------
+
+    def observe(self, event: ev.Event) -> None:
+        self.events += 1
+        if self.first_ts is None:
+            self.first_ts = event.ts
+        kind = event.kind
+        if kind == "fanout_frame":
+            self._frame(event)  # type: ignore[arg-type]
+            return
+        if kind == "traffic_window":
+            self.traffic.add(event)  # type: ignore[arg-type]
+            return
+        if kind == "gate_output":
+            run = self.gate_runs.get(event.run)  # type: ignore[attr-defined]
+            if run is not None:
+                run.tail.append(event.line)  # type: ignore[attr-defined]
+                run.journaled_lines += 1
+            return
+        if kind == "gate_started":
+            self._gate_run(event.gate, event.run)  # type: ignore[attr-defined]
+            run = self.gate_runs[event.run]  # type: ignore[attr-defined]
+            run.argv, run.where, run.actor, run.started_ts = (
+                event.argv,  # type: ignore[attr-defined]
+                event.where,  # type: ignore[attr-defined]
+                event.actor,  # type: ignore[attr-defined]
+                event.ts,
+            )
+        elif kind == "gate_finished":
+            self._gate_run(event.gate, event.run).finished = event  # type: ignore[attr-defined]
+        text = describe(event)
+        if text is not None:
+            self._timeline(TimelineEntry(event.ts, kind, text))
+
+    def _gate_run(self, gate: str, run: str) -> GateRun:
+        if run not in self.gate_runs:
+            self.gate_runs[run] = GateRun(gate, run)
+            if len(self.gate_runs) > MAX_GATE_RUNS:
+                self.gate_runs.popitem(last=False)
+                self.gate_runs_dropped += 1
+        return self.gate_runs[run]
+
+    def _frame(self, frame: ev.FanoutFrame) -> None:
+        frames = self.frames.get(frame.run)
+        if frames is None:
+            frames = self.frames[frame.run] = []
+            if len(self.frames) > MAX_FANOUT_RUNS:
+                self.frames.popitem(last=False)
+        if len(frames) < FRAMES_PER_RUN:
+            frames.append(frame)
+
+    def _timeline(self, entry: TimelineEntry) -> None:
+        self.timeline_total += 1
+        if len(self.timeline_head) < TIMELINE_HEAD:
+            self.timeline_head.append(entry)
+        else:
+            self.timeline_tail.append(entry)
+
+
+# --- one line per timeline-worthy event -----------------------------------------------------------
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in detail.items())
+
+
+def describe(e: ev.Event) -> str | None:
+    """The timeline text for an event, or None for kinds the timeline leaves out."""
+    if isinstance(e, ev.SessionStarted):
+        return (
+            f"Session started by {e.operator} on {e.host} "
+            f"(playbook {e.playbook_name}, environment {e.environment}, rollback-tui {e.version})"
+        )
+    if isinstance(e, ev.SessionResumed):
+        return (
+            f"Session resumed by {e.operator} ({e.recovered_events} events recovered, "
+            f"{e.skipped_lines} lines skipped)"
+        )
+    if isinstance(e, ev.SessionEnded):
+        return f"Session ended ({e.reason})"
+    if isinstance(e, ev.StepEntered):
+        return f"Step {e.step} entered (by {e.actor})"
+    if isinstance(e, ev.OperatorAction):
+        return f"Operator {e.actor}: {e.action}" + (f" ({_detail(e.detail)})" if e.detail else "")
+    if isinstance(e, ev.Notice):
+        if e.level == "info":
+            return None
+        return f"{e.level.capitalize()} from {e.source}: {e.message}"
+    if isinstance(e, ev.FactCaptured):
+        values = ", ".join(f"{k}={v}" for k, v in e.values.items())
+        agree = "" if e.agree is None else (" — agree" if e.agree else " — DISAGREE")
+        return f"Fact {e.fact} captured ({e.phase}): {values or '-'}{agree}" + (
+            f" — {e.error}" if e.error else ""
+        )
+    if isinstance(e, ev.SelectorState):
+        return (
+            f"Routing ({e.source}): selector {_detail(e.selector)}; backends {', '.join(e.backends) or '-'}"
+        )
+    if isinstance(e, ev.GuardrailBreach):
+        ttd = f"; time to detect {e.ts - e.first_bad_ts:.3g} s" if e.first_bad_ts is not None else ""
+        return (
+            f"{e.severity} guardrail {e.guardrail} breached: {e.metric} {e.value:g} > {e.threshold:g} "
+            f"over {e.window_s:g} s{ttd}"
+        )
+    if isinstance(e, ev.GuardrailRecovered):
+        return f"Guardrail {e.guardrail} recovered ({e.value:g})"
+    if isinstance(e, ev.RollbackRequested):
+        return f"Rollback {e.action} requested by {e.actor} (typed {e.confirmed_text!r}): {e.reason or '-'}"
+    if isinstance(e, ev.RollbackApplied):
+        if not e.ok:
+            return f"Rollback {e.action} via {e.driver} FAILED: {e.error}"
+        before = ", ".join(e.before.get("backends", [])) or "-"
+        after = ", ".join(e.after.get("backends", [])) or "-"
+        return f"Rollback {e.action} applied via {e.driver}: backends {before} → {after}"
+    if isinstance(e, ev.RollbackVerified):
+        return (
+            f"Rollback {e.action} verified {'ok' if e.ok else 'NOT ok'}: {e.stable_share * 100:.1f}% of "
+            f"{e.requests} requests on stable; time to detect {num(e.time_to_detect_s, ' s')}; "
+            f"RTO {num(e.rto_s, ' s')}"
+        )
+    if isinstance(e, ev.GateStarted):
+        return f"Gate {e.gate} started (run {e.run}, {e.where}, by {e.actor})"
+    if isinstance(e, ev.GateFinished):
+        code = f"exit {e.exit_code}" if e.exit_code is not None else "no exit code"
+        return f"Gate {e.gate} {e.outcome.replace('_', ' ')} (run {e.run}, {code}, {e.duration_s:.3g} s)"
+    if isinstance(e, ev.FanoutResult):
+        verdict = "passed" if e.passed else "FAILED"
+        return f"Fanout run {e.run} ({e.phase}) {verdict}: {len(e.sent)} events sent on {e.thread_id}"
+    if isinstance(e, ev.ChecklistTicked):
+        how = "automatically" if e.auto else f"by {e.actor}"
+        verb = "ticked" if e.checked else "unticked"
+        return f"Checklist {e.item} {verb} {how}" + (f": {e.note}" if e.note else "")
+    if isinstance(e, ev.ExportWritten):
+        return f"Evidence exported ({len(e.files)} files) by {e.actor}"
+    return None

@@ -1,0 +1,414 @@
+"""The Markdown evidence report: what the incident review reads.
+
+Sections follow the playbook: header, exit verdict, baseline facts, timeline, gates, fanout, traffic
+distribution, guardrails with time-to-detect and RTO, the evidence checklist, exit criteria and (when the
+playbook asks for one) the incident follow-up skeleton. Output depends only on the journal — no clock
+reads — so a recorded journal has a golden report. The whole text passes through the Redactor last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import PurePath
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import ChecklistReport, ItemStatus, evaluate
+from rollback_tui.core.redact import Redactor
+from rollback_tui.core.state import SessionState
+from rollback_tui.playbook.model import Playbook, SelectorRemoval
+from rollback_tui.report.evidence import Evidence, GateRun, iso, num
+
+FANOUT_RESULTS_SHOWN = 50
+
+
+def render_markdown(
+    playbook: Playbook,
+    state: SessionState,
+    events: Iterable[ev.Event] | Evidence,
+    *,
+    journal_name: str | None = None,
+    artefacts: Mapping[str, str] | None = None,
+    warnings: Iterable[str] = (),
+    redactor: Redactor | None = None,
+) -> str:
+    """Render the report. `events` is the journal's events (or an Evidence already gathered from them).
+
+    `artefacts` maps a GateFinished.artefact path to where the export put it (relative to the report).
+    """
+    evidence = events if isinstance(events, Evidence) else Evidence.from_events(events)
+    report = evaluate(playbook, state)
+    doc = _Doc()
+    _header(doc, playbook, state, evidence, journal_name, report)
+    _facts(doc, playbook, state)
+    _timeline(doc, evidence)
+    _gates(doc, playbook, evidence, artefacts or {})
+    _fanout(doc, state, evidence)
+    _traffic(doc, state, evidence)
+    _guardrails(doc, playbook, state)
+    _checklist(doc, "Evidence checklist", report.items, "This playbook has no evidence checklist.")
+    _checklist(doc, "Exit criteria", report.exit_criteria, "This playbook has no exit criteria.")
+    if playbook.follow_up:
+        _follow_up(doc, playbook, evidence)
+    warnings = list(warnings) + evidence.warnings
+    if warnings:
+        doc.h(2, "Journal warnings")
+        for warning in warnings[:50]:
+            doc.li(_code(PurePath(warning.split(":", 1)[0]).name + ":" + warning.split(":", 1)[-1]))
+        if len(warnings) > 50:
+            doc.li(f"… {len(warnings) - 50} more")
+        doc.blank()
+    return (redactor or Redactor())(doc.text())
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+class _Doc:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def h(self, level: int, text: str) -> None:
+        if self.lines and self.lines[-1] != "":
+            self.lines.append("")
+        self.lines += ["#" * level + " " + text, ""]
+
+    def p(self, text: str) -> None:
+        self.lines += [text, ""]
+
+    def li(self, text: str, indent: int = 0) -> None:
+        self.lines.append("  " * indent + "- " + text)
+
+    def blank(self) -> None:
+        if self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def table(self, header: list[str], rows: Iterable[list[str]]) -> None:
+        self.blank()
+        self.lines.append("| " + " | ".join(header) + " |")
+        self.lines.append("|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            self.lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        self.lines.append("")
+
+    def code(self, lines: Iterable[str]) -> None:
+        body = list(lines)
+        fence = "```"
+        while any(fence in line for line in body):
+            fence += "`"
+        self.blank()
+        self.lines += [fence + "text", *body, fence, ""]
+
+    def text(self) -> str:
+        while self.lines and self.lines[-1] == "":
+            self.lines.pop()
+        return "\n".join(self.lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", "")
+
+
+def _code(value: object) -> str:
+    text = str(value).replace("\n", " ")
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{text}{fence}" if text else "-"
+
+
+def _check(ok: bool | None) -> str:
+    return {True: "ok", False: "FAILED", None: "not checked"}[ok]
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+def _header(
+    doc: _Doc,
+    playbook: Playbook,
+    state: SessionState,
+    evidence: Evidence,
+    journal_name: str | None,
+    report: ChecklistReport,
+) -> None:
+    started = state.started
+    doc.h(1, f"Rollback evidence report — {playbook.title}")
+    rows = [
+        ["Playbook", f"{playbook.name} ({_code(started.playbook) if started and started.playbook else '-'})"],
+        ["Environment", playbook.environment],
+        ["Operator", f"{started.operator} on {started.host}" if started else "-"],
+        ["Session start", iso(started.ts) if started else "-"],
+        [
+            "Session end",
+            f"{iso(state.ended.ts)} ({state.ended.reason})"
+            if state.ended
+            else f"not ended (last event {iso(state.last_ts)})",
+        ],
+        ["Resumed", f"{state.resumes} time(s)" if state.resumes else "no"],
+        [
+            "Journal",
+            (f"{_code(journal_name)}, " if journal_name else "")
+            + f"{sum(state.counts.values())} events (copy: `journal.jsonl`)",
+        ],
+        ["rollback-tui", started.version if started else "-"],
+    ]
+    doc.table(["", ""], rows)
+    verdict = report.verdict
+    if verdict.complete:
+        doc.h(2, "Exit verdict: COMPLETE")
+        doc.p("Every exit criterion holds.")
+    else:
+        doc.h(2, "Exit verdict: NOT COMPLETE")
+        doc.p("Missing:")
+        for line in verdict.missing:
+            doc.li(line)
+        doc.blank()
+    doc.p(f"Evidence checklist: {report.done}/{len(report.items)} checked.")
+    if playbook.objective:
+        doc.p(f"Objective: {playbook.objective.strip()}")
+
+
+def _facts(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
+    doc.h(2, "Baseline facts")
+    order = {f.name: i for i, f in enumerate(playbook.facts)}
+    titles = {f.name: f.title for f in playbook.facts}
+    phases = {"baseline": 0, "check": 1, "after_rollback": 2}
+    captured = sorted(state.facts.values(), key=lambda f: (order.get(f.fact, 999), f.fact, phases[f.phase]))
+    if captured:
+        rows = []
+        for f in captured:
+            values = "; ".join(f"{k}: {v}" for k, v in f.values.items()) or "-"
+            agree = "-" if f.agree is None else ("yes" if f.agree else "NO")
+            if f.error:
+                values += f" (error: {f.error})"
+            rows.append([titles.get(f.fact, f.fact), f.phase, values, agree, f.source, iso(f.ts)])
+        doc.table(["Fact", "Phase", "Values", "Agree", "Source", "Captured (UTC)"], rows)
+    else:
+        doc.p("No facts were captured.")
+    missing = [f.name for f in playbook.facts if f"{f.name}@baseline" not in state.facts]
+    if missing:
+        doc.p("Not captured at baseline: " + ", ".join(missing) + ".")
+    if state.replicas:
+        doc.p("Replica identity (last health sample):")
+        rows = [
+            [
+                r.name,
+                r.role,
+                r.status,
+                r.image or "-",
+                r.commit or "-",
+                r.channel_prefix or "-",
+                r.transport or "-",
+                f"{r.samples} / {r.failures}",
+            ]
+            for r in state.replicas.values()
+        ]
+        doc.table(
+            ["Replica", "Role", "Status", "Image", "Commit", "Prefix", "Transport", "Samples / failed"], rows
+        )
+
+
+def _timeline(doc: _Doc, evidence: Evidence) -> None:
+    doc.h(2, "Timeline")
+    entries = evidence.timeline
+    if not entries:
+        doc.p("No timeline events.")
+        return
+    rows = [[iso(e.ts), e.text] for e in evidence.timeline_head]
+    if evidence.timeline_omitted:
+        rows.append(["…", f"{evidence.timeline_omitted} entries omitted (see journal.jsonl)"])
+    rows += [[iso(e.ts), e.text] for e in evidence.timeline_tail]
+    doc.table(["Time (UTC)", "Event"], rows)
+
+
+def _gates(doc: _Doc, playbook: Playbook, evidence: Evidence, artefacts: Mapping[str, str]) -> None:
+    doc.h(2, "Gates")
+    runs = list(evidence.gate_runs.values())
+    if not runs:
+        doc.p("No gate was run.")
+        return
+    if evidence.gate_runs_dropped:
+        doc.p(f"{evidence.gate_runs_dropped} older gate runs are only in the journal.")
+    known = [g.name for g in playbook.gates]
+    names = known + sorted({r.gate for r in runs} - set(known))
+    for name in names:
+        gate_runs = [r for r in runs if r.gate == name]
+        if not gate_runs:
+            continue
+        title = next((g.title for g in playbook.gates if g.name == name), "")
+        doc.h(3, f"{name}" + (f" — {title}" if title else ""))
+        for run in gate_runs:
+            _gate_run(doc, run, artefacts)
+
+
+def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str]) -> None:
+    done = run.finished
+    outcome = done.outcome.replace("_", " ").upper() if done else "DID NOT FINISH"
+    doc.p(f"**Run {run.run}: {outcome}**")
+    started = run.started_ts if run.started_ts is not None else (done.ts - done.duration_s if done else None)
+    doc.li(f"Command: {_code(run.command)} on {run.where} (by {run.actor})")
+    doc.li(f"Started {iso(started)}, finished {iso(done.ts) if done else '-'}")
+    if done:
+        code = done.exit_code if done.exit_code is not None else "-"
+        doc.li(f"Exit code {code}, duration {done.duration_s:.3f} s, {done.output_lines} output lines")
+        if done.error:
+            doc.li(f"Error: {done.error}")
+    if done and done.artefact:
+        where = artefacts.get(done.artefact)
+        name = PurePath(done.artefact).name
+        doc.li(
+            f"Full output: `{where}` in the bundle"
+            if where
+            else f"Full output: `{name}` (not found at export)"
+        )
+    doc.blank()
+    if run.tail:
+        shown = len(run.tail)
+        doc.p(f"Last {shown} of {run.journaled_lines} journaled output lines:")
+        doc.code(run.tail)
+
+
+def _fanout(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
+    doc.h(2, "Realtime fanout")
+    results = state.fanout.results
+    doc.p(f"{len(results)} fanout check(s); {state.fanout.frames_total} frames received in total.")
+    if len(results) > FANOUT_RESULTS_SHOWN:
+        doc.p(f"Showing the last {FANOUT_RESULTS_SHOWN}; the rest are in the journal.")
+    for r in results[-FANOUT_RESULTS_SHOWN:]:
+        doc.h(3, f"Run {r.run} ({r.phase}): {'PASSED' if r.passed else 'FAILED'} at {iso(r.ts)}")
+        prefixes = ", ".join(_code(p) for p in r.prefixes_seen) or "-"
+        doc.li(f"Thread {_code(r.thread_id)}; sent {', '.join(_code(i) for i in r.sent) or '-'}")
+        for session, ids in r.received.items():
+            doc.li(f"Session {session} received {len(ids)}: {', '.join(_code(i) for i in ids) or '-'}")
+        doc.li(
+            f"Cross-replica latency {num(r.cross_latency_ms, ' ms')}; ordering {_check(r.ordering_ok)}; "
+            f"replay {_check(r.replay_ok)}; prefixes seen {prefixes}"
+        )
+        for reason in r.reasons:
+            doc.li(f"Reason: {reason}")
+        frames = evidence.frames.get(r.run, [])
+        if frames:
+            rows = [
+                [
+                    _code(f.event_id),
+                    f.session,
+                    f.replica,
+                    "-" if f.seq is None else str(f.seq),
+                    iso(f.received_at, ms=True),
+                    num(None if f.latency_ms is None else round(f.latency_ms, 2), " ms"),
+                    "yes" if f.replay else "",
+                ]
+                for f in frames
+            ]
+            doc.table(["Event ID", "Session", "Replica", "Seq", "Received (UTC)", "Latency", "Replay"], rows)
+        else:
+            doc.blank()
+            doc.p("Receive timestamps: frames of this run are not retained (see journal.jsonl).")
+
+
+def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
+    doc.h(2, "Replica traffic distribution")
+    rows = evidence.traffic.rows()
+    if not rows:
+        doc.p("No synthetic traffic was recorded.")
+        return
+    order = [n for n in state.replicas if n in evidence.traffic.replicas]
+    order += [n for n in evidence.traffic.replicas if n not in order]
+    applied = state.traffic.rollback_applied
+    doc.p(
+        f"Share of requests per replica, in {len(rows)} time buckets of {evidence.traffic.width:g} s or less."
+    )
+    table = []
+    for row in rows:
+        shares = [f"{row.per_replica[n] / row.requests * 100:.1f}%" if row.requests else "-" for n in order]
+        note = "rollback applied" if applied and row.start <= applied.ts <= row.end else ""
+        err = f"{row.errors_5xx / row.requests * 100:.1f}%" if row.requests else "-"
+        table.append([f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, err, note])
+    doc.table(["Window (UTC)", "Requests", *order, "5xx", "Note"], table)
+
+
+def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
+    doc.h(2, "Guardrails, time to detect and RTO")
+    log = state.traffic.breach_log
+    if log:
+        rows = []
+        for e in log:
+            if isinstance(e, ev.GuardrailBreach):
+                ttd = num(round(e.ts - e.first_bad_ts, 3), " s") if e.first_bad_ts is not None else "-"
+                rows.append(
+                    [
+                        iso(e.ts),
+                        e.guardrail,
+                        f"breach {e.severity}",
+                        f"{e.metric} = {e.value:g}",
+                        f"{e.threshold:g} over {e.window_s:g} s",
+                        iso(e.first_bad_ts),
+                        ttd,
+                    ]
+                )
+            else:
+                rows.append([iso(e.ts), e.guardrail, "recovered", f"{e.value:g}", "", "", ""])
+        doc.table(
+            ["Time (UTC)", "Guardrail", "Event", "Value", "Threshold", "First bad sample", "Detect"], rows
+        )
+    else:
+        doc.p("No guardrail was breached.")
+    if state.traffic.breaches:
+        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    t = state.traffic
+    if t.rollback_requested is None and t.rollback_applied is None and t.rollback_verified is None:
+        doc.p("No rollback was executed.")
+        return
+    doc.p("Rollback:")
+    if t.rollback_requested:
+        r = t.rollback_requested
+        doc.li(f"Requested {iso(r.ts)} by {r.actor} ({r.action}): {r.reason or '-'}")
+    if t.rollback_applied:
+        a = t.rollback_applied
+        state_word = "applied" if a.ok else f"FAILED ({a.error})"
+        doc.li(f"{state_word.capitalize() if a.ok else state_word} {iso(a.ts)} via {a.driver}")
+        for label, routing in (("before", a.before), ("after", a.after)):
+            if routing:
+                doc.li(
+                    f"{label}: selector {routing.get('selector', {})}, backends "
+                    f"{', '.join(routing.get('backends', [])) or '-'}",
+                    1,
+                )
+    if t.rollback_verified:
+        v = t.rollback_verified
+        action = next((x for x in playbook.actions if x.name == v.action), None)
+        budget = action.rto_budget_s if isinstance(action, SelectorRemoval) else None
+        doc.li(
+            f"Verified {iso(v.ts)}: {'ok' if v.ok else 'NOT ok'}, "
+            f"{v.stable_share * 100:.1f}% of {v.requests} requests on stable"
+        )
+        doc.li(f"Time to detect: {num(v.time_to_detect_s, ' s')}")
+        doc.li(f"RTO: {num(v.rto_s, ' s')}" + (f" (budget {budget:g} s)" if budget is not None else ""))
+    doc.blank()
+
+
+def _checklist(doc: _Doc, title: str, statuses: list[ItemStatus], empty: str) -> None:
+    doc.h(2, title)
+    if not statuses:
+        doc.p(empty)
+        return
+    for s in statuses:
+        how = "manual" if s.rule == "manual" else ("auto" if s.auto else "overridden by hand")
+        flag = " — **was ticked automatically, no longer holds**" if s.held_before_but_not_now else ""
+        doc.li(f"[{'x' if s.checked else ' '}] **{s.text}** ({s.name}, {how}: {s.rule}){flag}")
+        for line in s.evidence:
+            doc.li(line, 1)
+    doc.blank()
+
+
+def _follow_up(doc: _Doc, playbook: Playbook, evidence: Evidence) -> None:
+    doc.h(2, "Incident follow-up")
+    doc.p("Skeleton for the incident review; the timeline is pre-filled from the journal.")
+    for section in playbook.follow_up:
+        doc.h(3, section)
+        if "timeline" in section.lower():
+            for entry in evidence.timeline:
+                doc.li(f"{iso(entry.ts)} — {entry.text}")
+            if evidence.timeline_omitted:
+                doc.li(f"… {evidence.timeline_omitted} entries omitted (see journal.jsonl)")
+            doc.blank()
+        else:
+            doc.p("_To be written._")

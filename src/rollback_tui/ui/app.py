@@ -1,0 +1,402 @@
+"""The cockpit: one Textual App rendering the engine's SessionState in six panes.
+
+The engine publishes events on the app's asyncio loop; the subscriber only records which panes
+are dirty. Live, a timer repaints dirty panes at most REFRESH_HZ times a second (coalescing
+floods); in replay/snapshot mode (live=False) a replaceable StateChanged message does the same
+without timers. The UI never does I/O: actions are engine coroutines run in workers, and every
+failure becomes a notification (and, if unexpected, a journaled notice), never a crash.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.engine import Engine, NotAvailable
+from rollback_tui.core.events import Event
+from rollback_tui.playbook.model import SelectorRemoval
+from rollback_tui.ui.features import engine_features
+from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
+from rollback_tui.ui.panes.base import View, make_redactor
+from rollback_tui.ui.panes.checklist import ChecklistPane
+from rollback_tui.ui.panes.fanout import FanoutPane
+from rollback_tui.ui.panes.gates import GatesPane
+from rollback_tui.ui.panes.health import HealthPane
+from rollback_tui.ui.panes.status import NoticeLine, StatusBar, VerdictBar
+from rollback_tui.ui.panes.steps import StepsPane
+from rollback_tui.ui.panes.traffic import TrafficPane
+from rollback_tui.ui.screens.confirm import ConfirmRollback
+from rollback_tui.ui.screens.help import HelpScreen
+from rollback_tui.ui.screens.notices import NoticesScreen
+from rollback_tui.ui.themes import DEFAULT_THEME, THEME_ORDER, VARIABLE_DEFAULTS, load_themes
+
+log = logging.getLogger(__name__)
+
+REFRESH_HZ = 15
+WIDE_AT = 160  # terminal columns from which the wide layout is used
+TONE_VARIABLES = {"ok": "status-ok", "warn": "status-warn", "fail": "status-fail", "stale": "status-stale"}
+# Operator actions that make no sense while a modal dialog is open.
+MAIN_SCREEN_ACTIONS = {"run_gates", "fanout", "rollback", "tick", "export", "notices", "help"}
+
+
+def available_theme_names() -> list[str]:
+    """Theme names --theme accepts (the CLI can offer them as choices)."""
+    return list(load_themes())
+
+
+class CockpitApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "rollback-tui"
+
+    BINDINGS = [
+        Binding("g", "run_gates", "Gates", tooltip="Run the playbook's release gates"),
+        Binding("f", "fanout", "Fanout", tooltip="Run the two-session cross-replica fanout check"),
+        Binding(
+            "r",
+            "rollback",
+            "Rollback",
+            tooltip="Roll back: remove the candidate from the selector (confirms)",
+        ),
+        Binding("t", "tick", "Tick", tooltip="Tick / untick the highlighted checklist item"),
+        Binding("space", "tick", "Tick", show=False, tooltip="Tick / untick the highlighted checklist item"),
+        Binding("e", "export", "Export", tooltip="Export the evidence (Markdown report + JSON bundle)"),
+        Binding("n", "notices", "Notices", show=False, tooltip="Show every notice (feed failures, errors)"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="This help"),
+        Binding(
+            "colon", "command_palette", "Commands", show=False, key_display=":", tooltip="Command palette"
+        ),
+        Binding("T", "cycle_theme", "Theme", show=False, tooltip="Cycle theme: dark → high contrast → light"),
+        Binding("q", "quit", "Quit", tooltip="Quit (stops the feeds, closes the journal)"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, tooltip="Quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        theme: str | None = None,
+        share: bool = False,
+        live: bool = True,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.share = share
+        self.live = live
+        self._dirty: set[str] = set(ALL_PANES)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopping = False
+        self._panes: dict[str, Any] = {}
+        self._startup_warnings: list[str] = []
+        self._themes = load_themes()
+        for t in self._themes.values():
+            self.register_theme(t)
+        self._requested_theme = theme or (self._remembered_theme() if live else None) or DEFAULT_THEME
+        pb = engine.playbook
+        self._redact = make_redactor(engine.journal.redact, share, pb.sensitive_patterns)
+        self._sensitive = frozenset(r.name for r in pb.replicas if r.sensitive)
+        self._features = engine_features(engine)
+        self._stale_after = max(5.0, 3 * pb.health_interval_s + pb.health_timeout_s)
+        self.sub_title = pb.title
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(VARIABLE_DEFAULTS)
+
+    # --- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        p = self._panes = {
+            "verdict": VerdictBar(id="verdict"),
+            "health": HealthPane(id="health"),
+            "fanout": FanoutPane(id="fanout"),
+            "traffic": TrafficPane(id="traffic"),
+            "steps": StepsPane(id="steps"),
+            "gates": GatesPane(id="gates"),
+            "checklist": ChecklistPane(id="checklist"),
+            "notice": NoticeLine(id="notice"),
+            "status": StatusBar(self.engine.journal.path, self.engine.operator, id="status"),
+        }
+        yield p["verdict"]
+        with Container(id="body"):
+            yield p["health"]
+            with Container(id="lower"):
+                for name in ("fanout", "traffic", "steps", "gates", "checklist"):
+                    yield p[name]
+        yield p["notice"]
+        yield p["status"]
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self._apply_theme(self._requested_theme)
+        self.set_class(self.share, "share")
+        self._unsubscribe = self.engine.subscribe(self._on_event)
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._mark(ALL_PANES))
+        if self.live:
+            self.set_interval(1 / REFRESH_HZ, self._repaint)
+            # Clock and staleness move with time, not only with events.
+            self.set_interval(1.0, lambda: self._mark({"status", "verdict", "health"}))
+            try:
+                await self.engine.start()
+            except Exception as exc:  # a broken feed is shown, never fatal
+                self._report_failure("start", exc)
+        self._repaint()
+        for warning in self._startup_warnings:
+            self.notify(warning, severity="warning", timeout=8)
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= WIDE_AT, "-wide")
+        self._mark(ALL_PANES)
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # --- events → dirty panes → repaint -----------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        """Engine subscriber (runs on this loop): mark panes dirty, nothing else."""
+        self._mark(panes_for(event.kind))
+        if event.kind == "notice" and self.live and getattr(event, "level", "") == "error":
+            self.notify(self._redact(getattr(event, "message", "")), severity="error", title="notice")
+
+    def mark_dirty(self, panes: Iterable[str]) -> None:
+        """Ask for these panes to be repainted on the next refresh tick."""
+        self._mark(panes)
+
+    def _mark(self, panes: Iterable[str]) -> None:
+        before = bool(self._dirty)
+        self._dirty.update(panes)
+        if not self.live and self._dirty and not before:
+            self.post_message(StateChanged())
+
+    def on_state_changed(self, _message: StateChanged) -> None:
+        self._repaint()
+
+    def view(self) -> View:
+        state = self.engine.state
+        # Replay: time stands still at the journal's last event.
+        replay_now = state.ended.ts if state.ended else (state.last_ts or 0.0)
+        now = time.time() if self.live else replay_now
+        theme_vars = {**VARIABLE_DEFAULTS, **self.current_theme.variables}
+        return View(
+            colors={tone: theme_vars[var] for tone, var in TONE_VARIABLES.items()},
+            redact=self._redact,
+            share=self.share,
+            now=now,
+            features=self._features,
+            sensitive_replicas=self._sensitive,
+            stale_after_s=self._stale_after,
+        )
+
+    def _repaint(self) -> None:
+        if not self._dirty or not self._panes:
+            return
+        dirty, self._dirty = self._dirty, set()
+        view = self.view()
+        state, playbook = self.engine.state, self.engine.playbook
+        for name in sorted(dirty):
+            widget = self._panes.get(name)
+            if widget is None or not widget.is_mounted:
+                continue
+            try:
+                widget.refresh_from(state, playbook, view)
+            except Exception:  # a pane bug must not take the cockpit down
+                log.exception("pane %s failed to render", name)
+
+    # --- themes -----------------------------------------------------------------------------------
+
+    def _remembered_theme(self) -> str | None:
+        from rollback_tui.settings import Settings
+
+        return Settings.load().theme
+
+    def _apply_theme(self, name: str) -> None:
+        if name not in self.available_themes:
+            self._startup_warnings.append(f"Unknown theme {name!r}; using {DEFAULT_THEME}.")
+            name = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = name
+
+    def action_cycle_theme(self) -> None:
+        order = [n for n in THEME_ORDER if n in self.available_themes] or list(self.available_themes)
+        nxt = order[(order.index(self.theme) + 1) % len(order)] if self.theme in order else order[0]
+        self.theme = nxt
+        self.notify(f"Theme: {nxt}", timeout=2)
+        if self.live:
+            self._remember_theme(nxt)
+
+    def _remember_theme(self, name: str) -> None:
+        from rollback_tui.settings import Settings
+
+        try:
+            settings = Settings.load()
+            settings.theme = name
+            settings.save()
+        except OSError as exc:
+            log.warning("could not remember theme: %s", exc)
+
+    # --- operator actions -------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in MAIN_SCREEN_ACTIONS and isinstance(self.screen, ModalScreen))
+
+    def _run(self, label: str, call: Callable[[], Any]) -> None:
+        """Run an engine action in a worker; its failures become notifications."""
+
+        async def guarded() -> None:
+            try:
+                result = call()
+                if inspect.isawaitable(result):
+                    result = await result
+            except NotAvailable as exc:
+                self.notify(str(exc), title=f"{label}: not available", severity="warning", timeout=6)
+            except Exception as exc:
+                self._report_failure(label, exc)
+            else:
+                self._done(label, result)
+
+        self.run_worker(guarded(), name=label, group="actions")
+
+    def _report_failure(self, label: str, exc: BaseException) -> None:
+        message = f"{label} failed: {type(exc).__name__}: {exc}"
+        log.error(message)
+        self.notify(self._redact(message), title=label, severity="error", timeout=10)
+        try:
+            self.engine.notice("ui", message, "error")
+        except Exception:  # journal closed while quitting
+            log.exception("could not journal the failure of %s", label)
+
+    def _done(self, label: str, result: object) -> None:
+        """A short outcome toast; the panes show the detail."""
+        message, severity = None, "information"
+        if isinstance(result, list) and result and isinstance(result[0], ev.GateFinished):
+            failed = [g.gate for g in result if g.outcome != "passed"]
+            message = f"✗ gates failed: {', '.join(failed)}" if failed else f"✓ {len(result)} gates passed"
+            severity = "error" if failed else "information"
+        elif isinstance(result, ev.FanoutResult):
+            message = (
+                "✓ fanout check passed"
+                if result.passed
+                else f"✗ fanout check failed: {'; '.join(result.reasons[:2])}"
+            )
+            severity = "information" if result.passed else "error"
+        elif isinstance(result, ev.RollbackVerified):
+            message = f"{'✓' if result.ok else '✗'} rollback verified: {result.stable_share:.0%} on stable"
+            severity = "information" if result.ok else "error"
+        elif label == "export" and isinstance(result, list):
+            where = result[0].parent if result else "?"
+            message = f"Exported {len(result)} files to {where}"
+        if message:
+            self.notify(self._redact(message), title=label, severity=severity, timeout=6)  # type: ignore[arg-type]
+
+    def action_run_gates(self) -> None:
+        self._run("gates", self.engine.run_gates)
+
+    def action_fanout(self) -> None:
+        self._run("fanout check", self.engine.run_fanout_check)
+
+    def action_export(self) -> None:
+        self._run("export", self.engine.export)
+
+    def action_tick(self) -> None:
+        item = self._panes["checklist"].highlighted_item()
+        if item is None:
+            self.notify("Highlight a checklist item first (↑/↓).", severity="warning", timeout=3)
+            return
+        entry = self.engine.state.checklist.get(item)
+        checked = not (entry.checked if entry else False)
+        self._run("tick", lambda: self.engine.tick(item, checked, ""))
+
+    def selector_removal(self) -> SelectorRemoval | None:
+        return next((a for a in self.engine.playbook.actions if isinstance(a, SelectorRemoval)), None)
+
+    def action_rollback(self) -> None:
+        removal = self.selector_removal()
+        if removal is None:
+            self.notify("This playbook defines no selector_removal action.", severity="warning")
+            return
+        detail = {
+            "rollback_action": removal.name,
+            "replica_set": removal.replica_set,
+            "remove": removal.remove_replicas,
+        }
+
+        def answered(typed: str | None) -> None:
+            try:
+                if typed is None:
+                    self.engine.operator_action("rollback_cancelled", **detail)
+                    self.notify("Rollback cancelled; nothing changed.", timeout=3)
+                    return
+                self.engine.operator_action("rollback_confirmed", typed=typed, **detail)
+            except Exception as exc:
+                self._report_failure("rollback", exc)
+                return
+            self._run("rollback", lambda: self.engine.rollback(removal.name, typed))
+
+        self.push_screen(ConfirmRollback(removal, self.engine.playbook), callback=answered)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_bindings()))
+
+    def action_notices(self) -> None:
+        self.push_screen(NoticesScreen(list(self.engine.state.notices), self._redact))
+
+    def help_bindings(self) -> list[Binding]:
+        """The app's bindings with their long descriptions (the help screen is generated from these)."""
+        out = []
+        for b in self.BINDINGS:
+            assert isinstance(b, Binding)
+            out.append(Binding(b.key, b.action, b.tooltip or b.description, key_display=b.key_display))
+        out.append(Binding("ctrl+p", "command_palette", "Command palette"))
+        return out
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        commands: list[tuple[str, str, Callable[[], Any]]] = [
+            ("Run gates", "Run the playbook's release gates (g)", self.action_run_gates),
+            ("Run fanout check", "Two stream sessions on two replicas, same thread (f)", self.action_fanout),
+            (
+                "Roll back",
+                "Remove the candidate from the service selector — asks to confirm (r)",
+                self.action_rollback,
+            ),
+            ("Tick checklist item", "Tick / untick the highlighted evidence item (t)", self.action_tick),
+            ("Export evidence", "Write the Markdown report and JSON bundle (e)", self.action_export),
+            ("Show notices", "Feed failures, warnings and action errors (n)", self.action_notices),
+            ("Cycle theme", "dark → high contrast → light (T)", self.action_cycle_theme),
+            ("Help", "Keys and status glyphs (?)", self.action_help),
+        ]
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, help_text, callback)
+        for name in THEME_ORDER:
+            if name in self.available_themes:
+                yield SystemCommand(f"Theme: {name}", f"Switch to {name}", lambda n=name: self._set_theme(n))
+        yield SystemCommand("Quit", "Stop the feeds, close the journal and exit (q)", self.action_quit)
+
+    def _set_theme(self, name: str) -> None:
+        self.theme = name
+        if self.live:
+            self._remember_theme(name)
+
+    async def action_quit(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.notify("Stopping feeds…", timeout=2)
+        await _quietly(self.engine.stop("quit"))
+        self.exit()
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("engine stop failed")

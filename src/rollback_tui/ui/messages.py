@@ -1,0 +1,53 @@
+"""UI messages and the map from event kinds to the panes they dirty.
+
+The engine publishes every event; the UI only marks panes dirty and repaints them in batches,
+so a flood of fanout frames costs one repaint per tick, not one per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+ALL_PANES = frozenset(
+    {"verdict", "health", "fanout", "traffic", "gates", "checklist", "steps", "notice", "status"}
+)
+
+PANES_FOR_KIND: dict[str, frozenset[str]] = {
+    "session_started": ALL_PANES,
+    "session_resumed": ALL_PANES,
+    "session_ended": frozenset({"status"}),
+    "notice": frozenset({"notice"}),
+    "step_entered": frozenset({"steps"}),
+    "health_sample": frozenset({"health", "verdict"}),
+    "fact_captured": frozenset({"steps", "checklist"}),
+    "probe_result": frozenset({"traffic"}),
+    "fanout_frame": frozenset({"fanout"}),
+    "fanout_session": frozenset({"fanout"}),
+    "fanout_result": frozenset({"fanout", "verdict", "steps", "checklist"}),
+    "traffic_window": frozenset({"traffic"}),
+    "selector_state": frozenset({"traffic"}),
+    "guardrail_breach": frozenset({"traffic", "verdict"}),
+    "guardrail_recovered": frozenset({"traffic", "verdict"}),
+    "rollback_requested": frozenset({"traffic", "steps"}),
+    "rollback_applied": frozenset({"traffic", "steps"}),
+    "rollback_verified": frozenset({"traffic", "steps", "status", "checklist"}),
+    "gate_started": frozenset({"gates", "steps"}),
+    "gate_output": frozenset({"gates"}),
+    "gate_finished": frozenset({"gates", "steps", "verdict", "checklist"}),
+    "checklist_ticked": frozenset({"checklist"}),
+    "export_written": frozenset({"checklist", "steps"}),
+}
+
+
+def panes_for(kind: str) -> frozenset[str]:
+    return PANES_FOR_KIND.get(kind, frozenset())
+
+
+@dataclass
+class StateChanged(Message):
+    """Some panes need a repaint; queued copies collapse into one (used when no refresh timer runs)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StateChanged)

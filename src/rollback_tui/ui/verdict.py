@@ -1,0 +1,85 @@
+"""The overall verdict the whole call reads at a glance: one level, one headline, the reasons.
+
+Pure functions over SessionState (no Textual), so the report can reuse them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rollback_tui.core.state import ReplicaState, SessionState
+
+LEVEL_GLYPH = {"ok": "✓", "warn": "!", "fail": "✗", "stale": "?"}
+LEVEL_WORD = {"ok": "HEALTHY", "warn": "DEGRADED", "fail": "FAILING", "stale": "NO DATA"}
+_RANK = {"ok": 0, "stale": 1, "warn": 2, "fail": 3}
+
+
+@dataclass
+class Verdict:
+    level: str = "stale"  # ok | warn | fail | stale
+    ranked: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Worst first, so a truncated verdict line still names the failures."""
+        return [reason for _, reason in sorted(self.ranked, key=lambda r: -r[0])]
+
+    @property
+    def glyph(self) -> str:
+        return LEVEL_GLYPH[self.level]
+
+    @property
+    def word(self) -> str:
+        return LEVEL_WORD[self.level]
+
+    def raise_to(self, level: str, reason: str) -> None:
+        if _RANK[level] > _RANK[self.level]:
+            self.level = level
+        self.ranked.append((_RANK[level], reason))
+
+
+def replica_status(replica: ReplicaState, now: float, stale_after_s: float) -> str:
+    """The replica's status, or `stale` when its last sample is too old to trust."""
+    if replica.last_ts is not None and now - replica.last_ts > stale_after_s:
+        return "stale"
+    return replica.status
+
+
+def prefix_mismatch_text(state: SessionState) -> str | None:
+    """'stable-a chat:rt: ≠ blue-next chat:rt2:' — one replica per distinct prefix."""
+    if not state.prefix_mismatch:
+        return None
+    by_prefix: dict[str, list[str]] = {}
+    for name, prefix in state.prefixes.items():
+        by_prefix.setdefault(prefix, []).append(name)
+    # Majority prefix first, so the odd one out reads last.
+    groups = sorted(by_prefix.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return " ≠ ".join(f"{'/'.join(names)} {prefix}" for prefix, names in groups)
+
+
+def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
+    v = Verdict(level="ok")
+    if not state.replicas or all(r.samples == 0 for r in state.replicas.values()):
+        return Verdict(level="stale", ranked=[(_RANK["stale"], "no health samples yet")])
+    for r in state.replicas.values():
+        status = replica_status(r, now, stale_after_s)
+        if status in ("down", "timeout", "junk"):
+            v.raise_to("fail", f"{r.name} {status}")
+        elif status == "degraded":
+            v.raise_to("warn", f"{r.name} degraded")
+        elif status in ("stale", "unknown"):
+            v.raise_to("stale", f"{r.name} {'no recent sample' if status == 'stale' else 'not sampled'}")
+    mismatch = prefix_mismatch_text(state)
+    if mismatch:
+        v.raise_to("fail", "channel prefix mismatch")
+    for name in state.transport_mismatch:
+        v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
+    for breach in state.traffic.breaches.values():
+        v.raise_to("fail" if breach.severity == "P0" else "warn", f"{breach.severity} {breach.guardrail}")
+    for gate in state.gates.values():
+        if gate.status in ("failed", "timed_out", "error"):
+            v.raise_to("fail", f"gate {gate.name} {gate.status.replace('_', ' ')}")
+    last = state.fanout.last_result
+    if last is not None and not last.passed:
+        v.raise_to("fail", "fanout check failed")
+    return v

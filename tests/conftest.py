@@ -1,0 +1,153 @@
+"""Shared fixtures (names are stable; other test modules use them):
+
+- `redis_server`        a real redis-server on a free loopback port for the session → "redis://127.0.0.1:P/0"
+                        (skipped when redis-server is absent, except with CI=true where that is a failure)
+- `demo_playbook_path`  Path to playbooks/demo.yaml (skipped until it exists)
+- `demo_playbook`       that file loaded as a Playbook
+- `lab_playbook`        a small three-replica lab Playbook built in code (override it, or parametrize it
+                        indirectly, to run `lab` on another playbook)
+- `lab`                 a started `rollback_tui.lab.supervisor.Lab` for `lab_playbook`, stopped afterwards
+
+Plain helpers: `build_lab_playbook(**changes)`, `require_redis_server()`, `pid_alive(pid)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollback_tui.lab.bus import ping_sync, redis_server_argv
+from rollback_tui.lab.proc import die_with_parent_hook, free_port
+from rollback_tui.lab.supervisor import Lab
+from rollback_tui.playbook.model import Playbook
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_PLAYBOOK = REPO / "playbooks" / "demo.yaml"
+
+
+def require_redis_server() -> str:
+    """Path of redis-server; skip the test if it is missing (fail instead when CI=true)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed (apt-get install redis-server); real Redis is required"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    binary = require_redis_server()
+    with tempfile.TemporaryDirectory(prefix="rollback-test-redis-") as data_dir:
+        port = free_port()
+        proc = subprocess.Popen(
+            redis_server_argv(binary, port, Path(data_dir)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent_hook(),
+        )
+        try:
+            deadline = time.monotonic() + 5
+            while not ping_sync(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def demo_playbook_path() -> Path:
+    if not DEMO_PLAYBOOK.exists():
+        pytest.skip("playbooks/demo.yaml does not exist yet")
+    return DEMO_PLAYBOOK
+
+
+@pytest.fixture
+def demo_playbook(demo_playbook_path: Path) -> Playbook:
+    from rollback_tui.playbook.load import load_playbook
+
+    return load_playbook(demo_playbook_path)
+
+
+def build_lab_playbook(**changes: Any) -> Playbook:
+    """stable-a, stable-b (stable) and blue-next (candidate) behind a lab balancer; `changes` are merged
+    into the top level of the document (e.g. replicas=[...])."""
+
+    def replica(name: str, port: int, role: str, commit: str, **lab: Any) -> dict[str, Any]:
+        track = "stable" if role == "stable" else "candidate"
+        return {
+            "name": name,
+            "url": f"http://127.0.0.1:{port}",
+            "role": role,
+            "labels": {"app": "api", "track": track},
+            "lab": {"image": f"sha256:{commit * 2}", "commit": commit, **lab},
+        }
+
+    doc: dict[str, Any] = {
+        "name": "lab-test",
+        "title": "Lab test playbook",
+        "replicas": [
+            replica("stable-a", 18081, "stable", "abc1234"),
+            replica("stable-b", 18082, "stable", "abc1234"),
+            replica("blue-next", 18083, "candidate", "def5678"),
+        ],
+        "load_balancer": {
+            "url": "http://127.0.0.1:18080",
+            "selector": {"app": "api"},
+            "weights": {"stable-a": 45, "stable-b": 45, "blue-next": 10},
+            "traffic_control": {"driver": "lab", "admin_url": "http://127.0.0.1:18090"},
+        },
+        "realtime": {"redis_url": "redis://127.0.0.1:16379/0", "channel_prefix": "chat:rt:"},
+        "probes": [{"name": "dead-letters", "url": "http://127.0.0.1:18081/api/ops/dead-letters"}],
+        "steps": [{"name": "look", "title": "Look around", "do": [{"manual": "look"}]}],
+    }
+    doc.update(changes)
+    return Playbook.model_validate(doc)
+
+
+@pytest.fixture
+def lab_playbook(request: pytest.FixtureRequest) -> Playbook:
+    return getattr(request, "param", None) or build_lab_playbook()
+
+
+@pytest.fixture
+async def lab(lab_playbook: Playbook, tmp_path: Path) -> AsyncIterator[Lab]:
+    require_redis_server()
+    running = Lab(lab_playbook, redis="server", log_dir=tmp_path / "lab-logs")
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

@@ -1,0 +1,492 @@
+"""Playbook loading: the shipped playbooks validate and encode their runbooks; broken playbooks are
+rejected with every error at its file:line:column and field path; the demo gates really run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollback_tui.playbook.load import (
+    LocatedError,
+    PlaybookError,
+    bundled_playbook,
+    bundled_playbook_names,
+    expand_env_refs,
+    load_playbook,
+    load_playbook_text,
+    playbook_schema,
+    referenced_env_vars,
+)
+from rollback_tui.playbook.model import Gate, Playbook, Redeploy, SelectorRemoval, StabiliseFlags
+
+DATA = Path(__file__).parent / "data" / "playbooks"
+SHIPPED = ["demo", "realtime-surreal-rehearsal", "production-rollback"]
+
+
+def errors_of(path: Path | str) -> list[tuple[int | None, int | None, str, str]]:
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path)
+    for err in info.value.errors:
+        assert err.file == str(path)
+    return [(e.line, e.column, e.path, e.message) for e in info.value.errors]
+
+
+def where(errors: list[tuple[int | None, int | None, str, str]]) -> list[tuple[int | None, int | None, str]]:
+    return [(line, col, path) for line, col, path, _ in errors]
+
+
+# --- shipped playbooks ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_playbooks_validate(name: str) -> None:
+    path = bundled_playbook(name)
+    assert path.name == f"{name}.yaml" and path.is_file()
+    pb = load_playbook(path)
+    assert pb.name == name
+    assert name in bundled_playbook_names()
+
+
+def test_unknown_bundled_playbook_is_a_playbook_error() -> None:
+    with pytest.raises(PlaybookError, match=r"no bundled playbook named 'nope'.*demo"):
+        bundled_playbook("nope")
+
+
+def _rehearsal_shape(pb: Playbook) -> None:
+    """What the realtime + Surreal rehearsal runbook requires, for the rehearsal and the demo."""
+    assert [s.title.split(". ", 1)[1] for s in pb.steps] == [
+        "Capture baseline evidence",
+        "Validate realtime fanout before rollback",
+        "Introduce controlled issue",
+        "Trigger rollback condition",
+        "Rollback verification",
+        "Post-rehearsal cleanup",
+    ]
+    stable = [r.name for r in pb.replicas if r.role == "stable"]
+    assert len(stable) == 2 and [r.name for r in pb.replicas if r.role == "candidate"] == ["blue-next"]
+    assert pb.realtime is not None and pb.realtime.transport_expected == "redis"
+    assert pb.realtime.prefix_env == "CHAT_REALTIME_CHANNEL_PREFIX"
+    prefix = next(f for f in pb.facts if f.field == "realtime.channel_prefix")
+    assert prefix.must_agree and prefix.source == "health"
+    assert {f.field for f in pb.facts if f.source == "health"} >= {"image", "commit", "realtime.transport"}
+
+    guardrails = {g.metric: g for g in pb.guardrails}
+    for metric in ("http_5xx_rate", "ws_disconnects", "idempotency_collisions"):
+        assert guardrails[metric].severity == "P0"
+    assert guardrails["p95_latency_ms"].severity == "P1"
+
+    rollback = next(a for a in pb.actions if isinstance(a, SelectorRemoval))
+    assert rollback.remove_replicas == ["blue-next"] and rollback.replica_set == "blue-next"
+    step4 = pb.steps[3].do
+    assert any(i.action == rollback.name and i.when == "on_breach" for i in step4)
+    assert any(i.manual and "same runtime profile" in i.manual for i in step4)
+    assert [i.ref for i in pb.steps[4].do][:2] == [("gate", "release-gates-surreal"), ("check", "fanout")]
+    assert [i.ref for i in pb.steps[5].do] == [("check", "cleanup"), ("check", "export")]
+    assert set(pb.steps[5].do[1].keep) == {
+        "command_output",
+        "deployment_timestamps",
+        "traffic_distribution",
+        "fanout_payload_ids",
+    }
+
+    rules = {c.rule: c for c in pb.checklist}
+    assert len(pb.checklist) == 5
+    assert rules["gate_passed_after_rollback"].gate == "release-gates-surreal"
+    assert {
+        "rollback_within_rto",
+        "fanout_passed_after_rollback",
+        "fanout_ordering_ok",
+        "report_exported",
+    } <= set(rules)
+    assert [e.rule for e in pb.exit_criteria] == ["all_checklist", "rollback_within_rto", "manual"]
+    assert "PR-15" in pb.exit_criteria[2].text
+
+
+def test_rehearsal_playbook_encodes_the_runbook() -> None:
+    pb = load_playbook(bundled_playbook("realtime-surreal-rehearsal"))
+    _rehearsal_shape(pb)
+    assert pb.gate("release-gates-surreal").argv == ["just", "release-gates-surreal"]
+    # '*' is one literal argument: no shell ever sees it.
+    api_tests = pb.gate("api-tests")
+    assert api_tests.argv == ["cargo", "test", "-p", "gotong-api", "--test", "*"] and not api_tests.shell
+    lb = pb.load_balancer
+    assert lb is not None and lb.traffic_control.driver == "command"
+    remove = lb.traffic_control.remove
+    assert remove is not None and remove.argv is not None
+    assert remove.argv[:3] == ["kubectl", "--context", "${KUBE_CONTEXT}"] and "patch" in remove.argv
+    assert json.loads(remove.argv[-1]) == {"spec": {"selector": {"app": "gotong-api", "track": "stable"}}}
+    weights = lb.weights
+    assert 0.10 <= weights["blue-next"] / sum(weights.values()) <= 0.20
+    surreal = next(f for f in pb.facts if f.name == "surreal-image-tag")
+    assert surreal.source == "command" and surreal.regex and surreal.expect == "3.0.0"
+    assert {"KUBE_CONTEXT", "REDIS_PASSWORD", "CANDIDATE_IMAGE"} <= referenced_env_vars(pb)
+
+
+def test_demo_playbook_is_the_rehearsal_on_the_lab() -> None:
+    pb = load_playbook(bundled_playbook("demo"))
+    _rehearsal_shape(pb)
+    assert [r.url for r in pb.replicas] == [f"http://127.0.0.1:{p}" for p in (18081, 18082, 18083)]
+    assert [r.labels for r in pb.replicas] == [
+        {"app": "api", "track": "stable"},
+        {"app": "api", "track": "stable"},
+        {"app": "api", "track": "blue-next"},
+    ]
+    assert all(r.lab is not None for r in pb.replicas)
+    assert pb.replicas[0].lab.image == pb.replicas[1].lab.image != pb.replicas[2].lab.image  # type: ignore[union-attr]
+    assert pb.replicas[0].lab.commit != pb.replicas[2].lab.commit  # type: ignore[union-attr]
+    lb = pb.load_balancer
+    assert lb is not None and lb.url == "http://127.0.0.1:18080"
+    assert lb.traffic_control.admin_url == "http://127.0.0.1:18090" and lb.selector == {"app": "api"}
+    assert lb.weights["blue-next"] / sum(lb.weights.values()) == pytest.approx(0.15, abs=0.03)
+    assert pb.realtime is not None and pb.realtime.redis_url == "redis://127.0.0.1:16379/0"
+    assert pb.realtime.channel_prefix == "chat:rt:"
+    assert [p.url for p in pb.probes] == ["http://127.0.0.1:18081/api/ops/dead-letters"]
+    assert pb.health_interval_s == 1
+    for gate in pb.gates:  # fast, argv, no shell, nothing the fresh machine lacks
+        assert gate.argv and gate.argv[0] == "python3" and not gate.shell and gate.timeout_s <= 60
+
+
+def test_production_playbook_encodes_the_runbook() -> None:
+    pb = load_playbook(bundled_playbook("production-rollback"))
+    assert pb.environment == "production" and len(pb.steps) == 7
+    triggers = {g.name: g for g in pb.guardrails}
+    assert {(g.metric, g.gate) for g in triggers.values() if g.metric == "gate_failed"} == {
+        ("gate_failed", "e2e-auth-session"),
+        ("gate_failed", "smoke"),
+    }
+    assert {"health_failing", "dead_letters_growth", "p95_latency_ms"} <= {g.metric for g in pb.guardrails}
+    assert triggers["p95-sustained"].sustained_s > 0
+    dead = next(p for p in pb.probes if p.name == "dead-letters")
+    assert dead.url == "https://api.kezilu.com/api/ops/dead-letters"
+    assert next(g for g in pb.guardrails if g.metric == "dead_letters_growth").probe == "dead-letters"
+
+    redeploy = next(a for a in pb.actions if isinstance(a, Redeploy))
+    assert set(redeploy.services) == {"web", "api", "worker"} and redeploy.forbid_destructive_migrations
+    lkg = next(f for f in pb.facts if f.name == redeploy.last_known_good)
+    assert lkg.source == "command" and lkg.regex
+    assert sum(f.name.startswith("railway-deployment-") for f in pb.facts) == 3
+
+    flags = next(a for a in pb.actions if isinstance(a, StabiliseFlags))
+    assert [(c.flag, c.value, c.optional) for c in flags.set] == [("S3_STARTUP_CHECK_STRICT", "false", True)]
+    assert any("AUTH" in f for f in flags.must_stay_on) and any("CSRF" in f for f in flags.must_stay_on)
+    assert any("COOKIE" in f for f in flags.must_stay_on)
+
+    backfill: Gate = pb.gate("verify-backfill")
+    assert backfill.argv == ["npm", "run", "verify:backfill"]
+    assert backfill.env == {"BACKFILL_VERIFY_STRICT": "true", "DATABASE_URL": "${DATABASE_URL}"}
+    smoke = pb.gate("smoke")
+    assert smoke.argv == ["node", "scripts/smoke_post_deploy.mjs"]
+    assert (
+        smoke.env["SMOKE_API_BASE_URL"]
+        == smoke.env["RELEASE_REQUIRED_API_ORIGIN"]
+        == "https://api.kezilu.com"
+    )
+    assert "browser-e2e" in {g.name for g in pb.gates}
+
+    queue = pb.steps[3].do
+    assert [i.ref[0] for i in queue].count("probe") == 2
+    assert queue[0].action == "pause-ingestion" and queue[0].breach_of == ["dead-letters-growth"]
+    assert any(i.action == "replay-dead-letters" for i in queue)
+    assert any(i.guardrail == "dead-letters-growth" for i in queue)  # re-poison check
+
+    checklist_text = " ".join(c.text.lower() for c in pb.checklist)
+    for flow in ("auth/session", "import", "analysis", "export"):
+        assert flow in checklist_text
+    assert pb.follow_up[:4] == ["timeline", "impact", "root cause", "corrective actions"]
+    assert {e.gate for e in pb.exit_criteria if e.rule == "gate_passed"} == {"smoke", "browser-e2e"}
+    assert {"DATABASE_URL", "OPS_API_TOKEN"} <= referenced_env_vars(pb)
+
+
+def test_schema_is_json_schema_for_the_model() -> None:
+    schema = playbook_schema()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert schema["title"] == "rollback-tui playbook"
+    assert {"replicas", "steps", "guardrails", "actions"} <= set(schema["properties"])
+    assert set(schema["required"]) == {"name", "title", "replicas", "steps"}
+    json.dumps(schema)
+
+
+# --- broken playbooks: every error at file:line:column and field ---------------------------------
+
+
+def test_bad_role_is_located() -> None:
+    path = DATA / "bad-role.yaml"
+    errors = errors_of(path)
+    assert errors == [(9, 11, "replicas[1].role", "Input should be 'stable' or 'candidate'")]
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path)
+    assert str(info.value) == f"{path}:9:11: replicas[1].role: Input should be 'stable' or 'candidate'"
+
+
+def test_missing_unknown_and_model_errors_all_reported() -> None:
+    errors = errors_of(DATA / "missing-and-unknown.yaml")
+    assert where(errors) == [
+        (4, 11, "replicas[0].name"),
+        (7, 1, "load_balancer.url"),  # missing field: at the parent's key
+        (8, 3, "load_balancer.selectr"),  # unknown field: at its key
+        (10, 3, "load_balancer.traffic_control"),
+    ]
+    messages = [m for *_, m in errors]
+    assert "'Stable A' is not a valid name" in messages[0]
+    assert messages[1] == "required field is missing"
+    assert "did you mean 'selector'?" in messages[2]
+    assert messages[3] == "driver 'lab' needs admin_url"
+
+
+def test_dangling_references_are_located() -> None:
+    errors = errors_of(DATA / "dangling-refs.yaml")
+    assert where(errors) == [
+        (15, 37, "load_balancer.weights.blue-nxt"),
+        (24, 12, "gates[1].where"),
+        (30, 11, "guardrails[0].gate"),
+        (36, 23, "actions[0].remove_replicas[0]"),
+        (49, 15, "steps[2].do[0].gate"),
+        (54, 11, "checklist[0].fact"),
+    ]
+    messages = dict(((p, m) for _, _, p, m in errors))
+    assert messages["steps[2].do[0].gate"] == (
+        "no gate named 'release-gatez' (known: release-gates-surreal, api-tests)"
+    )
+    assert messages["gates[1].where"] == "no host named 'bastion' (known: local)"
+    assert "only candidate replicas" in messages["actions[0].remove_replicas[0]"]
+    assert messages["checklist[0].fact"] == "no fact named 'channel-prefix' (no facts are defined)"
+
+
+def test_inline_secrets_and_shell_strings_are_rejected() -> None:
+    errors = errors_of(DATA / "secrets-and-shell.yaml")
+    assert where(errors) == [
+        (5, 10, "replicas[0].url"),
+        (8, 5, "gates[0]"),
+        (14, 5, "gates[1].env"),
+        (19, 10, "probes[0].url"),
+    ]
+    messages = [m for *_, m in errors]
+    assert "inline credential" in messages[0] and "inline credential" in messages[3]
+    assert messages[1] == "a command string needs explicit shell: true (prefer argv)"
+    assert "'API_TOKEN' looks like a secret" in messages[2]
+
+
+def test_yaml_syntax_error_is_located() -> None:
+    errors = errors_of(DATA / "syntax-error.yaml")
+    assert len(errors) == 1
+    line, column, path, message = errors[0]
+    assert (line, column, path) == (7, 4, "")
+    assert message.startswith("YAML syntax error:")
+
+
+def test_duplicate_keys_and_names_are_located() -> None:
+    errors = errors_of(DATA / "duplicates.yaml")
+    assert errors == [
+        (7, 5, "replicas[0].url", "duplicate key 'url' (first defined at line 5)"),
+        (8, 11, "replicas[1].name", "duplicate replica name 'stable-a' (also replicas[0])"),
+    ]
+
+
+def test_action_kind_errors_are_located() -> None:
+    errors = errors_of(DATA / "bad-action.yaml")
+    assert where(errors) == [(8, 11, "actions[0].kind"), (11, 5, "actions[1].title"), (15, 5, "actions[2]")]
+    assert "expected one of: selector_removal, redeploy, stabilise_flags, command" in errors[0][3]
+    assert errors[2][3].startswith("missing kind")
+
+
+def test_no_stable_replica() -> None:
+    assert errors_of(DATA / "no-stable.yaml") == [
+        (3, 1, "replicas", "at least one replica needs role: stable (the rollback target)")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("empty.yaml", "the playbook is empty"),
+        ("not-a-mapping.yaml", "the top level must be a mapping of playbook fields, got list"),
+        ("does-not-exist.yaml", "no such file"),
+    ],
+)
+def test_document_level_errors(name: str, message: str) -> None:
+    errors = errors_of(DATA / name)
+    assert [m for *_, m in errors] == [message]
+
+
+def test_directory_and_non_utf8_are_playbook_errors(tmp_path: Path) -> None:
+    assert errors_of(tmp_path)[0][3] == "is a directory, not a playbook file"
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"name: x\ntitle: caf\xe9\n")
+    assert errors_of(bad) == [(2, 11, "", "not UTF-8 text (byte 0xe9 at offset 18)")]
+
+
+def test_minimal_fixture_is_valid() -> None:
+    pb = load_playbook(DATA / "minimal.yaml")
+    assert pb.name == "minimal" and pb.steps[0].do[0].ref == ("manual", "Look at the dashboard.")
+
+
+# --- model rules through the loader ---------------------------------------------------------------
+
+BASE = """\
+name: t
+title: T
+replicas:
+  - {name: a, url: "http://127.0.0.1:1", role: stable}
+steps:
+  - {name: s, title: S, do: [{manual: m}]}
+"""
+
+
+def one_error(extra: str) -> LocatedError:
+    with pytest.raises(PlaybookError) as info:
+        load_playbook_text(BASE + extra, "t.yaml")
+    assert len(info.value.errors) == 1, str(info.value)
+    return info.value.errors[0]
+
+
+def test_secret_argv_rejected_but_env_ref_allowed() -> None:
+    err = one_error("gates:\n  - {name: g, title: G, argv: [curl, '--password=hunter2', x]}\n")
+    assert (err.line, err.path) == (8, "gates[0].argv") and "inline secret" in err.message
+    pb = load_playbook_text(BASE + "gates:\n  - {name: g, title: G, argv: [curl, '--password=${PW}']}\n")
+    assert referenced_env_vars(pb) == {"PW"}
+
+
+def test_userinfo_password_as_env_ref_is_allowed() -> None:
+    text = (
+        BASE + 'realtime: {redis_url: "redis://default:${REDIS_PASSWORD}@r:6379/0", channel_prefix: "p:"}\n'
+    )
+    assert referenced_env_vars(load_playbook_text(text)) == {"REDIS_PASSWORD"}
+    err = one_error('realtime: {redis_url: "redis://default:pw@r:6379/0", channel_prefix: "p:"}\n')
+    assert (err.line, err.path) == (7, "realtime.redis_url")
+
+
+def test_shell_true_with_a_string_is_allowed_but_not_with_env_interpolation() -> None:
+    pb = load_playbook_text(BASE + "gates:\n  - {name: g, title: G, run: 'ls | wc -l', shell: true}\n")
+    assert pb.gates[0].run == "ls | wc -l"
+    err = one_error("gates:\n  - {name: g, title: G, run: 'echo ${X}', shell: true}\n")
+    assert "may not interpolate" in err.message
+
+
+def test_yaml_scalars_become_strings_in_env_and_argv() -> None:
+    pb = load_playbook_text(
+        BASE + "gates:\n  - {name: g, title: G, argv: [redis-cli, -p, 6379], env: {STRICT: true}}\n"
+    )
+    assert pb.gates[0].argv == ["redis-cli", "-p", "6379"] and pb.gates[0].env == {"STRICT": "true"}
+
+
+def test_flags_in_must_stay_on_cannot_be_relaxed() -> None:
+    err = one_error(
+        "actions:\n"
+        "  - kind: stabilise_flags\n"
+        "    name: f\n"
+        "    title: F\n"
+        "    command: {argv: [railway, variables, --set, '{flag}={value}']}\n"
+        "    set: [{flag: CSRF_PROTECTION, value: false}]\n"
+        "    must_stay_on: [CSRF_PROTECTION]\n"
+    )
+    assert (err.line, err.path) == (8, "actions[0]") and "must_stay_on" in err.message
+
+
+def test_candidate_share_outside_synthetic_range() -> None:
+    text = BASE.replace(
+        "steps:",
+        "  - {name: b, url: 'http://127.0.0.1:2', role: candidate}\n"
+        "load_balancer:\n"
+        "  url: http://127.0.0.1:3\n"
+        "  selector: {}\n"
+        "  weights: {a: 50, b: 50}\n"
+        "  synthetic_traffic: {}\n"
+        "  traffic_control: {driver: lab, admin_url: 'http://127.0.0.1:4'}\n"
+        "steps:",
+    )
+    with pytest.raises(PlaybookError) as info:
+        load_playbook_text(text)
+    [err] = info.value.errors
+    assert (err.line, err.path) == (9, "load_balancer.weights")
+    assert err.message == "candidates get 50% of the weight; synthetic_traffic allows 10%-20%"
+
+
+def test_cross_references_still_checked_when_schema_errors_exist() -> None:
+    text = BASE + (
+        "gates:\n"
+        "  - {name: g, title: G, argv: [x], bogus: 1}\n"
+        "  - {name: h, title: H, argv: [y]}\n"
+        "guardrails:\n"
+        "  - {name: r, title: R, metric: gate_failed, threshold: 0, gate: g}\n"
+        "  - {name: q, title: Q, metric: gate_failed, threshold: 0, gate: nope}\n"
+    )
+    with pytest.raises(PlaybookError) as info:
+        load_playbook_text(text)
+    # the invalid gate 'g' still counts as a name; the dangling 'nope' is reported alongside.
+    assert [(e.line, e.path) for e in info.value.errors] == [
+        (8, "gates[0].bogus"),
+        (12, "guardrails[1].gate"),
+    ]
+
+
+def test_playbook_error_str_joins_lines() -> None:
+    err = PlaybookError(
+        [LocatedError("x.yaml", 1, 2, "a", "first"), LocatedError("x.yaml", None, None, "", "second")]
+    )
+    assert str(err) == "x.yaml:1:2: a: first\nx.yaml: second"
+
+
+def test_expand_env_refs() -> None:
+    from rollback_tui.playbook.load import MissingEnvVar
+
+    assert expand_env_refs("--context=${CTX}", {"CTX": "stg"}) == "--context=stg"
+    with pytest.raises(MissingEnvVar):
+        expand_env_refs("${NOPE}", {})
+
+
+# --- the demo gates and the controlled issue really run against the lab ------------------------------
+
+
+@pytest.fixture
+def lab_playbook() -> Playbook:
+    return load_playbook(bundled_playbook("demo"))
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _post_json(url: str, doc: dict[str, object]) -> dict[str, object]:
+    req = urllib.request.Request(
+        url, data=json.dumps(doc).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.load(resp)
+
+
+async def test_demo_gates_pass_on_the_lab_and_catch_a_transport_mismatch(lab: Any) -> None:
+    pb: Playbook = lab.playbook
+    for gate in pb.gates:
+        assert gate.argv is not None
+        done = await asyncio.to_thread(_run, gate.argv)
+        assert done.returncode == 0, f"{gate.name}: {done.stdout}{done.stderr}"
+        assert "PASS" in done.stdout
+
+    stable_b = pb.replica("stable-b").url
+    await asyncio.to_thread(_post_json, f"{stable_b}/_lab/faults", {"transport": "memory"})
+    argv = pb.gate("release-gates-surreal").argv
+    assert argv is not None
+    done = await asyncio.to_thread(_run, argv)
+    assert done.returncode == 1
+    assert "stable-b: transport 'memory', expected 'redis'" in done.stdout
+
+
+async def test_demo_controlled_issue_injects_the_fault_on_blue_next(lab: Any) -> None:
+    pb: Playbook = lab.playbook
+    inject = next(a for a in pb.actions if a.name == "inject-blue-next-fault")
+    argv = inject.command.argv  # type: ignore[union-attr]
+    done = await asyncio.to_thread(_run, argv)
+    assert done.returncode == 0, done.stderr
+
+    def faults(url: str) -> dict[str, object]:
+        with urllib.request.urlopen(f"{url}/_lab/faults", timeout=5) as resp:
+            return json.load(resp)
+
+    assert (await asyncio.to_thread(faults, pb.replica("blue-next").url))["error_rate"] == 0.25
+    assert (await asyncio.to_thread(faults, pb.replica("stable-a").url))["error_rate"] == 0.0

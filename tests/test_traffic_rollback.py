@@ -1,0 +1,123 @@
+"""Synthetic traffic, guardrails and rollback against the real lab (replicas, balancer, Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conftest import build_lab_playbook
+from rollback_tui.core import events as ev
+from rollback_tui.core.engine import Engine, NotAvailable
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.probes.traffic import TrafficGenerator
+
+GUARDED = build_lab_playbook(
+    guardrails=[
+        {
+            "name": "candidate-5xx",
+            "title": "5xx on blue-next",
+            "metric": "http_5xx_rate",
+            "threshold": 0.05,
+            "window_s": 2,
+            "scope": "candidate",
+            "severity": "P0",
+        }
+    ],
+    actions=[
+        {
+            "kind": "selector_removal",
+            "name": "remove-blue-next",
+            "title": "Remove blue-next",
+            "replica_set": "blue-next",
+            "remove_replicas": ["blue-next"],
+            "verify_requests": 100,
+            "rto_budget_s": 10,
+        }
+    ],
+)
+
+
+async def test_measured_share_matches_configured_weights(lab):
+    windows: list[ev.TrafficWindow] = []
+    gen = TrafficGenerator(
+        lab.playbook, lambda e: windows.append(e) or e, rate_rps=1000, concurrency=16, max_requests=1200
+    )
+    await asyncio.wait_for(gen.run(), 60)
+    total: dict[str, int] = {}
+    for w in windows:
+        for replica, n in w.per_replica.items():
+            total[replica] = total.get(replica, 0) + n
+    requests = sum(total.values())
+    assert requests >= 1000
+    weights = lab.playbook.load_balancer.weights
+    for replica, weight in weights.items():
+        share = total.get(replica, 0) / requests
+        expected = weight / sum(weights.values())
+        assert abs(share - expected) <= 0.05, (replica, share, expected, total)
+    assert all(not w.errors_5xx for w in windows)
+
+
+@pytest.fixture
+def engine(lab, tmp_path):
+    eng = Engine(lab.playbook, Journal(tmp_path / "session.jsonl"), operator="tester")
+    yield eng
+
+
+@pytest.mark.parametrize("lab_playbook", [GUARDED], indirect=True)
+async def test_injected_5xx_is_detected_rolled_back_and_verified(lab, engine):
+    engine.auto_rollback = True
+    await engine.start()
+    try:
+        engine.start_traffic(rate_rps=150)
+        await asyncio.sleep(1.5)
+        assert not engine.state.traffic.breaches
+        await lab.set_faults("blue-next", error_rate=0.6)
+        for _ in range(150):
+            if engine.state.traffic.rollback_verified is not None:
+                break
+            await asyncio.sleep(0.1)
+        verified = engine.state.traffic.rollback_verified
+        assert verified is not None and verified.ok
+        assert verified.stable_share == 1.0 and verified.requests >= 100
+        assert verified.time_to_detect_s is not None and 0 < verified.time_to_detect_s < 5
+        assert verified.rto_s is not None and 0 < verified.rto_s < 10
+        breach = next(b for b in engine.state.traffic.breach_log if isinstance(b, ev.GuardrailBreach))
+        assert breach.guardrail == "candidate-5xx" and breach.value > 0.05
+        assert engine.state.traffic.selector.backends == ["stable-a", "stable-b"]
+        # after the removal no traffic reaches blue-next
+        await asyncio.sleep(1.2)
+        last = engine.state.traffic.last_window
+        assert last.requests > 0 and "blue-next" not in last.per_replica
+        # pressing it again does no harm
+        again = await engine.rollback("remove-blue-next", "blue-next")
+        assert again.ok and again.stable_share == 1.0
+    finally:
+        await engine.stop()
+    kinds = [e.kind for e in read_journal(engine.journal.path).events]
+    assert (
+        kinds.index("guardrail_breach") < kinds.index("rollback_requested") < kinds.index("rollback_applied")
+    )
+    assert kinds.index("rollback_applied") < kinds.index("rollback_verified")
+    requested = next(e for e in read_journal(engine.journal.path).events if e.kind == "rollback_requested")
+    assert requested.actor == "auto-rollback" and "candidate-5xx" in requested.reason
+
+
+@pytest.mark.parametrize("lab_playbook", [GUARDED], indirect=True)
+async def test_rollback_refuses_a_wrong_confirmation_and_changes_nothing(lab, engine):
+    with pytest.raises(NotAvailable, match="type 'blue-next' exactly"):
+        await engine.rollback("remove-blue-next", "blue-nxt")
+    routing = await engine.read_routing()
+    assert "blue-next" in routing.backends
+    assert engine.state.traffic.rollback_requested is None
+    await engine.stop()
+
+
+@pytest.mark.parametrize("lab_playbook", [GUARDED], indirect=True)
+async def test_balancer_down_is_a_notice_and_rollback_error_not_a_crash(lab, engine):
+    await lab.children["balancer"].kill()
+    with pytest.raises(NotAvailable, match="unreachable"):
+        await engine.rollback("remove-blue-next", "blue-next")
+    applied = engine.state.traffic.rollback_applied
+    assert applied is not None and not applied.ok and "unreachable" in applied.error
+    await engine.stop()
