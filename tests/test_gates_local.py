@@ -300,3 +300,23 @@ async def test_undecodable_bytes_and_a_missing_final_newline(tmp_path: Path) -> 
     finished = await s.runner.run("bytes")
     assert finished.outcome == "passed"
     assert [o.line for o in s.outputs("bytes")] == ["caf\ufffd ok", "no newline"]
+
+
+async def test_env_reference_in_argv_is_one_argument_and_stays_secret(tmp_path: Path) -> None:
+    # `--context ${KUBE_CONTEXT}`: resolved per argv element, never through a shell, never journaled.
+    secret = "ctx; rm -rf / #"  # shell metacharacters stay inert inside one argv element
+    script = "import sys; a = sys.argv[1:]; print(len(a), len(a[0]), a[0].startswith('ctx;'))"
+    gate = {"name": "ctx", "argv": [sys.executable, "-c", script, "${RTUI_CTX_SECRET}"]}
+    env = {"PATH": os.environ["PATH"], "RTUI_CTX_SECRET": secret}
+    book = playbook(gate)
+    journal = Journal(tmp_path / "journal.jsonl", Redactor())
+    engine = Engine(book, journal)
+    seen: list[ev.Event] = []
+    engine.subscribe(seen.append)
+    finished = await GateRunner(book, engine.emit, artefact_dir=tmp_path / "art", env=env).run("ctx")
+    journal.close()
+    assert finished.outcome == "passed"
+    assert [e.line for e in seen if isinstance(e, ev.GateOutput)] == [f"1 {len(secret)} True"]
+    started = next(e for e in seen if isinstance(e, ev.GateStarted))
+    assert started.argv[-1] == "${RTUI_CTX_SECRET}"  # the journal shows the reference, not the value
+    assert secret not in (tmp_path / "journal.jsonl").read_text()

@@ -52,6 +52,19 @@ def spec_argv(spec: CommandSpec) -> list[str]:
     return list(spec.argv)
 
 
+def fill(spec: CommandSpec, values: Mapping[str, str]) -> CommandSpec:
+    """Fill `{placeholders}` (e.g. {commit}, {selector_json}) per argv element; unknown ones stay as
+    written. Shell strings never receive interpolated values."""
+    if spec.argv is None:
+        return spec
+    return spec.model_copy(update={"argv": [arg.format_map(_KeepMissing(values)) for arg in spec.argv]})
+
+
+class _KeepMissing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
 @dataclass
 class ResolvedEnv:
     full: dict[str, str]  # minimal base + allowed + spec env: the local process environment

@@ -27,6 +27,7 @@ from rollback_tui.actions.commands import (
     OnLine,
     OutputRecorder,
     build_env,
+    resolve_refs,
     spec_argv,
 )
 from rollback_tui.actions.remote import RemoteExecution
@@ -118,14 +119,27 @@ def make_execution(
     spec: CommandSpec, playbook: Playbook, on_line: OnLine, environ: Mapping[str, str] | None = None
 ) -> tuple[Execution, list[str]]:
     """Build the execution for a spec; returns it with the secret values its env resolved."""
-    argv = spec_argv(spec)
     resolved = build_env(spec, environ)
+    lookup = os.environ if environ is None else environ
+    secrets = list(resolved.secrets)
+    argv: list[str] = []
+    for index, arg in enumerate(spec_argv(spec)):
+        if spec.shell:  # a shell string is never interpolated (the model forbids ${...} in it)
+            argv.append(arg)
+            continue
+        value, used = resolve_refs(arg, lookup, f"argv[{index}]")
+        argv.append(value)  # one argv element each: no shell ever re-splits the value
+        secrets.extend(used)
+    cwd = spec.cwd
+    if cwd is not None:
+        cwd, used = resolve_refs(cwd, lookup, "cwd")
+        secrets.extend(used)
     if spec.where == "local":
-        return LocalExecution(argv, cwd=spec.cwd, env=resolved.full, on_line=on_line), resolved.secrets
+        return LocalExecution(argv, cwd=cwd, env=resolved.full, on_line=on_line), secrets
     host = next((h for h in playbook.hosts if h.name == spec.where), None)
     if host is None:
         raise CommandError(f"where: {spec.where!r} is neither 'local' nor a host in the playbook")
-    return RemoteExecution(host, argv, cwd=spec.cwd, env=resolved.passed, on_line=on_line), resolved.secrets
+    return RemoteExecution(host, argv, cwd=cwd, env=resolved.passed, on_line=on_line), secrets
 
 
 @dataclass

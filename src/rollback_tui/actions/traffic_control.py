@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from rollback_tui.actions.commands import fill
 from rollback_tui.playbook.model import CommandSpec, Playbook, Replica
 
 
@@ -109,18 +110,6 @@ class LabDriver:
 
 
 Runner = Callable[[CommandSpec, dict[str, str]], Awaitable[tuple[int, str, str]]]
-
-
-def fill(spec: CommandSpec, values: dict[str, str]) -> CommandSpec:
-    """Placeholders are filled per argv element; shell strings never receive interpolated values."""
-    if spec.argv is None:
-        return spec
-    return spec.model_copy(update={"argv": [arg.format_map(_Missing(values)) for arg in spec.argv]})
-
-
-class _Missing(dict):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
 
 
 def command_runner(playbook: Playbook) -> Runner:

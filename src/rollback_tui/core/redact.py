@@ -124,4 +124,3 @@ class Redactor:
         if isinstance(node, dict):
             return {key: self._walk(value) for key, value in node.items()}
         return node
-

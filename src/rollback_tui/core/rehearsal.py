@@ -12,9 +12,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from rollback_tui.actions.commands import fill
 from rollback_tui.core import events as ev
 from rollback_tui.core.engine import Engine, NotAvailable
-from rollback_tui.playbook.model import CommandAction, SelectorRemoval, Step, StepItem
+from rollback_tui.playbook.model import (
+    CommandAction,
+    CommandSpec,
+    Redeploy,
+    SelectorRemoval,
+    StabiliseFlags,
+    Step,
+    StepItem,
+)
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -34,6 +43,7 @@ class Rehearsal:
         self.engine = engine
         self.opts = options or RehearsalOptions()
         self.playbook = engine.playbook
+        self._step_failed = False
 
     @property
     def rolled_back(self) -> bool:
@@ -54,12 +64,34 @@ class Rehearsal:
         self.engine.stop_traffic()
 
     async def run_step(self, step: Step) -> None:
+        self._step_failed = False
         for item in step.do:
             kind, ref = item.ref
+            skip = self._skip_reason(item)
+            if skip:
+                self.note(f"{step.name}: {kind} {ref} skipped — {skip}")
+                continue
             try:
                 await getattr(self, f"_{kind}")(ref, item)
             except NotAvailable as exc:
                 self.note(f"{step.name}: {kind} {ref}: {exc}", "warning")
+
+    def _breached(self, item: StepItem) -> bool:
+        """A P0 breach (or one of `breach_of`) happened in this session, active or already handled."""
+        log = [b for b in self.engine.state.traffic.breach_log if isinstance(b, ev.GuardrailBreach)]
+        if item.breach_of:
+            return any(b.guardrail in item.breach_of for b in log)
+        return any(b.severity == "P0" for b in log)
+
+    def _skip_reason(self, item: StepItem) -> str | None:
+        forced = item.action is not None and self.opts.rollback == "always"
+        if item.when == "on_breach" and not forced and not self._breached(item):
+            return "no guardrail breach"
+        if item.when == "on_failure" and not self._step_failed:
+            return "nothing failed earlier in this step"
+        if item.when == "optional":
+            return f"optional, the operator decides ({item.condition or 'only if needed'})"
+        return None
 
     # --- items ------------------------------------------------------------------------------------
 
@@ -67,7 +99,8 @@ class Rehearsal:
         await self.engine.capture_facts(self.phase, [name])
 
     async def _gate(self, name: str, item: StepItem) -> None:
-        await self.engine.run_gates([name], actor="engine")
+        results = await self.engine.run_gates([name], actor="engine")
+        self._step_failed |= any(r.outcome != "passed" for r in results)
 
     async def _probe(self, name: str, item: StepItem) -> None:
         await self.engine.run_probes([name])
@@ -85,7 +118,8 @@ class Rehearsal:
     async def _check(self, check: str, item: StepItem) -> None:
         if check == "fanout":
             phase = "after_rollback" if self.rolled_back else "before_rollback"
-            await self.engine.run_fanout_check(phase, actor="engine")
+            result = await self.engine.run_fanout_check(phase, actor="engine")
+            self._step_failed |= not result.passed
         elif check == "traffic":
             await self._traffic()
         elif check == "guardrail_watch":
@@ -126,9 +160,40 @@ class Rehearsal:
         if isinstance(action, SelectorRemoval):
             await self._rollback(action, item)
         elif isinstance(action, CommandAction) and (self.opts.allow_destructive or not action.destructive):
-            await self._command(action)
+            await self._command(action.name, action.command)
+        elif isinstance(action, Redeploy) and self.opts.allow_destructive:
+            commit = self._fact_value(action.last_known_good)
+            if commit is None:
+                self.note(
+                    f"action {name}: no value for fact {action.last_known_good}; not redeploying", "error"
+                )
+                return
+            for service, spec in action.services.items():
+                await self._command(f"{name}:{service}", fill(spec, {"commit": commit, "service": service}))
+        elif isinstance(action, StabiliseFlags) and self.opts.allow_destructive:
+            for change in action.set:
+                if change.optional:
+                    self.note(
+                        f"action {name}: {change.flag}={change.value} is optional; left for the operator"
+                    )
+                    continue
+                values = {"flag": change.flag, "value": change.value}
+                await self._command(f"{name}:{change.flag}", fill(action.command, values))
         else:
-            self.note(f"action {name} ({action.kind}) needs an operator: not run headless", "warning")
+            self.note(
+                f"action {name} ({action.kind}) changes production: not run headless "
+                "without --allow-destructive",
+                "warning",
+            )
+
+    def _fact_value(self, fact: str) -> str | None:
+        for phase in ("baseline", "check", "after_rollback"):
+            captured = self.engine.state.facts.get(f"{fact}@{phase}")
+            if captured is not None:
+                value = next((v for v in captured.values.values() if v), None)
+                if value:
+                    return value
+        return None
 
     async def _rollback(self, action: SelectorRemoval, item: StepItem) -> None:
         # The guardrail watch may still be running its auto-rollback; wait for it.
@@ -136,24 +201,22 @@ class Rehearsal:
             if not self.engine.running("rollback"):
                 break
             await asyncio.sleep(0.1)
-        traffic = self.engine.state.traffic
-        if traffic.rollback_verified is not None:
+        if self.engine.state.traffic.rollback_verified is not None:
             self.note(f"rollback {action.name} already applied and verified")
             return
-        breached = any(b.severity == "P0" for b in traffic.breaches.values())
-        wanted = self.opts.rollback == "always" or (self.opts.rollback == "on_breach" and breached)
-        if item.when == "always" and self.opts.rollback != "never":
-            wanted = True
-        if not wanted:
-            self.note(f"no P0 breach: rollback {action.name} not needed")
+        if self.opts.rollback == "never":
+            self.note(f"rollback {action.name} not run (--rollback never)")
             return
         await self.engine.rollback(action.name, action.replica_set, actor="headless-rehearsal")
 
-    async def _command(self, action: CommandAction) -> None:
+    async def _command(self, name: str, spec: CommandSpec) -> None:
         from rollback_tui.actions.gates import run_capture
 
-        self.engine.operator_action("run_action", action=action.name, actor_kind="headless")
-        result = await run_capture(action.command, self.playbook)
+        self.engine.operator_action(
+            "run_action", action=name, argv=spec.argv or [spec.run or ""], headless=True
+        )
+        result = await run_capture(spec, self.playbook)
         level = "info" if result.outcome == "passed" else "error"
         output = (result.stdout or result.stderr or result.error or "").strip().splitlines()[-1:] or [""]
-        self.note(f"action {action.name}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
+        self.note(f"action {name}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
+        self._step_failed |= result.outcome != "passed"
