@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 import pytest
-from conftest import build_lab_playbook
 
+from conftest import build_lab_playbook
 from rollback_tui.core import events as ev
 from rollback_tui.probes.fanout import FanoutVerifier, Received, ordering_problems
 

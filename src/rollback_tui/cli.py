@@ -59,7 +59,18 @@ async def _run_cockpit(playbook: Playbook, playbook_path: str, opts: dict[str, A
     try:
         await app.run_async()
     finally:
-        await engine.stop("quit")
+        await engine.stop("quit", close=False)
+        if not journal.closed and not opts.get("no_export"):
+            # The evidence is written on every quit, so a session never ends without its report.
+            try:
+                paths = await engine.export()
+                click.echo(f"Evidence exported to {paths[0].parent}", err=True)
+            except Exception as exc:  # the journal is intact; `rollback-tui export` can retry
+                engine.notice("export", f"automatic export failed: {exc}", "error")
+                click.echo(
+                    f"Automatic export failed ({exc}); run `rollback-tui export {journal.path}`", err=True
+                )
+        journal.close()
     return journal.path
 
 
@@ -73,6 +84,7 @@ cockpit_options = [
         "--share", is_flag=True, help="Screen-share mode: redact sensitive values, enlarge verdict."
     ),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging to the log file."),
+    click.option("--no-export", is_flag=True, help="Do not export the evidence automatically on quit."),
 ]
 
 
@@ -344,7 +356,6 @@ async def _rehearse(
     from rollback_tui.core.checklist import verdict
     from rollback_tui.core.engine import Engine
     from rollback_tui.core.rehearsal import Rehearsal
-    from rollback_tui.report.export import export_session
 
     lab = None
     if use_lab:
@@ -370,31 +381,20 @@ async def _rehearse(
             name, _, note = raw.partition("=")
             engine.emit(ev.ChecklistTicked(item=name, checked=True, actor=engine.operator, note=note))
         await Rehearsal(engine, options).run()
+        await engine.stop("rehearsal finished", close=False)
         if export_dir:
-            await engine.stop("rehearsal finished")
-            # Export once to record ExportWritten, then again so the report shows its own export.
-            from rollback_tui.core.resume import resume_session
-
-            for _ in range(2):
-                journal_obj, _state, _read = resume_session(engine.journal.path)
-                paths = export_session(engine.journal.path, Path(export_dir), playbook=playbook)
-                journal_obj.append(
-                    ev.ExportWritten(
-                        directory=str(export_dir), files=[p.name for p in paths], actor=engine.operator
-                    )
-                )
-                journal_obj.close()
-        from rollback_tui.core.journal import read_journal
-        from rollback_tui.core.state import fold
-
-        await engine.stop("rehearsal finished")
-        final = fold(read_journal(engine.journal.path).events)
-        result = verdict(playbook, final)
+            await engine.export(Path(export_dir))
+        result = verdict(playbook, engine.state)
     finally:
         await engine.stop("rehearsal finished")
         if lab is not None:
             await lab.stop()
-    summary = {"complete": result.complete, "missing": result.missing, "journal": str(engine.journal.path)}
+    summary = {
+        "complete": result.complete,
+        "missing": result.missing,
+        "why": _failure_reasons(engine.state),
+        "journal": str(engine.journal.path),
+    }
     if fmt == "jsonl":
         click.echo(json.dumps({"kind": "rehearsal_verdict", **summary}))
     else:
@@ -404,7 +404,26 @@ async def _rehearse(
         )
         for missing in result.missing:
             click.echo(f"  - missing: {missing}")
+        for why in _failure_reasons(engine.state):
+            click.echo(f"  - why: {why}")
     return 0 if result.complete else 1
+
+
+def _failure_reasons(state: Any) -> list[str]:
+    """What went wrong, in the engine's own words: failed gates, failed fanout checks, open breaches."""
+    reasons = [
+        f"gate {g.name} {g.status} (exit {g.exit_code})"
+        for g in state.gates.values()
+        if g.status not in ("passed", "queued", "running")
+    ]
+    last = state.fanout.last_result
+    if last is not None and not last.passed:
+        reasons.extend(dict.fromkeys(last.reasons))
+    reasons.extend(
+        f"guardrail {b.guardrail} breached ({b.metric} {b.value} > {b.threshold})"
+        for b in state.traffic.breaches.values()
+    )
+    return reasons
 
 
 _TEXT_KINDS = {
@@ -493,3 +512,154 @@ def describe_event(e: Any) -> str:
     if k == "selector_state":
         return f"  routing: selector {e.selector} → {', '.join(e.backends)}"
     return k
+
+
+@check.command("traffic")
+@click.argument("playbook_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--seconds", type=float, default=5.0, show_default=True, help="How long to send traffic.")
+@click.option("--rps", type=float, default=50.0, show_default=True, help="Requests per second.")
+def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float) -> None:
+    """Send bounded synthetic traffic through the balancer; per-replica share, 5xx, p95, guardrails."""
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.guardrails import GuardrailEvaluator
+    from rollback_tui.probes.traffic import TrafficGenerator, percentile
+
+    playbook = _load(playbook_path)
+    windows: list[ev.TrafficWindow] = []
+    guardrails = GuardrailEvaluator(playbook)
+    breaches: list[ev.Event] = []
+
+    def collect(event: ev.Event) -> ev.Event:
+        if isinstance(event, ev.TrafficWindow):
+            windows.append(event)
+            breaches.extend(guardrails.observe(event))
+        return event
+
+    try:
+        gen = TrafficGenerator(
+            playbook, collect, rate_rps=rps, max_duration_s=seconds, max_requests=int(rps * seconds)
+        )
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    asyncio.run(gen.run())
+    served: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for w in windows:
+        for replica, n in w.per_replica.items():
+            served[replica] = served.get(replica, 0) + n
+        for replica, n in w.errors_5xx.items():
+            errors[replica] = errors.get(replica, 0) + n
+    total = sum(served.values())
+    p95s = [w.p95_ms for w in windows if w.p95_ms is not None]
+    active = [b for b in breaches if isinstance(b, ev.GuardrailBreach)]
+    result = {
+        "passed": total > 0 and not active,
+        "requests": total,
+        "transport_errors": sum(w.transport_errors for w in windows),
+        "share": {r: round(n / total, 4) for r, n in sorted(served.items())} if total else {},
+        "errors_5xx": errors,
+        "p95_ms_max": max(p95s) if p95s else None,
+        "p95_ms_median": percentile(p95s, 0.5),
+        "ws_disconnects": sum(w.ws_disconnects for w in windows),
+        "idempotency_collisions": sum(w.idempotency_collisions for w in windows),
+        "breaches": [b.model_dump(exclude={"kind", "n"}) for b in active],
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(
+            f"{'✓' if result['passed'] else '✗'} {total} requests through {playbook.load_balancer.url}"
+        )
+        for replica, share in result["share"].items():
+            click.echo(f"  {replica:<16} {share:6.1%}  5xx {errors.get(replica, 0)}")
+        for b in active:
+            click.echo(f"  ! {b.severity} {b.guardrail}: {b.metric} {b.value} > {b.threshold}")
+    sys.exit(0 if result["passed"] else 1)
+
+
+@main.command()
+@click.argument("journal_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--to", "out_dir", type=click.Path(file_okay=False), required=True, help="Output directory.")
+@click.option(
+    "--playbook",
+    "playbook_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Playbook (default: the one recorded when the session started).",
+)
+def export(journal_path: str, out_dir: str, playbook_path: str | None) -> None:
+    """Export a session journal: Markdown report, JSON bundle, journal copy and artefacts."""
+    from rollback_tui.report.export import ExportError, export_session
+
+    playbook = _load(playbook_path) if playbook_path else None
+    try:
+        paths = export_session(Path(journal_path), Path(out_dir), playbook=playbook)
+    except (ExportError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for path in paths:
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("journal_path", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--playbook",
+    "playbook_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Playbook (default: the one recorded when the session started).",
+)
+@click.option(
+    "--lab/--no-lab",
+    "use_lab",
+    default=None,
+    help="Start the embedded lab again (default: if the playbook has lab sections).",
+)
+@with_cockpit_options
+def resume(
+    journal_path: str, playbook_path: str | None, use_lab: bool | None, verbose: bool, **opts: Any
+) -> None:
+    """Reopen a session after the cockpit was killed: rebuild it from the journal and carry on appending."""
+    from rollback_tui.core.engine import Engine
+    from rollback_tui.core.resume import ResumeError, resume_session
+    from rollback_tui.ui.app import CockpitApp
+
+    _setup_logging(verbose)
+    try:
+        journal, state, result = resume_session(Path(journal_path), operator=opts.get("operator"))
+    except ResumeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    recorded = playbook_path or (state.started.playbook if state.started else "")
+    if not recorded or not Path(recorded).exists():
+        journal.close()
+        click.echo(f"error: playbook {recorded or '(none recorded)'} not found; pass --playbook", err=True)
+        sys.exit(2)
+    playbook = _load(recorded)
+    if use_lab is None:
+        use_lab = any(r.lab is not None for r in playbook.replicas)
+    click.echo(f"Resumed {result.recovered} events from {journal_path}", err=True)
+
+    async def run() -> None:
+        lab = None
+        pb = playbook
+        if use_lab:
+            from rollback_tui.lab.supervisor import Lab
+
+            lab = Lab(playbook)
+            await lab.start()
+            pb = lab.playbook
+        engine = Engine(pb, journal, playbook_path=recorded, operator=opts.get("operator"), state=state)
+        app = CockpitApp(engine, theme=opts.get("theme"), share=bool(opts.get("share")))
+        try:
+            await app.run_async()
+        finally:
+            await engine.stop("quit")
+            if lab is not None:
+                await lab.stop()
+
+    asyncio.run(run())
+    click.echo(f"Journal: {journal_path}")

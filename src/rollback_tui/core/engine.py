@@ -25,6 +25,7 @@ from rollback_tui.playbook.model import Playbook, SelectorRemoval
 
 if TYPE_CHECKING:
     from rollback_tui.actions.gates import GateRunner
+    from rollback_tui.core.checklist import ChecklistReport
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def current_operator() -> str:
 
 class Engine:
     # Operator features this engine implements (the UI says plainly which ones are not there yet).
-    features: frozenset[str] = frozenset({"fanout", "traffic", "rollback", "gates"})
+    features: frozenset[str] = frozenset({"fanout", "traffic", "rollback", "gates", "checklist", "export"})
 
     def __init__(
         self,
@@ -64,6 +65,9 @@ class Engine:
         self.auto_rollback = False  # headless policy: roll back on the first P0 breach
         self._rollback_lock = asyncio.Lock()
         self._gate_runner: GateRunner | None = None
+        self._checklist: ChecklistReport | None = None
+        self._ended = False
+        self.screenshot: Callable[[], str] | None = None  # the UI sets this: SVG of the screen for exports
         self._subscribers: list[Subscriber] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -87,7 +91,22 @@ class Engine:
             self.emit(derived)
             if isinstance(derived, ev.GuardrailBreach):
                 self._on_breach(derived)
+        if event.kind in _EVIDENCE_KINDS and not (isinstance(event, ev.ChecklistTicked) and event.auto):
+            self._auto_tick()
         return event
+
+    def _auto_tick(self) -> None:
+        """Journal checklist items whose automatic rule started or stopped holding."""
+        from rollback_tui.core.checklist import auto_ticks, evaluate
+
+        for tick in auto_ticks(self.playbook, self.state, self._checklist):
+            self.emit(tick)
+        self._checklist = evaluate(self.playbook, self.state)
+
+    def checklist(self) -> ChecklistReport:
+        from rollback_tui.core.checklist import evaluate
+
+        return evaluate(self.playbook, self.state)
 
     def notice(self, source: str, message: str, level: str = "info") -> None:
         self.emit(ev.Notice(source=source, message=message, level=level))  # type: ignore[arg-type]
@@ -357,18 +376,44 @@ class Engine:
         active = [b for b in self.state.traffic.breaches.values() if b.severity == "P0"]
         return min(active, key=lambda b: b.ts) if active else None
 
-    def tick(self, item: str, checked: bool = True, note: str = "") -> None:
-        raise NotAvailable("Checklist ticking arrives with the evidence issue (#8).")
+    def tick(self, item: str, checked: bool = True, note: str = "") -> ev.ChecklistTicked:
+        """An operator's tick (or untick) of a checklist item or exit criterion, with who and why."""
+        names = [c.name for c in self.playbook.checklist] + [c.name for c in self.playbook.exit_criteria]
+        if item not in names:
+            raise NotAvailable(f"No checklist item named {item!r}.")
+        return self.emit(ev.ChecklistTicked(item=item, checked=checked, actor=self.operator, note=note))
 
     async def export(self, directory: Path | None = None) -> list[Path]:
-        raise NotAvailable("Export arrives with the evidence issue (#8).")
+        """Markdown report + JSON bundle + journal copy + artefacts (+ SVG of the cockpit when shown)."""
+        from rollback_tui import settings
+        from rollback_tui.report.export import export_session
+
+        out = Path(directory) if directory else settings.export_dir() / self.journal.path.stem
+        self.operator_action("export", directory=str(out))
+        self.journal.flush(fsync=True)
+        svg = self.screenshot() if self.screenshot is not None else None
+        paths = await asyncio.to_thread(
+            export_session,
+            self.journal.path,
+            out,
+            playbook=self.playbook,
+            svg=svg,
+            redactor=self.journal.redact,
+            actor=self.operator,
+        )
+        self.emit(ev.ExportWritten(directory=str(out), files=[p.name for p in paths], actor=self.operator))
+        return paths
 
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.journal.batch_s / 2)
             self.journal.flush_due()
 
-    async def stop(self, reason: str = "quit") -> None:
+    async def stop(self, reason: str = "quit", *, close: bool = True) -> None:
+        """Cancel every feed and action, journal the end of the session, close the journal.
+
+        `close=False` keeps the journal open so a final export can still be recorded in it.
+        """
         tasks = [t for t in self._tasks.values() if not t.done()]
         if self._flusher:
             tasks.append(self._flusher)
@@ -377,9 +422,29 @@ class Engine:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if not self.journal.closed:
+        if self.journal.closed:
+            return
+        if not self._ended:
+            self._ended = True
             self.emit(ev.SessionEnded(reason=reason))
+        if close:
             self.journal.close()
+
+
+_EVIDENCE_KINDS = frozenset(
+    {
+        "gate_finished",
+        "fanout_result",
+        "rollback_applied",
+        "rollback_verified",
+        "fact_captured",
+        "guardrail_breach",
+        "guardrail_recovered",
+        "export_written",
+        "checklist_ticked",
+        "session_resumed",
+    }
+)
 
 
 def _routing(event: ev.SelectorState) -> tuple[Any, ...]:
