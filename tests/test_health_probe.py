@@ -116,3 +116,30 @@ def test_dotted_paths():
     assert dotted(doc, "a.b.0.c") == 1
     assert dotted(doc, "a.x") is None
     assert dotted(doc, "a.b.5") is None
+
+
+async def test_lab_replicas_polled_live_and_a_killed_one_shows_down(lab):
+    got: list[ev.HealthSample] = []
+    playbook = lab.playbook.model_copy(update={"health_interval_s": 0.25})
+    probe = HealthProbe(playbook, lambda e: got.append(e) or e)
+    task = asyncio.create_task(probe.run())
+    try:
+        await asyncio.sleep(0.8)
+        first = {s.replica: s for s in got}
+        assert {r: s.status for r, s in first.items()} == {"stable-a": "ok", "stable-b": "ok", "blue-next": "ok"}
+        assert first["blue-next"].commit == "def5678" and first["stable-a"].channel_prefix == "chat:rt:"
+        await lab.kill_replica("stable-b")
+        got.clear()
+        await asyncio.sleep(1.5)
+        latest = {s.replica: s for s in got}
+        assert latest["stable-b"].status == "down" and "refused" in (latest["stable-b"].error or "")
+        assert latest["stable-a"].status == latest["blue-next"].status == "ok"
+        assert sum(1 for s in got if s.replica == "stable-a") >= 4  # the others kept their cadence
+        await lab.restart_replica("stable-b")
+        got.clear()
+        await asyncio.sleep(1.2)
+        assert any(s.replica == "stable-b" and s.status == "ok" for s in got)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
