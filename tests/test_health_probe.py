@@ -126,7 +126,8 @@ async def test_lab_replicas_polled_live_and_a_killed_one_shows_down(lab):
     try:
         await asyncio.sleep(0.8)
         first = {s.replica: s for s in got}
-        assert {r: s.status for r, s in first.items()} == {"stable-a": "ok", "stable-b": "ok", "blue-next": "ok"}
+        statuses = {r: s.status for r, s in first.items()}
+        assert statuses == {"stable-a": "ok", "stable-b": "ok", "blue-next": "ok"}
         assert first["blue-next"].commit == "def5678" and first["stable-a"].channel_prefix == "chat:rt:"
         await lab.kill_replica("stable-b")
         got.clear()

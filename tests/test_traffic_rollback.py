@@ -121,3 +121,21 @@ async def test_balancer_down_is_a_notice_and_rollback_error_not_a_crash(lab, eng
     applied = engine.state.traffic.rollback_applied
     assert applied is not None and not applied.ok and "unreachable" in applied.error
     await engine.stop()
+
+
+async def test_balancer_restart_mid_run_is_survived(lab, engine):
+    await engine.start()
+    try:
+        engine.start_traffic(rate_rps=100)
+        await asyncio.sleep(1.2)
+        before = engine.state.traffic.last_window
+        assert before is not None and before.requests > 0
+        await lab.restart_balancer()
+        await asyncio.sleep(2.5)
+        assert engine.running("traffic") and engine.running("health") and engine.running("routing")
+        after = list(engine.state.traffic.windows)[-1]
+        assert after.requests > 0 and after.ts > before.ts  # traffic flows through the new balancer
+    finally:
+        await engine.stop()
+    kinds = [e.kind for e in read_journal(engine.journal.path).events]
+    assert kinds[-1] == "session_ended"

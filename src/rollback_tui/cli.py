@@ -49,12 +49,18 @@ def _open_journal(playbook: Playbook, journal: str | None):  # -> Journal
     return Journal(path, Redactor.from_env(referenced_env_vars(playbook)))
 
 
-async def _run_cockpit(playbook: Playbook, playbook_path: str, opts: dict[str, Any]) -> Path:
+async def _run_cockpit(
+    playbook: Playbook, playbook_path: str, opts: dict[str, Any], notices: tuple[str, ...] = ()
+) -> Path:
     from rollback_tui.core.engine import Engine
     from rollback_tui.ui.app import CockpitApp
 
     journal = _open_journal(playbook, opts.get("journal"))
     engine = Engine(playbook, journal, playbook_path=playbook_path, operator=opts.get("operator"))
+    if notices:
+        engine.start_session()
+        for notice in notices:
+            engine.notice("lab", notice)
     app = CockpitApp(engine, theme=opts.get("theme"), share=bool(opts.get("share")))
     try:
         await app.run_async()
@@ -117,7 +123,7 @@ def main() -> None:
 @with_cockpit_options
 def demo(playbook_path: str | None, redis: str, verbose: bool, **opts: Any) -> None:
     """Start the embedded staging lab and open the cockpit on it."""
-    from rollback_tui.lab.supervisor import Lab
+    from rollback_tui.lab.supervisor import Lab, LabError
     from rollback_tui.playbook.load import bundled_playbook
 
     _setup_logging(verbose)
@@ -129,11 +135,17 @@ def demo(playbook_path: str | None, redis: str, verbose: bool, **opts: Any) -> N
         click.echo(f"Starting the lab for {playbook.name} …", err=True)
         try:
             await lab.start()
-            return await _run_cockpit(lab.playbook, str(path), opts)
+            return await _run_cockpit(
+                lab.playbook, str(path), opts, (f"embedded lab up · Redis: {lab.redis_kind}",)
+            )
         finally:
             await lab.stop()
 
-    journal = asyncio.run(run())
+    try:
+        journal = asyncio.run(run())
+    except LabError as exc:
+        click.echo(f"error: the lab did not start: {exc}", err=True)
+        sys.exit(2)
     click.echo(f"Lab stopped. Journal: {journal}")
 
 
@@ -322,20 +334,26 @@ def rehearse(
     if injections and not use_lab:
         raise click.BadParameter("--inject needs the embedded lab (--lab)")
     options = RehearsalOptions(watch_s=watch_s, rollback=rollback, allow_destructive=allow_destructive)
-    code = asyncio.run(
-        _rehearse(
-            playbook,
-            playbook_path,
-            options,
-            fmt=fmt,
-            export_dir=export_dir,
-            journal=journal,
-            operator=operator,
-            use_lab=use_lab,
-            injections=injections,
-            ticks=tick,
+    from rollback_tui.lab.supervisor import LabError
+
+    try:
+        code = asyncio.run(
+            _rehearse(
+                playbook,
+                playbook_path,
+                options,
+                fmt=fmt,
+                export_dir=export_dir,
+                journal=journal,
+                operator=operator,
+                use_lab=use_lab,
+                injections=injections,
+                ticks=tick,
+            )
         )
-    )
+    except LabError as exc:
+        click.echo(f"error: the lab did not start: {exc}", err=True)
+        sys.exit(2)
     sys.exit(code)
 
 

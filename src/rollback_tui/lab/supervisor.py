@@ -337,6 +337,21 @@ class Lab:
             fixed_port=True,
         )
 
+    async def restart_balancer(self) -> None:
+        """Restart the balancer on the same ports, as a redeploy of the load balancer would (its selector
+        and weights go back to the playbook's: a restart forgets runtime changes)."""
+        child = self.children["balancer"]
+        argv = list(child.argv)
+        port, admin = self.ports["balancer"], self.ports["balancer-admin"]
+        await child.stop()
+        await self._spawn(
+            "balancer",
+            port,
+            lambda _p: argv,
+            lambda _p: f"http://127.0.0.1:{admin}/admin/state",
+            fixed_port=True,
+        )
+
     async def set_faults(self, name: str, **faults: Any) -> dict[str, Any]:
         """Change a running replica's faults (partial update); returns its full fault settings."""
         self._replica(name)
