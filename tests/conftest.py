@@ -59,6 +59,14 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.fixture(autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Journals, exports and settings written by a test go to a temp dir, never the user's own."""
+    base = tmp_path_factory.mktemp("user-dirs")
+    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(base / "config"))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     binary = require_redis_server()

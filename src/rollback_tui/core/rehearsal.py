@@ -75,6 +75,9 @@ class Rehearsal:
                 await getattr(self, f"_{kind}")(ref, item)
             except NotAvailable as exc:
                 self.note(f"{step.name}: {kind} {ref}: {exc}", "warning")
+            except Exception as exc:  # one broken item is journaled; the rehearsal carries on
+                self._step_failed = True
+                self.note(f"{step.name}: {kind} {ref} failed: {type(exc).__name__}: {exc}", "error")
 
     def _breached(self, item: StepItem) -> bool:
         """A P0 breach (or one of `breach_of`) happened in this session, active or already handled."""
@@ -213,7 +216,7 @@ class Rehearsal:
         from rollback_tui.actions.gates import run_capture
 
         self.engine.operator_action(
-            "run_action", action=name, argv=spec.argv or [spec.run or ""], headless=True
+            "run_action", name=name, argv=spec.argv or [spec.run or ""], headless=True
         )
         result = await run_capture(spec, self.playbook)
         level = "info" if result.outcome == "passed" else "error"
