@@ -640,23 +640,26 @@ def resume(
 ) -> None:
     """Reopen a session after the cockpit was killed: rebuild it from the journal and carry on appending."""
     from rollback_tui.core.engine import Engine
-    from rollback_tui.core.resume import ResumeError, resume_session
+    from rollback_tui.core.redact import Redactor
+    from rollback_tui.core.resume import ResumeError, first_event, resume_session
+    from rollback_tui.playbook.load import referenced_env_vars
     from rollback_tui.ui.app import CockpitApp
 
     _setup_logging(verbose)
+    started = first_event(Path(journal_path))
+    recorded = playbook_path or getattr(started, "playbook", "")
+    if not recorded or not Path(recorded).exists():
+        click.echo(f"error: playbook {recorded or '(none recorded)'} not found; pass --playbook", err=True)
+        sys.exit(2)
+    playbook = _load(recorded)
+    redactor = Redactor.from_env(referenced_env_vars(playbook))
     try:
-        journal, state, result = resume_session(Path(journal_path), operator=opts.get("operator"))
+        journal, state, result = resume_session(Path(journal_path), redactor, operator=opts.get("operator"))
     except ResumeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    recorded = playbook_path or (state.started.playbook if state.started else "")
-    if not recorded or not Path(recorded).exists():
-        journal.close()
-        click.echo(f"error: playbook {recorded or '(none recorded)'} not found; pass --playbook", err=True)
-        sys.exit(2)
-    playbook = _load(recorded)
     if use_lab is None:
         use_lab = any(r.lab is not None for r in playbook.replicas)
     click.echo(f"Resumed {result.recovered} events from {journal_path}", err=True)

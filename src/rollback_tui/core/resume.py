@@ -20,7 +20,7 @@ import getpass
 import logging
 import os
 import typing
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, ReadResult, _short
 from rollback_tui.core.redact import Redactor
-from rollback_tui.core.state import FANOUT_LOG, SessionState
+from rollback_tui.core.state import FANOUT_LOG, GATE_TAIL, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +89,64 @@ def parse_line(raw: bytes) -> ev.Event:
     return ev.parse_event(raw)
 
 
+@dataclass(frozen=True)
+class Grouped:
+    """Defer a kind per group — gate output per run: keep the newest `keep` lines of each of the newest
+    `groups` groups, count the rest. An event of `reset_kind` whose `field` equals a group's key drops
+    what was kept and counted for that group before it (a GateStarted restarts its run's output)."""
+
+    field: str
+    keep: int
+    groups: int
+    reset_kind: str | None = None
+
+
+# Gate output: the state keeps the newest GATE_TAIL lines of each gate's current run.
+MAX_RUNS_KEPT = 200
+GATE_OUTPUT = Grouped(field="run", keep=GATE_TAIL, groups=MAX_RUNS_KEPT, reset_kind="gate_started")
+
+
 def scan_journal(
     path: Path,
     apply: Callable[[ev.Event], None],
     *,
     deferred: Mapping[str, int] | None = None,
     on_deferred: Callable[[str, int], None] | None = None,
+    grouped: Mapping[str, Grouped] | None = None,
+    on_grouped: Callable[[str, int, dict[str, int]], None] | None = None,
+    limit: int | None = None,
 ) -> ScanResult:
-    """Fold a journal in one streaming pass: `apply(event)` for every readable event, in order.
+    """Fold a journal in one streaming pass: `apply(event)` for every readable event.
 
     Kinds in `deferred` (kind → how many of the newest to keep) are counted instead; at the end their
-    newest lines are parsed and applied (after the others) and `on_deferred(kind, skipped)` reports how
-    many were never parsed, so the caller can credit them (counts, totals). Corrupt lines are warnings.
+    newest lines are parsed and applied (after the others, in journal order) and `on_deferred(kind,
+    skipped)` reports how many were never parsed so the caller can credit them (counts, totals). Kinds in
+    `grouped` are kept per group (see Grouped); `on_grouped(kind, skipped, skipped_per_group)` reports
+    those. Corrupt lines are warnings. Deferred lines that are never parsed are not validated.
+    `limit`: read only the first `limit` bytes (whole lines), as the export does for a live journal.
     """
-    deferred = dict(deferred or {})
-    keep = {k.encode(): (deque(maxlen=n) if n else None) for k, n in deferred.items()}
+    keep = {k.encode(): deque(maxlen=n) for k, n in (deferred or {}).items()}
     seen = dict.fromkeys(keep, 0)
+    specs = {k.encode(): (f'"{g.field}":"'.encode(), g.keep, g.groups) for k, g in (grouped or {}).items()}
+    kept: dict[bytes, OrderedDict[bytes, deque[tuple[int, bytes]]]] = {k: OrderedDict() for k in specs}
+    counted: dict[bytes, dict[bytes, int]] = {k: {} for k in specs}
+    totals = dict.fromkeys(specs, 0)
+    resets: dict[str, list[tuple[bytes, str]]] = {}
+    for kind, g in (grouped or {}).items():
+        if g.reset_kind:
+            resets.setdefault(g.reset_kind, []).append((kind.encode(), g.field))
     result = ScanResult()
     offset = 0
     last_raw: bytes | None = None
+    # The loop is the hot path of a million-line journal: locals only, no attribute lookups per line.
+    validators = {kind: model.__pydantic_validator__.validate_json for kind, model in MODELS.items()}
+    events = 0
+    last: ev.Event | None = None
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
-            if not raw.endswith(b"\n"):
+            if limit is not None and offset >= limit:
+                break  # a live journal: lines appended after the caller's snapshot are left out
+            if raw[-1:] != b"\n":
                 result.warnings.append(f"{path}:{lineno}: torn last line ({len(raw)} bytes) skipped")
                 result.torn_tail_offset = offset
                 break
@@ -119,38 +155,74 @@ def scan_journal(
                 kind = raw[_PREFIX_LEN : raw.find(b'"', _PREFIX_LEN)]
                 if kind in seen and raw.endswith(b"}\n"):
                     seen[kind] += 1
-                    buf = keep[kind]
-                    if buf is not None:
-                        buf.append((lineno, raw))
-                    result.events += 1
+                    keep[kind].append((lineno, raw))
+                    events += 1
                     last_raw = raw
                     continue
-                model = MODELS.get(kind)
+                spec = specs.get(kind)
+                if spec is not None and raw.endswith(b"}\n"):
+                    marker, per_group, max_groups = spec
+                    at = raw.find(marker) + len(marker)
+                    end = raw.find(b'"', at)
+                    key = raw[at:end]
+                    if at > len(marker) and b"\\" not in key:
+                        groups = kept[kind]
+                        buf = groups.get(key)
+                        if buf is None:
+                            buf = groups[key] = deque(maxlen=per_group)
+                            if len(groups) > max_groups:
+                                groups.popitem(last=False)
+                        buf.append((lineno, raw))
+                        counts = counted[kind]
+                        counts[key] = counts.get(key, 0) + 1
+                        totals[kind] += 1
+                        events += 1
+                        last_raw = raw
+                        continue
+                validate = validators.get(kind, ev.parse_event)
             else:
-                model = None
+                validate = ev.parse_event
             try:
-                event = model.model_validate_json(raw) if model is not None else ev.parse_event(raw)
+                event = validate(raw)
             except (ValidationError, ValueError) as exc:
                 result.warnings.append(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
                 result.bad_lines.append(lineno)
                 continue
+            if event.kind in resets:
+                for group_kind, attr in resets[event.kind]:
+                    key = str(getattr(event, attr)).encode()
+                    kept[group_kind].pop(key, None)
+                    counted[group_kind].pop(key, None)
             apply(event)
-            result.events += 1
+            events += 1
             last_raw = None
-            result.last_n, result.last_ts = event.n, event.ts
+            last = event
+    result.events = events
+    if last is not None:
+        result.last_n, result.last_ts = last.n, last.ts
     result.bytes_read = offset
-    for kind, buf in keep.items():
-        for lineno, raw in buf or ():
-            try:
-                event = parse_line(raw)
-            except (ValidationError, ValueError) as exc:
-                result.warnings.append(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
-                result.bad_lines.append(lineno)
-                result.events -= 1
-                continue
-            apply(event)
-        if on_deferred is not None:
-            on_deferred(kind.decode(), seen[kind] - len(buf or ()))
+
+    # Parse what was kept, in journal order, then report what never was.
+    retained = [item for buf in keep.values() for item in buf]
+    retained += [item for groups in kept.values() for buf in groups.values() for item in buf]
+    retained.sort()
+    for lineno, raw in retained:
+        try:
+            event = parse_line(raw)
+        except (ValidationError, ValueError) as exc:
+            result.warnings.append(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
+            result.bad_lines.append(lineno)
+            result.events -= 1
+            continue
+        apply(event)
+    if on_deferred is not None:
+        for kind, buf in keep.items():
+            on_deferred(kind.decode(), seen[kind] - len(buf))
+    if on_grouped is not None:
+        for kind, groups in kept.items():
+            held = {key: len(buf) for key, buf in groups.items()}
+            per_group = {key.decode(): n - held.get(key, 0) for key, n in counted[kind].items()}
+            on_grouped(kind.decode(), totals[kind] - sum(held.values()), per_group)
     if last_raw is not None:  # the journal ends with a deferred event: it sets last n / ts
         try:
             last = parse_line(last_raw)
@@ -160,11 +232,33 @@ def scan_journal(
     return result
 
 
+def first_event(path: Path) -> ev.Event | None:
+    """The journal's first readable event (normally SessionStarted, which names the playbook)."""
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                return None
+            try:
+                return parse_line(raw)
+            except (ValidationError, ValueError):
+                continue
+    return None
+
+
 def credit_deferred(state: SessionState, kind: str, skipped: int) -> None:
     """Account for deferred events that were counted but never parsed (see STATE_DEFERRED)."""
     state.counts[kind] += skipped
     if kind == "fanout_frame":
         state.fanout.frames_total += skipped
+
+
+def credit_grouped(state: SessionState, kind: str, skipped: int, per_group: dict[str, int]) -> None:
+    """Account for grouped deferred events (gate output per run) that were never parsed."""
+    state.counts[kind] += skipped
+    if kind == "gate_output":
+        for gate in state.gates.values():
+            if gate.run in per_group:
+                gate.output_lines += per_group[gate.run]
 
 
 def fold_journal(
@@ -186,6 +280,8 @@ def fold_journal(
         state.apply if apply is None else both,
         deferred=STATE_DEFERRED,
         on_deferred=lambda kind, skipped: credit_deferred(state, kind, skipped),
+        grouped={"gate_output": GATE_OUTPUT},
+        on_grouped=lambda kind, skipped, per_group: credit_grouped(state, kind, skipped, per_group),
     )
     # Deferred events were applied last; the journal's real last event decides these.
     if result.events:

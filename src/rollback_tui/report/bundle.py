@@ -1,6 +1,6 @@
 """The JSON evidence bundle: a machine-readable summary plus every journaled event.
 
-`{"format": "rollback-tui-bundle/1", "summary": {...}, "artefacts": [...], "events": [...]}`. The summary
+`{"format": "rollback-tui-bundle/1", "events": [...], "summary": {...}, "artefacts": [...]}`. The summary
 holds the verdict, checklist with evidence, time-to-detect and RTO, gate outcomes and fanout results; the
 events are the journal's lines as they are (redacted once more), streamed into the file by the export.
 """
@@ -18,6 +18,7 @@ from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.report.evidence import Evidence, iso
 
 FORMAT = "rollback-tui-bundle/1"
+SUMMARY_FANOUT = 200  # newest fanout results in the summary (all of them are in the events)
 
 
 def _status(s: ItemStatus) -> dict[str, Any]:
@@ -70,7 +71,8 @@ def build_summary(
                 "outcome": done.outcome if done else "unfinished",
                 "exit_code": done.exit_code if done else None,
                 "duration_s": done.duration_s if done else None,
-                "output_lines": done.output_lines if done else run.journaled_lines,
+                "output_lines": done.output_lines if done else None,
+                "journaled_output_lines": run.journaled_lines,
                 "artefact": artefacts.get(done.artefact) if done and done.artefact else None,
                 "output_tail": list(run.tail),
             }
@@ -106,7 +108,8 @@ def build_summary(
         "guardrails": [{"event": e.kind, **(_dump(e) or {})} for e in t.breach_log],
         "active_breaches": sorted(t.breaches),
         "gates": gates,
-        "fanout": [_dump(r) for r in state.fanout.results],
+        "fanout": [_dump(r) for r in state.fanout.results[-SUMMARY_FANOUT:]],
+        "fanout_results_total": len(state.fanout.results),
         "fanout_frames_total": state.fanout.frames_total,
         "facts": [_dump(f) for f in state.facts.values()],
         "traffic": [
@@ -132,18 +135,16 @@ def build_bundle(
     evidence = Evidence.from_events(events)
     return {
         "format": FORMAT,
+        "events": [e.model_dump(mode="json") for e in events],
         "summary": build_summary(playbook, state, evidence, **summary_kw),
         "artefacts": sorted(set((summary_kw.get("artefacts") or {}).values())),
-        "events": [e.model_dump(mode="json") for e in events],
     }
 
 
-def bundle_head(summary: dict[str, Any], artefacts: list[str]) -> str:
-    """Everything before the events array; the export writes the events after it, then `]}`."""
-    head = json.dumps(
-        {"format": FORMAT, "summary": summary, "artefacts": artefacts}, indent=1, ensure_ascii=False
-    )
-    return head[:-2] + ',\n "events": [\n'
+BUNDLE_HEAD = '{"format": "' + FORMAT + '",\n "events": [\n'
 
 
-BUNDLE_TAIL = "\n]}\n"
+def bundle_tail(summary: dict[str, Any], artefacts: list[str]) -> str:
+    """Everything after the events array. The summary comes last so the events can stream in first."""
+    rest = json.dumps({"summary": summary, "artefacts": artefacts}, indent=1, ensure_ascii=False)
+    return "\n],\n" + rest[1:] + "\n"

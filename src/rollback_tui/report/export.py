@@ -11,20 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.redact import Redactor
-from rollback_tui.core.resume import credit_deferred, parse_line, scan_journal
+from rollback_tui.core.resume import GATE_OUTPUT, credit_deferred, credit_grouped, first_event, scan_journal
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.report.bundle import BUNDLE_TAIL, build_summary, bundle_head
+from rollback_tui.report.bundle import BUNDLE_HEAD, build_summary, bundle_tail
 from rollback_tui.report.evidence import Evidence
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.report.redact_copy import redact_copy
@@ -40,20 +36,8 @@ class ExportError(Exception):
     """The export cannot be written (unreadable journal, no playbook…); the message says why."""
 
 
-def _first_event(path: Path) -> ev.Event | None:
-    with open(path, "rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                return None
-            try:
-                return parse_line(raw)
-            except (ValidationError, ValueError):
-                continue
-    return None
-
-
 def _load_session_playbook(journal: Path) -> Playbook:
-    first = _first_event(journal)
+    first = first_event(journal)
     if not isinstance(first, ev.SessionStarted) or not first.playbook:
         raise ExportError(f"{journal}: no session_started event naming a playbook; pass the playbook")
     from rollback_tui.playbook.load import PlaybookError, load_playbook
@@ -127,6 +111,11 @@ class _CopyJob:
                 log.warning("redact-copy child failed to start (%s); copying in-process", exc)
                 self.proc = None
 
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def wait(self) -> None:
         if self.proc is None:
             redact_copy(**self.job)  # type: ignore[arg-type]
@@ -139,8 +128,8 @@ class _CopyJob:
             raise ExportError(f"redacting the journal copy failed: {tail[0]}")
 
 
-def _complete_bytes(path: Path) -> int:
-    """Length of the journal up to its last newline (a torn last line is left out)."""
+def _complete_bytes(path: Path) -> tuple[int, int]:
+    """(length up to the last newline, file length) now: a torn last line is left out of the export."""
     with open(path, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         pos = end
@@ -149,12 +138,12 @@ def _complete_bytes(path: Path) -> int:
             fh.seek(pos - step)
             block = fh.read(step)
             if pos == end and block.endswith(b"\n"):
-                return end
+                return end, end
             cut = block.rfind(b"\n")
             if cut >= 0:
-                return pos - step + cut + 1
+                return pos - step + cut + 1, end
             pos -= step
-    return 0
+    return 0, end
 
 
 def export_written_event(out_dir: Path, paths: list[Path], actor: str) -> ev.ExportWritten:
@@ -187,62 +176,72 @@ def export_session(
     redactor = redactor or _default_redactor(playbook)
     out.mkdir(parents=True, exist_ok=True)
 
-    size = _complete_bytes(journal)
-    parts = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    size, snapshot_end = _complete_bytes(journal)
+    bundle = out / "bundle.json"
+    job: dict[str, object] = {
+        "src": journal,
+        "limit": size,
+        "redactor": redactor,
+        "journal_out": out / "journal.jsonl",
+        "events_out": bundle,
+        "events_head": BUNDLE_HEAD,
+    }
+    copy = _CopyJob(job, parallel=size >= PARALLEL_MIN_BYTES)
+
+    state, evidence = SessionState(), Evidence()
+
+    def apply(event: ev.Event) -> None:
+        state.apply(event)
+        evidence.observe(event)
+
+    def credit(kind: str, skipped: int, per_run: dict[str, int]) -> None:
+        credit_grouped(state, kind, skipped, per_run)
+        evidence.credit_output(per_run)
+
     try:
-        events_part = parts / "events.part"
-        job: dict[str, object] = {
-            "src": journal,
-            "limit": size,
-            "redactor": redactor,
-            "journal_out": out / "journal.jsonl",
-            "events_out": events_part,
-        }
-        copy = _CopyJob(job, parallel=size >= PARALLEL_MIN_BYTES)
-
-        state, evidence = SessionState(), Evidence()
-
-        def apply(event: ev.Event) -> None:
-            state.apply(event)
-            evidence.observe(event)
-
         scan = scan_journal(
             journal,
             apply,
             deferred={"fanout_frame": EXPORT_FRAMES},
             on_deferred=lambda kind, skipped: credit_deferred(state, kind, skipped),
+            grouped={"gate_output": GATE_OUTPUT},
+            on_grouped=credit,
+            limit=size,
         )
-        if scan.events:
-            state.last_n, state.last_ts = scan.last_n, scan.last_ts
-        copy.wait()
-        if scan.bad_lines:
-            # Rare: corrupt lines. Redo the events body without them so the bundle stays valid JSON.
-            redact_copy(journal, size, redactor, events_out=events_part, exclude=set(scan.bad_lines))
+    except BaseException:
+        copy.kill()
+        raise
+    torn = snapshot_end - size
+    if torn > 0:
+        scan.warnings.append(f"{journal}: torn last line ({torn} bytes) skipped")
+    if scan.events:
+        state.last_n, state.last_ts = scan.last_n, scan.last_ts
+    copy.wait()
+    if scan.bad_lines:
+        # Rare: corrupt lines. Redo the events body without them so the bundle stays valid JSON.
+        redact_copy(
+            journal, size, redactor, events_out=bundle, events_head=BUNDLE_HEAD, exclude=set(scan.bad_lines)
+        )
 
-        artefacts = _copy_artefacts(evidence, journal, out, redactor)
-        paths = [out / name for name in FILES] + [out / a for a in sorted(set(artefacts.values()))]
-        if svg is not None:
-            paths.append(out / "cockpit.svg")
-        if count_self:
-            who = actor or (state.started.operator if state.started else "unknown")
-            self_event = export_written_event(out, paths, who)
-            self_event.ts = state.last_ts or 0.0
-            state.apply(self_event)
-            state.counts[self_event.kind] -= 1  # not (yet) in the journal
-            if not state.counts[self_event.kind]:
-                del state.counts[self_event.kind]
+    artefacts = _copy_artefacts(evidence, journal, out, redactor)
+    paths = [out / name for name in FILES] + [out / a for a in sorted(set(artefacts.values()))]
+    if svg is not None:
+        paths.append(out / "cockpit.svg")
+    if count_self:
+        who = actor or (state.started.operator if state.started else "unknown")
+        self_event = export_written_event(out, paths, who)
+        self_event.ts = state.last_ts or 0.0
+        state.apply(self_event)
+        state.counts[self_event.kind] -= 1  # not (yet) in the journal
+        if not state.counts[self_event.kind]:
+            del state.counts[self_event.kind]
 
-        meta = {"journal_name": journal.name, "artefacts": artefacts, "warnings": scan.warnings}
-        summary = build_summary(playbook, state, evidence, **meta)  # type: ignore[arg-type]
-        (out / "report.md").write_text(render_markdown(playbook, state, evidence, redactor=redactor, **meta))  # type: ignore[arg-type]
-        with open(out / "bundle.json", "wb") as fh:
-            fh.write(redactor(bundle_head(summary, sorted(set(artefacts.values())))).encode())
-            with open(events_part, "rb") as part:
-                shutil.copyfileobj(part, fh, 1 << 20)
-            fh.write(BUNDLE_TAIL.encode())
-        if svg is not None:
-            (out / "cockpit.svg").write_text(redactor(svg))
-        os.chmod(out / "journal.jsonl", 0o600)
-        return paths
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
+    meta = {"journal_name": journal.name, "artefacts": artefacts, "warnings": scan.warnings}
+    summary = build_summary(playbook, state, evidence, **meta)  # type: ignore[arg-type]
+    (out / "report.md").write_text(render_markdown(playbook, state, evidence, redactor=redactor, **meta))  # type: ignore[arg-type]
+    with open(bundle, "ab") as fh:
+        fh.write(redactor(bundle_tail(summary, sorted(set(artefacts.values())))).encode())
+    if svg is not None:
+        (out / "cockpit.svg").write_text(redactor(svg))
+    os.chmod(out / "journal.jsonl", 0o600)
+    return paths

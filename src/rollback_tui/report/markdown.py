@@ -318,7 +318,9 @@ def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
     )
     table = []
     for row in rows:
-        shares = [f"{row.per_replica[n] / row.requests * 100:.1f}%" if row.requests else "-" for n in order]
+        shares = [
+            f"{row.per_replica.get(n, 0) / row.requests * 100:.1f}%" if row.requests else "-" for n in order
+        ]
         note = "rollback applied" if applied and row.start <= applied.ts <= row.end else ""
         err = f"{row.errors_5xx / row.requests * 100:.1f}%" if row.requests else "-"
         table.append([f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, err, note])

@@ -1,7 +1,7 @@
 """Copy a journal through the Redactor: to a JSONL copy and/or to the body of the bundle's events array.
 
-Works on blocks of whole lines (the redaction patterns never span a newline, so a block redacts exactly
-like its lines one by one, at a fraction of the per-call cost). The export runs this in a child process
+Works on blocks of whole lines and redacts them exactly as line-by-line calls would, at a fraction of
+the per-call cost (`redact_block`). The export runs this in a child process
 for big journals (`python -m rollback_tui.report.redact_copy`, job on stdin as a pickle) so redaction
 and the fold use both cores.
 """
@@ -13,9 +13,75 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
-from rollback_tui.core.redact import Redactor
+from rollback_tui.core import redact
+from rollback_tui.core.redact import MASK, Redactor
 
 BLOCK = 4 << 20
+
+
+def _per_line(redactor: Redactor, text: str) -> str:
+    return "\n".join(redactor(line) for line in text.split("\n"))
+
+
+def _trigger_lines(text: str, lowered: str, triggers: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(start, end) of every line of `text` whose lowercase form contains one of `triggers`, in order."""
+    spans: set[tuple[int, int]] = set()
+    if all("=" in t for t in triggers):
+        # key=value triggers: only lines with an "=" can hold one (rare in JSON), so look there first.
+        at = lowered.find("=")
+        while at >= 0:
+            start = lowered.rfind("\n", 0, at) + 1
+            end = lowered.find("\n", at)
+            end = len(lowered) if end < 0 else end
+            line = lowered[start:end]
+            if any(t in line for t in triggers):
+                spans.add((start, end))
+            at = lowered.find("=", end)
+        return sorted(spans)
+    for trigger in triggers:
+        at = lowered.find(trigger)
+        while at >= 0:
+            start = lowered.rfind("\n", 0, at) + 1
+            end = lowered.find("\n", at)
+            end = len(lowered) if end < 0 else end
+            spans.add((start, end))
+            at = lowered.find(trigger, end)
+    return sorted(spans)
+
+
+def redact_block(redactor: Redactor, text: str) -> str:
+    """`redactor` applied to each line of `text`, but fast: a pattern runs only on lines holding one of
+    its trigger words (the Redactor's own prefilter), found by substring search over the whole block.
+
+    Falls back to line-by-line calls if the Redactor's internals are not what this expects.
+    """
+    values = getattr(redactor, "_values", None)
+    patterns = getattr(redact, "_PATTERNS", None)
+    if type(redactor) is not Redactor or values is None or not patterns or any(len(p) != 3 for p in patterns):
+        return _per_line(redactor, text)
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    lowered = text.lower()
+    if len(lowered) != len(text):  # lower() changed lengths (rare Unicode): offsets would not line up
+        return _per_line(redactor, text)
+    cache: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+    for triggers, pattern, repl in patterns:
+        spans = cache.get(triggers)
+        if spans is None:
+            spans = cache[triggers] = _trigger_lines(text, lowered, triggers)
+        if not spans:
+            continue
+        parts, pos = [], 0
+        for start, end in spans:
+            parts += [text[pos:start], pattern.sub(repl, text[start:end])]
+            pos = end
+        parts.append(text[pos:])
+        changed = "".join(parts)
+        if changed != text:
+            text, lowered = changed, changed.lower()
+            cache.clear()  # offsets moved
+    return text
 
 
 def _blocks(src: Path, limit: int):
@@ -50,33 +116,41 @@ def redact_copy(
     *,
     journal_out: Path | None = None,
     events_out: Path | None = None,
+    events_head: str = "",
     exclude: Collection[int] = (),
 ) -> int:
-    """Write the redacted journal and/or the comma-separated event objects; returns events written.
+    """Write the redacted journal and/or `events_head` + the comma-separated event objects.
 
-    Lines that are not event-shaped JSON objects, and line numbers in `exclude` (lines the fold could
-    not read), stay out of the events array so the bundle remains valid JSON.
+    Returns the number of events written.
+    Every line goes into the events array as it is; when `exclude` is given (line numbers the fold
+    could not read), those and any line that is not an event-shaped JSON object stay out, so the
+    bundle remains valid JSON.
     """
     written = 0
     journal = open(journal_out, "wb") if journal_out else None  # noqa: SIM115
     events = open(events_out, "wb") if events_out else None  # noqa: SIM115
     try:
+        if events is not None:
+            events.write(events_head.encode())
         for first, text in _blocks(Path(src), limit):
-            clean = redactor(text)
+            clean = redact_block(redactor, text)
             if journal is not None:
                 journal.write(clean.encode("utf-8", "surrogateescape"))
             if events is None:
                 continue
-            lines = clean[:-1].split("\n")
             if exclude:
-                keep = [ln for i, ln in enumerate(lines, first) if i not in exclude and _event_shaped(ln)]
-            else:
-                keep = [ln for ln in lines if _event_shaped(ln)]
-            if keep:
+                lines = clean[:-1].split("\n")
+                body = ",\n".join(
+                    ln for i, ln in enumerate(lines, first) if i not in exclude and _event_shaped(ln)
+                )
+                count = body.count("\n") + 1 if body else 0
+            else:  # the fast path: the caller redoes the body with `exclude` if any line was unreadable
+                body, count = clean[:-1].replace("\n", ",\n"), clean.count("\n")
+            if count:
                 if written:
                     events.write(b",\n")
-                events.write(",\n".join(keep).encode("utf-8", "surrogateescape"))
-                written += len(keep)
+                events.write(body.encode("utf-8", "surrogateescape"))
+                written += count
     finally:
         for fh in (journal, events):
             if fh is not None:

@@ -1,0 +1,267 @@
+"""Export: Markdown + JSON golden files from a recorded journal, redaction everywhere, robustness.
+
+Regenerate the golden files after an intended change with: UPDATE_GOLDEN=1 pytest tests/test_report.py
+(and the fixture journal itself with tests/data/export/make_session.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.journal import read_journal
+from rollback_tui.core.redact import Redactor
+from rollback_tui.core.state import fold
+from rollback_tui.playbook.load import load_playbook
+from rollback_tui.report import export as export_mod
+from rollback_tui.report.bundle import build_bundle
+from rollback_tui.report.evidence import TrafficHistory
+from rollback_tui.report.export import ExportError, export_session
+from rollback_tui.report.markdown import render_markdown
+from rollback_tui.report.redact_copy import redact_block
+
+DATA = Path(__file__).parent / "data" / "export"
+GOLDEN = DATA / "golden"
+SECRET = "s3cr3t-fixture-value-42"  # in the fixture's gate output, unknown to the redactor that wrote it
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Path:
+    """A copy of the recorded session (journal, its playbook, its gate artefacts) in a fresh directory."""
+    for name in ("session.jsonl", "playbook.yaml"):
+        shutil.copy(DATA / name, tmp_path / name)
+    shutil.copytree(DATA / "session-artefacts", tmp_path / "session-artefacts")
+    return tmp_path / "session.jsonl"
+
+
+def check_golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual)
+    expected = path.read_text()
+    assert actual == expected, f"{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+
+
+def test_export_matches_the_golden_report_and_summary(session: Path, tmp_path: Path) -> None:
+    out = tmp_path / "evidence"
+    # No playbook argument: it is loaded from the session_started event's path (next to the journal).
+    paths = export_session(session, out, redactor=Redactor([SECRET]), svg="<svg><text>cockpit</text></svg>")
+    names = sorted(str(p.relative_to(out)) for p in paths)
+    assert names == [
+        "artefacts/release-gates-surreal-g1base00.log",
+        "artefacts/release-gates-surreal-g2after0.log",
+        "bundle.json",
+        "cockpit.svg",
+        "journal.jsonl",
+        "report.md",
+    ]
+    assert all(p.is_file() for p in paths)
+    check_golden("report.md", (out / "report.md").read_text())
+    bundle = json.loads((out / "bundle.json").read_text())
+    check_golden("summary.json", json.dumps(bundle["summary"], indent=1, ensure_ascii=False) + "\n")
+    # A second export of the same journal is byte-identical (no clock reads, no temp paths).
+    again = tmp_path / "again" / "evidence"
+    export_session(session, again, redactor=Redactor([SECRET]), svg="<svg/>")
+    assert (again / "report.md").read_text() == (out / "report.md").read_text()
+
+
+def test_the_report_follows_the_playbook_sections(session: Path, tmp_path: Path) -> None:
+    export_session(session, tmp_path / "out", redactor=Redactor([SECRET]))
+    report = (tmp_path / "out" / "report.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Exit verdict: COMPLETE",
+        "## Baseline facts",
+        "## Timeline",
+        "## Gates",
+        "## Realtime fanout",
+        "## Replica traffic distribution",
+        "## Guardrails, time to detect and RTO",
+        "## Evidence checklist",
+        "## Exit criteria",
+        "## Incident follow-up",
+    ]
+    for section in ("### Timeline", "### Impact", "### Root cause", "### Corrective actions"):
+        assert section in report
+    assert "| 2026-01-01T12:00:45Z | Rollback remove-blue-next applied via lab" in report
+    assert "`evt-f2after0-1` | B | stable-b | 4 | 2026-01-01T12:01:44.204Z" in report
+    traffic_rows = [ln for ln in report.split("## Replica traffic")[1].split("## Guardrails")[0].splitlines()]
+    assert 3 <= len([ln for ln in traffic_rows if ln.startswith("| 2026")]) <= 30
+
+
+def test_secrets_are_redacted_in_every_exported_file(session: Path, tmp_path: Path) -> None:
+    assert SECRET in session.read_text()  # the journal has it (written by a redactor that did not know it)
+    assert SECRET in (session.parent / "session-artefacts" / "release-gates-surreal-g2after0.log").read_text()
+    out = tmp_path / "out"
+    paths = export_session(session, out, redactor=Redactor([SECRET]), svg=f"<svg><text>{SECRET}</text></svg>")
+    for path in paths:
+        assert SECRET not in path.read_text(), path.name
+    assert "using credentials *** for the staging cluster" in (out / "journal.jsonl").read_text()
+
+
+def test_bundle_holds_every_event_and_the_summary(session: Path, tmp_path: Path) -> None:
+    export_session(session, tmp_path / "out", redactor=Redactor([SECRET]))
+    bundle = json.loads((tmp_path / "out" / "bundle.json").read_text())
+    journal = read_journal(session).events
+    assert bundle["format"] == "rollback-tui-bundle/1"
+    assert [e["n"] for e in bundle["events"]] == [e.n for e in journal]
+    assert [ev.parse_event(json.dumps(e)).kind for e in bundle["events"]] == [e.kind for e in journal]
+    summary = bundle["summary"]
+    assert summary["verdict"] == {"complete": True, "missing": []}
+    assert summary["rollback"]["rto_s"] == 12.5 and summary["rollback"]["time_to_detect_s"] == 3.01
+    assert [g["outcome"] for g in summary["gates"]] == ["passed", "passed"]
+    assert bundle["artefacts"] == [
+        "artefacts/release-gates-surreal-g1base00.log",
+        "artefacts/release-gates-surreal-g2after0.log",
+    ]
+
+
+def test_in_memory_render_and_bundle_agree_with_the_export(session: Path, tmp_path: Path) -> None:
+    playbook = load_playbook(DATA / "playbook.yaml")
+    events = read_journal(session).events
+    state = fold(events)
+    markdown = render_markdown(playbook, state, events, redactor=Redactor([SECRET]))
+    assert markdown == render_markdown(playbook, fold(events), events, redactor=Redactor([SECRET]))
+    # Without the export counted, the report_exported item is still open — and the verdict says so.
+    assert "## Exit verdict: NOT COMPLETE" in markdown
+    assert "- All evidence checklist items are checked — 4/5 checked; open: report-stored" in markdown
+    assert "  - no export written yet" in markdown
+    bundle = build_bundle(playbook, state, events)
+    assert len(bundle["events"]) == len(events)
+    assert bundle["summary"]["checklist"][4]["checked"] is False
+
+
+def test_no_follow_up_section_when_the_playbook_has_none(session: Path) -> None:
+    playbook = load_playbook(DATA / "playbook.yaml").model_copy(update={"follow_up": []})
+    events = read_journal(session).events
+    assert "Incident follow-up" not in render_markdown(playbook, fold(events), events)
+
+
+def test_the_parallel_copy_writes_the_same_files_as_in_process(
+    session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export_session(session, tmp_path / "inline" / "out", redactor=Redactor([SECRET]))
+    monkeypatch.setattr(export_mod, "PARALLEL_MIN_BYTES", 0)  # force the child process
+    export_session(session, tmp_path / "child" / "out", redactor=Redactor([SECRET]))
+    for name in ("report.md", "bundle.json", "journal.jsonl"):
+        child, inline = tmp_path / "child" / "out" / name, tmp_path / "inline" / "out" / name
+        assert child.read_bytes() == inline.read_bytes(), name
+
+
+def test_a_torn_tail_and_a_corrupt_line_still_export_valid_json(session: Path, tmp_path: Path) -> None:
+    lines = session.read_bytes().splitlines(keepends=True)
+    lines.insert(5, b'{"kind":"health_sample","ts":"not a number"}\n')
+    session.write_bytes(b"".join(lines) + b'{"kind":"fanout_frame","ts":17')
+    out = tmp_path / "out"
+    export_session(session, out, redactor=Redactor([SECRET]))
+    bundle = json.loads((out / "bundle.json").read_text())
+    assert len(bundle["events"]) == len(lines) - 1
+    warnings = bundle["summary"]["warnings"]
+    assert len(warnings) == 2 and "line 6" not in warnings[0]
+    assert ":6: unreadable line skipped" in warnings[0] and "torn last line" in warnings[1]
+    assert "## Journal warnings" in (out / "report.md").read_text()
+    assert (out / "journal.jsonl").read_bytes().endswith(b"}\n")
+
+
+def test_export_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="no such journal"):
+        export_session(tmp_path / "missing.jsonl", tmp_path / "out")
+    journal = tmp_path / "s.jsonl"
+    started = ev.SessionStarted(
+        playbook="gone.yaml",
+        playbook_name="x",
+        playbook_title="x",
+        environment="e",
+        operator="o",
+        host="h",
+        version="0",
+    )
+    journal.write_text(started.model_dump_json() + "\n")
+    with pytest.raises(ExportError, match=r"playbook gone\.yaml of this session not found"):
+        export_session(journal, tmp_path / "out")
+
+
+def test_block_redaction_equals_line_by_line() -> None:
+    lines = [
+        ev.GateOutput(gate="g", run="r", stream="stdout", line=text).model_dump_json()
+        for text in (
+            "fetch https://ci:hunter22@registry.example.com/v2/?token=abc123&x=1",
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig",
+            "export GITHUB_TOKEN=ghp_abcdefgh API_KEY=zzz",
+            'config {"password": "pa55word!", "user": "bob"}',
+            "all good, 42 tests passed",
+            "uses the exact value verysecretvalue in a sentence",
+            "cookie=abc; basic dXNlcjpwYXNz",
+        )
+    ] + [json.dumps({"kind": "notice", "message": "ünïcödé İstanbul token=x"})]
+    redactor = Redactor(["verysecretvalue"])
+    block = "\n".join(lines) + "\n"
+    expected = "\n".join(redactor(line) for line in lines) + "\n"
+    assert redact_block(redactor, block) == expected
+    assert expected != block  # the fixture really holds secrets
+
+
+def test_traffic_history_stays_within_its_row_budget() -> None:
+    history = TrafficHistory(rows=30)
+    for s in range(1000):
+        history.add(ev.TrafficWindow(ts=1000.0 + s, window_s=1.0, requests=10, per_replica={"a": 7, "b": 3}))
+    rows = history.rows()
+    assert len(rows) <= 30
+    assert sum(r.requests for r in rows) == 10_000
+    assert all(r.per_replica == {"a": r.requests * 7 // 10, "b": r.requests * 3 // 10} for r in rows)
+    assert rows[0].start == 999.0 and rows[-1].end == 1999.0
+
+
+def test_the_streaming_export_summarises_like_the_in_memory_fold(tmp_path: Path) -> None:
+    """Long gate runs and many frames take the export's fast path; the summary must not change."""
+    from rollback_tui.core.journal import Journal
+
+    playbook = load_playbook(DATA / "playbook.yaml")
+    path = tmp_path / "long.jsonl"
+    journal = Journal(path)
+    journal.append(ev.SessionStarted(playbook="x", playbook_name="p", playbook_title="t", environment="e",
+                                     operator="o", host="h", version="0"))  # fmt: skip
+    for run, lines in (("early", 30), ("long", 700), ("late", 250)):
+        journal.append(
+            ev.GateOutput(gate="release-gates-surreal", run=run, stream="stdout", line="before start")
+        )
+        journal.append(ev.GateStarted(gate="release-gates-surreal", run=run, argv=["just"], where="local"))
+        for i in range(lines):
+            journal.append(
+                ev.GateOutput(gate="release-gates-surreal", run=run, stream="stdout", line=f"{run} {i}")
+            )
+            if i % 3 == 0:
+                journal.append(ev.FanoutFrame(run=f"f{i}", session="A", replica="stable-a", thread_id="t",
+                                              event_id=f"{run}{i}", received_at=float(i)))  # fmt: skip
+        journal.append(
+            ev.GateFinished(gate="release-gates-surreal", run=run, outcome="passed", duration_s=1.0)
+        )
+    journal.close()
+    exported = tmp_path / "out"
+    export_session(path, exported, playbook=playbook, count_self=False)
+    streamed = json.loads((exported / "bundle.json").read_text())["summary"]
+    events = read_journal(path).events
+    in_memory = build_bundle(playbook, fold(events), events, journal_name="long.jsonl")["summary"]
+    assert streamed["gates"] == in_memory["gates"]
+    assert [g["journaled_output_lines"] for g in streamed["gates"]] == [30, 700, 250]
+    assert streamed["gates"][1]["output_tail"][-1] == "long 699"
+    assert streamed["session"]["counts"] == in_memory["session"]["counts"]
+    assert streamed["fanout_frames_total"] == in_memory["fanout_frames_total"] == 328
+
+
+def test_a_replica_missing_from_later_windows_shows_as_zero(session: Path) -> None:
+    playbook = load_playbook(DATA / "playbook.yaml")
+    events = [
+        ev.TrafficWindow(ts=100.0, window_s=1.0, requests=10, per_replica={"stable-a": 8, "blue-next": 2}),
+        ev.TrafficWindow(ts=200.0, window_s=1.0, requests=10, per_replica={"stable-a": 10}),
+    ]
+    report = render_markdown(playbook, fold(events), events)
+    rows = [line for line in report.splitlines() if line.startswith("| 1970")]
+    assert rows[0].split(" | ")[2:4] == ["80.0%", "20.0%"]
+    assert rows[-1].split(" | ")[2:4] == ["100.0%", "0.0%"]
