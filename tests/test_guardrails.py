@@ -112,3 +112,12 @@ def test_health_dead_letters_and_gate_metrics():
     assert g.observe(passed) == []
     failed = passed.model_copy(update={"outcome": "failed", "exit_code": 1, "ts": 7})
     assert g.observe(failed)[0].guardrail == "smoke"
+
+
+def test_time_to_detect_starts_at_the_first_window_with_bad_samples():
+    g = GuardrailEvaluator(_playbook({**RAIL_5XX, "window_s": 10}))
+    assert g.observe(_window(1.0)) == [] and g.observe(_window(2.0)) == []
+    assert g.observe(_window(3.0, candidate=(10, 1))) == []  # 1/30: under the threshold
+    assert g.observe(_window(4.0, candidate=(10, 1))) == []  # 2/40 = 0.05: not above it
+    breach = g.observe(_window(5.0, candidate=(10, 1)))[0]  # 3/50 = 0.06
+    assert breach.first_bad_ts == 2.0  # the window that ended at 3.0 held the first error

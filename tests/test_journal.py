@@ -137,3 +137,28 @@ def test_fold_of_read_back_journal_equals_live_state(tmp_path):
     expected = fold(live)
     assert replayed.prefixes == expected.prefixes == {"stable-a": "chat:rt:", "blue-next": "other:"}
     assert list(replayed.replicas["stable-a"].latencies) == list(expected.replicas["stable-a"].latencies)
+
+
+def test_trusted_events_serialise_exactly_like_validated_ones(tmp_path):
+    values = dict(
+        ts=1.5,
+        run="r",
+        session="tap",
+        replica="stable-a",
+        thread_id="t",
+        event_id="evt-1",
+        seq=3,
+        sent_at=None,
+        received_at=2.0,
+        latency_ms=None,
+        replay=False,
+    )
+    fast = ev.trusted(ev.FanoutFrame, **values)
+    slow = ev.FanoutFrame(**values)
+    assert fast == slow and fast.model_dump_json() == slow.model_dump_json()
+    journal = Journal(tmp_path / "s.jsonl")
+    journal.append(fast)
+    journal.close()
+    assert read_journal(tmp_path / "s.jsonl").events == [slow.model_copy(update={"n": 1})]
+    with pytest.raises(KeyError):
+        ev.trusted(ev.FanoutFrame, run="r")  # every field must be given

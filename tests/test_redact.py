@@ -30,6 +30,7 @@ def test_url_userinfo_and_query_tokens():
 def test_env_assignments_and_json_keys():
     r = Redactor()
     assert r("GITHUB_TOKEN=ghp_xxxxx npm run x") == f"GITHUB_TOKEN={MASK} npm run x"
+    assert r("GITHUB_TOKEN_RO=abc MY_SECRET_KEY2=zzz") == f"GITHUB_TOKEN_RO={MASK} MY_SECRET_KEY2={MASK}"
     line = json.dumps({"headers": {"authorization": "Basic Zm9vOmJhcg=="}, "password": 'p@ss"word'})
     out = json.loads(r(line))
     assert out["password"] == MASK and MASK in out["headers"]["authorization"]

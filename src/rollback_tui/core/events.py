@@ -8,9 +8,11 @@ monotonically increasing sequence number) when it appends; `ts` is wall-clock ep
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+E = TypeVar("E", bound="Event")
 
 
 class Event(BaseModel):
@@ -318,6 +320,30 @@ DURABLE = frozenset(
     }
 )
 HIGH_RATE = frozenset({"fanout_frame", "gate_output", "health_sample", "traffic_window"})
+
+
+_TRUSTED: dict[type, tuple[tuple[str, ...], str]] = {}  # class → (field names in order, kind)
+
+
+def trusted(cls: type[E], **values: Any) -> E:
+    """Build an event from values the caller has already typed, skipping validation (hot paths only).
+
+    Every field must be given; `n` is stamped by the journal. Several times cheaper than the validating
+    constructor and than `model_construct`, which matters at tens of thousands of frames per second.
+    """
+    spec = _TRUSTED.get(cls)
+    if spec is None:
+        spec = _TRUSTED[cls] = (tuple(cls.model_fields), cls.model_fields["kind"].default)
+    names, kind = spec
+    values.setdefault("n", 0)
+    values["kind"] = kind
+    ordered = {name: values[name] for name in names}  # declared order: `kind` leads the line
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", ordered)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(ordered))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 def parse_event(line: str | bytes) -> Event:

@@ -16,6 +16,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.playbook.model import Guardrail, Playbook
 
 MIN_REQUESTS = 10  # a rate over fewer requests is noise, not evidence
+_OBSERVED = frozenset({"traffic_window", "health_sample", "probe_result", "gate_finished"})
 
 
 @dataclass
@@ -39,6 +40,8 @@ class GuardrailEvaluator:
         self.roles = {r.name: r.role for r in self.playbook.replicas}
 
     def observe(self, event: ev.Event) -> list[ev.Event]:
+        if event.kind not in _OBSERVED:
+            return []  # the common case on the hot path: fanout frames, gate output
         if isinstance(event, ev.TrafficWindow):
             self.windows.append(event)
             metrics = {"http_5xx_rate", "ws_disconnects", "idempotency_collisions", "p95_latency_ms"}
@@ -91,12 +94,26 @@ class GuardrailEvaluator:
         return None
 
     def _first_bad_ts(self, rail: Guardrail, now: float) -> float:
-        # For windowed traffic metrics the first bad sample lies inside the newest window.
-        windowed = ("http_5xx_rate", "ws_disconnects", "idempotency_collisions", "p95_latency_ms")
-        if rail.metric in windowed and self.windows:
-            last = self.windows[-1]
-            return last.ts - last.window_s
+        """Start of the earliest window (within the guardrail's window) that already held bad samples.
+
+        Conservative: the first bad sample lies somewhere in that window, so time-to-detect measured from
+        its start can overstate the real figure by up to one traffic window, never understate it.
+        """
+        for w in self._recent(rail, now):
+            if self._window_is_bad(rail, w):
+                return w.ts - w.window_s
         return now
+
+    def _window_is_bad(self, rail: Guardrail, w: ev.TrafficWindow) -> bool:
+        if rail.metric == "http_5xx_rate":
+            return any(n for r, n in w.errors_5xx.items() if self._in_scope(rail, r))
+        if rail.metric == "ws_disconnects":
+            return w.ws_disconnects > 0
+        if rail.metric == "idempotency_collisions":
+            return w.idempotency_collisions > 0
+        if rail.metric == "p95_latency_ms":
+            return w.p95_ms is not None and w.p95_ms > rail.threshold
+        return True  # health, probes, gates: the sample that tripped it is the first bad one
 
     def _in_scope(self, rail: Guardrail, replica: str) -> bool:
         return rail.scope == "all" or self.roles.get(replica) == rail.scope

@@ -68,7 +68,8 @@ class Journal:
             raise RuntimeError("journal is closed")
         event.n = self._n
         self._n += 1
-        line = self.redact.json_line(event.model_dump_json()) + "\n"
+        # The model's serializer directly: the same bytes as model_dump_json() without its per-call overhead.
+        line = self.redact.json_line(event.__pydantic_serializer__.to_json(event).decode()) + "\n"
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending.append(line)

@@ -57,13 +57,22 @@ _PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
     ),
     # KEY=value for secret-looking env names in command lines and output
     (
-        _KV_TRIGGERS,
+        # the secret word may sit anywhere in the name (GITHUB_TOKEN_RO=…), so trigger on the word alone
+        ("token", "secret", "passw", "api_key", "apikey"),
         re.compile(
             r"(?P<keep>\b[A-Z0-9_]*?(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY)[A-Z0-9_]*=)[^\s\"']+"
         ),
         rf"\g<keep>{MASK}",
     ),
 ]
+
+
+# Every trigger above contains one of these; a line that holds none of them (the common case: a fanout
+# frame, a health sample) skips the per-pattern checks after ~10 substring scans instead of ~25.
+_ANCHORS = ("://", "key", "token", "secret", "passw", "sig", "auth", "cookie", "basic ", "bearer ")
+_ANCHORS += tuple(
+    sorted({t for triggers, _, _ in _PATTERNS for t in triggers if not any(a in t for a in _ANCHORS)})
+)  # a trigger added later without an anchor becomes its own anchor, so the fast path never hides it
 
 
 class Redactor:
@@ -96,6 +105,11 @@ class Redactor:
             if value in text:
                 text = text.replace(value, MASK)
         lowered = text.lower()
+        for anchor in _ANCHORS:
+            if anchor in lowered:
+                break
+        else:
+            return text
         for triggers, pattern, repl in _PATTERNS:
             if any(t in lowered for t in triggers):
                 text = pattern.sub(repl, text)

@@ -2,27 +2,87 @@
 
 Used by the fanout verifier (to see which channel prefix each replica publishes under) and by the
 benchmark of how fast the engine ingests fanout. `channels` records event id → channel.
+
+The tap speaks RESP on its own connection (redis://, rediss:// and unix:// URLs, AUTH from the URL):
+it reads the socket in large chunks, lets hiredis split them into messages and ingests every complete
+message of a chunk in one synchronous pass — a few µs per frame instead of one awaited
+`get_message()` round trip each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
+import os
+import ssl
 import time
 from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from pydantic_core import from_json
 
 from rollback_tui.core import events as ev
 from rollback_tui.probes.health import dotted
 
 Emit = Callable[[ev.Event], ev.Event]
+READ_CHUNK = 1 << 16  # bytes per socket read: ~250 frames, a few ms of ingest between event-loop turns
 
 
 def redis_client(url: str, timeout_s: float = 2.0):  # -> redis.asyncio.Redis
-    import os
-
     import redis.asyncio as aioredis
 
     return aioredis.from_url(os.path.expandvars(url), socket_connect_timeout=timeout_s)
+
+
+class TapError(ConnectionError):
+    """Redis refused the tap (bad password, unexpected reply) or closed its connection."""
+
+
+def _command(*args: str) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+async def open_pubsub(url: str, timeout_s: float = 2.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect and authenticate as the URL says (the URL forms redis-py accepts for TCP, TLS and unix)."""
+    from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+
+    opts: dict[str, Any] = parse_url(os.path.expandvars(url))
+    kind = opts.get("connection_class")
+    if kind is UnixDomainSocketConnection:
+        opening = asyncio.open_unix_connection(opts["path"])
+    else:
+        tls = None
+        if kind is SSLConnection:
+            tls = ssl.create_default_context()
+            if str(opts.get("ssl_cert_reqs", "")).lower() in ("none", "optional"):
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE
+        opening = asyncio.open_connection(opts.get("host", "localhost"), opts.get("port", 6379), ssl=tls)
+    try:
+        reader, writer = await asyncio.wait_for(opening, timeout_s)
+    except TimeoutError:
+        raise TapError(f"redis did not accept a connection within {timeout_s:g} s") from None
+    password = opts.get("password")
+    if password:
+        username = opts.get("username")
+        writer.write(_command("AUTH", username, password) if username else _command("AUTH", password))
+        parser = hiredis.Reader()
+        reply: Any = False
+        while reply is False:
+            chunk = await asyncio.wait_for(reader.read(4096), timeout_s)
+            if not chunk:
+                break
+            parser.feed(chunk)
+            reply = parser.gets()
+        if reply != b"OK":
+            writer.close()
+            raise TapError(f"redis refused AUTH: {reply if isinstance(reply, Exception) else 'no reply'}")
+    return reader, writer
 
 
 class RedisTap:
@@ -45,49 +105,80 @@ class RedisTap:
         self.seq_path = seq_path
         self.sent_at = sent_at if sent_at is not None else {}
         self.channels: dict[str, str] = {}
+        self._names: dict[bytes, str] = {}
         self.received = 0
         self.subscribed = False
 
     async def run(self, limit: int | None = None) -> int:
         """Ingest until cancelled (or `limit` frames). Raises on connection errors; the caller reports."""
-        client = redis_client(self.redis_url)
+        reader, writer = await open_pubsub(self.redis_url)
+        parser = hiredis.Reader()
         try:
-            pubsub = client.pubsub()
-            await pubsub.psubscribe(self.pattern)
-            self.subscribed = True
+            writer.write(_command("PSUBSCRIBE", self.pattern))
             while limit is None or self.received < limit:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message["type"] == "pmessage":
-                    self._ingest(message["channel"], message["data"])
+                chunk = await reader.read(READ_CHUNK)
+                if not chunk:
+                    raise TapError("redis closed the tap connection")
+                parser.feed(chunk)
+                if self._drain(parser, limit):
+                    break
             return self.received
         finally:
+            writer.close()
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await writer.wait_closed()
+
+    def _drain(self, parser: hiredis.Reader, limit: int | None) -> bool:
+        """Ingest every complete message in the parser; True once `limit` frames have arrived."""
+        while (message := parser.gets()) is not False:
+            if isinstance(message, list) and len(message) == 4 and message[0] == b"pmessage":
+                self._ingest(message[2], message[3])
+                if limit is not None and self.received >= limit:
+                    return True
+            elif isinstance(message, list) and message and message[0] == b"psubscribe":
+                self.subscribed = True
+            elif isinstance(message, Exception):
+                raise TapError(f"redis refused PSUBSCRIBE {self.pattern}: {message}")
+        return False
 
     def _ingest(self, channel: bytes | str, data: bytes | str) -> None:
-        channel = channel.decode() if isinstance(channel, bytes) else channel
+        if isinstance(channel, bytes):  # a tap sees few channels (one per thread): decode each once
+            name = self._names.get(channel)
+            if name is None:
+                if len(self._names) > 4096:
+                    self._names.clear()
+                name = self._names[channel] = channel.decode(errors="replace")
+            channel = name
         try:
-            frame = json.loads(data)
+            frame = from_json(data)
         except ValueError:
             return
         if not isinstance(frame, dict):
             return
-        event_id = str(dotted(frame, self.event_id_path))
+        event_id = str(self._field(frame, self.event_id_path))
         self.channels[event_id] = channel
-        raw_seq = dotted(frame, self.seq_path)
+        raw_seq = self._field(frame, self.seq_path)
         now = time.time()
         sent = self.sent_at.get(event_id)
         self.received += 1
+        # Every field is typed right here, so pydantic's validation would only re-check it.
         self.emit(
-            ev.FanoutFrame(
+            ev.trusted(
+                ev.FanoutFrame,
+                ts=now,
                 run=self.run_id,
                 session="tap",
                 replica=str(frame.get("origin_replica") or channel),
                 thread_id=str(frame.get("thread_id") or ""),
                 event_id=event_id,
-                seq=raw_seq if isinstance(raw_seq, int) else None,
+                seq=raw_seq if type(raw_seq) is int else None,
                 sent_at=sent,
                 received_at=now,
                 latency_ms=round((now - sent) * 1000, 2) if sent else None,
+                replay=False,
             )
         )
+
+    @staticmethod
+    def _field(frame: dict[str, Any], path: str) -> Any:
+        return frame.get(path) if "." not in path else dotted(frame, path)
