@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,22 @@ def require_redis_server() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return binary
+
+
+def live_processes(matches: Callable[[str], bool]) -> list[int]:
+    """PIDs of live (non-zombie) processes, other than this one, whose command line `matches`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if matches(cmdline) and state != "Z":
+            found.append(int(entry))
+    return found
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import live_processes
 from rollback_tui.actions.gates import GateRunner
 from rollback_tui.core import events as ev
 from rollback_tui.core.engine import Engine
@@ -71,18 +72,7 @@ def live_in_group(pgid: int) -> list[int]:
 
 
 def live_with_cmdline(needle: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
+    return live_processes(lambda cmdline: needle in cmdline)
 
 
 async def test_passing_gate_streams_lines_and_writes_artefact(tmp_path: Path) -> None:

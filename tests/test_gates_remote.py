@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from conftest import live_processes
 from rollback_tui.actions.gates import GateRunner, run_capture
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
@@ -31,18 +32,7 @@ SSHD = "/usr/sbin/sshd"
 
 
 def live_with_cmdline(needle: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if cmdline.strip() == needle and state != "Z":
-            found.append(int(entry))
-    return found
+    return live_processes(lambda cmdline: cmdline.strip() == needle)
 
 
 def write_key(key: asyncssh.SSHKey, path: Path) -> Path:
