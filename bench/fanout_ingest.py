@@ -8,7 +8,8 @@ consumers of `PSUBSCRIBE chat:rt:*`, one after the other, under the same publish
 
 * ours — a child process running `RedisTap(url, "chat:rt:*", engine.emit)` into an `Engine` with a real
   `Journal` (temp dir, batched writes, redaction with two known secrets; no UI). Every frame becomes a
-  FanoutFrame event: parsed, validated, redacted, journaled, folded into the session state.
+  row of a FanoutTapBatch event (one per socket read): parsed, typed, redacted, journaled, folded into
+  the session state. The journal is checked to hold exactly N frame rows at the end.
 * redis-cli — `redis-cli -p PORT psubscribe 'chat:rt:*'` with stdout on a pipe that a thread drains with
   1 MiB reads and counts lines (redis-cli prints 3 lines for the subscription, then 4 per pmessage:
   "pmessage", pattern, channel, payload; the payloads are one-line JSON). Draining a pipe in 1 MiB
@@ -137,10 +138,10 @@ async def consume_ours(url: str, n: int, journal_path: Path) -> dict[str, float]
 
     def clock(event: ev.Event) -> None:  # a subscriber, like the UI: sees every event after the journal
         nonlocal frames
-        if event.kind == "fanout_frame":
-            frames += 1
-            if frames == 1:
+        if event.kind == "fanout_tap_batch":
+            if not frames:
                 marks["first"] = time.monotonic()
+            frames += len(event.rows)  # type: ignore[attr-defined]
 
     engine.subscribe(clock)
 
@@ -229,7 +230,9 @@ def count_journal(path: Path) -> int:
     frames = 0
     with open(path, "rb") as fh:
         for line in fh:
-            frames += json.loads(line)["kind"] == "fanout_frame"
+            event = json.loads(line)
+            if event["kind"] == "fanout_tap_batch":
+                frames += len(event["rows"])
     return frames
 
 
@@ -337,7 +340,7 @@ def main() -> None:
                     r = one_run(consumer, port, args.n, args.batch, mode, work, rep)
                     results[consumer].append(r)
                     if consumer == "ours" and r["journal_frames"] != args.n:
-                        sys.exit(f"journal holds {r['journal_frames']} fanout_frame lines, not {args.n}")
+                        sys.exit(f"journal holds {r['journal_frames']} tapped frames, not {args.n}")
                     rate, secs, pub = f"{r['rate']:,.0f}", f"{r['seconds']:.2f}", f"{r['publish_rate']:,.0f}"
                     rows.append([mode, rep, consumer, rate, secs, pub])
             print(table(rows))
@@ -350,7 +353,7 @@ def main() -> None:
                 f"(target >= {TARGET_RATIO}x)"
             )
             print(
-                f"[{mode}] journal: {args.n:,} fanout_frame lines in every run; avg payload {payload:.0f} B\n"
+                f"[{mode}] journal: {args.n:,} tapped frames in every run; avg payload {payload:.0f} B\n"
             )
             verdicts.append((mode, ratio))
         for mode, ratio in verdicts:

@@ -36,7 +36,9 @@ async def test_healthy_lab_passes_with_event_ids_timestamps_and_replay(lab):
     assert result.received["A"] == result.sent
     assert result.received["B"] == result.sent
     frames = [e for e in events if isinstance(e, ev.FanoutFrame)]
-    assert {f.session for f in frames} == {"A", "B", "tap"}
+    assert {f.session for f in frames} == {"A", "B"}
+    tapped = [row[4] for e in events if isinstance(e, ev.FanoutTapBatch) for row in e.rows]
+    assert sorted(tapped) == sorted(result.sent)  # the Redis tap saw every published event
     replayed = [f.event_id for f in frames if f.session == "B" and f.replay]
     assert replayed == result.sent[2:]
     assert all(f.received_at >= (f.sent_at or 0) for f in frames)

@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 
 from conftest import require_redis_server
 from rollback_tui.core import events as ev
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.state import fold
 from rollback_tui.lab.bus import redis_server_argv
 from rollback_tui.lab.proc import free_port
 from rollback_tui.probes.redis_tap import RedisTap, TapError
@@ -27,25 +29,40 @@ async def _wait_subscribed(tap: RedisTap) -> None:
     raise AssertionError("tap never confirmed PSUBSCRIBE")
 
 
-async def test_tap_ingests_every_frame_with_channel_and_seq(redis_server):
-    got: list[ev.FanoutFrame] = []
-    tap = RedisTap(redis_server, "chat:rt:*", lambda e: got.append(e) or e)
+async def test_tap_ingests_every_frame_in_batches_and_journals_them(redis_server, tmp_path):
+    journal = Journal(tmp_path / "tap.jsonl")
+    batches: list[ev.FanoutTapBatch] = []
+
+    def emit(event: ev.Event) -> ev.Event:
+        batches.append(journal.append(event))  # type: ignore[arg-type]
+        return event
+
+    tap = RedisTap(redis_server, "chat:rt:*", emit)
     task = asyncio.create_task(tap.run(limit=500))
     await _wait_subscribed(tap)
     client = aioredis.from_url(redis_server)
-    for i in range(1, 501):
-        channel = "chat:rt:thread-a" if i % 2 else "other:rt:thread-b"  # the second never matches
-        frame = {"event_id": f"evt-{i}", "seq": i, "thread_id": "thread-a", "origin_replica": "stable-a"}
-        await client.publish(channel if i % 2 else "chat:rt:thread-a", json.dumps(frame))
+    await client.publish("other:rt:thread-b", json.dumps({"event_id": "nope", "seq": 0}))  # no match
     await client.publish("chat:rt:thread-a", "not json")  # skipped, not fatal
+    async with client.pipeline(transaction=False) as pipe:
+        for i in range(1, 501):
+            frame = {"event_id": f"evt-{i}", "seq": i, "thread_id": "thread-a", "origin_replica": "stable-a"}
+            pipe.publish("chat:rt:thread-a", json.dumps(frame))
+        await pipe.execute()
     await asyncio.wait_for(task, 10)
     await client.aclose()
-    assert [f.seq for f in got] == list(range(1, 501))
-    assert {f.replica for f in got} == {"stable-a"} and all(f.session == "tap" for f in got)
+    journal.close()
+
+    rows = [row for batch in batches for row in batch.rows]
+    assert [row[5] for row in rows] == list(range(1, 501))  # seq, in order, none lost
+    assert len(batches) < 500  # pipelined frames arrive many per read, journaled one line per read
+    assert {row[1] for row in rows} == {"chat:rt:thread-a"} and {row[2] for row in rows} == {"stable-a"}
     assert tap.channels["evt-1"] == "chat:rt:thread-a"
-    assert (
-        got[0].model_dump() == ev.FanoutFrame(**got[0].model_dump()).model_dump()
-    )  # typed like the real thing
+    replayed = read_journal(tmp_path / "tap.jsonl").events
+    assert sum(len(e.rows) for e in replayed) == 500  # every frame is in the journal, typed
+    state = fold(replayed)
+    assert state.fanout.frames_total == 500
+    last = state.fanout.frames[-1]
+    assert (last.session, last.event_id, last.seq, last.replica) == ("tap", "evt-500", 500, "stable-a")
 
 
 async def test_closed_port_raises_a_connection_error():

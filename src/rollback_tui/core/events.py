@@ -121,6 +121,22 @@ class FanoutFrame(Event):
     replay: bool = False
 
 
+TapRow = tuple[float, str, str, str, str, int | None, float | None]
+TAP_COLUMNS = ("received_at", "channel", "replica", "thread_id", "event_id", "seq", "sent_at")
+
+
+class FanoutTapBatch(Event):
+    """Raw frames the Redis tap read in one go: one journal line per socket read, one row per frame.
+
+    The tap can see tens of thousands of frames a second; a row is a few µs where a whole event each
+    would be tens. Rows follow TAP_COLUMNS; the fold turns the newest ones into frames for the panes.
+    """
+
+    kind: Literal["fanout_tap_batch"] = "fanout_tap_batch"
+    run: str
+    rows: list[TapRow]
+
+
 class FanoutSessionState(Event):
     kind: Literal["fanout_session"] = "fanout_session"
     run: str
@@ -284,6 +300,7 @@ AnyEvent = Annotated[
     | FactCaptured
     | ProbeResult
     | FanoutFrame
+    | FanoutTapBatch
     | FanoutSessionState
     | FanoutResult
     | TrafficWindow
@@ -319,7 +336,7 @@ DURABLE = frozenset(
         "export_written",
     }
 )
-HIGH_RATE = frozenset({"fanout_frame", "gate_output", "health_sample", "traffic_window"})
+HIGH_RATE = frozenset({"fanout_frame", "fanout_tap_batch", "gate_output", "health_sample", "traffic_window"})
 
 
 _TRUSTED: dict[type, tuple[tuple[str, ...], str]] = {}  # class → (field names in order, kind)

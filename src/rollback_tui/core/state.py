@@ -41,6 +41,26 @@ class ReplicaState:
         return self.status == "ok"
 
 
+@dataclass(slots=True)
+class TapFrame:
+    """A frame the Redis tap saw, shaped like a FanoutFrame for the panes (session "tap")."""
+
+    run: str
+    received_at: float
+    channel: str
+    replica: str
+    thread_id: str
+    event_id: str
+    seq: int | None
+    sent_at: float | None
+    session: str = "tap"
+    replay: bool = False
+
+    @property
+    def latency_ms(self) -> float | None:
+        return round((self.received_at - self.sent_at) * 1000, 2) if self.sent_at else None
+
+
 @dataclass
 class GateState:
     name: str
@@ -59,7 +79,7 @@ class GateState:
 
 @dataclass
 class FanoutState:
-    frames: deque[ev.FanoutFrame] = field(default_factory=lambda: deque(maxlen=FANOUT_LOG))
+    frames: deque[ev.FanoutFrame | TapFrame] = field(default_factory=lambda: deque(maxlen=FANOUT_LOG))
     frames_total: int = 0
     sessions: dict[str, ev.FanoutSessionState] = field(default_factory=dict)
     results: list[ev.FanoutResult] = field(default_factory=list)
@@ -218,6 +238,11 @@ def _fanout_frame(s: SessionState, e: ev.FanoutFrame) -> None:
     s.fanout.frames_total += 1
 
 
+def _tap_batch(s: SessionState, e: ev.FanoutTapBatch) -> None:
+    s.fanout.frames.extend(TapFrame(e.run, *row) for row in e.rows[-FANOUT_LOG:])
+    s.fanout.frames_total += len(e.rows)
+
+
 def _fanout_session(s: SessionState, e: ev.FanoutSessionState) -> None:
     s.fanout.sessions[e.session] = e
 
@@ -295,6 +320,7 @@ _HANDLERS: dict[str, Any] = {
     "fact_captured": _fact,
     "probe_result": _probe,
     "fanout_frame": _fanout_frame,
+    "fanout_tap_batch": _tap_batch,
     "fanout_session": _fanout_session,
     "fanout_result": _fanout_result,
     "traffic_window": _traffic_window,

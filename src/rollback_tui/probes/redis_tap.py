@@ -105,6 +105,7 @@ class RedisTap:
         self.seq_path = seq_path
         self.sent_at = sent_at if sent_at is not None else {}
         self.channels: dict[str, str] = {}
+        self._flat = "." not in event_id_path and "." not in seq_path
         self._names: dict[bytes, str] = {}
         self.received = 0
         self.subscribed = False
@@ -129,56 +130,52 @@ class RedisTap:
                 await writer.wait_closed()
 
     def _drain(self, parser: hiredis.Reader, limit: int | None) -> bool:
-        """Ingest every complete message in the parser; True once `limit` frames have arrived."""
+        """Ingest every complete message in the parser as one batch; True once `limit` frames arrived."""
+        rows: list[ev.TapRow] = []
+        done = False
+        now = time.time()  # every frame of one socket read arrived at the same moment
+        row = self._row
         while (message := parser.gets()) is not False:
-            if isinstance(message, list) and len(message) == 4 and message[0] == b"pmessage":
-                self._ingest(message[2], message[3])
-                if limit is not None and self.received >= limit:
-                    return True
+            if type(message) is list and len(message) == 4 and message[0] == b"pmessage":
+                parsed = row(message[2], message[3], now)
+                if parsed is not None:
+                    rows.append(parsed)
+                    if limit is not None and self.received + len(rows) >= limit:
+                        done = True
+                        break
             elif isinstance(message, list) and message and message[0] == b"psubscribe":
                 self.subscribed = True
             elif isinstance(message, Exception):
                 raise TapError(f"redis refused PSUBSCRIBE {self.pattern}: {message}")
-        return False
+        if rows:
+            self.received += len(rows)
+            # The rows are typed right here, so pydantic's validation would only re-check them.
+            self.emit(ev.trusted(ev.FanoutTapBatch, ts=now, run=self.run_id, rows=rows))
+        return done
 
-    def _ingest(self, channel: bytes | str, data: bytes | str) -> None:
-        if isinstance(channel, bytes):  # a tap sees few channels (one per thread): decode each once
-            name = self._names.get(channel)
-            if name is None:
-                if len(self._names) > 4096:
-                    self._names.clear()
-                name = self._names[channel] = channel.decode(errors="replace")
-            channel = name
+    def _row(self, channel: bytes, data: bytes, now: float) -> ev.TapRow | None:
+        name = self._names.get(channel)  # a tap sees few channels (one per thread): decode each once
+        if name is None:
+            if len(self._names) > 4096:
+                self._names.clear()
+            name = self._names[channel] = channel.decode(errors="replace")
         try:
             frame = from_json(data)
         except ValueError:
-            return
-        if not isinstance(frame, dict):
-            return
-        event_id = str(self._field(frame, self.event_id_path))
-        self.channels[event_id] = channel
-        raw_seq = self._field(frame, self.seq_path)
-        now = time.time()
-        sent = self.sent_at.get(event_id)
-        self.received += 1
-        # Every field is typed right here, so pydantic's validation would only re-check it.
-        self.emit(
-            ev.trusted(
-                ev.FanoutFrame,
-                ts=now,
-                run=self.run_id,
-                session="tap",
-                replica=str(frame.get("origin_replica") or channel),
-                thread_id=str(frame.get("thread_id") or ""),
-                event_id=event_id,
-                seq=raw_seq if type(raw_seq) is int else None,
-                sent_at=sent,
-                received_at=now,
-                latency_ms=round((now - sent) * 1000, 2) if sent else None,
-                replay=False,
-            )
+            return None
+        if type(frame) is not dict:
+            return None
+        if self._flat:  # plain keys: no path walking
+            event_id, raw_seq = str(frame.get(self.event_id_path)), frame.get(self.seq_path)
+        else:
+            event_id, raw_seq = str(dotted(frame, self.event_id_path)), dotted(frame, self.seq_path)
+        self.channels[event_id] = name
+        return (
+            now,
+            name,
+            str(frame.get("origin_replica") or name),
+            str(frame.get("thread_id") or ""),
+            event_id,
+            raw_seq if type(raw_seq) is int else None,
+            self.sent_at.get(event_id),
         )
-
-    @staticmethod
-    def _field(frame: dict[str, Any], path: str) -> Any:
-        return frame.get(path) if "." not in path else dotted(frame, path)

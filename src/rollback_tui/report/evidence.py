@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.state import SessionState
+from rollback_tui.core.state import SessionState, TapFrame
 
 GATE_TAIL = 20  # output lines of each gate run shown in the report
 MAX_GATE_RUNS = 200
@@ -175,7 +175,7 @@ class Evidence:
         self.timeline_total = 0
         self.gate_runs: OrderedDict[str, GateRun] = OrderedDict()
         self.gate_runs_dropped = 0
-        self.frames: OrderedDict[str, list[ev.FanoutFrame]] = OrderedDict()
+        self.frames: OrderedDict[str, list[ev.FanoutFrame | TapFrame]] = OrderedDict()
         self.traffic = TrafficHistory()
         self.warnings: list[str] = []
 
@@ -207,6 +207,12 @@ class Evidence:
             return
         if kind == "fanout_frame":
             self._frame(event)  # type: ignore[arg-type]
+            return
+        if kind == "fanout_tap_batch":
+            kept = self.frames.get(event.run)  # type: ignore[attr-defined]
+            room = FRAMES_PER_RUN - (len(kept) if kept is not None else 0)
+            for row in event.rows[: max(room, 1)]:  # type: ignore[attr-defined]
+                self._frame(TapFrame(event.run, *row))  # type: ignore[attr-defined]
             return
         if kind == "traffic_window":
             self.traffic.add(event)  # type: ignore[arg-type]
@@ -247,7 +253,7 @@ class Evidence:
                 self.gate_runs_dropped += 1
         return self.gate_runs[run]
 
-    def _frame(self, frame: ev.FanoutFrame) -> None:
+    def _frame(self, frame: ev.FanoutFrame | TapFrame) -> None:
         frames = self.frames.get(frame.run)
         if frames is None:
             frames = self.frames[frame.run] = []
