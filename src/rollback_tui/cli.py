@@ -28,6 +28,11 @@ def _load(path: str | Path) -> Playbook:
         sys.exit(2)
 
 
+def _absolute(path: str) -> str:
+    """Playbook paths are journaled absolute, so `resume` and `export` find them from anywhere."""
+    return str(Path(path).resolve()) if path else path
+
+
 def _setup_logging(verbose: bool) -> None:
     # The TUI owns the terminal: library logs go to a file next to the journals, never to stderr.
     log_dir = settings.data_dir()
@@ -50,15 +55,23 @@ def _open_journal(playbook: Playbook, journal: str | None):  # -> Journal
 
 
 async def _run_cockpit(
-    playbook: Playbook, playbook_path: str, opts: dict[str, Any], notices: tuple[str, ...] = ()
+    playbook: Playbook,
+    playbook_path: str,
+    opts: dict[str, Any],
+    notices: tuple[str, ...] = (),
+    *,
+    resumed: tuple[Any, Any] | None = None,  # (journal, state) of a resumed session
 ) -> Path:
     from rollback_tui.core.engine import Engine
     from rollback_tui.ui.app import CockpitApp
 
-    journal = _open_journal(playbook, opts.get("journal"))
-    engine = Engine(playbook, journal, playbook_path=playbook_path, operator=opts.get("operator"))
+    journal, state = resumed if resumed else (_open_journal(playbook, opts.get("journal")), None)
+    engine = Engine(
+        playbook, journal, playbook_path=_absolute(playbook_path), operator=opts.get("operator"), state=state
+    )
     if notices:
-        engine.start_session()
+        if engine.state.started is None:
+            engine.start_session()
         for notice in notices:
             engine.notice("lab", notice)
     app = CockpitApp(engine, theme=opts.get("theme"), share=bool(opts.get("share")))
@@ -385,7 +398,7 @@ async def _rehearse(
         for replica, faults in injections.items():
             await lab.set_faults(replica, **faults)
     engine = Engine(
-        playbook, _open_journal(playbook, journal), playbook_path=playbook_path, operator=operator
+        playbook, _open_journal(playbook, journal), playbook_path=_absolute(playbook_path), operator=operator
     )
     printer = _progress_printer(fmt, engine.journal.redact)
     engine.subscribe(printer)
@@ -639,11 +652,9 @@ def resume(
     journal_path: str, playbook_path: str | None, use_lab: bool | None, verbose: bool, **opts: Any
 ) -> None:
     """Reopen a session after the cockpit was killed: rebuild it from the journal and carry on appending."""
-    from rollback_tui.core.engine import Engine
     from rollback_tui.core.redact import Redactor
     from rollback_tui.core.resume import ResumeError, first_event, resume_session
     from rollback_tui.playbook.load import referenced_env_vars
-    from rollback_tui.ui.app import CockpitApp
 
     _setup_logging(verbose)
     started = first_event(Path(journal_path))
@@ -665,22 +676,18 @@ def resume(
     click.echo(f"Resumed {result.recovered} events from {journal_path}", err=True)
 
     async def run() -> None:
-        lab = None
-        pb = playbook
-        if use_lab:
-            from rollback_tui.lab.supervisor import Lab
+        if not use_lab:
+            await _run_cockpit(playbook, recorded, opts, resumed=(journal, state))
+            return
+        from rollback_tui.lab.supervisor import Lab
 
-            lab = Lab(playbook)
-            await lab.start()
-            pb = lab.playbook
-        engine = Engine(pb, journal, playbook_path=recorded, operator=opts.get("operator"), state=state)
-        app = CockpitApp(engine, theme=opts.get("theme"), share=bool(opts.get("share")))
+        lab = Lab(playbook)
         try:
-            await app.run_async()
+            await lab.start()
+            notice = f"embedded lab started again for the resumed session · Redis: {lab.redis_kind}"
+            await _run_cockpit(lab.playbook, recorded, opts, (notice,), resumed=(journal, state))
         finally:
-            await engine.stop("quit")
-            if lab is not None:
-                await lab.stop()
+            await lab.stop()
 
     asyncio.run(run())
     click.echo(f"Journal: {journal_path}")
