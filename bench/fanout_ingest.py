@@ -352,9 +352,7 @@ def main() -> None:
                 f"\n[{mode}] median msgs/s: ours {ours:,.0f}, redis-cli {cli:,.0f}, ratio {ratio:.2f}x "
                 f"(target >= {TARGET_RATIO}x)"
             )
-            print(
-                f"[{mode}] journal: {args.n:,} tapped frames in every run; avg payload {payload:.0f} B\n"
-            )
+            print(f"[{mode}] journal: {args.n:,} tapped frames in every run; avg payload {payload:.0f} B\n")
             verdicts.append((mode, ratio))
         for mode, ratio in verdicts:
             print(f"{mode}: {'PASS' if ratio >= TARGET_RATIO else 'MISS'} ({ratio:.2f}x)")

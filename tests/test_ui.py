@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,16 +13,19 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
+from conftest import build_lab_playbook
 from rollback_tui.core import events as ev
 from rollback_tui.core.engine import Engine, NotAvailable
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.features import engine_features
-from rollback_tui.ui.panes.base import HIDDEN
+from rollback_tui.ui.panes.base import HIDDEN, command_line
+from rollback_tui.ui.panes.steps import step_title
 from rollback_tui.ui.screens.confirm import ConfirmRollback
+from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.themes import REQUIRED_VARIABLES, ThemeFileError, load_theme_file, load_themes
 from test_ui_support import demo_playbook, replay_engine
@@ -40,6 +44,12 @@ def pane_text(app: CockpitApp, pane: str) -> str:
     return plain(app.query_one(f"#{pane} .pane-body", Static))
 
 
+def gate_rows(app: CockpitApp) -> list[str]:
+    """The gates table, one plain string per row."""
+    table = app.query_one("#gates-table", DataTable)
+    return [" ".join(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+
+
 def flat(text: str) -> str:
     """Whitespace-normalised, so wrapping at a pane edge does not matter."""
     return " ".join(text.split())
@@ -52,6 +62,13 @@ def journal_actions(engine: Engine) -> list[str]:
 
 def notifications(app: CockpitApp) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Exports, journals and remembered settings go to the test's own directory."""
+    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "config"))
 
 
 @pytest.fixture
@@ -248,7 +265,7 @@ async def test_theme_cycles_and_quit_stops_engine(engine: Engine) -> None:
         assert app.theme == "rollback-dark"
         await pilot.press("q")
         await pilot.pause()
-    assert engine.journal.closed
+    assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
     kinds = [e.kind for e in read_journal(engine.journal.path).events]
     assert kinds[-1] == "session_ended"
 
@@ -336,7 +353,7 @@ async def test_live_app_polls_real_replicas(tmp_path: Path) -> None:
             assert "✗ down" in health and "stable-b" in health, health
             await pilot.press("q")
             await pilot.pause()
-        assert engine.journal.closed
+        assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
         kinds = [e.kind for e in read_journal(engine.journal.path).events]
         assert kinds[0] == "session_started" and "health_sample" in kinds and kinds[-1] == "session_ended"
     finally:
@@ -344,21 +361,203 @@ async def test_live_app_polls_real_replicas(tmp_path: Path) -> None:
         server.server_close()
 
 
-async def test_panes_render_later_features_from_a_recorded_journal(tmp_path: Path) -> None:
-    engine = replay_engine("rehearsal-midway.jsonl", tmp_path / "session.jsonl")
+async def test_panes_render_every_feature_from_a_recorded_journal(tmp_path: Path) -> None:
+    engine = replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl")
     app = CockpitApp(engine, live=False)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause()
         fanout = flat(pane_text(app, "fanout"))
-        assert "✓ PASSED after rollback" in fanout and "evt-0003" in fanout
-        gates = pane_text(app, "gates")
-        assert any("✓ passed" in line and "Surreal release gates" in line for line in gates.splitlines())
-        assert any("✗ failed" in line and "API integration tests" in line for line in gates.splitlines())
+        assert "✓ FANOUT PASSED · after rollback" in fanout
+        assert "5 sent · all delivered ✓ · order ✓ · replay ✓" in fanout
+        # Side by side: the second run's five events, B's last three caught up by replay (↺).
+        assert all(f"evt-f2-00{i}" in fanout for i in range(1, 6)) and "evt-f1" not in fanout
+        assert fanout.count("↺") == 3
+        rows = gate_rows(app)
+        assert "✓ passed" in rows[0] and "release gates: PASS" in rows[0], rows
+        assert "✗ failed" in rows[1] and "exit 101" in rows[1] and "cargo test -p gotong-api" in rows[1]
+        assert "surreal pinned 3.0.0" in pane_text(app, "gates")  # the highlighted gate's tail
         traffic = flat(pane_text(app, "traffic"))
-        assert "✗ P0 candidate-5xx" in traffic and "TTD 00:04 · RTO 00:06" in traffic
-        assert "▶ 5. Verify the rollback" in pane_text(app, "steps")
-        # Replayed at the journal's own clock: samples 11 s old are stale; the verdict names failures first.
-        assert "? stale" in pane_text(app, "health")
+        assert "✗ BREACH P0 candidate-5xx 50.0% > 2.0%" in traffic
+        assert "blue-next out" in traffic and "stable-a 45 · stable-b 40" in traffic
+        assert "⟲ rollback requested 12:00:34 by alice" in traffic.replace("  ", " ")
+        assert "✓ ROLLBACK VERIFIED · RTO 2.1 s · TTD 3.0 s" in traffic
+        steps = pane_text(app, "steps")
+        assert "▶ 5. Verify the rollback" in steps and "Now: 5. Verify the rollback" in steps
+        assert "TTD 3.0 s · RTO 2.1 s" in plain(app.query_one("#status", Static))
         verdict = plain(app.query_one("#verdict", Static))
-        assert verdict.index("channel prefix mismatch") < verdict.index("no recent sample")
-        assert "TTD 00:04 · RTO 00:06" in plain(app.query_one("#status", Static))
+        assert "P0 candidate-5xx" in verdict and "gate api-tests failed" in verdict
+
+
+def test_one_line_commands_never_show_a_script_body() -> None:
+    script = "import json, sys, urllib.request\nreplicas = {}\nprint('x')"
+    assert command_line(["python3", "-c", script]) == "python3 -c import json, sys, urllib.request…"
+    assert command_line(["just", "release-gates-surreal"], 12) == "just releas…"
+    assert command_line(["just", "gates"]) == "just gates"
+
+
+def test_runbook_titles_are_not_numbered_twice() -> None:
+    assert step_title("1. Capture baseline evidence") == "Capture baseline evidence"
+    assert step_title("Step 3: Introduce controlled issue") == "Introduce controlled issue"
+    assert step_title("10) Clean up") == "Clean up"
+    assert step_title("Route 10-20 % to blue-next") == "Route 10-20 % to blue-next"
+
+
+async def test_small_terminal_keeps_status_and_now_visible(tmp_path: Path) -> None:
+    engine = replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        status = plain(app.query_one("#status", Static))
+        assert "TTD 3.0 s · RTO 2.1 s" in status and "…" not in status, status
+        assert len(status.rstrip("\n")) <= 100
+        steps = pane_text(app, "steps")
+        assert "Now: 5. Verify the" in steps and "1. 1." not in steps
+
+
+async def test_zoom_shows_one_pane_and_escape_restores(engine: Engine) -> None:
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#fanout").focus()
+        await pilot.press("z")
+        assert app.screen.maximized is app.query_one("#fanout")
+        await pilot.press("escape")
+        assert app.screen.maximized is None
+
+
+# --- against the real lab: real replicas, balancer, Redis, gates as subprocesses -----------------
+
+
+def cockpit_lab_playbook() -> Playbook:
+    py = sys.executable
+    return build_lab_playbook(
+        gates=[
+            {
+                "name": "quick-pass",
+                "title": "Quick passing gate",
+                "argv": [py, "-c", "print('checking replicas')\nprint('gate ok')"],
+                "timeout_s": 20,
+            },
+            {
+                "name": "quick-fail",
+                "title": "Quick failing gate",
+                "argv": [py, "-c", "import sys\nprint('boom')\nsys.exit(3)"],
+                "timeout_s": 20,
+            },
+        ],
+        actions=[
+            {
+                "kind": "selector_removal",
+                "name": "remove-blue-next",
+                "title": "Remove blue-next from the selector",
+                "replica_set": "blue-next",
+                "remove_replicas": ["blue-next"],
+                "verify_requests": 40,
+                "rto_budget_s": 20,
+            }
+        ],
+        guardrails=[
+            {
+                "name": "candidate-5xx",
+                "title": "5xx on blue-next",
+                "metric": "http_5xx_rate",
+                "threshold": 0.05,
+                "scope": "candidate",
+            },
+        ],
+    )
+
+
+async def wait_for(pilot, predicate, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("lab_playbook", [cockpit_lab_playbook()], indirect=True)
+async def test_lab_keys_run_fanout_gates_and_traffic(lab, tmp_path: Path) -> None:
+    engine = Engine(lab.playbook, Journal(tmp_path / "lab.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=True, theme="rollback-dark")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: pane_text(app, "health").count("✓ ok") == 3, what="three replicas ok")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: "FANOUT PASSED" in pane_text(app, "fanout"), what="the fanout verdict")
+        fanout = flat(pane_text(app, "fanout"))
+        result = engine.state.fanout.last_result
+        assert result is not None and result.passed and result.sent
+        assert all(eid[:8] in fanout for eid in result.sent[-3:])
+
+        await pilot.press("g")
+        await wait_for(
+            pilot,
+            lambda: {g.status for g in engine.state.gates.values()} == {"passed", "failed"},
+            what="both gates finished",
+        )
+        await pilot.pause(0.3)
+        gates = app.query_one("#gates-table")
+        rows = gate_rows(app)
+        assert "✓ passed" in rows[0] and "gate ok" in rows[0], rows
+        assert "✗ failed" in rows[1] and "boom" in rows[1], rows
+        assert all("\n" not in row for row in rows)
+        gates.focus()
+        await pilot.press("down", "enter")
+        assert isinstance(app.screen, GateDetail)
+        detail = plain(app.screen.query_one("#gate-detail", Static))
+        artefact = engine.state.gates["quick-fail"].history[-1].artefact
+        assert "boom" in detail and "exit 3" in detail and artefact and Path(artefact).exists()
+        await pilot.press("escape")
+
+        await pilot.press("s")
+        await wait_for(pilot, lambda: engine.state.traffic.windows, 10, "a traffic window")
+        await pilot.pause(0.3)
+        traffic = flat(pane_text(app, "traffic"))
+        assert "● synthetic traffic running" in traffic and "blue-next" in traffic
+        assert "✓ ok candidate-5xx" in traffic
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not engine.running("traffic"), 5, "traffic stopped")
+        await pilot.press("q")
+        await pilot.pause()
+    actions = journal_actions(engine)
+    assert actions[:3] == ["run_fanout_check", "run_gates", "start_traffic"] and "stop_traffic" in actions
+
+
+@pytest.mark.parametrize("lab_playbook", [cockpit_lab_playbook()], indirect=True)
+async def test_lab_rollback_modal_cancel_then_confirm(lab, tmp_path: Path) -> None:
+    engine = Engine(lab.playbook, Journal(tmp_path / "lab.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=True)
+    async with app.run_test(size=(160, 45)) as pilot:
+        before = await engine.read_routing()
+        assert "blue-next" in before.backends
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmRollback)
+        await pilot.press(*"blue-ne")  # half typed, then Esc: nothing may change
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmRollback)
+        untouched = await engine.read_routing()
+        assert untouched.backends == before.backends and untouched.selector == before.selector
+        assert engine.state.traffic.rollback_requested is None
+
+        await pilot.press("r")
+        await pilot.press(*"blue-next", "enter")
+        await wait_for(
+            pilot, lambda: "ROLLBACK VERIFIED" in pane_text(app, "traffic"), 30, "the rollback verified"
+        )
+        traffic = flat(pane_text(app, "traffic"))
+        assert "✓ selector changed via lab → stable-a, stable-b" in traffic
+        after = await engine.read_routing()
+        assert "blue-next" not in after.backends
+        assert "RTO" in plain(app.query_one("#status", Static))
+        await pilot.press("q")
+        await pilot.pause()
+    assert journal_actions(engine)[:2] == ["rollback_cancelled", "rollback_confirmed"]
+
+
+def ended_on_disk(engine: Engine) -> bool:
+    """The session's end is journaled and flushed to disk (the journal itself may stay open)."""
+    import json
+
+    last = engine.journal.path.read_text().splitlines()[-1]
+    return engine.state.ended is not None and json.loads(last)["kind"] == "session_ended"

@@ -1,5 +1,6 @@
-"""Snapshot tests rendered from a recorded journal: deterministic (UTC, NO_COLOR, fixed size, no timers).
+"""Snapshot tests rendered from recorded journals: deterministic (UTC, NO_COLOR, fixed size, no timers).
 
+`live=False` means no refresh timers and no spinners: the clock stands still at the journal's last event.
 Regenerate after an intended change with `pytest tests/test_ui_snapshots.py --snapshot-update`, then look
 at the SVGs in tests/__snapshots__/test_ui_snapshots/ before accepting them.
 """
@@ -16,7 +17,10 @@ from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.features import FEATURES
 from test_ui_support import replay_engine
 
-SIZE = (120, 40)
+SIZE = (160, 45)
+FULL = "rehearsal-full.jsonl"
+PANES = ("health", "fanout", "traffic", "gates", "steps", "checklist")
+THEMES = ("rollback-dark", "rollback-high-contrast", "rollback-light")
 
 
 @pytest.fixture(autouse=True)
@@ -31,24 +35,49 @@ def pinned_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     time.tzset()
 
 
-def cockpit(**kw: object) -> CockpitApp:
-    engine = replay_engine("three-replicas.jsonl", Path("session.jsonl"))
+def cockpit(journal: str = FULL, **kw: object) -> CockpitApp:
+    engine = replay_engine(journal, Path("session.jsonl"))
     # Pin the feature set so the snapshots do not change as later issues land in the engine.
-    engine.features = frozenset(FEATURES)  # type: ignore[attr-defined]
+    engine.features = frozenset(FEATURES)  # type: ignore[misc]
     return CockpitApp(engine, live=False, **kw)  # type: ignore[arg-type]
 
 
-def test_cockpit_dark(snap_compare) -> None:
-    assert snap_compare(cockpit(), terminal_size=SIZE)
+@pytest.mark.parametrize("theme", THEMES)
+def test_cockpit_theme(snap_compare, theme: str) -> None:
+    assert snap_compare(cockpit(theme=theme), terminal_size=SIZE)
 
 
-def test_cockpit_high_contrast(snap_compare) -> None:
-    assert snap_compare(cockpit(theme="rollback-high-contrast"), terminal_size=SIZE)
+@pytest.mark.parametrize("pane", PANES)
+def test_pane_zoomed(snap_compare, pane: str) -> None:
+    """Each pane on its own (zoomed, as `z` does), so a change in one pane shows up in one snapshot."""
+    app = cockpit()
+
+    async def zoom(pilot) -> None:
+        app.screen.maximize(app.query_one(f"#{pane}"), container=False)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 24), run_before=zoom)
 
 
 def test_cockpit_share_mode_wide(snap_compare) -> None:
-    assert snap_compare(cockpit(share=True), terminal_size=(200, 50))
+    assert snap_compare(cockpit(share=True, theme="rollback-high-contrast"), terminal_size=(200, 50))
 
 
 def test_cockpit_small_terminal(snap_compare) -> None:
     assert snap_compare(cockpit(), terminal_size=(100, 30))
+
+
+def test_cockpit_failing_health(snap_compare) -> None:
+    """A replica down and a prefix mismatch, before any later feature ran."""
+    assert snap_compare(cockpit("three-replicas.jsonl"), terminal_size=(120, 40))
+
+
+def test_gate_detail_screen(snap_compare) -> None:
+    app = cockpit()
+
+    async def open_failed_gate(pilot) -> None:
+        app.query_one("#gates-table").focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=open_failed_gate)

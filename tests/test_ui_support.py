@@ -360,6 +360,273 @@ def rehearsal_midway_events() -> list[ev.Event]:
     return out
 
 
+def _health(t: float, i: int) -> list[ev.Event]:
+    common = {"http_status": 200, "channel_prefix": "chat:rt:", "transport": "redis", "status": "ok"}
+    return [
+        ev.HealthSample(
+            ts=t,
+            replica="stable-a",
+            latency_ms=6 + (i * 7) % 9,
+            image=IMAGE_STABLE,
+            commit="9c1e2ab",
+            **common,
+        ),
+        ev.HealthSample(
+            ts=t + 0.01,
+            replica="stable-b",
+            latency_ms=8 + (i * 5) % 11,
+            image=IMAGE_STABLE,
+            commit="9c1e2ab",
+            **common,
+        ),
+        ev.HealthSample(
+            ts=t + 0.02,
+            replica="blue-next",
+            latency_ms=14 + (i * 11) % 23,
+            image=IMAGE_CANDIDATE,
+            commit="e41f07d",
+            **common,
+        ),
+    ]
+
+
+def _fanout_run(run: str, t: float, phase: str, thread: str) -> list[ev.Event]:
+    """Five events: A live throughout, B live for two, then dropped and caught up by replay; tap sees all."""
+    out: list[ev.Event] = []
+    for session, replica in (("A", "stable-a"), ("B", "stable-b"), ("tap", "redis")):
+        out.append(ev.FanoutSessionState(ts=t, run=run, session=session, replica=replica, state="open"))
+    for seq in range(1, 6):
+        sent = t + seq * 0.2
+        eid = f"evt-{run}-{seq:03d}"
+        frames = [("tap", "redis", 0.8), ("A", "stable-a", 2.1 + seq / 10)]
+        if seq <= 2:
+            frames.append(("B", "stable-b", 3.4 + seq / 10))
+        for session, replica, lat in frames:
+            out.append(
+                ev.FanoutFrame(
+                    ts=sent + lat / 1000,
+                    run=run,
+                    session=session,  # type: ignore[arg-type]
+                    replica=replica,
+                    thread_id=thread,
+                    event_id=eid,
+                    seq=seq,
+                    sent_at=sent,
+                    received_at=sent + lat / 1000,
+                    latency_ms=lat,
+                )
+            )
+        if seq == 2:
+            out.append(
+                ev.FanoutSessionState(
+                    ts=sent + 0.01, run=run, session="B", replica="stable-b", state="dropped"
+                )
+            )
+    t_back = t + 1.3
+    out.append(
+        ev.FanoutSessionState(ts=t_back, run=run, session="B", replica="stable-b", state="reconnecting")
+    )
+    for seq in range(3, 6):
+        out.append(
+            ev.FanoutFrame(
+                ts=t_back + seq / 100,
+                run=run,
+                session="B",
+                replica="stable-b",
+                thread_id=thread,
+                event_id=f"evt-{run}-{seq:03d}",
+                seq=seq,
+                sent_at=t + seq * 0.2,
+                received_at=t_back + seq / 100,
+                latency_ms=None,
+                replay=True,
+            )
+        )
+    for session, replica in (("A", "stable-a"), ("B", "stable-b"), ("tap", "redis")):
+        out.append(
+            ev.FanoutSessionState(ts=t + 1.5, run=run, session=session, replica=replica, state="closed")
+        )
+    sent_ids = [f"evt-{run}-{seq:03d}" for seq in range(1, 6)]
+    out.append(
+        ev.FanoutResult(
+            ts=t + 1.6,
+            run=run,
+            thread_id=thread,
+            passed=True,
+            phase=phase,  # type: ignore[arg-type]
+            sent=sent_ids,
+            received={"A": sent_ids, "B": sent_ids},
+            cross_latency_ms=3.9,
+            replay_ok=True,
+            ordering_ok=True,
+            prefixes_seen=["chat:rt:"],
+        )
+    )
+    return out
+
+
+def _window(t: float, i: int, candidate: bool, failing: bool) -> ev.TrafficWindow:
+    requests = 20
+    blue = (3 + i % 2) if candidate else 0
+    a = (requests - blue) // 2 + i % 3 - 1
+    per = {"stable-a": a, "stable-b": requests - blue - a}
+    errors: dict[str, int] = {}
+    if candidate:
+        per["blue-next"] = blue
+        if failing:
+            errors["blue-next"] = 2
+    return ev.TrafficWindow(
+        ts=t,
+        window_s=1.0,
+        requests=requests,
+        per_replica=per,
+        errors_5xx=errors,
+        p50_ms=6.0 + i % 4,
+        p95_ms=18.0 + (i * 7) % 15,
+    )
+
+
+def rehearsal_full_events() -> list[ev.Event]:
+    """A whole rehearsal up to the verification: data for every pane (deterministic, T0-based).
+
+    Gates (one passed, one failed with output), a fanout check before and after the rollback (frames on
+    both sessions, a dropped session caught up by replay, tap frames), canary traffic with blue-next
+    failing, a P0 breach, the rollback requested/applied/verified, checklist ticks and notices.
+    """
+    pb = demo_playbook()
+    out: list[ev.Event] = [
+        three_replicas_events()[0],
+        ev.StepEntered(ts=T0 + 0.5, step="baseline", actor="alice"),
+    ]
+    out.append(ev.Notice(ts=T0 + 0.6, source="lab", message="embedded lab up · Redis: redis-server 7.0.15"))
+    for i in range(45):
+        out.extend(_health(T0 + 1 + i, i))
+    t = T0 + 2
+    out.append(
+        ev.GateStarted(
+            ts=t, gate="release-gates", run="g1", argv=["just", "release-gates-surreal"], where="local"
+        )
+    )
+    for k, line in enumerate(["surreal pinned 3.0.0", "stable-a: transport=redis", "release gates: PASS"]):
+        out.append(
+            ev.GateOutput(ts=t + 0.3 * (k + 1), gate="release-gates", run="g1", stream="stdout", line=line)
+        )
+    out.append(
+        ev.GateFinished(
+            ts=t + 1.2,
+            gate="release-gates",
+            run="g1",
+            outcome="passed",
+            exit_code=0,
+            duration_s=1.2,
+            output_lines=3,
+            artefact="session-artefacts/release-gates-g1.log",
+        )
+    )
+    api_argv = ["cargo", "test", "-p", "gotong-api", "--test", "*"]
+    out.append(ev.GateStarted(ts=t + 1.3, gate="api-tests", run="g2", argv=api_argv, where="local"))
+    for k, line in enumerate(
+        [
+            "running 14 tests",
+            "test chat::idempotency ... ok",
+            "test chat::replay_after ... FAILED",
+            "exit 101",
+        ]
+    ):
+        out.append(ev.GateOutput(ts=t + 1.5 + k, gate="api-tests", run="g2", stream="stdout", line=line))
+    out.append(
+        ev.GateFinished(
+            ts=t + 5.6,
+            gate="api-tests",
+            run="g2",
+            outcome="failed",
+            exit_code=101,
+            duration_s=4.3,
+            output_lines=4,
+            artefact="session-artefacts/api-tests-g2.log",
+        )
+    )
+    out.append(ev.ChecklistTicked(ts=t + 1.3, item="gates-ok", checked=True, actor="engine", auto=True))
+    out.append(ev.StepEntered(ts=T0 + 8, step="fanout-before", actor="alice"))
+    out.extend(_fanout_run("f1", T0 + 8.5, "before_rollback", "rehearsal-1"))
+    out.append(ev.StepEntered(ts=T0 + 12, step="canary", actor="alice"))
+    out.append(
+        ev.SelectorState(
+            ts=T0 + 12,
+            selector={"app": "chat"},
+            weights={"stable-a": 45, "stable-b": 40, "blue-next": 15},
+            backends=["stable-a", "stable-b", "blue-next"],
+            source="lab",
+        )
+    )
+    for i in range(26):
+        out.append(_window(T0 + 13 + i, i, candidate=True, failing=i >= 18))
+    out.append(
+        ev.GuardrailBreach(
+            ts=T0 + 33.0,
+            guardrail="candidate-5xx",
+            severity="P0",
+            metric="http_5xx_rate",
+            value=0.5,
+            threshold=0.02,
+            window_s=10,
+            first_bad_ts=T0 + 30.0,
+        )
+    )
+    out.append(
+        ev.Notice(
+            ts=T0 + 33.0, level="warning", source="guardrails", message="P0 candidate-5xx breached: 50% > 2%"
+        )
+    )
+    out.append(ev.StepEntered(ts=T0 + 33.1, step="trigger", actor="alice"))
+    out.append(
+        ev.RollbackRequested(
+            ts=T0 + 34.0,
+            action="remove-blue-next",
+            actor="alice",
+            confirmed_text="blue-next",
+            reason="guardrail candidate-5xx breached",
+        )
+    )
+    before = {"selector": {"app": "chat"}, "backends": ["stable-a", "stable-b", "blue-next"]}
+    after = {"selector": {"app": "chat", "track": "stable"}, "backends": ["stable-a", "stable-b"]}
+    out.append(
+        ev.RollbackApplied(ts=T0 + 34.2, action="remove-blue-next", driver="lab", before=before, after=after)
+    )
+    out.append(
+        ev.SelectorState(
+            ts=T0 + 34.2,
+            selector={"app": "chat", "track": "stable"},
+            weights={"stable-a": 45, "stable-b": 40},
+            backends=["stable-a", "stable-b"],
+            source="lab",
+        )
+    )
+    for i in range(26, 32):
+        out.append(_window(T0 + 13 + i, i, candidate=False, failing=False))
+    out.append(
+        ev.RollbackVerified(
+            ts=T0 + 36.1,
+            action="remove-blue-next",
+            ok=True,
+            stable_share=1.0,
+            requests=200,
+            time_to_detect_s=3.0,
+            rto_s=2.1,
+        )
+    )
+    out.append(ev.ChecklistTicked(ts=T0 + 36.2, item="rto", checked=True, actor="engine", auto=True))
+    out.append(ev.StepEntered(ts=T0 + 37, step="verify", actor="alice"))
+    out.extend(_fanout_run("f2", T0 + 38, "after_rollback", "rehearsal-2"))
+    out.append(ev.ChecklistTicked(ts=T0 + 39.7, item="fanout-after", checked=True, actor="engine", auto=True))
+    out.append(ev.ChecklistTicked(ts=T0 + 39.8, item="no-loss", checked=True, actor="engine", auto=True))
+    out.append(
+        ev.ChecklistTicked(ts=T0 + 40.5, item="no-blockers", checked=True, actor="alice", note="PR-15 ok")
+    )
+    assert pb.name == "demo"
+    return sorted(out, key=lambda e: e.ts)
+
+
 def write_journal(name: str, events: list[ev.Event]) -> Path:
     JOURNALS.mkdir(parents=True, exist_ok=True)
     path = JOURNALS / name
@@ -373,3 +640,4 @@ def write_journal(name: str, events: list[ev.Event]) -> Path:
 if __name__ == "__main__":
     print(write_journal("three-replicas.jsonl", three_replicas_events()))
     print(write_journal("rehearsal-midway.jsonl", rehearsal_midway_events()))
+    print(write_journal("rehearsal-full.jsonl", rehearsal_full_events()))

@@ -74,21 +74,26 @@ async def _run_cockpit(
             engine.start_session()
         for notice in notices:
             engine.notice("lab", notice)
-    app = CockpitApp(engine, theme=opts.get("theme"), share=bool(opts.get("share")))
+    export_on_quit = not opts.get("no_export")
+    app = CockpitApp(
+        engine, theme=opts.get("theme"), share=bool(opts.get("share")), export_on_quit=export_on_quit
+    )
     try:
         await app.run_async()
     finally:
         await engine.stop("quit", close=False)
-        if not journal.closed and not opts.get("no_export"):
-            # The evidence is written on every quit, so a session never ends without its report.
+        paths = app.exported_on_quit
+        if export_on_quit and paths is None and not journal.closed:
+            # The app did not get to export (it crashed or was interrupted): export without the SVG.
             try:
                 paths = await engine.export()
-                click.echo(f"Evidence exported to {paths[0].parent}", err=True)
             except Exception as exc:  # the journal is intact; `rollback-tui export` can retry
                 engine.notice("export", f"automatic export failed: {exc}", "error")
                 click.echo(
                     f"Automatic export failed ({exc}); run `rollback-tui export {journal.path}`", err=True
                 )
+        if paths:
+            click.echo(f"Evidence exported to {paths[0].parent}", err=True)
         journal.close()
     return journal.path
 

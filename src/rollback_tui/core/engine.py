@@ -373,8 +373,17 @@ class Engine:
         return verified
 
     def _active_p0(self) -> ev.GuardrailBreach | None:
+        """The P0 breach this rollback answers: the first one still active, else the latest one since
+        the previous verified rollback (it may have recovered by the time the operator confirms)."""
         active = [b for b in self.state.traffic.breaches.values() if b.severity == "P0"]
-        return min(active, key=lambda b: b.ts) if active else None
+        if active:
+            return min(active, key=lambda b: b.ts)
+        previous = self.state.traffic.rollback_verified
+        since = previous.ts if previous is not None else 0.0
+        for entry in reversed(self.state.traffic.breach_log):
+            if isinstance(entry, ev.GuardrailBreach) and entry.severity == "P0" and entry.ts > since:
+                return entry
+        return None
 
     def tick(self, item: str, checked: bool = True, note: str = "") -> ev.ChecklistTicked:
         """An operator's tick (or untick) of a checklist item or exit criterion, with who and why."""

@@ -6,6 +6,7 @@ Status never relies on colour alone: every status is a glyph *and* a word; colou
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from rich.console import RenderableType
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -25,7 +27,7 @@ STATUS = {
     "passed": ("✓", "passed", "ok"),
     "degraded": ("!", "degraded", "warn"),
     "running": ("▶", "running", "warn"),
-    "queued": ("·", "queued", "stale"),
+    "queued": ("…", "queued", "stale"),
     "down": ("✗", "down", "fail"),
     "timeout": ("✗", "timeout", "fail"),
     "failed": ("✗", "failed", "fail"),
@@ -38,8 +40,26 @@ STATUS = {
     "not_run": ("·", "not run", "stale"),
 }
 
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 HIDDEN = "\u2039hidden\u203a"  # single angle quotes, so it cannot be mistaken for a value
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the operator started and is still running (the panes show spinners and elapsed time)."""
+
+    gates_queued: frozenset[str] = frozenset()
+    gates_requested_at: float | None = None
+    fanout_since: float | None = None
+    traffic_since: float | None = None
+    traffic_rps: float | None = None
+    rollback_since: float | None = None
+    frame: int = 0  # spinner frame; advances with the clock while something runs
+
+    @property
+    def spinner(self) -> str:
+        return SPINNER[self.frame % len(SPINNER)]
 
 
 @dataclass
@@ -53,8 +73,14 @@ class View:
     features: frozenset[str] = frozenset()
     sensitive_replicas: frozenset[str] = frozenset()
     stale_after_s: float = 10.0
+    activity: Activity = field(default_factory=Activity)
+    compact: bool = False  # small terminal: panes drop their least useful lines
+
+    mono: bool = False  # NO_COLOR: tones become weight (bold for fail/warn, dim for stale), never grey
 
     def tone(self, tone: str, *, bold: bool = False) -> Style:
+        if self.mono:
+            return Style(bold=bold or tone in ("fail", "warn"), dim=tone == "stale" and not bold)
         return Style(color=self.colors.get(tone), bold=bold)
 
     def status(self, status: str, *, pad: int = 0) -> Text:
@@ -90,6 +116,27 @@ def sparkline(values: Iterable[float], width: int, ceiling: float | None = None)
     return "".join(SPARK_BLOCKS[min(7, int(v / top * 7.999))] for v in tail)
 
 
+def one_line(text: str, width: int | None = None) -> str:
+    """The first line of `text`, with … when anything (more lines, more columns) was cut."""
+    first, _, rest = text.strip().partition("\n")
+    cut = bool(rest.strip())
+    if width is not None and len(first) > width:
+        first, cut = first[: max(0, width - 1)], True
+    return first.rstrip() + "…" if cut else first
+
+
+def command_line(argv: list[str], width: int | None = None) -> str:
+    """argv as ONE display line: arguments joined, only the first line of a multi-line script."""
+    return one_line(" ".join(argv), width)
+
+
+def clock(ts: float | None, millis: bool = False) -> str:
+    if not ts:
+        return "--:--:--"
+    text = time.strftime("%H:%M:%S", time.localtime(ts))
+    return f"{text}.{int(ts * 1000) % 1000:03d}" if millis else text
+
+
 def short_image(image: str | None, width: int = 12) -> str:
     if not image:
         return "—"
@@ -117,6 +164,7 @@ class Pane(Widget):
     """A bordered cockpit pane that renders itself from SessionState (never does I/O)."""
 
     DEFAULT_CLASSES = "pane"
+    ALLOW_MAXIMIZE = True  # `z` zooms the focused pane
     TITLE = ""
 
     def on_mount(self) -> None:
@@ -132,14 +180,22 @@ class Pane(Widget):
         raise NotImplementedError
 
 
-class StaticPane(Pane):
-    """A pane whose whole body is one renderable."""
+class StaticPane(Pane, can_focus=True):
+    """A pane whose whole body is one renderable (focusable, so Tab reaches it and `z` zooms it)."""
+
+    # A pane whose size is set by the layout (not by its content) repaints without a relayout: at
+    # 160x45 a relayout of the whole screen costs tens of ms, far too much for 15 repaints a second.
+    FIXED_SIZE = True
 
     def compose(self) -> ComposeResult:
         yield Static(id=f"{self.id or 'pane'}-body", classes="pane-body")
 
-    def show(self, renderable: RenderableType) -> None:
-        self.query_one(".pane-body", Static).update(renderable)
+    def show(self, renderable: RenderableType, *, layout: bool | None = None) -> None:
+        try:
+            body = self.query_one(".pane-body", Static)
+        except NoMatches:  # unmounting (quit): nothing to paint into
+            return
+        body.update(renderable, layout=not self.FIXED_SIZE if layout is None else layout)
 
 
 def pending(feature: str, issue: int, key: str | None, view: View) -> Text:

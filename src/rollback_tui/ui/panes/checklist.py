@@ -48,7 +48,7 @@ class ChecklistPane(Pane):
         )
         note = Text(f"{done}/{len(entries)} done", style="bold")
         note.append("  · space/t ticks", style=view.tone("stale"))
-        self.query_one("#checklist-note", Static).update(note)
+        self.query_one("#checklist-note", Static).update(note, layout=False)
         self.border_subtitle = "" if "checklist" in view.features else "ticking arrives with #8"
         if signature == self._signature:
             return

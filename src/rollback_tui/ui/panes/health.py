@@ -28,14 +28,22 @@ def _role(playbook: Playbook, name: str) -> str:
 
 class HealthPane(StaticPane):
     TITLE = "Replica health"
+    FIXED_SIZE = False  # its height follows the replica rows and banner lines
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self._shape: tuple[int, int, bool] = (-1, -1, False)
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         replicas = ordered_replicas(state, playbook)
         wide = self.content_size.width >= WIDE
         statuses = {r.name: replica_status(r, view.now, view.stale_after_s) for r in replicas}
-        self.show(
-            Group(self._table(replicas, statuses, state, view, wide), *self._banner(state, playbook, view))
-        )
+        banner = self._banner(state, playbook, view)
+        # Relayout only when the number of lines (or the columns) changed, not on every sample.
+        shape = (len(replicas), len(banner), wide)
+        table = self._table(replicas, statuses, state, view, wide)
+        self.show(Group(table, *banner), layout=shape != self._shape)
+        self._shape = shape
         counts = Counter(statuses.values())
         parts = [f"{n} {word}" for word, n in sorted(counts.items(), key=lambda kv: kv[0] != "ok")]
         self.border_subtitle = (
@@ -130,6 +138,10 @@ class HealthPane(StaticPane):
                 lines.append(Text(f"? {r.name}: no sample for {age:.0f}s — health feed stalled?", style=warn))
         if not lines and state.replicas and all(r.samples for r in state.replicas.values()):
             lines.append(Text("✓ all replicas agree on prefix and transport", style=view.tone("ok")))
-        if lines:
+        if view.compact and len(lines) > 2:
+            # Small terminal: the worst line, then how many more (the verdict bar names them too).
+            extra = Text(f"  … and {len(lines) - 1} more problems", style=warn)
+            lines = [lines[0], extra]
+        if lines and not view.compact:
             lines.insert(0, Text(""))
         return lines

@@ -34,7 +34,7 @@ class VerdictBar(Static):
         elif v.level == "ok":
             text.append(" every replica healthy · prefixes and transport agree")
         text.no_wrap, text.overflow = True, "ellipsis"
-        self.update(text)
+        self.update(text, layout=False)
 
 
 class NoticeLine(Static):
@@ -42,7 +42,7 @@ class NoticeLine(Static):
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         if not state.notices:
-            self.update(Text(" no notices", style=view.tone("stale")))
+            self.update(Text(" no notices", style=view.tone("stale")), layout=False)
             return
         last = state.notices[-1]
         glyph, tone = NOTICE_GLYPH.get(last.level, ("·", "stale"))
@@ -55,7 +55,7 @@ class NoticeLine(Static):
         if len(state.notices) > 1:
             text.append(f"  ({len(state.notices)} notices — n to list)", style=view.tone("stale"))
         text.no_wrap, text.overflow = True, "ellipsis"
-        self.update(text)
+        self.update(text, layout=False)
 
 
 def short_path(path: Path, share: bool) -> str:
@@ -74,25 +74,60 @@ class StatusBar(Static):
         self.operator = operator
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
-        text = Text(" ")
-        if state.started is not None:
-            started = state.started.ts
-            end = state.ended.ts if state.ended is not None else view.now
-            text.append(f"session {duration(end - started)}", style="bold")
-            text.append(f" since {time.strftime('%H:%M:%S %Z', time.localtime(started))}")
+        width = self.size.width or (self.app.size.width if self.is_attached else 200) or 200
+        self.update(status_text(state, playbook, view, self.journal_path, self.operator, width), layout=False)
+
+
+def status_text(
+    state: SessionState, playbook: Playbook, view: View, journal: Path, operator: str, width: int
+) -> Text:
+    """Session clock, playbook, environment, TTD/RTO, operator and journal — least useful dropped first."""
+    if state.started is not None:
+        end = state.ended.ts if state.ended is not None else view.now
+        clock_part = Text(f"session {duration(end - state.started.ts)}", style="bold")
+        since = time.strftime("%H:%M:%S %Z", time.localtime(state.started.ts))
+    else:
+        clock_part, since = Text("session not started", style="bold"), ""
+    verified = state.traffic.rollback_verified
+    if verified is not None:
+        rto = Text(f"TTD {_secs(verified.time_to_detect_s)} · RTO {_secs(verified.rto_s)}", style="bold")
+    else:
+        rto = Text("TTD — · RTO —")
+    where = Text(playbook.name, style="bold")
+    where.append(f" · {playbook.environment}")
+    path = view.redact(short_path(journal, view.share))
+    # (priority, segment): the lowest priority goes first when the bar is too narrow; the full journal
+    # path gives way to its file name before anything more useful goes.
+    full_path = (5, Text(f"journal {path}"))
+    short_name = (4, Text(f"journal {Path(path).name}"))
+    chosen: list[tuple[int, Text]] = [
+        (9, clock_part),
+        *([(3, Text(f"since {since}"))] if since else []),
+        (8, where),
+        (9, rto),
+        (2, Text(f"operator {view.redact(operator)}")),
+        full_path,
+    ]
+
+    def assemble(parts: list[tuple[int, Text]]) -> Text:
+        out = Text(" ")
+        for i, (_, part) in enumerate(parts):
+            if i:
+                out.append("  │  " if width >= 120 else " │ ")
+            out.append_text(part)
+        return out
+
+    while len(assemble(chosen).plain) > width and len(chosen) > 1:
+        lowest = min(chosen, key=lambda seg: seg[0])
+        index = chosen.index(lowest)
+        if lowest is full_path and short_name[1].plain != full_path[1].plain:
+            chosen[index] = short_name
         else:
-            text.append("session not started", style="bold")
-        text.append("  │  ")
-        text.append(playbook.name, style="bold")
-        text.append(f" · {playbook.environment}  │  operator {view.redact(self.operator)}  │  ")
-        verified = state.traffic.rollback_verified
-        if verified is not None:
-            text.append(
-                f"TTD {duration(verified.time_to_detect_s)} · RTO {duration(verified.rto_s)}", style="bold"
-            )
-        else:
-            text.append("TTD — · RTO —")
-        text.append("  │  journal ")
-        text.append(view.redact(short_path(self.journal_path, view.share)))
-        text.no_wrap, text.overflow = True, "ellipsis"
-        self.update(text)
+            chosen.pop(index)
+    text = assemble(chosen)
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
+
+
+def _secs(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"

@@ -1,115 +1,308 @@
-"""Traffic split: who serves the requests, the guardrails watching them, and the rollback."""
+"""Traffic: who serves the requests (split bar, 5xx, share trend), routing, guardrails, the rollback."""
 
 from __future__ import annotations
+
+from collections import deque
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Playbook
-from rollback_tui.ui.panes.base import StaticPane, View, duration, ms, pending
+from rollback_tui.playbook.model import Guardrail, Playbook
+from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, ms, pending, sparkline
+
+TREND = 12  # windows in the share sparkline
 
 
-def _bar(share: float, width: int) -> str:
-    full = round(share * width)
+def split_bar(share: float, width: int) -> str:
+    full = round(max(0.0, min(1.0, share)) * width)
     return "█" * full + "░" * (width - full)
 
 
-def _selector_text(selector: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in selector.items()) or "—"
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def metric_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "no data"
+    if metric == "http_5xx_rate":
+        return f"{value:.1%}"
+    if metric == "p95_latency_ms":
+        return ms(value)
+    return f"{value:g}"
+
+
+def guardrail_values(state: SessionState, playbook: Playbook, now: float) -> dict[str, float | None]:
+    """Each guardrail's current value, computed from the state the same way the engine judges it."""
+    evaluator = GuardrailEvaluator(playbook)
+    evaluator.windows = deque(state.traffic.windows, maxlen=3600)
+    out: dict[str, float | None] = {}
+    for rail in playbook.guardrails:
+        if rail.metric == "health_failing":
+            scoped = [
+                r
+                for r in state.replicas.values()
+                if r.samples and (rail.scope == "all" or r.role == rail.scope)
+            ]
+            out[rail.name] = (
+                float(sum(r.status not in ("ok", "degraded") for r in scoped)) if scoped else None
+            )
+        elif rail.metric == "gate_failed":
+            gate = state.gates.get(rail.gate or "")
+            done = gate is not None and gate.history
+            out[rail.name] = float(gate.history[-1].outcome != "passed") if done else None  # type: ignore[union-attr]
+        elif rail.metric == "dead_letters_growth":
+            out[rail.name] = None
+        else:
+            out[rail.name] = evaluator.value(rail, now)
+    return out
 
 
 class TrafficPane(StaticPane):
-    TITLE = "Traffic split · guardrails"
+    TITLE = "Traffic split · guardrails · rollback"
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         traffic = state.traffic
-        parts: list[RenderableType] = []
-        lb = playbook.load_balancer
-        if traffic.selector is not None:
-            sel = Text("selector ", style="bold")
-            sel.append(_selector_text(traffic.selector.selector))
-            sel.append(f"  ({traffic.selector.source})", style=view.tone("stale"))
-            parts.append(sel)
-        elif lb is not None:
-            parts.append(
-                Text(f"selector {_selector_text(lb.selector)}  (playbook, not read live)", style="dim")
-            )
-
+        running = self._running_line(view, playbook)
+        routing = self._routing(traffic.selector, playbook, view)
         window = traffic.last_window
+        split: list[RenderableType] = []
+        summary: list[Text] = []
         if window is not None:
-            total = max(1, window.requests)
-            table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=False)
-            table.add_column(no_wrap=True)
-            table.add_column(no_wrap=True)
-            table.add_column(justify="right", no_wrap=True)
-            table.add_column(justify="right", no_wrap=True)
-            for replica, count in sorted(window.per_replica.items()):
-                errors = window.errors_5xx.get(replica, 0)
-                table.add_row(
-                    replica,
-                    _bar(count / total, 12),
-                    f"{count / total:4.0%}",
-                    Text(f"{errors} 5xx", style=view.tone("fail") if errors else view.tone("stale")),
-                )
-            parts.append(table)
-            parts.append(
-                Text(
-                    f"{window.requests} req/{window.window_s:g}s · p95 {ms(window.p95_ms)} · "
-                    f"ws drops {window.ws_disconnects} · idem. collisions {window.idempotency_collisions}"
-                )
+            split.append(self._split(state, playbook, view))
+            line = Text(
+                f"{window.requests} req/{window.window_s:.1f}s · p50 {ms(window.p50_ms)}"
+                f" · p95 {ms(window.p95_ms)}"
+                f" · ws drops {window.ws_disconnects} · idem. {window.idempotency_collisions}",
+                style=view.tone("stale"),
             )
+            line.no_wrap, line.overflow = True, "ellipsis"
+            summary.append(line)
         elif "traffic" not in view.features:
-            parts.append(pending("Traffic split", 5, None, view))
+            split.append(pending("Traffic split", 5, None, view))
         else:
-            parts.append(Text("No traffic window yet.", style="dim"))
+            split.append(Text("No traffic window yet — s sends synthetic traffic.", style="dim"))
+        split_rows = (len(playbook.replicas) if window is not None else 1) if split else 0
+        rails = self._guardrails(state, playbook, view, collapse=view.compact)
+        rollback = self._rollback(state, playbook, view)
+        # Fit the height: the rollback and the breaches matter most; ok guardrails, the request
+        # summary and the running line give way first (the running state moves to the title).
+        room = self.content_size.height or 100
+        head = [running]
 
-        for breach in traffic.breaches.values():
-            tone = "fail" if breach.severity == "P0" else "warn"
-            parts.append(
-                Text(
-                    f"✗ {breach.severity} {breach.guardrail}: "
-                    f"{breach.metric} {breach.value:g} > {breach.threshold:g}",
-                    style=view.tone(tone, bold=True),
-                )
-            )
-        if not traffic.breaches and playbook.guardrails:
-            watching = "watching" if traffic.windows else "not watched yet"
-            parts.append(Text(f"{len(playbook.guardrails)} guardrails {watching}", style=view.tone("stale")))
+        def size() -> int:
+            return len(head) + len(routing) + split_rows + len(summary) + len(rails) + len(rollback)
 
-        parts.extend(self._rollback(state, playbook, view))
+        if size() > room:
+            rails = self._guardrails(state, playbook, view, collapse=True)
+        if size() > room:
+            summary = []
+        if size() > room or view.compact:
+            head = []
+        if size() > room:
+            rollback = rollback[-1:]
+        if size() > room and traffic.breaches:  # the breaches stay; "N guardrails ok" goes
+            rails = [r for r in rails if r.plain.startswith("✗")]
+        if size() > room:
+            routing = routing[-1:]  # the backends say more than the selector
+        self.border_title = self.TITLE if head else f"{self.TITLE.split(' · ')[0]} · {running.plain}"
+        parts: list[RenderableType] = [*head, *routing, *split, *summary, *rails, *rollback]
+        active = list(traffic.breaches.values())
+        self.border_subtitle = (
+            f"{len(active)} breach{'es' if len(active) != 1 else ''}" if active else "guardrails clear"
+        ) + " · s traffic · r rollback"
         self.show(Group(*parts))
+
+    def _running_line(self, view: View, playbook: Playbook) -> Text:
+        act = view.activity
+        if act.traffic_since is not None:
+            running = "● running" if view.compact else f"● synthetic traffic running {act.spinner}"
+            text = Text(running, style=view.tone("ok", bold=True))
+            rps = f" · {act.traffic_rps:g} rps" if act.traffic_rps else ""
+            text.append(f"{rps} · {duration(view.now - act.traffic_since)}", style="bold")
+            if not view.compact:
+                text.append(" · s stops", style="bold")
+            text.no_wrap, text.overflow = True, "ellipsis"
+            return text
+        if playbook.load_balancer is None:
+            return Text("○ no load balancer in this playbook", style=view.tone("stale"))
+        return Text(
+            "○ no traffic" if view.compact else "○ no synthetic traffic · s starts it",
+            style=view.tone("stale", bold=True),
+        )
+
+    def _routing(self, selector: ev.SelectorState | None, playbook: Playbook, view: View) -> list[Text]:
+        lb = playbook.load_balancer
+        if selector is None:
+            if lb is None:
+                return []
+            text = Text("selector ", style="bold")
+            text.append(",".join(f"{k}={v}" for k, v in lb.selector.items()) or "—")
+            text.append("  (playbook; balancer not read yet)", style=view.tone("stale"))
+            return [text]
+        text = Text("selector ", style="bold")
+        text.append(",".join(f"{k}={v}" for k, v in selector.selector.items()) or "—")
+        text.append(f"  ({selector.source})", style=view.tone("stale"))
+        backends = Text("backends ", style="bold")
+        backends.append(
+            " · ".join(
+                f"{view.redact(b)} {selector.weights[b]}" if b in selector.weights else view.redact(b)
+                for b in selector.backends
+            )
+            or "none"
+        )
+        for line in (text, backends):
+            line.no_wrap, line.overflow = True, "ellipsis"
+        return [text, backends]
+
+    def _split(self, state: SessionState, playbook: Playbook, view: View) -> Table:
+        windows = list(state.traffic.windows)[-TREND:]
+        window = windows[-1]
+        names = [r.name for r in playbook.replicas]
+        names += sorted({n for w in windows for n in w.per_replica} - set(names))
+        backends = set(state.traffic.selector.backends) if state.traffic.selector else None
+        width = self.content_size.width
+        bar_w = max(5, min(20, width - 38))
+        trend_w = TREND if width >= 44 else 0
+        table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_header=False)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        if trend_w:
+            table.add_column(no_wrap=True)
+        total = max(1, window.requests)
+        for name in names:
+            count = window.per_replica.get(name, 0)
+            errors = window.errors_5xx.get(name, 0)
+            share = count / total
+            removed = backends is not None and name not in backends
+            label = Text(view.redact(name), style="bold" if not removed else view.tone("stale"))
+            if removed:
+                label.append(" out", style=view.tone("stale"))
+            bad = Text(
+                f"✗ {errors} 5xx" if errors else "0 5xx",
+                style=view.tone("fail", bold=True) if errors else view.tone("stale"),
+            )
+            trend = [w.per_replica.get(name, 0) / max(1, w.requests) for w in windows]
+            cells = [
+                label,
+                Text(split_bar(share, bar_w), style=view.tone("warn" if errors else "ok")),
+                f"{share:4.0%}",
+                bad,
+            ]
+            if trend_w:
+                cells.append(Text(sparkline(trend, trend_w, 1.0), style=view.tone("stale")))
+            table.add_row(*cells)
+        return table
+
+    def _guardrails(
+        self, state: SessionState, playbook: Playbook, view: View, *, collapse: bool
+    ) -> list[Text]:
+        if not playbook.guardrails:
+            return []
+        values = guardrail_values(state, playbook, view.now)
+        breaches = state.traffic.breaches
+        lines: list[Text] = []
+        ok = waiting = 0
+        for rail in playbook.guardrails:
+            breach = breaches.get(rail.name)
+            if breach is None and collapse:
+                ok += values.get(rail.name) is not None
+                waiting += values.get(rail.name) is None
+                continue
+            lines.append(self._guardrail_line(rail, breach, values.get(rail.name), view))
+        if ok or waiting:
+            text = Text(f"✓ {ok} guardrail{'s' if ok != 1 else ''} ok", style=view.tone("ok"))
+            if waiting:
+                text.append(f" · ? {waiting} waiting for data", style=view.tone("stale"))
+            lines.append(text)
+        return lines
+
+    @staticmethod
+    def _guardrail_line(
+        rail: Guardrail, breach: ev.GuardrailBreach | None, value: float | None, view: View
+    ) -> Text:
+        if breach is not None:
+            tone = "fail" if breach.severity == "P0" else "warn"
+            text = Text(f"✗ BREACH {breach.severity} ", style=view.tone(tone, bold=True))
+            text.append(rail.name, style="bold")
+            text.append(
+                f" {metric_value(rail.metric, breach.value)} > {metric_value(rail.metric, rail.threshold)}",
+                style=view.tone(tone, bold=True),
+            )
+        elif value is None:
+            text = Text("? waiting   ", style=view.tone("stale"))
+            text.append(rail.name)
+            text.append(f" ≤ {metric_value(rail.metric, rail.threshold)}", style=view.tone("stale"))
+        else:
+            text = Text("✓ ok        ", style=view.tone("ok"))
+            text.append(rail.name)
+            text.append(
+                f" {metric_value(rail.metric, value)} ≤ {metric_value(rail.metric, rail.threshold)}",
+                style=view.tone("stale"),
+            )
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
 
     def _rollback(self, state: SessionState, playbook: Playbook, view: View) -> list[Text]:
         t = state.traffic
+        lines: list[Text] = []
+        if t.rollback_requested is not None:
+            r = t.rollback_requested
+            text = Text(f"⟲ rollback requested {clock(r.ts)} by {view.redact(r.actor)}", style="bold")
+            if r.reason:
+                text.append(f" — {view.redact(r.reason)}")
+            lines.append(text)
+        if t.rollback_applied is not None:
+            a = t.rollback_applied
+            if a.ok:
+                after = a.after.get("backends") if isinstance(a.after, dict) else None
+                text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
+                if after:
+                    text.append(f" → {', '.join(view.redact(b) for b in after)}")
+            else:
+                text = Text(
+                    f"✗ rollback failed: {view.redact(a.error or '')}", style=view.tone("fail", bold=True)
+                )
+            lines.append(text)
         if t.rollback_verified is not None:
             v = t.rollback_verified
             tone = "ok" if v.ok else "fail"
-            return [
+            text = Text(
+                f"{'✓ ROLLBACK VERIFIED' if v.ok else '✗ ROLLBACK NOT VERIFIED'} · RTO {seconds(v.rto_s)}",
+                style=view.tone(tone, bold=True),
+            )
+            text.append(
+                f" · TTD {seconds(v.time_to_detect_s)} · {v.stable_share:.0%} stable of {v.requests} req"
+            )
+            lines.append(text)
+        elif view.activity.rollback_since is not None:
+            waited = max(0.0, view.now - view.activity.rollback_since)
+            lines.append(
                 Text(
-                    f"{'✓' if v.ok else '✗'} rollback verified: "
-                    f"stable share {v.stable_share:.0%} of {v.requests}"
-                    f" · TTD {duration(v.time_to_detect_s)} · RTO {duration(v.rto_s)}",
-                    style=view.tone(tone, bold=True),
+                    f"{view.activity.spinner} rolling back… {waited:.1f}s",
+                    style=view.tone("warn", bold=True),
                 )
-            ]
-        if t.rollback_applied is not None:
-            a = t.rollback_applied
-            if not a.ok:
-                return [
-                    Text(
-                        f"✗ rollback failed: {view.redact(a.error or '')}", style=view.tone("fail", bold=True)
-                    )
-                ]
-            return [
-                Text(f"▶ rollback applied via {a.driver} — verifying…", style=view.tone("warn", bold=True))
-            ]
-        if t.rollback_requested is not None:
-            return [Text(f"▶ rollback requested by {t.rollback_requested.actor}", style=view.tone("warn"))]
+            )
+        if lines:
+            if view.compact:
+                lines = lines[-1:]
+            for line in lines:
+                line.no_wrap, line.overflow = True, "ellipsis"
+            return lines
         removal = next((a for a in playbook.actions if a.kind == "selector_removal"), None)
         if removal is not None:
             return [
-                Text(f"r: {removal.title} ({', '.join(removal.remove_replicas)})", style=view.tone("stale"))
+                Text(
+                    f"r rolls back: {removal.title} ({', '.join(removal.remove_replicas)})",
+                    style=view.tone("stale"),
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
             ]
         return []
