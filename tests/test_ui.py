@@ -561,3 +561,23 @@ def ended_on_disk(engine: Engine) -> bool:
 
     last = engine.journal.path.read_text().splitlines()[-1]
     return engine.state.ended is not None and json.loads(last)["kind"] == "session_ended"
+
+
+async def test_brackets_move_the_runbook_tracker_and_journal_who(engine: Engine) -> None:
+    steps = [s.name for s in engine.playbook.steps]
+    start = steps.index(engine.state.step) if engine.state.step in steps else -1
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("right_square_bracket")
+        await app.workers.wait_for_complete()
+        assert engine.state.step == steps[start + 1]
+        await pilot.press("right_square_bracket")
+        await app.workers.wait_for_complete()
+        await pilot.press("left_square_bracket")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert engine.state.step == steps[start + 1]
+        assert "Now: " in pane_text(app, "steps")
+    entered = [e for e in read_journal(engine.journal.path).events if e.kind == "step_entered"]
+    assert [e.step for e in entered][-3:] == [steps[start + 1], steps[start + 2], steps[start + 1]]
+    assert entered[-1].actor == engine.operator

@@ -385,6 +385,20 @@ class Engine:
                 return entry
         return None
 
+    def enter_step(self, step: str) -> ev.StepEntered:
+        """The operator moves the runbook tracker to `step` (journaled with who)."""
+        if step not in [s.name for s in self.playbook.steps]:
+            raise NotAvailable(f"No runbook step named {step!r}.")
+        return self.emit(ev.StepEntered(step=step, actor=self.operator))
+
+    def step_after(self, offset: int = 1) -> str | None:
+        """The step `offset` away from the current one (the first step when none was entered yet)."""
+        names = [s.name for s in self.playbook.steps]
+        if self.state.step not in names:
+            return names[0] if offset > 0 and names else None
+        index = names.index(self.state.step) + offset
+        return names[index] if 0 <= index < len(names) else None
+
     def tick(self, item: str, checked: bool = True, note: str = "") -> ev.ChecklistTicked:
         """An operator's tick (or untick) of a checklist item or exit criterion, with who and why."""
         names = [c.name for c in self.playbook.checklist] + [c.name for c in self.playbook.exit_criteria]

@@ -327,6 +327,7 @@ DURABLE = frozenset(
         "session_resumed",
         "session_ended",
         "operator_action",
+        "step_entered",
         "checklist_ticked",
         "rollback_requested",
         "rollback_applied",

@@ -63,6 +63,7 @@ MAIN_SCREEN_ACTIONS = {
     "notices",
     "help",
     "zoom",
+    "step",
 }
 
 
@@ -107,6 +108,22 @@ class CockpitApp(App[None]):
         Binding("t", "tick", "Tick", tooltip="Tick / untick the highlighted checklist item"),
         Binding("space", "tick", "Tick", show=False, tooltip="Tick / untick the highlighted checklist item"),
         Binding("e", "export", "Export", tooltip="Export the evidence (Markdown report + JSON bundle)"),
+        Binding(
+            "right_square_bracket",
+            "step(1)",
+            "Next step",
+            key_display="]",
+            show=False,
+            tooltip="Move the runbook tracker to the next step (journaled)",
+        ),
+        Binding(
+            "left_square_bracket",
+            "step(-1)",
+            "Previous step",
+            key_display="[",
+            show=False,
+            tooltip="Move the runbook tracker back a step (journaled)",
+        ),
         Binding("n", "notices", "Notices", show=False, tooltip="Show every notice (feed failures, errors)"),
         Binding(
             "z",
@@ -531,6 +548,13 @@ class CockpitApp(App[None]):
         entry = self.engine.state.checklist.get(item)
         checked = not (entry.checked if entry else False)
         self._run("tick", lambda: self.engine.tick(item, checked, ""))
+
+    def action_step(self, offset: int) -> None:
+        step = self.engine.step_after(offset)
+        if step is None:
+            self.notify("No step that way.", severity="warning", timeout=2)
+            return
+        self._run("step", lambda: self.engine.enter_step(step))
 
     def selector_removal(self) -> SelectorRemoval | None:
         return next((a for a in self.engine.playbook.actions if isinstance(a, SelectorRemoval)), None)
