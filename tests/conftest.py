@@ -33,15 +33,32 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_PLAYBOOK = REPO / "playbooks" / "demo.yaml"
 
 
-def require_redis_server() -> str:
-    """Path of redis-server; skip the test if it is missing (fail instead when CI=true)."""
-    binary = shutil.which("redis-server")
+def require_binary(name: str, package: str | None = None) -> str:
+    """Path of a system tool the test needs; skip without it, except under CI=true where .ci/run
+    installs it, so its absence is a failure."""
+    binary = shutil.which(name)
     if binary is None:
-        reason = "redis-server is not installed (apt-get install redis-server); real Redis is required"
+        reason = f"{name} is not installed (apt-get install {package or name}); the real one is required"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
     return binary
+
+
+def require_redis_server() -> str:
+    return require_binary("redis-server")
+
+
+def stop_processes(procs: list[subprocess.Popen], grace_s: float = 3.0) -> None:
+    """Terminate, then kill what did not exit within the grace period."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def live_processes(matches: Callable[[str], bool]) -> list[int]:
@@ -103,12 +120,7 @@ def redis_server() -> Iterator[str]:
                 time.sleep(0.02)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_processes([proc])
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ cockpit and every lab child it started (replicas, balancer, Redis) are gone.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -19,17 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pid_alive
+from conftest import pid_alive, require_binary
 
 
 def require_tmux() -> str:
-    binary = shutil.which("tmux")
-    if binary is None:
-        reason = "tmux is not installed (apt-get install tmux)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
+    return require_binary("tmux")
 
 
 def descendants(root: int) -> dict[int, str]:

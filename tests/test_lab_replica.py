@@ -16,6 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from conftest import stop_processes
 from rollback_tui.lab.proc import die_with_parent_hook, free_port
 
 PREFIX = "test:rt:"
@@ -64,14 +65,7 @@ def replicas(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     time.sleep(0.05)
         yield {name: url for name, (_, url) in started.items()}
     finally:
-        for proc, _ in started.values():
-            proc.terminate()
-        for proc, _ in started.values():
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([proc for proc, _ in started.values()])
 
 
 @pytest.fixture

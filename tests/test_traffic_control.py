@@ -140,20 +140,15 @@ async def test_command_driver_failure_is_reported(fake_kubectl, tmp_path):
 async def test_command_driver_against_real_haproxy(tmp_path):
     """HAProxy's runtime API drains blue-next; traffic through HAProxy then reaches stable servers only."""
     import asyncio
-    import os
-    import shutil
     import subprocess
 
     import httpx
 
+    from conftest import require_binary
     from rollback_tui.lab.proc import free_port
     from rollback_tui.probes.traffic import verify_stable
 
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("haproxy is not installed; .ci/run installs it")
-        pytest.skip("haproxy is not installed")
+    haproxy = require_binary("haproxy")
 
     servers = []
     for name in ("stable-a", "stable-b", "blue-next"):
