@@ -1,7 +1,7 @@
 """Benchmark: time-to-detect and RTO of the automatic rollback on the embedded lab (targets, median of 5:
 TTD <= 2 s, RTO <= 3 s).
 
-    /tmp/venv/bin/python bench/rto.py [--runs 5] [--windows demo,2] [--rps 50] [--error-rate 0.25]
+    /tmp/venv/bin/python bench/rto.py [--runs 5] [--windows demo,10] [--rps 50] [--error-rate 0.25]
 
 Starts `Lab(load_playbook("playbooks/demo.yaml"))` once (real redis-server, three uvicorn replicas, the lab
 balancer), then for each guardrail setting in `--windows` ("demo" = the playbook as shipped, a number =
@@ -195,7 +195,7 @@ async def _bench(args: argparse.Namespace, work: Path, settings: list[float | No
         summary: list[list[object]] = [
             ["playbook", "window_s", "TTD inj. (med)", "TTD journal (med)", "RTO (med)", "TTD<=2s", "RTO<=3s"]
         ]
-        for window in settings:
+        for setting, window in enumerate(settings, 1):
             playbook = with_window(lab.playbook, window)
             window_s, threshold, sustained = guardrail(playbook)
             name = "demo.yaml" if window is None else f"demo.yaml copy, {GUARDRAIL}.window_s={window:g}"
@@ -203,7 +203,7 @@ async def _bench(args: argparse.Namespace, work: Path, settings: list[float | No
             rows: list[list[object]] = [RUN_HEADER]
             runs: list[Run] = []
             for i in range(1, args.runs + 1):
-                run = await one_run(lab, playbook, work, f"{window_s:g}-{i}", args)
+                run = await one_run(lab, playbook, work, f"{setting}-{window_s:g}-{i}", args)
                 runs.append(run)
                 rows.append([i, *run.cells()])
             ttd = median([r.ttd_injection_s for r in runs])
@@ -234,7 +234,7 @@ async def _bench(args: argparse.Namespace, work: Path, settings: list[float | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--windows", default="demo,2", help="'demo' and/or window_s values, comma-separated")
+    parser.add_argument("--windows", default="demo,10", help="'demo' and/or window_s values, comma-separated")
     parser.add_argument("--rps", type=float, default=50.0, help="synthetic requests/s (headless default)")
     parser.add_argument("--traffic-window", type=float, default=1.0, help="seconds per TrafficWindow")
     parser.add_argument("--error-rate", type=float, default=0.25, help="5xx share injected on blue-next")
