@@ -24,6 +24,7 @@ from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.panes.base import HIDDEN, command_line
 from rollback_tui.ui.panes.steps import step_title
+from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmRollback
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
@@ -581,3 +582,46 @@ async def test_brackets_move_the_runbook_tracker_and_journal_who(engine: Engine)
     entered = [e for e in read_journal(engine.journal.path).events if e.kind == "step_entered"]
     assert [e.step for e in entered][-3:] == [steps[start + 1], steps[start + 2], steps[start + 1]]
     assert entered[-1].actor == engine.operator
+
+
+async def test_actions_key_runs_a_playbook_command_action_and_journals_it(tmp_path: Path) -> None:
+    marker = tmp_path / "fault-injected"
+    book = demo_playbook().model_copy(deep=True)
+    doc = book.model_dump()
+    doc["actions"] = [
+        {
+            "kind": "command",
+            "name": "inject",
+            "title": "Inject a lab fault",
+            "command": {"argv": [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x')"]},
+        },
+        {
+            "kind": "command",
+            "name": "wipe",
+            "title": "Destructive thing",
+            "destructive": True,
+            "command": {"argv": [sys.executable, "-c", "raise SystemExit(3)"]},
+        },
+    ]
+    book = type(book).model_validate(doc)
+    engine = Engine(book, Journal(tmp_path / "j.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ActionsScreen)
+        await pilot.press("enter")  # the first action: not destructive, runs at once
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert marker.exists()
+        await pilot.press("a", "down", "enter")  # the destructive one asks for its name
+        await pilot.pause()
+        await pilot.press("w", "i", "p", "enter")  # wrong name: nothing runs
+        await pilot.pause()
+        assert isinstance(app.screen, ActionsScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ActionsScreen)
+    ran = [e.detail["name"] for e in read_journal(engine.journal.path).events if e.kind == "operator_action"]
+    assert ran == ["inject"]
+    assert any("inject: passed" in n.message for n in engine.state.notices)

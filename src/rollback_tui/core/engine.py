@@ -21,7 +21,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Playbook, SelectorRemoval
+from rollback_tui.playbook.model import CommandAction, CommandSpec, Playbook, SelectorRemoval
 
 if TYPE_CHECKING:
     from rollback_tui.actions.gates import GateRunner
@@ -384,6 +384,38 @@ class Engine:
             if isinstance(entry, ev.GuardrailBreach) and entry.severity == "P0" and entry.ts > since:
                 return entry
         return None
+
+    async def run_action(
+        self, name: str, *, confirmed_text: str | None = None, actor: str | None = None
+    ) -> str:
+        """Run one of the playbook's command actions (e.g. the lab's fault injection, pausing ingestion).
+
+        A destructive one runs only when `confirmed_text` is its name. Journaled (who, what) before it
+        starts; the outcome is a notice. Returns that outcome: passed | failed | timed_out | error.
+        """
+        action = next((a for a in self.playbook.actions if a.name == name), None)
+        if not isinstance(action, CommandAction):
+            raise NotAvailable(f"No command action named {name!r} in this playbook.")
+        if action.destructive and confirmed_text != name:
+            raise NotAvailable(f"{name} is destructive: type {name!r} to confirm.")
+        return await self.run_command(name, action.command, actor=actor)
+
+    async def run_command(self, label: str, spec: CommandSpec, *, actor: str | None = None) -> str:
+        """Journal who runs what, run it (locally or over SSH), and journal the outcome as a notice."""
+        from rollback_tui.actions.gates import run_capture
+
+        self.emit(
+            ev.OperatorAction(
+                action="run_action",
+                actor=actor or self.operator,
+                detail={"name": label, "argv": spec.argv or [spec.run or ""], "where": spec.where},
+            )
+        )
+        result = await run_capture(spec, self.playbook)
+        output = (result.stdout or result.stderr or result.error or "").strip().splitlines()[-1:] or [""]
+        level = "info" if result.outcome == "passed" else "error"
+        self.notice("action", f"{label}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
+        return result.outcome
 
     def enter_step(self, step: str) -> ev.StepEntered:
         """The operator moves the runbook tracker to `step` (journaled with who)."""

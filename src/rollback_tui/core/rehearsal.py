@@ -163,7 +163,8 @@ class Rehearsal:
         if isinstance(action, SelectorRemoval):
             await self._rollback(action, item)
         elif isinstance(action, CommandAction) and (self.opts.allow_destructive or not action.destructive):
-            await self._command(action.name, action.command)
+            outcome = await self.engine.run_action(name, confirmed_text=name, actor="headless-rehearsal")
+            self._step_failed |= outcome != "passed"
         elif isinstance(action, Redeploy) and self.opts.allow_destructive:
             commit = self._fact_value(action.last_known_good)
             if commit is None:
@@ -213,13 +214,5 @@ class Rehearsal:
         await self.engine.rollback(action.name, action.replica_set, actor="headless-rehearsal")
 
     async def _command(self, name: str, spec: CommandSpec) -> None:
-        from rollback_tui.actions.gates import run_capture
-
-        self.engine.operator_action(
-            "run_action", name=name, argv=spec.argv or [spec.run or ""], headless=True
-        )
-        result = await run_capture(spec, self.playbook)
-        level = "info" if result.outcome == "passed" else "error"
-        output = (result.stdout or result.stderr or result.error or "").strip().splitlines()[-1:] or [""]
-        self.note(f"action {name}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
-        self._step_failed |= result.outcome != "passed"
+        outcome = await self.engine.run_command(name, spec, actor="headless-rehearsal")
+        self._step_failed |= outcome != "passed"

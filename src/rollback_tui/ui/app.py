@@ -27,7 +27,7 @@ from textual.widgets import Footer
 from rollback_tui.core import events as ev
 from rollback_tui.core.engine import Engine, NotAvailable
 from rollback_tui.core.events import Event
-from rollback_tui.playbook.model import SelectorRemoval
+from rollback_tui.playbook.model import CommandAction, SelectorRemoval
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
 from rollback_tui.ui.panes.base import Activity, View, make_redactor
@@ -38,6 +38,7 @@ from rollback_tui.ui.panes.health import HealthPane
 from rollback_tui.ui.panes.status import NoticeLine, StatusBar, VerdictBar
 from rollback_tui.ui.panes.steps import StepsPane
 from rollback_tui.ui.panes.traffic import TrafficPane
+from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmRollback
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
@@ -64,6 +65,7 @@ MAIN_SCREEN_ACTIONS = {
     "help",
     "zoom",
     "step",
+    "actions",
 }
 
 
@@ -108,6 +110,7 @@ class CockpitApp(App[None]):
         Binding("t", "tick", "Tick", tooltip="Tick / untick the highlighted checklist item"),
         Binding("space", "tick", "Tick", show=False, tooltip="Tick / untick the highlighted checklist item"),
         Binding("e", "export", "Export", tooltip="Export the evidence (Markdown report + JSON bundle)"),
+        Binding("a", "actions", "Actions", tooltip="Run one of the playbook's command actions (lab faults…)"),
         Binding(
             "right_square_bracket",
             "step(1)",
@@ -422,6 +425,9 @@ class CockpitApp(App[None]):
             severity = "information" if result.ok else "error"
         elif isinstance(result, ev.ChecklistTicked):
             message = f"{'☑ ticked' if result.checked else '☐ unticked'}: {result.item}"
+        elif isinstance(result, str) and label in {a.name for a in self.engine.playbook.actions}:
+            message = f"{'✓' if result == 'passed' else '✗'} {label}: {result}"
+            severity = "information" if result == "passed" else "error"
         elif label == "export" and isinstance(result, list):
             where = result[0].parent if result else "?"
             message = f"Exported {len(result)} files to {where}"
@@ -548,6 +554,19 @@ class CockpitApp(App[None]):
         entry = self.engine.state.checklist.get(item)
         checked = not (entry.checked if entry else False)
         self._run("tick", lambda: self.engine.tick(item, checked, ""))
+
+    def action_actions(self) -> None:
+        actions = [a for a in self.engine.playbook.actions if isinstance(a, CommandAction)]
+        if not actions:
+            self.notify("This playbook has no command actions.", severity="warning", timeout=3)
+            return
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer is not None:
+                name, typed = answer
+                self._run(name, lambda: self.engine.run_action(name, confirmed_text=typed or None))
+
+        self.push_screen(ActionsScreen(actions), callback=chosen)
 
     def action_step(self, offset: int) -> None:
         step = self.engine.step_after(offset)
