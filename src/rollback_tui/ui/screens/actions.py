@@ -18,8 +18,8 @@ from rollback_tui.playbook.model import CommandAction
 
 def action_label(action: CommandAction) -> Text:
     command = " ".join(action.command.argv or [action.command.run or ""]).splitlines()[0]
-    if len(command) > 60:
-        command = command[:59] + "…"
+    if len(command) > 40:
+        command = command[:39] + "…"
     label = Text.assemble((action.title, "bold"), "  ", (command, "dim"))
     if action.destructive:
         label.append("  ! destructive: type its name", style="bold")
@@ -44,6 +44,7 @@ class ActionsScreen(ModalScreen[tuple[str, str] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#actions-dialog").border_title = "Run a playbook action — Enter runs, Esc cancels"
+        self.query_one(Input).display = False  # only a destructive action asks for its name
         self.query_one(OptionList).focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -56,6 +57,7 @@ class ActionsScreen(ModalScreen[tuple[str, str] | None]):
             Text.assemble("Type ", (action.name, "bold"), " to run this destructive action:")
         )
         field = self.query_one(Input)
+        field.display = True
         field.disabled = False
         field.placeholder = action.name
         field.focus()
