@@ -26,6 +26,7 @@ from rollback_tui.actions.gates import GateRunner, run_capture
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
+from rollback_tui.lab.proc import free_port
 from rollback_tui.playbook.model import CommandSpec, Playbook
 
 SSHD = "/usr/sbin/sshd"
@@ -292,12 +293,6 @@ async def test_run_capture_over_ssh(ssh_server: Server) -> None:
 # --- real OpenSSH sshd ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def openssh(tmp_path: Path) -> Iterator[Server]:
     if not Path(SSHD).exists():
@@ -313,7 +308,7 @@ def openssh(tmp_path: Path) -> Iterator[Server]:
     host_key_file = write_key(host_key, tmp_path / "ssh_host_ed25519_key")
     authorized = tmp_path / "authorized_keys"
     authorized.write_text(client_key.export_public_key().decode())
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "sshd_config"
     config.write_text(
         "\n".join(
