@@ -100,11 +100,11 @@ def _command_playbook(kubectl) -> Playbook:
                             "service",
                             "api",
                             "-p",
-                            '{{"spec":{{"selector":{selector_json}}}}}',
+                            '{"spec":{"selector":{selector_json}}}',
                         ]
                     },
                     "read": {
-                        "argv": [str(kubectl), "get", "service", "api", "-o", "jsonpath={{.spec.selector}}"]
+                        "argv": [str(kubectl), "get", "service", "api", "-o", "jsonpath={.spec.selector}"]
                     },
                 },
             },
@@ -224,3 +224,23 @@ async def test_command_driver_against_real_haproxy(tmp_path):
         for _, _, proc in servers:
             proc.terminate()
             proc.wait(5)
+
+
+def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
+    from rollback_tui.actions.commands import fill
+    from rollback_tui.playbook.model import CommandSpec
+
+    spec = CommandSpec(
+        argv=["kubectl", "-o", "jsonpath={.spec.selector}", "-p", '{"spec":{"selector":{selector_json}}}']
+    )
+    filled = fill(spec, {"selector_json": '{"app":"api"}', "unused": "x"})
+    assert filled.argv == [
+        "kubectl",
+        "-o",
+        "jsonpath={.spec.selector}",
+        "-p",
+        '{"spec":{"selector":{"app":"api"}}}',
+    ]
+    assert fill(spec, {}).argv == spec.argv
+    shell = CommandSpec(run="echo {selector_json}", shell=True)
+    assert fill(shell, {"selector_json": "x; rm -rf /"}).run == "echo {selector_json}"  # never into a shell

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -53,16 +54,16 @@ def spec_argv(spec: CommandSpec) -> list[str]:
 
 
 def fill(spec: CommandSpec, values: Mapping[str, str]) -> CommandSpec:
-    """Fill `{placeholders}` (e.g. {commit}, {selector_json}) per argv element; unknown ones stay as
-    written. Shell strings never receive interpolated values."""
-    if spec.argv is None:
+    """Fill `{name}` placeholders (e.g. {commit}, {selector_json}) per argv element.
+
+    Only the names in `values` are replaced, so other braces (kubectl jsonpath `{.spec.selector}`, JSON
+    patches) are written as they are, with no escaping. Shell strings never receive interpolated values.
+    """
+    if spec.argv is None or not values:
         return spec
-    return spec.model_copy(update={"argv": [arg.format_map(_KeepMissing(values)) for arg in spec.argv]})
-
-
-class _KeepMissing(dict):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+    pattern = re.compile("{(" + "|".join(map(re.escape, values)) + ")}")
+    argv = [pattern.sub(lambda m: values[m.group(1)], arg) for arg in spec.argv]
+    return spec.model_copy(update={"argv": argv})
 
 
 @dataclass

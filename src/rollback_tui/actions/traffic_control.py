@@ -4,8 +4,8 @@
 * `command` — argv templates run locally or over SSH, for the real world. Placeholders are filled per
   argument (never through a shell): {selector_json}, {replicas}, {replica_set}. Examples:
     kubectl  remove: [kubectl, patch, service, api, --type=merge,
-                      -p, '{{"spec":{{"selector":{selector_json}}}}}']
-             read:   [kubectl, get, service, api, -o, "jsonpath={{.spec.selector}}"]
+                      -p, '{"spec":{"selector":{selector_json}}}']
+             read:   [kubectl, get, service, api, -o, "jsonpath={.spec.selector}"]
     HAProxy  remove: shell: true, run: "echo 'set server api/blue-next weight 0'
                                         | socat stdio /run/haproxy/admin.sock"
              read:   a script printing {"weights": {...}, "backends": [...]}

@@ -281,9 +281,10 @@ class Engine:
                 if down:
                     self.notice("routing", "balancer admin reachable again")
                 down = False
-            except NotAvailable as exc:
+            except Exception as exc:  # NotAvailable, or a driver bug: reported once, polling goes on
                 if not down:
-                    self.notice("routing", str(exc), "warning")
+                    reason = str(exc) if isinstance(exc, NotAvailable) else repr(exc)
+                    self.notice("routing", reason, "warning")
                 down = True
             await asyncio.sleep(interval_s)
 
