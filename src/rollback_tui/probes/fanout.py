@@ -332,7 +332,7 @@ class FanoutVerifier:
         )
         self.reasons.extend(ordering)
         self.reasons.extend(e for e in a.errors + b.errors if e not in self.reasons)
-        prefixes = sorted({ch[: -len(self.thread_id)] for ch in self.tap.channels.values()})
+        prefixes = sorted({ch[: -len(self.thread_id)] for ch in self.tap.channels})
         if self.tap_enabled and len(prefixes) > 1:
             self.reasons.append(f"replicas publish under different channel prefixes: {', '.join(prefixes)}")
         elif self.tap_enabled and prefixes and prefixes[0] != self.realtime.channel_prefix:

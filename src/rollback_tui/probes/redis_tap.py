@@ -1,7 +1,8 @@
 """A raw Redis pub/sub tap: PSUBSCRIBE a pattern and turn every fanout frame into a FanoutFrame event.
 
 Used by the fanout verifier (to see which channel prefix each replica publishes under) and by the
-benchmark of how fast the engine ingests fanout. `channels` records event id → channel.
+benchmark of how fast the engine ingests fanout. `channels` counts frames per channel (bounded: a tap
+on a busy prefix sees one channel per thread, so the map is reset past MAX_CHANNELS).
 
 The tap speaks RESP on its own connection (redis://, rediss:// and unix:// URLs, AUTH from the URL):
 it reads the socket in large chunks, lets hiredis split them into messages and ingests every complete
@@ -26,6 +27,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.probes.health import dotted
 
 Emit = Callable[[ev.Event], ev.Event]
+MAX_CHANNELS = 4096
 READ_CHUNK = 1 << 16  # bytes per socket read: ~250 frames, a few ms of ingest between event-loop turns
 
 
@@ -104,7 +106,7 @@ class RedisTap:
         self.event_id_path = event_id_path
         self.seq_path = seq_path
         self.sent_at = sent_at if sent_at is not None else {}
-        self.channels: dict[str, str] = {}
+        self.channels: dict[str, int] = {}  # channel → frames seen on it
         self._flat = "." not in event_id_path and "." not in seq_path
         self._names: dict[bytes, str] = {}
         self.received = 0
@@ -154,10 +156,11 @@ class RedisTap:
         return done
 
     def _row(self, channel: bytes, data: bytes, now: float) -> ev.TapRow | None:
-        name = self._names.get(channel)  # a tap sees few channels (one per thread): decode each once
+        name = self._names.get(channel)  # decode each channel name once
         if name is None:
-            if len(self._names) > 4096:
+            if len(self._names) > MAX_CHANNELS:
                 self._names.clear()
+                self.channels.clear()
             name = self._names[channel] = channel.decode(errors="replace")
         try:
             frame = from_json(data)
@@ -169,7 +172,7 @@ class RedisTap:
             event_id, raw_seq = str(frame.get(self.event_id_path)), frame.get(self.seq_path)
         else:
             event_id, raw_seq = str(dotted(frame, self.event_id_path)), dotted(frame, self.seq_path)
-        self.channels[event_id] = name
+        self.channels[name] = self.channels.get(name, 0) + 1
         return (
             now,
             name,
