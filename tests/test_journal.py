@@ -98,21 +98,34 @@ def test_corrupt_middle_line_is_skipped_not_fatal(tmp_path):
 
 
 def test_resume_truncates_torn_tail_and_continues_numbering(tmp_path):
+    from rollback_tui.core.resume import resume_session
+
     path = tmp_path / "s.jsonl"
     journal = Journal(path)
-    for i in range(5):
+    journal.append(
+        ev.SessionStarted(
+            playbook="p.yaml",
+            playbook_name="p",
+            playbook_title="p",
+            environment="e",
+            operator="x",
+            host="h",
+            version="0",
+        )
+    )
+    for i in range(4):
         journal.append(ev.OperatorAction(action=f"a{i}", actor="x"))
     journal.close()
     with open(path, "ab") as fh:
         fh.write(b'{"kind": "oper')
 
-    journal, result = Journal.resume(path)
-    assert len(result.events) == 5 and result.torn_tail_offset is not None
+    journal, _state, result = resume_session(path, operator="x")
+    assert result.recovered == 5 and result.torn_tail_offset is not None
     journal.append(ev.OperatorAction(action="after", actor="x"))
     journal.close()
     again = read_journal(path)
     assert again.warnings == []
-    assert [e.n for e in again.events] == [1, 2, 3, 4, 5, 6]
+    assert [e.n for e in again.events] == [1, 2, 3, 4, 5, 6, 7]  # 6 is the SessionResumed marker
     assert again.events[-1].action == "after"
 
 

@@ -4,7 +4,8 @@
 * DURABLE events (operator actions, gate results, ticks…) are written and fsync'd before
   `append` returns. Other events are buffered and written in batches (at most `batch_s` old),
   by `flush_due()` or the next durable append — ordering on disk is always append order.
-* `read_journal` skips a torn last line (a crash mid-write) with a warning instead of failing.
+* `read_journal` skips a torn last line (a crash mid-write) with a warning instead of failing;
+  `core/resume.py` truncates it and reopens the journal for appending.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,16 +47,6 @@ class Journal:
         os.chmod(self.path, 0o600)
         if next_n == 1 and os.fstat(self._fd).st_size > 0:
             raise FileExistsError(f"{self.path} already holds a session; use `rollback-tui resume`")
-
-    @classmethod
-    def resume(cls, path: Path, redactor: Redactor | None = None, **kw: float) -> tuple[Journal, ReadResult]:
-        """Reopen an existing journal, truncating a torn tail so appends start on a fresh line."""
-        result = read_journal(path)
-        if result.torn_tail_offset is not None:
-            with open(path, "r+b") as fh:
-                fh.truncate(result.torn_tail_offset)
-        last_n = result.events[-1].n if result.events else 0
-        return cls(path, redactor, next_n=last_n + 1, **kw), result  # type: ignore[arg-type]
 
     @property
     def closed(self) -> bool:
@@ -110,19 +100,6 @@ class ReadResult:
     @property
     def skipped(self) -> int:
         return len(self.warnings)
-
-
-def iter_journal(path: Path, on_warning: Callable[[str], None] = log.warning) -> Iterator[Event]:
-    """Stream events from a journal; corrupt lines are reported through `on_warning` and skipped."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.endswith(b"\n"):
-                on_warning(f"{path}:{lineno}: torn last line ({len(raw)} bytes) skipped")
-                return
-            try:
-                yield parse_event(raw)
-            except (ValidationError, ValueError) as exc:
-                on_warning(f"{path}:{lineno}: unreadable line skipped ({_short(exc)})")
 
 
 def read_journal(path: Path) -> ReadResult:
