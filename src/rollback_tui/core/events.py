@@ -7,6 +7,7 @@ monotonically increasing sequence number) when it appends; `ts` is wall-clock ep
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -16,7 +17,9 @@ E = TypeVar("E", bound="Event")
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Validators and serializers are built on a kind's first use, not at import: startup pays only for
+    # the few kinds a session emits before its first frame.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: str
     ts: float = Field(default_factory=time.time)
@@ -319,7 +322,12 @@ AnyEvent = Annotated[
     Field(discriminator="kind"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+@functools.cache
+def event_adapter() -> TypeAdapter[AnyEvent]:
+    """The validator of any journal line, built when a journal is first read back."""
+    return TypeAdapter(AnyEvent)
+
 
 DURABLE = frozenset(
     {
@@ -366,4 +374,4 @@ def trusted(cls: type[E], **values: Any) -> E:
 
 def parse_event(line: str | bytes) -> Event:
     """Parse one journal line into its typed event (raises pydantic.ValidationError)."""
-    return EVENT_ADAPTER.validate_json(line)
+    return event_adapter().validate_json(line)

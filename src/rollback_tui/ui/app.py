@@ -204,7 +204,7 @@ class CockpitApp(App[None]):
         yield p["verdict"]
         with Container(id="body"):
             yield p["health"]
-            with Container(id="lower"):
+            with Container(id="lower", classes=" ".join(self._layout_classes())):
                 for name in ("fanout", "traffic", "steps", "gates", "checklist"):
                     yield p[name]
         yield p["notice"]
@@ -238,10 +238,16 @@ class CockpitApp(App[None]):
 
     def on_resize(self) -> None:
         # Layout classes live on the containers they affect: a class on the App would restyle every node.
+        # compose() already set them for the starting size: unchanged classes cost no restyle.
         lower = self.query("#lower")
         if lower:
-            lower.first().set_class(self.size.width >= WIDE_AT, "-wide").set_class(self.compact, "-compact")
+            wide, compact = self.size.width >= WIDE_AT, self.compact
+            lower.first().set_class(wide, "-wide").set_class(compact, "-compact")
         self._mark(ALL_PANES)
+
+    def _layout_classes(self) -> list[str]:
+        wanted = {"-wide": self.size.width >= WIDE_AT, "-compact": self.compact}
+        return [name for name, on in wanted.items() if on]
 
     @property
     def compact(self) -> bool:
