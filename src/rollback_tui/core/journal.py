@@ -40,7 +40,7 @@ class Journal:
         self.batch_s = batch_s
         self.batch_max = batch_max
         self._n = next_n
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []  # redacted lines and their newlines
         self._pending_since = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -59,13 +59,17 @@ class Journal:
         event.n = self._n
         self._n += 1
         # The model's serializer directly: the same bytes as model_dump_json() without its per-call overhead.
-        line = self.redact.json_line(event.__pydantic_serializer__.to_json(event).decode()) + "\n"
+        raw = event.__pydantic_serializer__.to_json(event)
+        if event.kind == "fanout_tap_batch":  # thousands of frames a second: redaction checks less text
+            line = self.redact.json_rows_line(raw, event.rows)  # type: ignore[attr-defined]
+        else:
+            line = self.redact.json_line(raw.decode()).encode()
         if not self._pending:
             self._pending_since = time.monotonic()
-        self._pending.append(line)
+        self._pending += (line, b"\n")
         if event.kind in DURABLE:
             self.flush(fsync=True)
-        elif len(self._pending) >= self.batch_max:
+        elif len(self._pending) >= 2 * self.batch_max:
             self.flush()
         return event
 
@@ -75,7 +79,7 @@ class Journal:
 
     def flush(self, *, fsync: bool = False) -> None:
         if self._pending:
-            data = "".join(self._pending).encode()
+            data = b"".join(self._pending)
             self._pending.clear()
             view = memoryview(data)
             while view:
