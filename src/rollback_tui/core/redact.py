@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-
-from pydantic_core import to_json
+from collections.abc import Iterable, Mapping
 
 MASK = "***"
 
@@ -77,21 +75,36 @@ _ANCHORS += tuple(
 )  # a trigger added later without an anchor becomes its own anchor, so the fast path never hides it
 
 
-# Separators between the tokens of an array of scalars, and the characters of its number and literal tokens.
-_TOKEN_SEPARATORS = frozenset('",[]')
-_NUMBER_CHARS = frozenset("0123456789.+-eE")
-_LITERALS = ("null", "true", "false")
+# Characters roughly from commonest to rarest in journal lines (compact JSON); unlisted ones count as rarest.
+_COMMON_FIRST = '"0123456789.,:etaoinsrhldcu-_mpfgb[]{}wyvk /=xjqz'
+_RANK = {c: i for i, c in enumerate(_COMMON_FIRST)}
+LONG_TEXT = 2048  # from this length on, patterns are searched from their rarest character
+_CANDIDATES = 8  # occurrences of that character tried one by one before a plain substring search
 
 
-def _within_one_token(pattern: str) -> bool:
-    """True if every occurrence of `pattern` in JSON arrays of scalars lies inside one string's content:
-    it holds no token separator, and it cannot sit inside a number or a literal."""
-    if any(c in _TOKEN_SEPARATORS for c in pattern) or all(c in _NUMBER_CHARS for c in pattern):
-        return False
-    return not any(pattern.lower() in literal for literal in _LITERALS)
+def _finder(pattern: str) -> tuple[str, str, int]:
+    """(pattern, its rarest character, that character's index in it)."""
+    rare = max(pattern, key=lambda c: _RANK.get(c, len(_RANK)))
+    return pattern, rare, pattern.index(rare)
 
 
-_ANCHORS_WITHIN_ONE_TOKEN = all(_within_one_token(anchor) for anchor in _ANCHORS)
+_ANCHOR_FINDERS = [_finder(anchor) for anchor in _ANCHORS]
+
+
+def _present(text: str, pattern: str, rare: str, at: int) -> bool:
+    """`pattern in text`, faster on long text: every match has `rare` at offset `at`, and a one-character
+    search runs at memchr speed, so a pattern whose rare character is absent or seldom there costs a
+    fraction of a substring search. Exact: each occurrence of `rare` is checked, in order."""
+    find = text.find
+    pos = find(rare, at)
+    for _ in range(_CANDIDATES):
+        if pos < 0:
+            return False
+        if text.startswith(pattern, pos - at):
+            return True
+        pos = find(rare, pos + 1)
+    # Frequent here: no match starts before the current candidate, so search on from there.
+    return pos >= 0 and find(pattern, pos - at) >= 0
 
 
 class Redactor:
@@ -99,7 +112,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._values: list[str] = []
-        self._rows_by_string = _ANCHORS_WITHIN_ONE_TOKEN
+        self._value_finders: list[tuple[str, str, int]] = []
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -112,8 +125,7 @@ class Redactor:
                     values.add(escaped)
         # Longest first so a secret containing another is masked whole.
         self._values = sorted(values, key=len, reverse=True)
-        self._rows_by_string = _ANCHORS_WITHIN_ONE_TOKEN and all(_within_one_token(v) for v in self._values)
-        self._clean_strings: set[str] = set()  # a new secret may be in any of them
+        self._value_finders = [_finder(value) for value in self._values]
 
     @classmethod
     def from_env(cls, referenced: Iterable[str] = (), env: Mapping[str, str] | None = None) -> Redactor:
@@ -122,16 +134,10 @@ class Redactor:
         names = set(referenced) | {k for k in env if _SECRET_NAME.search(k) and not _NOT_SECRET.search(k)}
         return cls(env[name] for name in names if name in env)
 
-    def is_clean(self, text: str) -> bool:
-        """True if `self(text)` returns `text` untouched without running a pattern: no known secret value
-        in it and no anchor in its lowercase form."""
-        for value in self._values:
-            if value in text:
-                return False
-        lowered = text.lower()
-        return not any(anchor in lowered for anchor in _ANCHORS)
-
     def __call__(self, text: str) -> str:
+        return self._long(text) if len(text) >= LONG_TEXT else self._short(text)
+
+    def _short(self, text: str) -> str:
         for value in self._values:
             if value in text:
                 text = text.replace(value, MASK)
@@ -141,6 +147,24 @@ class Redactor:
                 break
         else:
             return text
+        return self._patterns(text, lowered)
+
+    def _long(self, text: str) -> str:
+        """`_short` for long text (a fanout tap batch is tens of KB): the same result, with each secret
+        and anchor searched from its rarest character (see `_present`)."""
+        for value, rare, at in self._value_finders:
+            if _present(text, value, rare, at):
+                text = text.replace(value, MASK)
+        lowered = text.lower()
+        for anchor, rare, at in _ANCHOR_FINDERS:
+            if _present(lowered, anchor, rare, at):
+                break
+        else:
+            return text
+        return self._patterns(text, lowered)
+
+    @staticmethod
+    def _patterns(text: str, lowered: str) -> str:
         for triggers, pattern, repl in _PATTERNS:
             if any(t in lowered for t in triggers):
                 text = pattern.sub(repl, text)
@@ -161,40 +185,6 @@ class Redactor:
         except ValueError:
             return json.dumps(self._walk(json.loads(line)), ensure_ascii=False, separators=(",", ":"))
 
-    def json_rows_line(self, line: bytes, rows: Sequence[Sequence[object]]) -> bytes:
-        """`json_line` for a serialized (UTF-8) document whose last member is `"rows":[…]`, arrays of
-        scalars (a fanout tap batch): the same result, usually found by scanning only the distinct
-        strings of each column instead of the whole line.
-
-        Why that is enough: every secret value and anchor lies inside one string token wherever it occurs
-        in such rows (checked by `_within_one_token`, else this takes the full path), every string token
-        of the rows is also a token of the JSON dump of the columns' distinct strings, escaped the same
-        way, and numbers, null and booleans can hold no pattern. So if neither that dump nor the text
-        before the rows holds a secret or an anchor, neither does the line, and `json_line` would return
-        it unchanged. Any other case (a pattern found, a cell that is not a scalar) takes `json_line`.
-        """
-        if self._rows_by_string:
-            start = line.find(b'"rows":[')  # a key: never inside a string value, where `"` is escaped
-            if start >= 0 and self.is_clean(line[: start + 8].decode()):
-                columns = _string_columns(rows)
-                if columns is not None and self._strings_clean(columns):
-                    return line
-        return self.json_line(line.decode()).encode()
-
-    def _strings_clean(self, columns: list[tuple[set[str], bool]]) -> bool:
-        """No secret or anchor in the JSON form of any of these strings. Strings of repeating columns
-        that pass are remembered (bounded), so a batch rescans only its new ones (mostly event ids)."""
-        known = self._clean_strings
-        fresh = [strings - known if known else strings for strings, _ in columns]
-        if not self.is_clean(to_json([s for strings in fresh for s in strings]).decode()):
-            return False
-        if len(known) > CLEAN_STRINGS_KEPT:
-            known.clear()
-        for strings, (_, repeats) in zip(fresh, columns, strict=True):
-            if repeats:
-                known.update(strings)
-        return True
-
     def _walk(self, node: object) -> object:
         if isinstance(node, str):
             return self(node)
@@ -203,24 +193,3 @@ class Redactor:
         if isinstance(node, dict):
             return {key: self._walk(value) for key, value in node.items()}
         return node
-
-
-_SCALARS = frozenset({int, float, bool, type(None)})
-CLEAN_STRINGS_KEPT = 4096  # strings known to need no masking (channel names, replicas, thread ids)
-
-
-def _string_columns(rows: Sequence[Sequence[object]]) -> list[tuple[set[str], bool]] | None:
-    """(distinct strings, whether they repeat) of each column of strings; None if a cell is neither a
-    string nor a scalar, or the rows differ in length."""
-    out: list[tuple[set[str], bool]] = []
-    try:
-        for column in zip(*rows, strict=True):
-            distinct = set(column)
-            kinds = set(map(type, distinct))
-            if kinds == {str}:
-                out.append((distinct, len(distinct) < len(column)))  # type: ignore[arg-type]
-            elif not kinds <= _SCALARS:
-                return None
-    except (TypeError, ValueError):  # an unhashable cell; rows of different lengths
-        return None
-    return out
