@@ -19,6 +19,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import hiredis
@@ -30,6 +31,7 @@ from rollback_tui.probes.health import dotted
 
 Emit = Callable[[ev.Event], ev.Event]
 MAX_CHANNELS = 4096
+_CHANNEL = itemgetter(1)  # a TapRow's channel
 _NOT_ENOUGH = object()  # what the parser returns when no complete reply is left (a reply may be 0 or False)
 READ_CHUNK = 1 << 16  # bytes per socket read: ~250 frames, a few ms of ingest between event-loop turns
 
@@ -139,30 +141,32 @@ class RedisTap:
         messages = list(iter(parser.gets, _NOT_ENOUGH))  # one C-level loop over the whole read
         now = time.time()  # every frame of one socket read arrived at the same moment
         names, decode, slow = self._names, self._decode, self._slow_row
-        sent_at = self.sent_at.get
+        sent_at = self.sent_at.get if self.sent_at else None  # the verifier's sends; empty for a plain tap
         rows: list[ev.TapRow] = []
         append = rows.append
         for message in messages:
             if type(message) is not list or len(message) != 4:  # pmessage is the only 4-element reply
                 self._control(message)
                 continue
-            name = names.get(message[2]) or self._name(message[2])
+            _, _, channel, data = message
+            name = names.get(channel) or self._name(channel)
             try:
-                frame = decode(message[3])
+                frame = decode(data)
             except msgspec.DecodeError:  # not the usual shape (or not JSON): the general path decides
-                row = slow(name, message[3], now)
+                row = slow(name, data, now)
                 if row is not None:
                     append(row)
                 continue
             eid = frame.event_id
-            append((now, name, frame.replica or name, frame.thread_id, eid, frame.seq, sent_at(eid)))
+            sent = sent_at(eid) if sent_at else None
+            append((now, name, frame.replica or name, frame.thread_id, eid, frame.seq, sent))
         if not rows:
             return False
         done = limit is not None and self.received + len(rows) >= limit
         if done:
             del rows[limit - self.received :]  # type: ignore[operator]
         self.received += len(rows)
-        self.channels.update([row[1] for row in rows])
+        self.channels.update(map(_CHANNEL, rows))  # counted in C
         # The rows are typed right here, so pydantic's validation would only re-check them.
         self.emit(ev.trusted(ev.FanoutTapBatch, ts=now, run=self.run_id, rows=rows))
         return done
