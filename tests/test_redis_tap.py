@@ -71,6 +71,35 @@ async def test_closed_port_raises_a_connection_error():
         await asyncio.wait_for(tap.run(), 5)
 
 
+async def test_a_dropped_connection_raises_and_a_cancelled_tap_closes_its_connection(redis_server):
+    client = aioredis.from_url(redis_server)
+    tap = RedisTap(redis_server, "drop:*", lambda e: e)
+    task = asyncio.create_task(tap.run())
+    await _wait_subscribed(tap)
+    await client.publish("drop:x", json.dumps({"event_id": "e1", "seq": 1}))
+    for _ in range(100):
+        if tap.received:
+            break
+        await asyncio.sleep(0.02)
+    assert await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    with pytest.raises(TapError, match="closed the tap connection"):
+        await asyncio.wait_for(task, 5)
+    assert tap.received == 1
+
+    tap = RedisTap(redis_server, "drop:*", lambda e: e)
+    task = asyncio.create_task(tap.run())
+    await _wait_subscribed(tap)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the server sees the connection go
+        if (await client.pubsub_numpat()) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await client.pubsub_numpat() == 0
+    await client.aclose()
+
+
 @pytest.fixture
 def redis_with_password(tmp_path):
     binary = require_redis_server()

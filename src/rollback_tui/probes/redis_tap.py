@@ -119,22 +119,21 @@ class RedisTap:
 
     async def run(self, limit: int | None = None) -> int:
         """Ingest until cancelled (or `limit` frames). Raises on connection errors; the caller reports."""
-        reader, writer = await open_pubsub(self.redis_url)
-        parser = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
+        _, writer = await open_pubsub(self.redis_url)
+        transport = writer.transport
+        ingest = _Ingest(self, limit)
+        # From here the connection's bytes go straight from the socket into hiredis, read by read: no
+        # stream buffer in between (its copies and pause/resume cost as much as parsing on a flood).
+        transport.set_protocol(ingest)
         try:
-            writer.write(_command("PSUBSCRIBE", self.pattern))
-            while limit is None or self.received < limit:
-                chunk = await reader.read(READ_CHUNK)
-                if not chunk:
-                    raise TapError("redis closed the tap connection")
-                parser.feed(chunk)
-                if self._drain(parser, limit):
-                    break
+            transport.write(_command("PSUBSCRIBE", self.pattern))
+            await ingest.finished
             return self.received
         finally:
-            writer.close()
+            ingest.finished.cancel()  # cancelled or done: a later connection_lost has nobody to tell
+            transport.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await asyncio.wait_for(asyncio.shield(ingest.closed), 2)
 
     def _drain(self, parser: hiredis.Reader, limit: int | None) -> bool:
         """Ingest every complete message in the parser as one batch; True once `limit` frames arrived."""
@@ -204,6 +203,38 @@ class RedisTap:
             raw_seq if type(raw_seq) is int else None,
             self.sent_at.get(event_id),
         )
+
+
+class _Ingest(asyncio.BufferedProtocol):
+    """The tap's connection once subscribed: the transport reads into one buffer (READ_CHUNK at a time),
+    hiredis parses it, and the tap ingests every complete message of the read as one batch."""
+
+    def __init__(self, tap: RedisTap, limit: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        self.tap, self.limit = tap, limit
+        self.finished: asyncio.Future[None] = loop.create_future()  # limit reached, or what went wrong
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.buffer = bytearray(READ_CHUNK)
+        self.parser = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.finished.done():
+            return
+        self.parser.feed(self.buffer, 0, nbytes)
+        try:
+            if self.tap._drain(self.parser, self.limit):
+                self.finished.set_result(None)
+        except Exception as exc:  # a refused PSUBSCRIBE, a failing emit: `run` raises it
+            self.finished.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(TapError("redis closed the tap connection"))
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class _NeverMatches:
