@@ -67,6 +67,7 @@ _PIECES = st.sampled_from(
 
 @example(["c"] * 20 + ["secret"], "")  # more candidates than are tried one by one, then a match
 @example(["cccc"] * 3 + ["aut", "h auth"], "")
+@example(["c"] * 9 + ["r"] * 9 + ["s"] * 9 + ["secre", "secret"], "")  # every rare character is frequent
 @given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=60), st.sampled_from(["", "x", "s3cr3t"]))
 def test_rare_character_search_finds_exactly_what_a_substring_search_finds(parts, pattern_prefix):
     from rollback_tui.core.redact import _finder, _present
