@@ -1,13 +1,16 @@
-"""A raw Redis pub/sub tap: PSUBSCRIBE a pattern and turn every fanout frame into a FanoutFrame event.
+"""A raw Redis pub/sub tap: PSUBSCRIBE a pattern and turn every fanout frame into a row of a FanoutTapBatch.
 
 Used by the fanout verifier (to see which channel prefix each replica publishes under) and by the
 benchmark of how fast the engine ingests fanout. `channels` counts frames per channel (bounded: a tap
 on a busy prefix sees one channel per thread, so the map is reset past MAX_CHANNELS).
 
-The tap speaks RESP on its own connection (redis://, rediss:// and unix:// URLs, AUTH from the URL):
-it reads the socket in large chunks, lets hiredis split them into messages and ingests every complete
-message of a chunk in one synchronous pass — a few µs per frame instead of one awaited
-`get_message()` round trip each.
+The tap speaks RESP on its own connection (redis://, rediss:// and unix:// URLs, AUTH from the URL).
+Once subscribed, the socket is read straight into one buffer (READ_CHUNK at a time, a BufferedProtocol
+on the connection's transport), hiredis splits it into messages, and every complete message of a read
+is ingested in one synchronous pass as one batch. A frame of the usual shape is decoded by msgspec,
+which builds only the four fields a row needs and skips the rest of the payload unparsed; any other
+payload (ids at dotted paths, a numeric id, a float seq…) takes the general path, which gives the same
+row the fast one would. Together that is about 2 µs per frame, journal and fold included.
 """
 
 from __future__ import annotations
@@ -248,7 +251,9 @@ def _fast_decoder(event_id_path: str, seq_path: str) -> Any:
     """A msgspec decoder for the usual frame: a JSON object whose event id is a string, whose seq is an int
     (or null, or absent), whose thread_id and origin_replica are strings (or absent). Other keys are
     skipped unparsed. Anything else raises DecodeError and goes to `_slow_row`, which gives the same row
-    the fast path would have, so the two agree on every payload the fast one accepts."""
+    the fast path would have, so the two agree on every payload the fast one accepts. (One payload the
+    fast path keeps and the general one would drop: invalid UTF-8 inside a skipped field, e.g. `text`.
+    Its id, seq and thread are intact, so the frame counts as received.)"""
     if "." in event_id_path or "." in seq_path:
         return _NeverMatches()
     keys = {"event_id": event_id_path, "seq": seq_path, "thread_id": "thread_id", "replica": "origin_replica"}
