@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from rollback_tui.core.redact import MASK, Redactor
@@ -55,3 +55,43 @@ def test_redacted_json_line_stays_valid_json_and_hides_secret(secret, noise):
     line = json.dumps({"message": f"{noise}{secret}{noise}"})
     out = r.json_line(line)
     assert secret not in json.loads(out)["message"]
+
+
+# --- long text (a fanout tap batch is tens of KB): patterns are searched from their rarest character ---
+
+_PIECES = st.sampled_from(
+    ["token", "auth", "secret", "key", "://", "sig", "passw", "cookie", "basic ", "bearer ", "Token ", "KEY=",
+     "s3cr3t", "hunter22", '"', ",", ":", "c", "k", "u", "0", "1", "TOKEN", "k3y", "ç", "İ", "\u212a"]
+)  # fmt: skip
+
+
+@example(["c"] * 20 + ["secret"], "")  # more candidates than are tried one by one, then a match
+@example(["cccc"] * 3 + ["aut", "h auth"], "")
+@example(["c"] * 9 + ["r"] * 9 + ["s"] * 9 + ["secre", "secret"], "")  # every rare character is frequent
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=60), st.sampled_from(["", "x", "s3cr3t"]))
+def test_rare_character_search_finds_exactly_what_a_substring_search_finds(parts, pattern_prefix):
+    from rollback_tui.core.redact import _finder, _present
+
+    text = "".join(parts)
+    for pattern in ("token", "secret", "auth", "://", "basic ", pattern_prefix + "k3y", "cccc", "s3cr3t"):
+        assert _present(text, *_finder(pattern)) == (pattern in text), pattern
+
+
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=200))
+def test_long_text_is_redacted_exactly_like_short_text(parts):
+    r = Redactor(["s3cr3t", "hunter22", 'k3y="x'])
+    text = "".join(parts)
+    assert r._long(text) == r._short(text)
+    padded = "c" * 3000 + text + "secret"  # over LONG_TEXT: what `r(...)` does with it is the long path
+    assert r(padded) == r._short(padded)
+
+
+def test_secret_in_a_long_json_line_is_masked_and_the_line_stays_json():
+    r = Redactor(["s3cr3t-redis-passw0rd"])
+    rows = [[1.5, f"chat:rt:t{i}", "stable-a", f"t{i}", f"evt-{i}", i, None] for i in range(300)]
+    rows[150][4] = "evt-s3cr3t-redis-passw0rd"
+    rows[200][3] = "thread token=abcdef"
+    line = json.dumps({"kind": "fanout_tap_batch", "rows": rows}, separators=(",", ":"))
+    out = json.loads(r.json_line(line))
+    assert out["rows"][150][4] == f"evt-{MASK}" and out["rows"][200][3] == f"thread token={MASK}"
+    assert out["rows"][149] == rows[149] and len(out["rows"]) == 300

@@ -71,6 +71,35 @@ async def test_closed_port_raises_a_connection_error():
         await asyncio.wait_for(tap.run(), 5)
 
 
+async def test_a_dropped_connection_raises_and_a_cancelled_tap_closes_its_connection(redis_server):
+    client = aioredis.from_url(redis_server)
+    tap = RedisTap(redis_server, "drop:*", lambda e: e)
+    task = asyncio.create_task(tap.run())
+    await _wait_subscribed(tap)
+    await client.publish("drop:x", json.dumps({"event_id": "e1", "seq": 1}))
+    for _ in range(100):
+        if tap.received:
+            break
+        await asyncio.sleep(0.02)
+    assert await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+    with pytest.raises(TapError, match="closed the tap connection"):
+        await asyncio.wait_for(task, 5)
+    assert tap.received == 1
+
+    tap = RedisTap(redis_server, "drop:*", lambda e: e)
+    task = asyncio.create_task(tap.run())
+    await _wait_subscribed(tap)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the server sees the connection go
+        if (await client.pubsub_numpat()) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await client.pubsub_numpat() == 0
+    await client.aclose()
+
+
 @pytest.fixture
 def redis_with_password(tmp_path):
     binary = require_redis_server()
@@ -102,3 +131,118 @@ async def test_auth_from_the_url(redis_with_password):
     await client.aclose()
     with pytest.raises(TapError, match="refused AUTH"):
         await asyncio.wait_for(RedisTap(f"redis://:wrong@127.0.0.1:{port}/0", "*", lambda e: e).run(), 5)
+
+
+# --- the fast path: msgspec decodes the usual frame, anything else takes the general path -------------
+
+PAYLOADS = [
+    b'{"event_id":"e1","seq":1,"thread_id":"t","origin_replica":"stable-a","text":"hi"}',
+    b'{"event_id":"e2","seq":2}',  # no thread, no replica: the channel stands in for the replica
+    b'{"event_id":7,"seq":3,"thread_id":"t"}',  # a numeric id becomes its string
+    b'{"event_id":"e4","seq":4.0}',  # a float seq is no seq
+    b'{"event_id":"e5","seq":true}',
+    b'{"event_id":"e6","seq":"6"}',
+    b'{"event_id":"e7","seq":null,"thread_id":null,"origin_replica":""}',
+    b'{"seq":8}',  # no id at all: "None", as before
+    b'{"event_id":"e9","event_id":"e9b","seq":123456789012345678901234567890}',  # last key wins; big int
+    b'{"event\\u005fid":"e10","seq":10,"thread_id":"t\\u00e9","nested":{"event_id":"no"}}',  # escapes
+    b'{"event_id":"e11","seq":11,"x":NaN}',  # not JSON for msgspec, accepted by the general parser
+    b'{"event_id":{"id":"e12"},"seq":12}',
+    b'{"event_id":"e13","thread_id":5,"origin_replica":["x"]}',
+    b"not json",
+    b"[1, 2]",
+    b'"just a string"',
+    b'{"event_id":"e14"} trailing',
+    b'  {"event_id":"e15","seq":-0}  ',
+]
+
+
+def _pmessage(channel: bytes, data: bytes) -> bytes:
+    parts = [b"pmessage", b"chat:*", channel, data]
+    return b"*4\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def _drained_rows(tap: RedisTap, payloads: list[bytes]) -> list[ev.TapRow]:
+    import hiredis
+
+    from rollback_tui.probes.redis_tap import _NOT_ENOUGH
+
+    batches: list[ev.FanoutTapBatch] = []
+    tap.emit = lambda e: batches.append(e) or e  # type: ignore[method-assign, func-returns-value]
+    parser = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
+    parser.feed(b"".join(_pmessage(b"chat:rt:t", p) for p in payloads))
+    tap._drain(parser, None)
+    return [row for batch in batches for row in batch.rows]
+
+
+def test_fast_and_general_decoders_give_the_same_rows():
+    tap = RedisTap("redis://127.0.0.1:1/0", "chat:*", lambda e: e, sent_at={"e2": 5.0})
+    rows = _drained_rows(tap, PAYLOADS)
+    now = rows[0][0]
+    general = [tap._slow_row("chat:rt:t", p, now) for p in PAYLOADS]
+    assert rows == [row for row in general if row is not None]
+    assert [r[4] for r in rows][:4] == ["e1", "e2", "7", "e4"] and rows[1][6] == 5.0
+    assert len(rows) == len(PAYLOADS) - 4  # not JSON, an array, a string, trailing text: skipped
+    assert tap.channels == {"chat:rt:t": len(rows)} and tap.received == len(rows)
+
+
+def test_dotted_paths_take_the_general_decoder():
+    tap = RedisTap(
+        "redis://127.0.0.1:1/0", "chat:*", lambda e: e, event_id_path="meta.id", seq_path="meta.seq"
+    )
+    rows = _drained_rows(tap, [b'{"meta":{"id":"m1","seq":4},"thread_id":"t"}', b'{"event_id":"x"}'])
+    assert [(r[4], r[5]) for r in rows] == [("m1", 4), ("None", None)]
+
+
+async def test_a_secret_in_a_tapped_payload_is_masked_in_the_journal(redis_server, tmp_path):
+    from rollback_tui.core.redact import MASK, Redactor
+
+    journal = Journal(tmp_path / "tap.jsonl", Redactor(["s3cr3t-redis-passw0rd"]))
+    tap = RedisTap(redis_server, "chat:rt:*", journal.append)
+    task = asyncio.create_task(tap.run(limit=400))
+    await _wait_subscribed(tap)
+    client = aioredis.from_url(redis_server)
+    async with client.pipeline(transaction=False) as pipe:
+        for i in range(400):  # one big read: the secret sits in a long line, among clean rows
+            frame = {"event_id": f"evt-{i}", "seq": i, "thread_id": "t", "origin_replica": "stable-a"}
+            if i == 200:
+                frame["event_id"] = "evt-s3cr3t-redis-passw0rd"
+            if i == 300:
+                frame["thread_id"] = "t?token=abcdef"
+            pipe.publish("chat:rt:t", json.dumps(frame))
+        await pipe.execute()
+    await asyncio.wait_for(task, 10)
+    await client.aclose()
+    journal.close()
+    raw = (tmp_path / "tap.jsonl").read_text()
+    assert "s3cr3t-redis-passw0rd" not in raw and "abcdef" not in raw
+    rows = [row for e in read_journal(tmp_path / "tap.jsonl").events for row in e.rows]
+    assert len(rows) == 400 and rows[200][4] == f"evt-{MASK}" and rows[300][3] == f"t?token={MASK}"
+    assert rows[199][4] == "evt-199"
+
+
+# --- the fold keeps tapped rows as rows until the log is read ------------------------------------------
+
+
+def test_frame_log_holds_what_a_bounded_deque_would():
+    from collections import deque
+
+    from rollback_tui.core.state import FrameLog, TapFrame
+
+    log, reference = FrameLog(maxlen=50), deque(maxlen=50)
+    assert not log and len(log) == 0
+    n = 0
+    for step, size in enumerate([3, 0, 70, 1, 20, 49, 2, 120, 5]):
+        rows = [(float(n + i), "ch", "r", "t", f"e{n + i}", n + i, None) for i in range(size)]
+        n += size
+        log.add_rows(f"run{step}", rows)
+        reference.extend(TapFrame(f"run{step}", *row) for row in rows)
+        assert len(log) == len(reference) and bool(log) == bool(reference)
+        if step % 2:  # read now and then, as the pane does
+            assert list(log) == list(reference) and log[-1] == reference[-1]
+        if step % 3 == 2:  # a FanoutFrame between batches keeps its place
+            frame = ev.FanoutFrame(run="x", session="A", replica="a", thread_id="t", event_id=f"f{step}",
+                                   received_at=1.0)  # fmt: skip
+            log.append(frame)
+            reference.append(frame)
+    assert list(log) == list(reference) and list(reversed(log)) == list(reversed(reference))

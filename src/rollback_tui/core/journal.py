@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,12 +18,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 from pydantic import ValidationError
 
 from rollback_tui.core.events import DURABLE, Event, parse_event
 from rollback_tui.core.redact import Redactor
 
 log = logging.getLogger(__name__)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _to_json(event: Event) -> bytes:
+    """One journal line (without the newline), `kind` first.
+
+    The model's serializer directly: the same bytes as model_dump_json() without its per-call overhead.
+    A fanout tap batch (plain floats, strings and ints, a few hundred rows per line, thousands of lines
+    a minute) is encoded by msgspec instead, twice as fast; the JSON is the same but for the exponent
+    style of floats past 1e16 (`1e16`, not `1e+16`), which every JSON reader takes alike.
+    """
+    if event.kind == "fanout_tap_batch":
+        with contextlib.suppress(TypeError):  # a value msgspec does not know: pydantic's way
+            return _encode(event.__dict__)
+    return event.__pydantic_serializer__.to_json(event)
 
 
 class Journal:
@@ -40,7 +59,7 @@ class Journal:
         self.batch_s = batch_s
         self.batch_max = batch_max
         self._n = next_n
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []  # redacted lines and their newlines
         self._pending_since = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -58,14 +77,16 @@ class Journal:
             raise RuntimeError("journal is closed")
         event.n = self._n
         self._n += 1
-        # The model's serializer directly: the same bytes as model_dump_json() without its per-call overhead.
-        line = self.redact.json_line(event.__pydantic_serializer__.to_json(event).decode()) + "\n"
+        raw = _to_json(event)
+        text = raw.decode()
+        redacted = self.redact.json_line(text)
+        line = raw if redacted is text else redacted.encode()  # nothing masked: the serializer's bytes
         if not self._pending:
             self._pending_since = time.monotonic()
-        self._pending.append(line)
+        self._pending += (line, b"\n")
         if event.kind in DURABLE:
             self.flush(fsync=True)
-        elif len(self._pending) >= self.batch_max:
+        elif len(self._pending) >= 2 * self.batch_max:
             self.flush()
         return event
 
@@ -75,7 +96,7 @@ class Journal:
 
     def flush(self, *, fsync: bool = False) -> None:
         if self._pending:
-            data = "".join(self._pending).encode()
+            data = b"".join(self._pending)
             self._pending.clear()
             view = memoryview(data)
             while view:

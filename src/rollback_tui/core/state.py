@@ -7,6 +7,7 @@ operator saw. Everything here is plain data; nothing does I/O.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,77 @@ class TapFrame:
         return round((self.received_at - self.sent_at) * 1000, 2) if self.sent_at else None
 
 
+class FrameLog:
+    """The newest FANOUT_LOG fanout frames, oldest first: what `deque(maxlen=FANOUT_LOG)` would hold.
+
+    A Redis tap batch is kept as its rows and turned into TapFrames only when someone reads the log
+    (the pane, a few times a second), and only for rows still among the newest FANOUT_LOG. A flood of
+    tens of thousands of tapped frames per second then costs the fold O(1) per batch, not per frame.
+    """
+
+    __slots__ = ("_batched_rows", "_batches", "_frames")
+
+    def __init__(self, maxlen: int = FANOUT_LOG) -> None:
+        self._frames: deque[ev.FanoutFrame | TapFrame] = deque(maxlen=maxlen)
+        self._batches: deque[tuple[str, list[ev.TapRow]]] = deque()  # (run, rows), not yet frames
+        self._batched_rows = 0
+
+    @property
+    def maxlen(self) -> int:
+        return self._frames.maxlen or 0
+
+    def append(self, frame: ev.FanoutFrame | TapFrame) -> None:
+        if self._batches:
+            self._materialize()
+        self._frames.append(frame)
+
+    def add_rows(self, run: str, rows: list[ev.TapRow]) -> None:
+        """Rows of a FanoutTapBatch (TAP_COLUMNS); older batches that fell out of the window are dropped."""
+        if not rows:
+            return
+        batches = self._batches
+        batches.append((run, rows))
+        self._batched_rows += len(rows)
+        limit = self.maxlen
+        while self._batched_rows - len(batches[0][1]) >= limit:
+            self._batched_rows -= len(batches.popleft()[1])
+
+    def _materialize(self) -> None:
+        frames, limit = self._frames, self.maxlen
+        skip = max(0, self._batched_rows - limit)  # rows of the oldest batch beyond the window
+        for run, rows in self._batches:
+            if skip >= len(rows):
+                skip -= len(rows)
+                continue
+            frames.extend([TapFrame(run, *row) for row in rows[skip:]])
+            skip = 0
+        self._batches.clear()
+        self._batched_rows = 0
+
+    def _view(self) -> deque[ev.FanoutFrame | TapFrame]:
+        if self._batches:
+            self._materialize()
+        return self._frames
+
+    def __len__(self) -> int:
+        return min(len(self._frames) + self._batched_rows, self.maxlen)
+
+    def __bool__(self) -> bool:
+        return bool(self._frames) or self._batched_rows > 0
+
+    def __iter__(self) -> Iterator[ev.FanoutFrame | TapFrame]:
+        return iter(self._view())
+
+    def __reversed__(self) -> Iterator[ev.FanoutFrame | TapFrame]:
+        return reversed(self._view())
+
+    def __getitem__(self, index: int) -> ev.FanoutFrame | TapFrame:
+        return self._view()[index]
+
+    def __repr__(self) -> str:
+        return f"FrameLog({list(self)!r})"
+
+
 @dataclass
 class GateState:
     name: str
@@ -79,7 +151,7 @@ class GateState:
 
 @dataclass
 class FanoutState:
-    frames: deque[ev.FanoutFrame | TapFrame] = field(default_factory=lambda: deque(maxlen=FANOUT_LOG))
+    frames: FrameLog = field(default_factory=FrameLog)
     frames_total: int = 0
     sessions: dict[str, ev.FanoutSessionState] = field(default_factory=dict)
     results: list[ev.FanoutResult] = field(default_factory=list)
@@ -239,7 +311,7 @@ def _fanout_frame(s: SessionState, e: ev.FanoutFrame) -> None:
 
 
 def _tap_batch(s: SessionState, e: ev.FanoutTapBatch) -> None:
-    s.fanout.frames.extend(TapFrame(e.run, *row) for row in e.rows[-FANOUT_LOG:])
+    s.fanout.frames.add_rows(e.run, e.rows)
     s.fanout.frames_total += len(e.rows)
 
 
