@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from conftest import require_redis_server
+from conftest import require_binary, require_redis_server, stop_processes
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.state import fold
@@ -246,3 +249,62 @@ def test_frame_log_holds_what_a_bounded_deque_would():
             log.append(frame)
             reference.append(frame)
     assert list(log) == list(reference) and list(reversed(log)) == list(reversed(reference))
+
+
+# --- TLS: a real redis-server on --tls-port, its certificate signed by a throwaway CA -------------------
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def redis_over_tls(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """(TLS port, CA file): the server's certificate names 127.0.0.1, signed by a CA made for this test."""
+    binary = require_redis_server()
+    require_binary("openssl")
+    ca_key, ca, key, csr, cert = (tmp_path / n for n in ("ca.key", "ca.pem", "srv.key", "srv.csr", "srv.pem"))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+             "-subj", "/CN=rollback-tui test CA")  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+             "-days", "1", "-extfile", tmp_path / "san.ext")  # fmt: skip
+    port = free_port()
+    tls = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    tls += ["--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+    argv = [*redis_server_argv(binary, 0, tmp_path), *tls]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if proc.poll() is not None:
+                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.skip(f"this redis-server has no TLS: {output[-300:]}")
+            assert time.monotonic() < deadline, "redis-server never listened on its TLS port"
+            time.sleep(0.02)
+        yield port, ca
+    finally:
+        stop_processes([proc])
+
+
+async def test_tls_tap_verifies_the_server_and_ingests(redis_over_tls):
+    port, ca = redis_over_tls
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    tap = RedisTap(url, "chat:rt:*", lambda e: e)
+    task = asyncio.create_task(tap.run(limit=300))
+    await _wait_subscribed(tap)
+    client = aioredis.from_url(url)
+    async with client.pipeline(transaction=False) as pipe:
+        for i in range(1, 301):
+            frame = {"event_id": f"e{i}", "seq": i, "origin_replica": "stable-a"}
+            pipe.publish("chat:rt:t", json.dumps(frame))
+        await pipe.execute()
+    assert await asyncio.wait_for(task, 10) == 300  # the TLS transport reads straight into hiredis too
+    assert tap.channels == {"chat:rt:t": 300}
+    await client.aclose()
+    # Without the CA the certificate is not trusted: the tap refuses to connect.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.wait_for(RedisTap(f"rediss://127.0.0.1:{port}/0", "*", lambda e: e).run(), 5)

@@ -67,8 +67,10 @@ async def open_pubsub(url: str, timeout_s: float = 2.0) -> tuple[asyncio.StreamR
         opening = asyncio.open_unix_connection(opts["path"])
     else:
         tls = None
-        if kind is SSLConnection:
-            tls = ssl.create_default_context()
+        if kind is SSLConnection:  # verified by default: the system CAs, or ?ssl_ca_certs=FILE as redis-py
+            tls = ssl.create_default_context(cafile=opts.get("ssl_ca_certs") or None)
+            if str(opts.get("ssl_check_hostname", "")).lower() in ("false", "0", "no"):
+                tls.check_hostname = False
             if str(opts.get("ssl_cert_reqs", "")).lower() in ("none", "optional"):
                 tls.check_hostname = False
                 tls.verify_mode = ssl.CERT_NONE
@@ -218,10 +220,13 @@ class _Ingest(asyncio.BufferedProtocol):
         self.finished: asyncio.Future[None] = loop.create_future()  # limit reached, or what went wrong
         self.closed: asyncio.Future[None] = loop.create_future()
         self.buffer = bytearray(READ_CHUNK)
+        # Handed out as a view: asyncio's TLS transport fills it in pieces through `buf[offset:]`, which
+        # on a bytearray would be a copy (the bytes lost, zeros parsed); a memoryview slice is the buffer.
+        self._view = memoryview(self.buffer)
         self.parser = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
 
-    def get_buffer(self, sizehint: int) -> bytearray:
-        return self.buffer
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.finished.done():
