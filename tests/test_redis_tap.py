@@ -308,3 +308,29 @@ async def test_tls_tap_verifies_the_server_and_ingests(redis_over_tls):
     # Without the CA the certificate is not trusted: the tap refuses to connect.
     with pytest.raises(ssl.SSLCertVerificationError):
         await asyncio.wait_for(RedisTap(f"rediss://127.0.0.1:{port}/0", "*", lambda e: e).run(), 5)
+
+
+async def test_unix_socket_tap(tmp_path: Path):
+    binary = require_redis_server()
+    sock = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        [*redis_server_argv(binary, 0, tmp_path), "--unixsocket", str(sock), "--unixsocketperm", "700"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "redis-server never made its socket"
+            await asyncio.sleep(0.02)
+        url = f"unix://{sock}?db=0"
+        tap = RedisTap(url, "chat:rt:*", lambda e: e)
+        task = asyncio.create_task(tap.run(limit=50))
+        await _wait_subscribed(tap)
+        client = aioredis.from_url(url)
+        for i in range(1, 51):
+            await client.publish("chat:rt:u", json.dumps({"event_id": f"e{i}", "seq": i}))
+        assert await asyncio.wait_for(task, 10) == 50
+        await client.aclose()
+    finally:
+        stop_processes([proc])
