@@ -389,6 +389,26 @@ async def test_panes_render_every_feature_from_a_recorded_journal(tmp_path: Path
         assert "P0 candidate-5xx" in verdict and "gate api-tests failed" in verdict
 
 
+@pytest.mark.parametrize("size", [(160, 45), (100, 30)])  # full list, and the compact one that folds "ok"s
+async def test_a_guardrail_over_its_threshold_but_not_yet_sustained_is_not_ok(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    data = demo_playbook().model_dump(by_alias=True, exclude_unset=True)
+    p95 = {"name": "p95-latency", "title": "p95", "metric": "p95_latency_ms", "threshold": 250}
+    data["guardrails"].append({**p95, "sustained_s": 5})
+    engine = Engine(Playbook.model_validate(data), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    per_replica = {"stable-a": 20, "stable-b": 20}
+    engine.emit(ev.TrafficWindow(window_s=1, requests=40, per_replica=per_replica, p95_ms=400.0))
+    assert not engine.state.traffic.breaches  # p95-latency must hold 5 s before it is a breach
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        traffic = flat(pane_text(app, "traffic"))
+        assert "! over p95-latency 400 ms > 250 ms" in traffic, traffic
+        assert "✓ ok p95-latency" not in traffic
+
+
 def test_one_line_commands_never_show_a_script_body() -> None:
     script = "import json, sys, urllib.request\nreplicas = {}\nprint('x')"
     assert command_line(["python3", "-c", script]) == "python3 -c import json, sys, urllib.request…"

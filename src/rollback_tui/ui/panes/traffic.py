@@ -210,12 +210,13 @@ class TrafficPane(StaticPane):
         lines: list[Text] = []
         ok = waiting = 0
         for rail in playbook.guardrails:
-            breach = breaches.get(rail.name)
-            if breach is None and collapse:
-                ok += values.get(rail.name) is not None
-                waiting += values.get(rail.name) is None
+            breach, value = breaches.get(rail.name), values.get(rail.name)
+            # Over the threshold but not yet for `sustained_s` is shown, never folded into "ok".
+            if breach is None and collapse and (value is None or value <= rail.threshold):
+                ok += value is not None
+                waiting += value is None
                 continue
-            lines.append(self._guardrail_line(rail, breach, values.get(rail.name), view))
+            lines.append(self._guardrail_line(rail, breach, value, view))
         if ok or waiting:
             text = Text(f"✓ {ok} guardrail{'s' if ok != 1 else ''} ok", style=view.tone("ok"))
             if waiting:
@@ -239,6 +240,15 @@ class TrafficPane(StaticPane):
             text = Text("? waiting   ", style=view.tone("stale"))
             text.append(rail.name)
             text.append(f" ≤ {metric_value(rail.metric, rail.threshold)}", style=view.tone("stale"))
+        elif value > rail.threshold:  # over, but not yet for long enough to be a breach
+            text = Text("! over      ", style=view.tone("warn", bold=True))
+            text.append(rail.name, style="bold")
+            text.append(
+                f" {metric_value(rail.metric, value)} > {metric_value(rail.metric, rail.threshold)}",
+                style=view.tone("warn"),
+            )
+            if rail.sustained_s:
+                text.append(f" · breach if held {rail.sustained_s:g} s", style=view.tone("stale"))
         else:
             text = Text("✓ ok        ", style=view.tone("ok"))
             text.append(rail.name)
