@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.guardrails import GuardrailEvaluator
+from rollback_tui.core.guardrails import GuardrailEvaluator, thin_evidence
 from rollback_tui.playbook.model import Playbook
 
 
@@ -69,6 +69,27 @@ def test_stable_errors_do_not_trip_a_candidate_scoped_rail():
 def test_too_few_requests_is_not_evidence():
     g = GuardrailEvaluator(_playbook({**RAIL_5XX, "scope": "all"}))
     assert g.observe(_window(1.0, stable=(2, 2), candidate=(1, 1))) == []
+
+
+def test_a_few_failing_candidate_requests_are_no_verdict_not_zero_percent():
+    g = GuardrailEvaluator(_playbook(RAIL_5XX))
+    rail = g.tracks["cand-5xx"].rail
+    # 6 candidate requests in the window, half of them 5xx, among plenty of stable traffic: too few to
+    # call a rate, and certainly not "0 % errors".
+    assert g.observe(_window(1.0, stable=(50, 0), candidate=(3, 2))) == []
+    assert g.observe(_window(2.0, stable=(50, 0), candidate=(3, 1))) == []
+    assert g.value(rail, 2.0) is None
+    # None of the traffic reaches the candidate (it was removed): nothing there is failing.
+    g2 = GuardrailEvaluator(_playbook(RAIL_5XX))
+    g2.observe(_window(1.0, stable=(50, 0), candidate=(0, 0)))
+    assert g2.value(rail, 1.0) == 0.0
+
+
+def test_thin_evidence_names_rails_that_cannot_trip_at_the_synthetic_rate():
+    pb = _playbook({**RAIL_5XX, "window_s": 2}, {**RAIL_5XX, "name": "all-5xx", "scope": "all"})
+    (problem,) = thin_evidence(pb, 20)  # 20 rps at 10 % over 2 s: 4 candidate requests per window
+    assert problem.startswith("cand-5xx needs 10 candidate requests per 2 s window") and "≥ 50 rps" in problem
+    assert thin_evidence(pb, 50) == []
 
 
 def test_sustained_p95_only_breaches_when_held():

@@ -535,7 +535,10 @@ async def test_lab_keys_run_fanout_gates_and_traffic(lab, tmp_path: Path) -> Non
         await pilot.pause(0.3)
         traffic = flat(pane_text(app, "traffic"))
         assert "● synthetic traffic running" in traffic and "blue-next" in traffic
-        assert "✓ ok candidate-5xx" in traffic
+        # 20 rps at a 10 % weight: the 5xx rate is judged once 10 blue-next requests are in its window.
+        await wait_for(
+            pilot, lambda: "✓ ok candidate-5xx" in flat(pane_text(app, "traffic")), 12, "a 5xx verdict"
+        )
         await pilot.press("s")
         await wait_for(pilot, lambda: not engine.running("traffic"), 5, "traffic stopped")
         await pilot.press("q")

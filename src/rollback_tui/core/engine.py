@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollback_tui import __version__
 from rollback_tui.core import events as ev
-from rollback_tui.core.guardrails import GuardrailEvaluator
+from rollback_tui.core.guardrails import GuardrailEvaluator, thin_evidence
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import CommandAction, CommandSpec, Playbook, SelectorRemoval
@@ -252,6 +252,8 @@ class Engine:
             raise NotAvailable("This playbook has no load_balancer: there is nowhere to send traffic.")
         if self.running("traffic"):
             return
+        for problem in thin_evidence(self.playbook, rate_rps):
+            self.notice("guardrails", problem, "warning")
         self.spawn("traffic", TrafficGenerator(self.playbook, self.emit, rate_rps=rate_rps, **kw).run())
 
     def stop_traffic(self) -> None:

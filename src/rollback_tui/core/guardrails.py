@@ -133,7 +133,10 @@ class GuardrailEvaluator:
             if requests >= MIN_REQUESTS:
                 return errors / requests
             # Plenty of traffic but none of it reaches the scope (blue-next removed): nothing is failing.
-            return 0.0 if sum(w.requests for w in recent) >= MIN_REQUESTS else None
+            # A few requests do reach it: too few to call a rate either way, so no verdict (not "0 %").
+            if requests == 0 and sum(w.requests for w in recent) >= MIN_REQUESTS:
+                return 0.0
+            return None
         if metric == "ws_disconnects":
             recent = self._recent(rail, now)
             return float(sum(w.ws_disconnects for w in recent)) if recent else None
@@ -156,3 +159,25 @@ class GuardrailEvaluator:
             finished = self.gates.get(rail.gate or "")
             return None if finished is None else float(finished.outcome != "passed")
         return None
+
+
+def thin_evidence(playbook: Playbook, rate_rps: float) -> list[str]:
+    """Why candidate-scoped 5xx guardrails cannot judge at this synthetic rate (empty when they can).
+
+    A rate needs MIN_REQUESTS in the rail's window; the candidate gets `candidate_share_min` of the traffic.
+    """
+    lb = playbook.load_balancer
+    share = lb.synthetic_traffic.candidate_share_min if lb and lb.synthetic_traffic else 0.10
+    out = []
+    for rail in playbook.guardrails:
+        if rail.metric != "http_5xx_rate" or rail.scope != "candidate":
+            continue
+        expected = rate_rps * share * rail.window_s
+        if expected < MIN_REQUESTS:
+            need = MIN_REQUESTS / (share * rail.window_s)
+            out.append(
+                f"{rail.name} needs {MIN_REQUESTS} candidate requests per {rail.window_s:g} s window; "
+                f"{rate_rps:g} rps at {share:.0%} gives ~{expected:.0f}, so it cannot trip — "
+                f"use ≥ {need:.0f} rps or a longer window_s"
+            )
+    return out

@@ -14,12 +14,11 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from rollback_tui.playbook.model import CommandAction
+from rollback_tui.ui.panes.base import command_line
 
 
 def action_label(action: CommandAction) -> Text:
-    command = " ".join(action.command.argv or [action.command.run or ""]).splitlines()[0]
-    if len(command) > 40:
-        command = command[:39] + "…"
+    command = command_line(action.command.argv or [action.command.run or ""], 40)
     label = Text.assemble((action.title, "bold"), "  ", (command, "dim"))
     if action.destructive:
         label.append("  ! destructive: type its name", style="bold")
