@@ -409,6 +409,22 @@ async def test_a_guardrail_over_its_threshold_but_not_yet_sustained_is_not_ok(
         assert "✓ ok p95-latency" not in traffic
 
 
+async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path) -> None:
+    data = demo_playbook().model_dump(by_alias=True, exclude_unset=True)
+    data["probes"] = [{"name": "dead-letters", "url": "http://127.0.0.1:9/dl", "json_path": "count"}]
+    rail = {"name": "dl-growth", "title": "dead letters", "metric": "dead_letters_growth", "threshold": 10}
+    data["guardrails"].append({**rail, "window_s": 60, "probe": "dead-letters"})
+    engine = Engine(Playbook.model_validate(data), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    now = time.time()
+    for ts, count in ((now - 20, 4), (now - 10, 7), (now - 1, 9)):
+        engine.emit(ev.ProbeResult(ts=ts, probe="dead-letters", ok=True, value=count))
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert "✓ ok dl-growth 5 ≤ 10" in flat(pane_text(app, "traffic"))  # 9 - 4 within the window
+
+
 def test_one_line_commands_never_show_a_script_body() -> None:
     script = "import json, sys, urllib.request\nreplicas = {}\nprint('x')"
     assert command_line(["python3", "-c", script]) == "python3 -c import json, sys, urllib.request…"

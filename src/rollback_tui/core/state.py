@@ -16,6 +16,7 @@ from rollback_tui.core import events as ev
 LATENCY_HISTORY = 60
 FANOUT_LOG = 500
 GATE_TAIL = 200
+PROBE_HISTORY = 720  # results kept per probe: an hour at a 5 s poll, longer than any guardrail window
 
 
 @dataclass
@@ -196,6 +197,8 @@ class SessionState:
     traffic: TrafficState = field(default_factory=TrafficState)
     facts: dict[str, ev.FactCaptured] = field(default_factory=dict)
     probes: dict[str, ev.ProbeResult] = field(default_factory=dict)
+    # Recent results per probe, for guardrails over a window (dead-letter growth).
+    probe_history: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
     step: str | None = None
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
@@ -303,6 +306,7 @@ def _fact(s: SessionState, e: ev.FactCaptured) -> None:
 
 def _probe(s: SessionState, e: ev.ProbeResult) -> None:
     s.probes[e.probe] = e
+    s.probe_history.setdefault(e.probe, deque(maxlen=PROBE_HISTORY)).append(e)
 
 
 def _fanout_frame(s: SessionState, e: ev.FanoutFrame) -> None:

@@ -40,6 +40,7 @@ def guardrail_values(state: SessionState, playbook: Playbook, now: float) -> dic
     """Each guardrail's current value, computed from the state the same way the engine judges it."""
     evaluator = GuardrailEvaluator(playbook)
     evaluator.windows = deque(state.traffic.windows, maxlen=3600)
+    evaluator.probes = state.probe_history  # read only: the evaluator only observes in the engine
     out: dict[str, float | None] = {}
     for rail in playbook.guardrails:
         if rail.metric == "health_failing":
@@ -55,8 +56,6 @@ def guardrail_values(state: SessionState, playbook: Playbook, now: float) -> dic
             gate = state.gates.get(rail.gate or "")
             done = gate is not None and gate.history
             out[rail.name] = float(gate.history[-1].outcome != "passed") if done else None  # type: ignore[union-attr]
-        elif rail.metric == "dead_letters_growth":
-            out[rail.name] = None
         else:
             out[rail.name] = evaluator.value(rail, now)
     return out
