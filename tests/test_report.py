@@ -284,3 +284,13 @@ def test_a_replica_missing_from_later_windows_shows_as_zero(session: Path) -> No
     rows = [line for line in report.splitlines() if line.startswith("| 1970")]
     assert rows[0].split(" | ")[2:4] == ["80.0%", "20.0%"]
     assert rows[-1].split(" | ")[2:4] == ["100.0%", "0.0%"]
+
+
+def test_fact_values_read_as_words_in_reports() -> None:
+    pending = ev.FactCaptured(fact="db-tag", values={"-": None}, source="manual:pending")
+    assert pending.values_text() == "pending: record it by hand"
+    assert ev.FactCaptured(fact="t", values={"-": "3.0.0"}, source="env:TAG").values_text() == "3.0.0"
+    split = ev.FactCaptured(fact="p", values={"stable-a": "chat:rt:", "blue-next": None}, source="health")
+    assert split.values_text() == "stable-a: chat:rt:; blue-next: —"
+    failed = ev.FactCaptured(fact="c", values={"-": None}, source="command", error="exit 2")
+    assert failed.values_text() == "no value"

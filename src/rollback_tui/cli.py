@@ -511,7 +511,8 @@ def describe_event(e: Any) -> str:
         return f"  {mark} gate {e.gate} {e.outcome} (exit {e.exit_code}, {e.duration_s:.1f} s)"
     if k == "fact_captured":
         agree = "" if e.agree is None else (" ✓ agree" if e.agree else " ✗ DISAGREE")
-        return f"  fact {e.fact} [{e.phase}] = {e.values}{agree}" + (f" ({e.error})" if e.error else "")
+        error = f" ({e.error})" if e.error else ""
+        return f"  fact {e.fact} [{e.phase}] = {e.values_text()}{agree}{error}"
     if k == "probe_result":
         return f"  probe {e.probe}: {'ok' if e.ok else 'FAIL'} value={e.value}" + (
             f" ({e.error})" if e.error else ""

@@ -96,6 +96,14 @@ class FactCaptured(Event):
     agree: bool | None = None
     error: str | None = None
 
+    def values_text(self) -> str:
+        """The values in words: `stable-a: x; stable-b: y`, a lone unkeyed value as itself."""
+        if all(v is None for v in self.values.values()):
+            return "pending: record it by hand" if self.source == "manual:pending" else "no value"
+        if list(self.values) == ["-"]:
+            return str(self.values["-"])
+        return "; ".join(f"{k}: {'—' if v is None else v}" for k, v in self.values.items())
+
 
 class ProbeResult(Event):
     kind: Literal["probe_result"] = "probe_result"

@@ -300,9 +300,8 @@ def describe(e: ev.Event) -> str | None:
             return None
         return f"{e.level.capitalize()} from {e.source}: {e.message}"
     if isinstance(e, ev.FactCaptured):
-        values = ", ".join(f"{k}={v}" for k, v in e.values.items())
         agree = "" if e.agree is None else (" — agree" if e.agree else " — DISAGREE")
-        return f"Fact {e.fact} captured ({e.phase}): {values or '-'}{agree}" + (
+        return f"Fact {e.fact} captured ({e.phase}): {e.values_text()}{agree}" + (
             f" — {e.error}" if e.error else ""
         )
     if isinstance(e, ev.SelectorState):

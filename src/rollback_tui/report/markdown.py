@@ -175,7 +175,7 @@ def _facts(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
     if captured:
         rows = []
         for f in captured:
-            values = "; ".join(f"{k}: {v}" for k, v in f.values.items()) or "-"
+            values = f.values_text()
             agree = "-" if f.agree is None else ("yes" if f.agree else "NO")
             if f.error:
                 values += f" (error: {f.error})"
