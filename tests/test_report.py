@@ -22,7 +22,7 @@ from rollback_tui.core.state import fold
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report import export as export_mod
 from rollback_tui.report.bundle import build_bundle
-from rollback_tui.report.evidence import TrafficHistory
+from rollback_tui.report.evidence import TrafficHistory, describe
 from rollback_tui.report.export import ExportError, export_session
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.report.redact_copy import redact_block
@@ -294,3 +294,13 @@ def test_fact_values_read_as_words_in_reports() -> None:
     assert split.values_text() == "stable-a: chat:rt:; blue-next: —"
     failed = ev.FactCaptured(fact="c", values={"-": None}, source="command", error="exit 2")
     assert failed.values_text() == "no value"
+
+
+def test_operator_action_details_stay_on_one_line_in_the_timeline() -> None:
+    script = "import json\nprint(json.dumps({'a': 1}))\n"
+    detail = {"name": "x", "argv": ["python3", "-c", script]}
+    action = ev.OperatorAction(action="run_action", actor="bob", detail=detail)
+    text = describe(action)
+    assert text == "Operator bob: run_action (name=x, argv=python3 -c import json…)"
+    long = ev.OperatorAction(action="tick", actor="bob", detail={"note": "y" * 300})
+    assert describe(long) == f"Operator bob: tick (note={'y' * 100}…)"

@@ -273,8 +273,19 @@ class Evidence:
 # --- one line per timeline-worthy event -----------------------------------------------------------
 
 
+DETAIL_MAX = 100  # characters of one detail value in the timeline (the journal copy keeps it whole)
+
+
 def _detail(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in detail.items())
+    """`k=v, …` with each value on one line: an argv joined, a script cut to its first line with …."""
+    parts = []
+    for key, value in detail.items():
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        first, _, rest = text.partition("\n")
+        if rest.strip() or len(first) > DETAIL_MAX:
+            first = first[:DETAIL_MAX].rstrip() + "…"
+        parts.append(f"{key}={first}")
+    return ", ".join(parts)
 
 
 def describe(e: ev.Event) -> str | None:
