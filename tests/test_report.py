@@ -304,3 +304,19 @@ def test_operator_action_details_stay_on_one_line_in_the_timeline() -> None:
     assert text == "Operator bob: run_action (name=x, argv=python3 -c import json…)"
     long = ev.OperatorAction(action="tick", actor="bob", detail={"note": "y" * 300})
     assert describe(long) == f"Operator bob: tick (note={'y' * 100}…)"
+
+
+def test_a_gate_script_is_a_code_block_printed_once_per_gate(session: Path, tmp_path: Path) -> None:
+    script = "import sys\nprint('gate ok')\nsys.exit(0)\n"
+    with session.open("a") as fh:
+        for run in ("s1", "s2"):
+            started = ev.GateStarted(gate="scripted", run=run, argv=["python3", "-c", script], where="local")
+            finished = ev.GateFinished(gate="scripted", run=run, outcome="passed", duration_s=0.1)
+            fh.write(started.model_dump_json() + "\n" + finished.model_dump_json() + "\n")
+    export_session(session, tmp_path / "out", redactor=Redactor([SECRET]))
+    report = (tmp_path / "out" / "report.md").read_text()
+    section = report.split("### scripted", 1)[1].split("\n## ", 1)[0]
+    assert "Command: `python3 -c <script>` on local (by engine); the script below" in section
+    assert "Command: `python3 -c <script>` on local (by engine); the script as above" in section
+    assert section.count("print('gate ok')") == 1
+    assert "```text\nimport sys\nprint('gate ok')\nsys.exit(0)\n```" in section

@@ -8,6 +8,7 @@ reads — so a recorded journal has a golden report. The whole text passes throu
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 
@@ -235,16 +236,25 @@ def _gates(doc: _Doc, playbook: Playbook, evidence: Evidence, artefacts: Mapping
             continue
         title = next((g.title for g in playbook.gates if g.name == name), "")
         doc.h(3, f"{name}" + (f" — {title}" if title else ""))
+        shown: set[str] = set()  # scripts already printed under this gate
         for run in gate_runs:
-            _gate_run(doc, run, artefacts)
+            _gate_run(doc, run, artefacts, shown)
 
 
-def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str]) -> None:
+def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[str]) -> None:
     done = run.finished
     outcome = done.outcome.replace("_", " ").upper() if done else "DID NOT FINISH"
     doc.p(f"**Run {run.run}: {outcome}**")
     started = run.started_ts if run.started_ts is not None else (done.ts - done.duration_s if done else None)
-    doc.li(f"Command: {_code(run.command)} on {run.where} (by {run.actor})")
+    # A multi-line argument (python3 -c SCRIPT) is printed as a block, not squeezed onto the command line.
+    scripts = [arg for arg in run.argv if "\n" in arg]
+    new_scripts = [s for s in scripts if s not in shown]
+    shown.update(scripts)
+    command, script_note = run.command, ""
+    if scripts:
+        command = " ".join("<script>" if "\n" in a else shlex.quote(a) for a in run.argv)
+        script_note = f"; the script {'below' if new_scripts else 'as above'}"
+    doc.li(f"Command: {_code(command)} on {run.where} (by {run.actor}){script_note}")
     doc.li(f"Started {iso(started)}, finished {iso(done.ts) if done else '-'}")
     if done:
         code = done.exit_code if done.exit_code is not None else "-"
@@ -260,9 +270,11 @@ def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str]) -> None:
             else f"Full output: `{name}` (not found at export)"
         )
     doc.blank()
+    for script in new_scripts:
+        doc.p("Script:")
+        doc.code(script.strip("\n").splitlines())
     if run.tail:
-        shown = len(run.tail)
-        doc.p(f"Last {shown} of {run.journaled_lines} journaled output lines:")
+        doc.p(f"Last {len(run.tail)} of {run.journaled_lines} journaled output lines:")
         doc.code(run.tail)
 
 
