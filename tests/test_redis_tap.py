@@ -334,3 +334,19 @@ async def test_unix_socket_tap(tmp_path: Path):
         await client.aclose()
     finally:
         stop_processes([proc])
+
+
+async def test_a_frame_larger_than_one_read_arrives_whole(redis_server):
+    from rollback_tui.probes.redis_tap import READ_CHUNK
+
+    batches: list[ev.FanoutTapBatch] = []
+    tap = RedisTap(redis_server, "chat:rt:*", lambda e: batches.append(e) or e)  # type: ignore[func-returns-value]
+    task = asyncio.create_task(tap.run(limit=3))
+    await _wait_subscribed(tap)
+    client = aioredis.from_url(redis_server)
+    text = "x" * (3 * READ_CHUNK)  # spans several socket reads
+    for i in (1, 2, 3):
+        await client.publish("chat:rt:big", json.dumps({"event_id": f"big-{i}", "seq": i, "text": text}))
+    assert await asyncio.wait_for(task, 10) == 3
+    await client.aclose()
+    assert [row[4] for batch in batches for row in batch.rows] == ["big-1", "big-2", "big-3"]
