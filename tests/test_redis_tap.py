@@ -103,6 +103,18 @@ async def test_a_dropped_connection_raises_and_a_cancelled_tap_closes_its_connec
     await client.aclose()
 
 
+def _listening(port: int, proc: subprocess.Popen, timeout: float = 5) -> bool:
+    """True once 127.0.0.1:port accepts connections, False if `proc` exited first; fails on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        if proc.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, f"nothing listened on port {port} within {timeout:g} s"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def redis_with_password(tmp_path):
     binary = require_redis_server()
@@ -112,12 +124,7 @@ def redis_with_password(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 5
-    while True:  # PING needs AUTH here, so wait for the port to accept connections instead
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            break
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    assert _listening(port, proc), "redis-server exited before it listened"  # PING would need AUTH
     yield port
     proc.terminate()
     proc.wait(5)
@@ -276,15 +283,9 @@ def redis_over_tls(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     argv = [*redis_server_argv(binary, 0, tmp_path), *tls]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if proc.poll() is not None:
-                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.skip(f"this redis-server has no TLS: {output[-300:]}")
-            assert time.monotonic() < deadline, "redis-server never listened on its TLS port"
-            time.sleep(0.02)
+        if not _listening(port, proc):
+            output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            pytest.skip(f"this redis-server has no TLS: {output[-300:]}")
         yield port, ca
     finally:
         stop_processes([proc])

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from rollback_tui.core import events as ev
-from rollback_tui.playbook.model import Guardrail, Playbook
+from rollback_tui.playbook.model import Guardrail, Playbook, SyntheticTraffic
 
 MIN_REQUESTS = 10  # a rate over fewer requests is noise, not evidence
 _OBSERVED = frozenset({"traffic_window", "health_sample", "probe_result", "gate_finished"})
@@ -167,7 +167,8 @@ def thin_evidence(playbook: Playbook, rate_rps: float) -> list[str]:
     A rate needs MIN_REQUESTS in the rail's window; the candidate gets `candidate_share_min` of the traffic.
     """
     lb = playbook.load_balancer
-    share = lb.synthetic_traffic.candidate_share_min if lb and lb.synthetic_traffic else 0.10
+    synthetic = lb.synthetic_traffic if lb and lb.synthetic_traffic else SyntheticTraffic()
+    share = synthetic.candidate_share_min
     out = []
     for rail in playbook.guardrails:
         if rail.metric != "http_5xx_rate" or rail.scope != "candidate":

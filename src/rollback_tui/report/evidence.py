@@ -17,6 +17,7 @@ from typing import Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.state import SessionState, TapFrame
+from rollback_tui.core.text import one_line
 
 GATE_TAIL = 20  # output lines of each gate run shown in the report
 MAX_GATE_RUNS = 200
@@ -281,10 +282,7 @@ def _detail(detail: dict[str, Any]) -> str:
     parts = []
     for key, value in detail.items():
         text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
-        first, _, rest = text.partition("\n")
-        if rest.strip() or len(first) > DETAIL_MAX:
-            first = first[:DETAIL_MAX].rstrip() + "…"
-        parts.append(f"{key}={first}")
+        parts.append(f"{key}={one_line(text, DETAIL_MAX + 1)}")
     return ", ".join(parts)
 
 

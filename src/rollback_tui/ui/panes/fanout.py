@@ -16,8 +16,9 @@ from rich.text import Text
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.text import one_line
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.ui.panes.base import StaticPane, View, clock, ms, one_line, pending
+from rollback_tui.ui.panes.base import StaticPane, View, clock, ms, pending
 
 SESSION_STATE = {
     "open": ("✓", "ok"),

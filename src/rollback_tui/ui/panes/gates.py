@@ -15,8 +15,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from rollback_tui.core.state import GateState, SessionState
+from rollback_tui.core.text import command_line, one_line
 from rollback_tui.playbook.model import Gate, Playbook
-from rollback_tui.ui.panes.base import Pane, View, command_line, one_line, pending
+from rollback_tui.ui.panes.base import Pane, View, pending
 
 RESULT_W, WHERE_W, TIME_W = 13, 6, 6
 

@@ -13,8 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from rollback_tui.core.text import command_line
 from rollback_tui.playbook.model import CommandAction
-from rollback_tui.ui.panes.base import command_line
 
 
 def action_label(action: CommandAction) -> Text:
