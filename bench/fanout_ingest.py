@@ -122,11 +122,11 @@ def publish(port: int, n: int, batch: int) -> dict[str, float]:
 
 async def consume_ours(url: str, n: int, journal_path: Path) -> dict[str, float]:
     from rollback_tui.core import events as ev
-    from rollback_tui.core.engine import Engine
     from rollback_tui.core.journal import Journal
     from rollback_tui.core.redact import Redactor
     from rollback_tui.playbook.load import load_playbook
     from rollback_tui.probes.redis_tap import RedisTap
+    from rollback_tui.session.engine import Engine
 
     playbook = load_playbook(Path(__file__).resolve().parent.parent / "playbooks" / "demo.yaml")
     # A session normally knows a few secrets (a Redis password, an API token): the exact-value scan runs.

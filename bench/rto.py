@@ -41,11 +41,11 @@ import httpx
 from _common import median, table
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.lab.supervisor import Lab
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
 
 DEMO = Path(__file__).resolve().parent.parent / "playbooks" / "demo.yaml"
 GUARDRAIL = "candidate-5xx"

@@ -48,11 +48,11 @@ from textual.widgets import Static
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median, table
 
-from rollback_tui.core.engine import Engine
 from rollback_tui.core.journal import Journal
 from rollback_tui.lab.supervisor import Lab
 from rollback_tui.playbook.load import bundled_playbook, load_playbook
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
 
 BENCH = Path(__file__).resolve().parent
@@ -76,7 +76,7 @@ FLOOR_APP = """\
 import sys
 
 import rollback_tui.cli  # noqa: F401  (click, settings, the playbook model)
-import rollback_tui.core.engine  # noqa: F401
+import rollback_tui.session.engine  # noqa: F401
 import rollback_tui.ui.app  # noqa: F401
 from rollback_tui.playbook.load import load_playbook
 from textual.app import App
@@ -143,7 +143,7 @@ def first_frame_process(argv: list[str], size: tuple[int, int], timeout: float =
 def compile_bytecode() -> None:
     """Write .pyc files once (as `pip install` does), so no run pays for compiling sources."""
     subprocess.run(
-        [sys.executable, "-c", "import rollback_tui.cli, rollback_tui.core.engine, rollback_tui.ui.app"],
+        [sys.executable, "-c", "import rollback_tui.cli, rollback_tui.session.engine, rollback_tui.ui.app"],
         env=child_env(),
         check=True,
     )

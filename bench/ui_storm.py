@@ -30,9 +30,9 @@ from _common import table
 from textual import events
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine
 from rollback_tui.core.journal import Journal
 from rollback_tui.playbook.load import bundled_playbook, load_playbook
+from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.screens.help import HelpScreen
 

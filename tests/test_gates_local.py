@@ -13,10 +13,10 @@ import pytest
 from conftest import live_processes
 from rollback_tui.actions.gates import GateRunner
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
 
 
 def playbook(*gates: dict) -> Playbook:

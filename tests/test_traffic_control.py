@@ -227,7 +227,7 @@ async def test_command_driver_against_real_haproxy(tmp_path):
 
 
 def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
-    from rollback_tui.actions.commands import fill
+    from rollback_tui.exec.commands import fill
     from rollback_tui.playbook.model import CommandSpec
 
     spec = CommandSpec(

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import build_lab_playbook
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine, NotAvailable
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.probes.traffic import TrafficGenerator
+from rollback_tui.session.engine import Engine, NotAvailable
 
 GUARDED = build_lab_playbook(
     guardrails=[

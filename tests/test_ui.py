@@ -17,10 +17,10 @@ from textual.widgets import DataTable, Static
 
 from conftest import build_lab_playbook
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine, NotAvailable
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.text import command_line
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.panes.base import HIDDEN

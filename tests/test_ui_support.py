@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
 
 JOURNALS = Path(__file__).parent / "data" / "journals"
 T0 = 1767268800.0  # 2026-01-01 12:00:00 UTC

@@ -45,10 +45,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _open_journal(playbook: Playbook, journal: str | None):  # -> Journal
-    from rollback_tui.core.engine import default_journal_path
     from rollback_tui.core.journal import Journal
     from rollback_tui.core.redact import Redactor
     from rollback_tui.playbook.load import referenced_env_vars
+    from rollback_tui.session.engine import default_journal_path
 
     path = Path(journal) if journal else default_journal_path(playbook, settings.journal_dir())
     return Journal(path, Redactor.from_env(referenced_env_vars(playbook)))
@@ -62,7 +62,7 @@ async def _run_cockpit(
     *,
     resumed: tuple[Any, Any] | None = None,  # (journal, state) of a resumed session
 ) -> Path:
-    from rollback_tui.core.engine import Engine
+    from rollback_tui.session.engine import Engine
     from rollback_tui.ui.app import CockpitApp
 
     journal, state = resumed if resumed else (_open_journal(playbook, opts.get("journal")), None)
@@ -343,7 +343,7 @@ def rehearse(
     allow_destructive: bool,
 ) -> None:
     """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
-    from rollback_tui.core.rehearsal import RehearsalOptions
+    from rollback_tui.session.rehearsal import RehearsalOptions
 
     playbook = _load(playbook_path)
     injections = _parse_injections(inject)
@@ -390,8 +390,8 @@ async def _rehearse(
 ) -> int:
     from rollback_tui.core import events as ev
     from rollback_tui.core.checklist import verdict
-    from rollback_tui.core.engine import Engine
-    from rollback_tui.core.rehearsal import Rehearsal
+    from rollback_tui.session.engine import Engine
+    from rollback_tui.session.rehearsal import Rehearsal
 
     lab = None
     if use_lab:

@@ -20,7 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollback_tui.actions.commands import (
+from rollback_tui.core.events import Event, GateFinished, GateStarted
+from rollback_tui.core.redact import Redactor
+from rollback_tui.exec.commands import (
     CommandError,
     Execution,
     LineSplitter,
@@ -30,9 +32,7 @@ from rollback_tui.actions.commands import (
     resolve_refs,
     spec_argv,
 )
-from rollback_tui.actions.remote import RemoteExecution
-from rollback_tui.core.events import Event, GateFinished, GateStarted
-from rollback_tui.core.redact import Redactor
+from rollback_tui.exec.remote import RemoteExecution
 from rollback_tui.playbook.model import ENV_REF, CommandSpec, Gate, Playbook
 
 KILL_GRACE_S = 2.0

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from rollback_tui.actions.commands import fill
+from rollback_tui.exec.commands import fill
 from rollback_tui.playbook.model import CommandSpec, Playbook, Replica
 
 

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import httpx
 
-from rollback_tui.actions.commands import spec_argv
 from rollback_tui.actions.gates import run_capture
 from rollback_tui.core.events import Event, FactCaptured, Notice
+from rollback_tui.exec.commands import spec_argv
 from rollback_tui.playbook.model import Fact, Playbook, Replica
 from rollback_tui.probes.health import dotted, health_url
 from rollback_tui.probes.http_json import describe_http_error

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from rollback_tui.actions.commands import CommandError, resolve_refs
 from rollback_tui.core.events import Event, ProbeResult
+from rollback_tui.exec.commands import CommandError, resolve_refs
 from rollback_tui.playbook.model import HttpProbe, Playbook
 from rollback_tui.probes.health import dotted
 

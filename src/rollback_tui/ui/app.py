@@ -25,9 +25,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine, NotAvailable
 from rollback_tui.core.events import Event
 from rollback_tui.playbook.model import CommandAction, SelectorRemoval
+from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
 from rollback_tui.ui.panes.base import Activity, View, make_redactor

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
-from rollback_tui.actions.commands import CommandError, LineSplitter, OnLine
+from rollback_tui.exec.commands import CommandError, LineSplitter, OnLine
 from rollback_tui.playbook.model import SshHost
 
 PGID_MARKER = "__rollback_tui_pgid__="

@@ -12,9 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from rollback_tui.actions.commands import fill
 from rollback_tui.core import events as ev
-from rollback_tui.core.engine import Engine, NotAvailable
+from rollback_tui.exec.commands import fill
 from rollback_tui.playbook.model import (
     CommandAction,
     CommandSpec,
@@ -24,6 +23,7 @@ from rollback_tui.playbook.model import (
     Step,
     StepItem,
 )
+from rollback_tui.session.engine import Engine, NotAvailable
 
 Hook = Callable[[], Awaitable[None]]
 
