@@ -186,8 +186,11 @@ def test_rollback_within_rto_uses_the_item_bound_then_the_action_budget(tmp_path
 def test_fanout_passed_after_rollback(tmp_path: Path) -> None:
     pb = playbook([item("fanout_passed_after_rollback")])
     assert not evaluate(pb, recorded(tmp_path, fanout(5, "before_rollback"))).items[0].checked
-    by_phase = recorded(tmp_path, fanout(5, "after_rollback"))
-    assert evaluate(pb, by_phase).items[0].checked
+    # The label alone proves nothing: with no rollback applied, no check is "after rollback".
+    by_label = evaluate(pb, recorded(tmp_path, fanout(5, "after_rollback"))).items[0]
+    assert not by_label.checked and by_label.evidence == [
+        "no rollback yet, so no fanout check after rollback"
+    ]
     by_time = recorded(tmp_path, rollback(10) + fanout(30, "adhoc"))
     status = evaluate(pb, by_time).items[0]
     assert status.checked and status.evidence[0].startswith("fanout run f1 (adhoc) passed at 12:00:30Z")
@@ -199,6 +202,48 @@ def test_fanout_passed_after_rollback(tmp_path: Path) -> None:
     status = evaluate(pb, regressed).items[0]
     assert not status.checked and status.held_before_but_not_now
     assert "reason: B never received e2" in status.evidence
+
+
+def failed_rollback(offset: float, error: str = "kubectl: exit 1: forbidden"):
+    return [
+        (offset, ev.RollbackRequested(action="remove-next", actor="alice", confirmed_text="blue-next")),
+        (offset + 0.5, ev.RollbackApplying(action="remove-next", driver="command")),
+        (offset + 1, ev.RollbackApplied(action="remove-next", driver="command", ok=False, error=error)),
+    ]
+
+
+def test_a_failed_rollback_never_makes_evidence_after_rollback(tmp_path: Path) -> None:
+    """The traffic-control command failed: a fanout check labelled after_rollback (the old code labelled
+    by `rollback_applied is not None`) and a gate run after it tick nothing, and the RTO item fails."""
+    pb = playbook(
+        [
+            item("fanout_passed_after_rollback", name="fanout"),
+            item("gate_passed_after_rollback", name="gate", gate="g"),
+            item("rollback_within_rto", name="rto", rto_s=30),
+        ]
+    )
+    gate = [(20, ev.GateFinished(gate="g", run="r1", outcome="passed", exit_code=0, duration_s=1.0))]
+    state = recorded(tmp_path, failed_rollback(10) + fanout(15, "after_rollback") + gate)
+    assert state.traffic.rollback.stage == "failed"
+    assert not state.traffic.rollback.after_rollback
+    report = evaluate(pb, state)
+    for status in report.items:
+        assert not status.checked, status
+    failed = "rollback remove-next failed — kubectl: exit 1: forbidden (12:00:11Z)"
+    assert report.get("fanout").evidence == [f"{failed}, so no fanout check after rollback"]
+    assert report.get("gate").evidence == [f"{failed}, so no gate run after rollback"]
+    assert report.get("rto").evidence == [f"{failed}, not verified"]
+
+
+def test_a_rollback_that_failed_verification_is_not_after_rollback(tmp_path: Path) -> None:
+    pb = playbook([item("fanout_passed_after_rollback")])
+    state = recorded(tmp_path, rollback(10, ok=False) + fanout(30, "after_rollback"))
+    assert state.traffic.rollback.stage == "failed"
+    assert not evaluate(pb, state).items[0].checked
+    # A retry that is applied and verified makes the later check count.
+    retried = recorded(tmp_path, rollback(10, ok=False) + rollback(40) + fanout(60))
+    assert retried.traffic.rollback.stage == "verified" and retried.traffic.rollback.attempts == 2
+    assert evaluate(pb, retried).items[0].checked
 
 
 def test_fanout_ordering_ok_needs_every_run_verified(tmp_path: Path) -> None:

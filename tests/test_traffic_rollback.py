@@ -95,9 +95,13 @@ async def test_injected_5xx_is_detected_rolled_back_and_verified(lab, engine):
             await asyncio.sleep(0.1)
         assert last is not None and last.ts - last.window_s > applied_at + 0.5, "no window after the change"
         assert last.requests > 0 and "blue-next" not in last.per_replica
-        # pressing it again does no harm
-        again = await engine.rollback("remove-blue-next", "blue-next")
-        assert again.ok and again.stable_share == 1.0
+        # pressing it again does no harm: it says so and journals nothing
+        assert engine.state.traffic.rollback.stage == "verified"
+        with pytest.raises(NotAvailable, match="already rolled back and verified"):
+            await engine.rollback("remove-blue-next", "blue-next")
+        assert engine.state.counts["rollback_requested"] == 1
+        assert verified.time_to_mitigate_s is not None
+        assert verified.time_to_mitigate_s >= verified.time_to_detect_s
     finally:
         await engine.stop()
     kinds = [e.kind for e in read_journal(engine.journal.path).events]
@@ -126,6 +130,9 @@ async def test_balancer_down_is_a_notice_and_rollback_error_not_a_crash(lab, eng
         await engine.rollback("remove-blue-next", "blue-next")
     applied = engine.state.traffic.rollback_applied
     assert applied is not None and not applied.ok and "unreachable" in applied.error
+    status = engine.state.traffic.rollback
+    assert status.stage == "failed" and "unreachable" in (status.failure or "")
+    assert not status.after_rollback
     await engine.stop()
 
 

@@ -62,6 +62,11 @@ def journal_actions(engine: Engine) -> list[str]:
     return [e.action for e in read_journal(engine.journal.path).events if isinstance(e, ev.OperatorAction)]
 
 
+def journal_events(engine: Engine) -> list[ev.Event]:
+    engine.journal.flush()
+    return read_journal(engine.journal.path).events
+
+
 def notifications(app: CockpitApp) -> list[str]:
     return [n.message for n in app._notifications]
 
@@ -159,7 +164,9 @@ async def test_rollback_modal_escape_cancels_and_journals(engine: Engine) -> Non
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmRollback)
-        assert journal_actions(engine) == ["rollback_cancelled"]
+        cancelled = [e for e in journal_events(engine) if isinstance(e, ev.RollbackCancelled)]
+        assert [(e.action, e.actor) for e in cancelled] == [("remove-blue-next", engine.operator)]
+        assert engine.state.traffic.rollback.stage == "cancelled"
         assert engine.state.traffic.rollback_requested is None
         assert any("nothing changed" in n for n in notifications(app))
 
@@ -181,10 +188,15 @@ async def test_rollback_modal_wrong_name_does_not_confirm(engine: Engine) -> Non
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmRollback)
-        assert journal_actions(engine) == ["rollback_confirmed"]
         assert engine.state.traffic.rollback_requested is not None
         assert engine.state.traffic.rollback_requested.confirmed_text == "blue-next"
         assert any("ollback" in n for n in notifications(app)), notifications(app)
+        # The failure stays on screen after the toast: the stage is state, not a notification.
+        app.clear_notifications()
+        app._mark({"traffic", "verdict"})
+        await pilot.pause(0.2)
+        assert "ROLLBACK FAILED" in flat(pane_text(app, "traffic"))
+        assert "rollback failed" in plain(app.query_one("#verdict", Static))
         assert app.is_running
 
 
@@ -593,7 +605,8 @@ async def test_lab_rollback_modal_cancel_then_confirm(lab, tmp_path: Path) -> No
         assert "RTO" in plain(app.query_one("#status", Static))
         await pilot.press("q")
         await pilot.pause()
-    assert journal_actions(engine)[:2] == ["rollback_cancelled", "rollback_confirmed"]
+    kinds = [e.kind for e in journal_events(engine)]
+    assert kinds.index("rollback_cancelled") < kinds.index("rollback_requested")
 
 
 def ended_on_disk(engine: Engine) -> bool:

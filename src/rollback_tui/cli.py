@@ -459,6 +459,9 @@ def _failure_reasons(state: Any) -> list[str]:
         f"guardrail {b.guardrail} breached ({b.metric} {b.value} > {b.threshold})"
         for b in state.traffic.breaches.values()
     )
+    rollback = state.traffic.rollback
+    if rollback.stage in ("failed", "requested", "applying", "applied"):
+        reasons.append(f"rollback {rollback.action} {rollback.words}")
     return reasons
 
 
@@ -473,8 +476,11 @@ _TEXT_KINDS = {
     "guardrail_breach",
     "guardrail_recovered",
     "rollback_requested",
+    "rollback_applying",
     "rollback_applied",
     "rollback_verified",
+    "rollback_failed",
+    "rollback_cancelled",
     "checklist_ticked",
     "operator_action",
     "export_written",
@@ -534,12 +540,19 @@ def describe_event(e: Any) -> str:
             f"  rollback applied via {e.driver}: {e.before.get('selector')} → {e.after.get('selector')}"
             + (f" ✗ {e.error}" if e.error else "")
         )
+    if k == "rollback_applying":
+        return f"  rollback {e.action} applying via {e.driver}"
     if k == "rollback_verified":
-        mark = "✓" if e.ok else "✗"
+        if not e.ok:
+            return f"  ✗ rollback NOT verified: {e.error or f'{e.stable_share:.0%} stable'}"
         return (
-            f"  {mark} rollback verified: {e.stable_share:.0%} stable over {e.requests} requests · "
-            f"TTD {e.time_to_detect_s} s · RTO {e.rto_s} s"
+            f"  ✓ rollback verified: {e.stable_share:.0%} stable over {e.requests} requests · "
+            f"TTD {e.time_to_detect_s} s · RTO {e.rto_s} s · TTM {e.time_to_mitigate_s} s"
         )
+    if k == "rollback_failed":
+        return f"✗ rollback {e.action} FAILED while {e.stage}: {e.reason}"
+    if k == "rollback_cancelled":
+        return f"  rollback {e.action} declined by {e.actor}: {e.reason}"
     if k == "checklist_ticked":
         return f"  {'☑' if e.checked else '☐'} {e.item} ({'auto' if e.auto else e.actor}) {e.note}".rstrip()
     if k == "operator_action":

@@ -96,8 +96,20 @@ def _gate_names(playbook: Playbook, item: Item) -> list[str]:
 
 
 def _rollback_applied(state: SessionState) -> ev.RollbackApplied | None:
+    """The routing change that makes evidence 'after rollback': only one that was applied and has not
+    failed since (a failed command or a failed verification leaves the session before the rollback)."""
     applied = state.traffic.rollback_applied
-    return applied if applied is not None and applied.ok else None
+    if not state.traffic.rollback.after_rollback or applied is None or not applied.ok:
+        return None
+    return applied
+
+
+def _no_rollback_yet(state: SessionState) -> str:
+    status = state.traffic.rollback
+    if status.stage == "none":
+        return "no rollback yet"
+    when = hms(status.ended_ts or status.requested_ts)
+    return f"rollback {status.action} {status.words} ({when})"
 
 
 def _gate_rule(playbook: Playbook, state: SessionState, item: Item, after_rollback: bool) -> _Outcome:
@@ -106,9 +118,7 @@ def _gate_rule(playbook: Playbook, state: SessionState, item: Item, after_rollba
         return _Outcome(False, ["no gate named and the playbook has no required gates"])
     applied = _rollback_applied(state) if after_rollback else None
     if after_rollback and applied is None:
-        attempted = state.traffic.rollback_applied
-        why = f"rollback at {hms(attempted.ts)} failed: {attempted.error}" if attempted else "no rollback yet"
-        return _Outcome(False, [f"{why}, so no gate run after rollback"])
+        return _Outcome(False, [f"{_no_rollback_yet(state)}, so no gate run after rollback"])
     holds, held_earlier, evidence = True, False, []
     suffix = f" after rollback at {hms(applied.ts)}" if applied else ""
     for name in names:
@@ -134,11 +144,10 @@ def _gate_rule(playbook: Playbook, state: SessionState, item: Item, after_rollba
 
 
 def _rto_rule(playbook: Playbook, state: SessionState, item: Item) -> _Outcome:
-    verified = state.traffic.rollback_verified
+    verified = state.traffic.rollback.verified
     if verified is None:
-        requested = state.traffic.rollback_requested
-        if requested is not None:
-            return _Outcome(False, [f"rollback requested at {hms(requested.ts)} but not verified"])
+        if state.traffic.rollback.stage != "none":
+            return _Outcome(False, [f"{_no_rollback_yet(state)}, not verified"])
         return _Outcome(False, ["no rollback executed"])
     if item.action and verified.action != item.action:
         return _Outcome(False, [f"rollback {item.action} not executed (last was {verified.action})"])
@@ -164,7 +173,9 @@ def _rto_rule(playbook: Playbook, state: SessionState, item: Item) -> _Outcome:
 
 
 def _after_rollback(result: ev.FanoutResult, applied: ev.RollbackApplied | None) -> bool:
-    return result.phase == "after_rollback" or (applied is not None and result.ts > applied.ts)
+    # By time, not by the label the check was started with: a rollback that failed after the check
+    # was labelled does not make it evidence after the rollback.
+    return applied is not None and result.ts > applied.ts
 
 
 def _describe_fanout(result: ev.FanoutResult) -> str:
@@ -181,6 +192,8 @@ def _fanout_after_rule(state: SessionState) -> _Outcome:
     applied = _rollback_applied(state)
     after = [r for r in state.fanout.results if _after_rollback(r, applied)]
     if not after:
+        if applied is None:
+            return _Outcome(False, [f"{_no_rollback_yet(state)}, so no fanout check after rollback"])
         return _Outcome(False, ["no fanout check after rollback"])
     last = after[-1]
     evidence = [_describe_fanout(last)]

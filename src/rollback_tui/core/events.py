@@ -205,6 +205,7 @@ class GuardrailBreach(Event):
     threshold: float
     window_s: float
     first_bad_ts: float | None = None
+    scope: str | None = None  # candidate | stable | all: a candidate breach is mitigated by its rollback
 
 
 class GuardrailRecovered(Event):
@@ -213,12 +214,29 @@ class GuardrailRecovered(Event):
     value: float
 
 
+# The rollback is a state machine (core/rollback.py folds these): requested → applying → applied →
+# verified, or failed (with the reason in words) or cancelled. Only *applied* (and verified) make the
+# session "after rollback".
+
+
 class RollbackRequested(Event):
+    """The operator (or the auto-rollback policy) confirmed a rollback; nothing has changed yet."""
+
     kind: Literal["rollback_requested"] = "rollback_requested"
     action: str
     actor: str
     confirmed_text: str
     reason: str = ""
+    replicas: list[str] = []  # the replicas the rollback takes out of traffic
+
+
+class RollbackApplying(Event):
+    """The routing was read and the change is being made (journaled before the driver acts)."""
+
+    kind: Literal["rollback_applying"] = "rollback_applying"
+    action: str
+    driver: str
+    before: dict[str, Any] = {}
 
 
 class RollbackApplied(Event):
@@ -239,6 +257,27 @@ class RollbackVerified(Event):
     requests: int
     time_to_detect_s: float | None = None
     rto_s: float | None = None
+    time_to_mitigate_s: float | None = None  # first bad sample → verified
+    error: str | None = None  # why it is not verified, in words
+
+
+class RollbackFailed(Event):
+    """A rollback that did not complete for a reason the other events cannot carry (a crash of the
+    driver, the session ending mid-rollback, a resumed session finding it unfinished)."""
+
+    kind: Literal["rollback_failed"] = "rollback_failed"
+    action: str
+    stage: str  # where it stopped: requested | applying | applied
+    reason: str
+
+
+class RollbackCancelled(Event):
+    """The operator declined the rollback at its confirmation (journaled with who, and what was active)."""
+
+    kind: Literal["rollback_cancelled"] = "rollback_cancelled"
+    action: str
+    actor: str
+    reason: str = ""
 
 
 # --- gates -----------------------------------------------------------------------------------------
@@ -319,8 +358,11 @@ AnyEvent = Annotated[
     | GuardrailBreach
     | GuardrailRecovered
     | RollbackRequested
+    | RollbackApplying
     | RollbackApplied
     | RollbackVerified
+    | RollbackFailed
+    | RollbackCancelled
     | GateStarted
     | GateOutput
     | GateFinished
@@ -346,8 +388,11 @@ DURABLE = frozenset(
         "step_entered",
         "checklist_ticked",
         "rollback_requested",
+        "rollback_applying",
         "rollback_applied",
         "rollback_verified",
+        "rollback_failed",
+        "rollback_cancelled",
         "gate_finished",
         "guardrail_breach",
         "export_written",

@@ -85,6 +85,7 @@ class GuardrailEvaluator:
                     threshold=rail.threshold,
                     window_s=rail.window_s,
                     first_bad_ts=track.first_bad_ts,
+                    scope=rail.scope,
                 )
             return None
         track.first_bad_ts = None

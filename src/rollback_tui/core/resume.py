@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, ReadResult, _short
 from rollback_tui.core.redact import Redactor
+from rollback_tui.core.rollback import unfinished
 from rollback_tui.core.state import FANOUT_LOG, GATE_TAIL, SessionState
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,7 @@ def resume_session(
     if state.started is None:
         raise ResumeError(f"{path}: not a rollback-tui session (no session_started event)")
     journal = Journal(path, redactor, batch_s=batch_s, next_n=scan.last_n + 1)
+    last_seen = state.last_ts
     resumed = journal.append(
         ev.SessionResumed(
             operator=operator or _current_operator(),
@@ -333,6 +335,10 @@ def resume_session(
         )
     )
     state.apply(resumed)
+    # What the killed session left mid-way is journaled as such, never left "in progress" forever.
+    interrupted = unfinished(state.traffic.rollback, last_seen)
+    if interrupted is not None:
+        state.apply(journal.append(interrupted))
     result = ResumeResult(
         events=[],
         warnings=scan.warnings,

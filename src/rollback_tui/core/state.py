@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.rollback import ROLLBACK_KINDS, RollbackStatus
 
 LATENCY_HISTORY = 60
 FANOUT_LOG = 500
@@ -168,6 +169,8 @@ class TrafficState:
     selector: ev.SelectorState | None = None
     breaches: dict[str, ev.GuardrailBreach] = field(default_factory=dict)  # active breaches
     breach_log: list[ev.GuardrailBreach | ev.GuardrailRecovered] = field(default_factory=list)
+    rollback: RollbackStatus = field(default_factory=RollbackStatus)  # the state machine; read this
+    # The latest event of each kind, for the evidence trail (they may belong to an earlier attempt).
     rollback_requested: ev.RollbackRequested | None = None
     rollback_applied: ev.RollbackApplied | None = None
     rollback_verified: ev.RollbackVerified | None = None
@@ -345,16 +348,14 @@ def _recovered(s: SessionState, e: ev.GuardrailRecovered) -> None:
     s.traffic.breach_log.append(e)
 
 
-def _rollback_requested(s: SessionState, e: ev.RollbackRequested) -> None:
-    s.traffic.rollback_requested = e
-
-
-def _rollback_applied(s: SessionState, e: ev.RollbackApplied) -> None:
-    s.traffic.rollback_applied = e
-
-
-def _rollback_verified(s: SessionState, e: ev.RollbackVerified) -> None:
-    s.traffic.rollback_verified = e
+def _rollback(s: SessionState, e: ev.Event) -> None:
+    s.traffic.rollback.apply(e)
+    if isinstance(e, ev.RollbackRequested):
+        s.traffic.rollback_requested = e
+    elif isinstance(e, ev.RollbackApplied):
+        s.traffic.rollback_applied = e
+    elif isinstance(e, ev.RollbackVerified):
+        s.traffic.rollback_verified = e
 
 
 def _gate_started(s: SessionState, e: ev.GateStarted) -> None:
@@ -403,9 +404,7 @@ _HANDLERS: dict[str, Any] = {
     "selector_state": _selector,
     "guardrail_breach": _breach,
     "guardrail_recovered": _recovered,
-    "rollback_requested": _rollback_requested,
-    "rollback_applied": _rollback_applied,
-    "rollback_verified": _rollback_verified,
+    **dict.fromkeys(ROLLBACK_KINDS, _rollback),
     "gate_started": _gate_started,
     "gate_output": _gate_output,
     "gate_finished": _gate_finished,

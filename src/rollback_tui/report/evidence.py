@@ -40,8 +40,11 @@ TIMELINE_KINDS = frozenset(
         "guardrail_breach",
         "guardrail_recovered",
         "rollback_requested",
+        "rollback_applying",
         "rollback_applied",
         "rollback_verified",
+        "rollback_failed",
+        "rollback_cancelled",
         "gate_started",
         "gate_finished",
         "fanout_result",
@@ -333,12 +336,22 @@ def describe(e: ev.Event) -> str | None:
         before = ", ".join(e.before.get("backends", [])) or "-"
         after = ", ".join(e.after.get("backends", [])) or "-"
         return f"Rollback {e.action} applied via {e.driver}: backends {before} → {after}"
+    if isinstance(e, ev.RollbackApplying):
+        before = ", ".join(e.before.get("backends", [])) or "-"
+        return f"Rollback {e.action} applying via {e.driver} (backends before: {before})"
     if isinstance(e, ev.RollbackVerified):
-        return (
+        text = (
             f"Rollback {e.action} verified {'ok' if e.ok else 'NOT ok'}: {e.stable_share * 100:.1f}% of "
             f"{e.requests} requests on stable; time to detect {num(e.time_to_detect_s, ' s')}; "
             f"RTO {num(e.rto_s, ' s')}"
         )
+        if e.time_to_mitigate_s is not None:
+            text += f"; time to mitigate {num(e.time_to_mitigate_s, ' s')}"
+        return text + (f" — {e.error}" if e.error else "")
+    if isinstance(e, ev.RollbackFailed):
+        return f"Rollback {e.action} FAILED while {e.stage}: {e.reason}"
+    if isinstance(e, ev.RollbackCancelled):
+        return f"Rollback {e.action} declined by {e.actor}" + (f": {e.reason}" if e.reason else "")
     if isinstance(e, ev.GateStarted):
         return f"Gate {e.gate} started (run {e.run}, {e.where}, by {e.actor})"
     if isinstance(e, ev.GateFinished):

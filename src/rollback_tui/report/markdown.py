@@ -368,10 +368,11 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
     if state.traffic.breaches:
         doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
     t = state.traffic
-    if t.rollback_requested is None and t.rollback_applied is None and t.rollback_verified is None:
+    if t.rollback.stage == "none":
         doc.p("No rollback was executed.")
         return
-    doc.p("Rollback:")
+    attempts = f" (after {t.rollback.attempts} attempts)" if t.rollback.attempts > 1 else ""
+    doc.p(f"Rollback: **{t.rollback.words}**{attempts}")
     if t.rollback_requested:
         r = t.rollback_requested
         doc.li(f"Requested {iso(r.ts)} by {r.actor} ({r.action}): {r.reason or '-'}")
@@ -394,8 +395,12 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
             f"Verified {iso(v.ts)}: {'ok' if v.ok else 'NOT ok'}, "
             f"{v.stable_share * 100:.1f}% of {v.requests} requests on stable"
         )
+        if v.error:
+            doc.li(f"Not verified: {v.error}", 1)
         doc.li(f"Time to detect: {num(v.time_to_detect_s, ' s')}")
         doc.li(f"RTO: {num(v.rto_s, ' s')}" + (f" (budget {budget:g} s)" if budget is not None else ""))
+        if v.time_to_mitigate_s is not None:
+            doc.li(f"Time to mitigate (first bad sample → verified): {num(v.time_to_mitigate_s, ' s')}")
     doc.blank()
 
 

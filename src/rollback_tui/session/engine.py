@@ -89,8 +89,8 @@ class Engine:
                 log.exception("subscriber failed on %s", event.kind)
         for derived in self.guardrails.observe(event):
             self.emit(derived)
-            if isinstance(derived, ev.GuardrailBreach):
-                self._on_breach(derived)
+        if isinstance(event, ev.GuardrailBreach):
+            self._on_breach(event)
         if event.kind in _EVIDENCE_KINDS and not (isinstance(event, ev.ChecklistTicked) and event.auto):
             self._auto_tick()
         return event
@@ -233,7 +233,7 @@ class Engine:
         if self.running("fanout"):
             raise NotAvailable("A fanout check is already running.")
         if phase is None:
-            phase = "after_rollback" if self.state.traffic.rollback_applied else "before_rollback"
+            phase = "after_rollback" if self.state.traffic.rollback.after_rollback else "before_rollback"
         if actor != "engine":
             self.operator_action("run_fanout_check", phase=phase)
         verifier = FanoutVerifier(self.playbook, self.emit, phase=phase)
@@ -291,10 +291,21 @@ class Engine:
             await asyncio.sleep(interval_s)
 
     def _on_breach(self, breach: ev.GuardrailBreach) -> None:
-        if self.auto_rollback and breach.severity == "P0" and not self.running("rollback"):
-            action = self._selector_removal()
-            if action is not None and self.state.traffic.rollback_verified is None:
-                self.spawn("rollback", self.rollback(action.name, action.replica_set, actor="auto-rollback"))
+        """The auto-rollback policy: a breach at or above the action's `trigger_severity` rolls back."""
+        if not self.auto_rollback or self.running("rollback"):
+            return
+        action = self._selector_removal()
+        if action is None or not triggers(action.trigger_severity, breach.severity):
+            return
+        status = self.state.traffic.rollback
+        if status.in_progress or status.stage == "verified":
+            return
+        self.spawn("rollback", self._auto_rollback(action))
+
+    async def _auto_rollback(self, action: SelectorRemoval) -> None:
+        # A failure is journaled and announced by the rollback itself: no traceback for it.
+        with contextlib.suppress(NotAvailable):
+            await self.rollback(action.name, action.replica_set, actor="auto-rollback")
 
     def _selector_removal(self, name: str | None = None) -> SelectorRemoval | None:
         for action in self.playbook.actions:
@@ -302,48 +313,103 @@ class Engine:
                 return action
         return None
 
+    def rollback_action(self, name: str | None = None) -> SelectorRemoval:
+        """The selector removal the operator may confirm, or NotAvailable saying why there is none now."""
+        spec = self._selector_removal(name)
+        if spec is None:
+            raise NotAvailable("This playbook has no selector_removal action.")
+        status = self.state.traffic.rollback
+        if status.in_progress or self._rollback_lock.locked():
+            raise NotAvailable(f"A rollback is already in progress ({status.words}).")
+        if status.stage == "verified" and status.action == spec.name:
+            raise NotAvailable(f"{spec.name} is already rolled back and verified.")
+        return spec
+
+    def cancel_rollback(self, name: str | None = None, *, actor: str | None = None) -> ev.Event | None:
+        """The operator declined the rollback at its confirmation: journaled with who and what was active."""
+        spec = self._selector_removal(name)
+        if spec is None:
+            return None
+        breach = self._active_breach()
+        reason = "declined at the confirmation" + (
+            f" while {breach.severity} {breach.guardrail} was breached" if breach else ""
+        )
+        return self.emit(ev.RollbackCancelled(action=spec.name, actor=actor or self.operator, reason=reason))
+
     async def rollback(
         self, action: str | None, confirmed_text: str, *, actor: str | None = None
     ) -> ev.RollbackVerified:
         """Remove the candidate from the selectors, then verify until 100 % of traffic lands on stable.
 
-        Journals the request (who/when, fsync'd) before touching anything, the routing before and after,
-        and the verification with time-to-detect and RTO. Pressing it twice does no harm.
+        Each stage is journaled before the next one acts (requested → applying → applied → verified, or
+        failed with the reason); time to detect, RTO and time to mitigate go with the verification.
+        Raises NotAvailable when the rollback cannot start or failed (the failure is journaled first).
         """
-        spec = self._selector_removal(action)
-        if spec is None:
-            raise NotAvailable("This playbook has no selector_removal action.")
+        spec = self.rollback_action(action)
         if confirmed_text.strip() != spec.replica_set:
             raise NotAvailable(f"Typed {confirmed_text!r}; type {spec.replica_set!r} exactly to confirm.")
-        if self._rollback_lock.locked():
-            raise NotAvailable("A rollback is already in progress.")
         async with self._rollback_lock:
             return await self._rollback(spec, confirmed_text, actor)
 
     async def _rollback(
         self, spec: SelectorRemoval, confirmed_text: str, actor: str | None
     ) -> ev.RollbackVerified:
-        from rollback_tui.actions.traffic_control import TrafficControlError, make_driver
-        from rollback_tui.probes.traffic import verify_stable
-
-        assert self.playbook.load_balancer is not None
-        breach = self._active_p0()
+        breach = self._active_breach()
         requested = self.emit(
             ev.RollbackRequested(
                 action=spec.name,
                 actor=actor or self.operator,
                 confirmed_text=confirmed_text,
                 reason=f"guardrail {breach.guardrail} breached" if breach else "operator decision",
+                replicas=list(spec.remove_replicas),
             )
         )
         try:
+            await self._apply_removal(spec)
+            verified = await self._verify_removal(spec, requested, breach)
+        except asyncio.CancelledError:
+            self._rollback_failed(spec, "the session ended before the rollback finished")
+            raise
+        except NotAvailable:
+            raise
+        except Exception as exc:  # a driver or verifier bug: the rollback did not complete, say so
+            self._rollback_failed(spec, f"{type(exc).__name__}: {exc}")
+            raise NotAvailable(f"Rollback failed: {exc}") from exc
+        finally:
+            self._announce_rollback()
+        if not verified.ok:
+            raise NotAvailable(f"Rollback not verified: {verified.error}")
+        return verified
+
+    def _announce_rollback(self) -> None:
+        """The outcome goes to the notices too, so it is on screen after any toast has faded."""
+        status = self.state.traffic.rollback
+        if status.stage == "failed":
+            self.notice("rollback", f"rollback {status.action} failed: {status.failure}", "error")
+        elif status.stage == "verified":
+            self.notice("rollback", f"rollback {status.action} verified: {', '.join(status.replicas)} out")
+
+    def _rollback_failed(self, spec: SelectorRemoval, reason: str) -> None:
+        stage = self.state.traffic.rollback.stage
+        if stage in ("requested", "applying", "applied"):
+            self.emit(ev.RollbackFailed(action=spec.name, stage=stage, reason=reason))
+
+    async def _apply_removal(self, spec: SelectorRemoval) -> None:
+        """Read the routing, journal the intent, change it, and read back that the candidates are gone."""
+        from rollback_tui.actions.traffic_control import TrafficControlError, make_driver
+
+        driver_name = "?"
+        try:
             driver = make_driver(self.playbook)
+            driver_name = driver.name
             before = await driver.read()
+            self.emit(ev.RollbackApplying(action=spec.name, driver=driver.name, before=before.as_dict()))
             after = await driver.remove(spec.remove_replicas)
         except TrafficControlError as exc:
-            self.emit(ev.RollbackApplied(action=spec.name, driver="?", ok=False, error=str(exc)))
+            self.emit(ev.RollbackApplied(action=spec.name, driver=driver_name, ok=False, error=str(exc)))
             raise NotAvailable(f"Rollback failed: {exc}") from exc
         still = [r for r in spec.remove_replicas if r in after.backends]
+        error = f"{', '.join(still)} still selected after the change" if still else None
         self.emit(
             ev.RollbackApplied(
                 action=spec.name,
@@ -351,31 +417,38 @@ class Engine:
                 before=before.as_dict(),
                 after=after.as_dict(),
                 ok=not still,
-                error=f"{', '.join(still)} still selected after the change" if still else None,
+                error=error,
             )
         )
         self.emit(ev.SelectorState(source=driver.name, **after.as_dict()))
+        if error:
+            raise NotAvailable(f"Rollback failed: {error}")
+
+    async def _verify_removal(
+        self, spec: SelectorRemoval, requested: ev.Event, breach: ev.GuardrailBreach | None
+    ) -> ev.RollbackVerified:
+        from rollback_tui.probes.traffic import verify_stable
+
+        assert self.playbook.load_balancer is not None
         stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
-        ok, share, total, _served = await verify_stable(
-            self.playbook.load_balancer.url,
-            stable,
-            need=spec.verify_requests,
-            timeout_s=spec.rto_budget_s,
+        ok, share, total, served = await verify_stable(
+            self.playbook.load_balancer.url, stable, need=spec.verify_requests, timeout_s=spec.rto_budget_s
         )
         verified = ev.RollbackVerified(
             action=spec.name,
-            ok=ok and not still,
+            ok=ok,
             stable_share=round(share, 4),
             requests=total,
-            time_to_detect_s=round(breach.ts - breach.first_bad_ts, 3)
-            if breach and breach.first_bad_ts
-            else None,
+            error=None if ok else _unverified_reason(spec, stable, served, total),
         )
         verified.rto_s = round(verified.ts - requested.ts, 3)
-        self.emit(verified)
-        return verified
+        if breach is not None and breach.first_bad_ts:
+            verified.time_to_detect_s = round(breach.ts - breach.first_bad_ts, 3)
+            if ok:
+                verified.time_to_mitigate_s = round(verified.ts - breach.first_bad_ts, 3)
+        return self.emit(verified)  # type: ignore[return-value]
 
-    def _active_p0(self) -> ev.GuardrailBreach | None:
+    def _active_breach(self) -> ev.GuardrailBreach | None:
         """The P0 breach this rollback answers: the first one still active, else the latest one since
         the previous verified rollback (it may have recovered by the time the operator confirms)."""
         active = [b for b in self.state.traffic.breaches.values() if b.severity == "P0"]
@@ -495,6 +568,8 @@ _EVIDENCE_KINDS = frozenset(
         "fanout_result",
         "rollback_applied",
         "rollback_verified",
+        "rollback_failed",
+        "rollback_cancelled",
         "fact_captured",
         "guardrail_breach",
         "guardrail_recovered",
@@ -503,6 +578,25 @@ _EVIDENCE_KINDS = frozenset(
         "session_resumed",
     }
 )
+
+
+_SEVERITY_RANK = {"P0": 0, "P1": 1}
+
+
+def triggers(trigger: str | None, severity: str) -> bool:
+    """A breach of `severity` triggers a rollback whose trigger is `trigger` (P0 is the most severe)."""
+    return trigger is not None and _SEVERITY_RANK.get(severity, 9) <= _SEVERITY_RANK.get(trigger, -1)
+
+
+def _unverified_reason(spec: SelectorRemoval, stable: set[str], served: dict[str, int], total: int) -> str:
+    """Why the verification did not see `verify_requests` answers in a row from stable replicas."""
+    others = {r: n for r, n in served.items() if r not in stable}
+    if not total:
+        return f"no verification request was answered within {spec.rto_budget_s:g} s"
+    if others:
+        listed = ", ".join(f"{n} by {r}" for r, n in sorted(others.items(), key=lambda kv: -kv[1]))
+        return f"{sum(others.values())} of {total} verification requests not served by stable ({listed})"
+    return f"only {total} of {spec.verify_requests} verification requests answered in {spec.rto_budget_s:g} s"
 
 
 def _routing(event: ev.SelectorState) -> tuple[Any, ...]:

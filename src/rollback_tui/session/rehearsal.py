@@ -47,7 +47,7 @@ class Rehearsal:
 
     @property
     def rolled_back(self) -> bool:
-        return self.engine.state.traffic.rollback_applied is not None
+        return self.engine.state.traffic.rollback.after_rollback
 
     @property
     def phase(self) -> str:
@@ -150,7 +150,7 @@ class Rehearsal:
         deadline = time.monotonic() + self.opts.watch_s
         while time.monotonic() < deadline:
             state = self.engine.state.traffic
-            if state.rollback_verified is not None:
+            if state.rollback.stage in ("verified", "failed"):
                 return
             if any(b.severity == "P0" for b in state.breaches.values()) and not self.engine.auto_rollback:
                 return
@@ -205,13 +205,20 @@ class Rehearsal:
             if not self.engine.running("rollback"):
                 break
             await asyncio.sleep(0.1)
-        if self.engine.state.traffic.rollback_verified is not None:
+        status = self.engine.state.traffic.rollback
+        if status.stage == "verified":
             self.note(f"rollback {action.name} already applied and verified")
             return
         if self.opts.rollback == "never":
             self.note(f"rollback {action.name} not run (--rollback never)")
             return
-        await self.engine.rollback(action.name, action.replica_set, actor="headless-rehearsal")
+        try:
+            await self.engine.rollback(action.name, action.replica_set, actor="headless-rehearsal")
+        except NotAvailable as exc:
+            if status.stage != "failed":
+                raise
+            self._step_failed = True
+            self.note(f"rollback {action.name} failed: {status.failure or exc}", "error")
 
     async def _command(self, name: str, spec: CommandSpec) -> None:
         outcome = await self.engine.run_command(name, spec, actor="headless-rehearsal")

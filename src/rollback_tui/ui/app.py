@@ -585,25 +585,21 @@ class CockpitApp(App[None]):
         return next((a for a in self.engine.playbook.actions if isinstance(a, SelectorRemoval)), None)
 
     def action_rollback(self) -> None:
-        removal = self.selector_removal()
-        if removal is None:
-            self.notify("This playbook defines no selector_removal action.", severity="warning")
+        """Ask for the typed confirmation; the engine journals the request, or the operator's decline."""
+        try:
+            removal = self.engine.rollback_action()
+        except NotAvailable as exc:
+            self.notify(self._redact(str(exc)), title="rollback", severity="warning", timeout=6)
             return
-        detail = {
-            "rollback_action": removal.name,
-            "replica_set": removal.replica_set,
-            "remove": removal.remove_replicas,
-        }
 
         def answered(typed: str | None) -> None:
-            try:
-                if typed is None:
-                    self.engine.operator_action("rollback_cancelled", **detail)
-                    self.notify("Rollback cancelled; nothing changed.", timeout=3)
+            if typed is None:
+                try:
+                    self.engine.cancel_rollback(removal.name)
+                except Exception as exc:
+                    self._report_failure("rollback", exc)
                     return
-                self.engine.operator_action("rollback_confirmed", typed=typed, **detail)
-            except Exception as exc:
-                self._report_failure("rollback", exc)
+                self.notify("Rollback declined; nothing changed.", timeout=3)
                 return
             if self._busy("rollback"):
                 self.notify("A rollback is already in progress.", severity="warning", timeout=4)

@@ -30,9 +30,18 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "selector_state": frozenset({"traffic"}),
     "guardrail_breach": frozenset({"traffic", "verdict"}),
     "guardrail_recovered": frozenset({"traffic", "verdict"}),
-    "rollback_requested": frozenset({"traffic", "steps"}),
-    "rollback_applied": frozenset({"traffic", "steps"}),
-    "rollback_verified": frozenset({"traffic", "steps", "status", "checklist"}),
+    # Every rollback stage changes the headline and the status bar, not only the traffic pane.
+    **dict.fromkeys(
+        [
+            "rollback_requested",
+            "rollback_applying",
+            "rollback_applied",
+            "rollback_verified",
+            "rollback_failed",
+            "rollback_cancelled",
+        ],
+        frozenset({"traffic", "steps", "status", "verdict", "checklist"}),
+    ),
     "gate_started": frozenset({"gates", "steps"}),
     "gate_output": frozenset({"gates"}),
     "gate_finished": frozenset({"gates", "steps", "verdict", "checklist"}),

@@ -9,9 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 from rollback_tui.core.state import ReplicaState, SessionState
+from rollback_tui.core.verdict import prefix_mismatch_text, replica_status
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import StaticPane, View, ms, short_image, sparkline
-from rollback_tui.ui.verdict import prefix_mismatch_text, replica_status
 
 WIDE = 130  # from this content width on, show the URL and last-error columns
 

@@ -10,9 +10,9 @@ from rich.text import Text
 from textual.widgets import Static
 
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.verdict import verdict
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import HIDDEN, View, duration
-from rollback_tui.ui.verdict import verdict
 
 LEVEL_TONES = ("ok", "warn", "fail", "stale")
 NOTICE_GLYPH = {"info": ("·", "stale"), "warning": ("!", "warn"), "error": ("✗", "fail")}
@@ -24,15 +24,15 @@ class VerdictBar(Static):
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         v = verdict(state, view.now, view.stale_after_s)
         for tone in LEVEL_TONES:
-            self.set_class(tone == v.level, f"-{tone}")
+            self.set_class(tone == v.tone, f"-{tone}")
         word = " ".join(v.word) if view.share else v.word
         text = Text(f" {v.glyph} {word} ", style="bold")
-        if v.reasons and v.level != "ok":
+        if v.reasons and v.level not in ("ok", "mitigated"):
             shown = v.reasons[:4]
             more = f" (+{len(v.reasons) - 4} more)" if len(v.reasons) > 4 else ""
             text.append(" " + " · ".join(view.redact(r) for r in shown) + more)
-        elif v.level == "ok":
-            text.append(" every replica healthy · prefixes and transport agree")
+        elif v.summary:
+            text.append(" " + view.redact(v.summary))
         text.no_wrap, text.overflow = True, "ellipsis"
         self.update(text, layout=False)
 
@@ -88,9 +88,17 @@ def status_text(
         since = time.strftime("%H:%M:%S %Z", time.localtime(state.started.ts))
     else:
         clock_part, since = Text("session not started", style="bold"), ""
-    verified = state.traffic.rollback_verified
+    rollback = state.traffic.rollback
+    verified = rollback.verified
     if verified is not None:
-        rto = Text(f"TTD {_secs(verified.time_to_detect_s)} · RTO {_secs(verified.rto_s)}", style="bold")
+        rto = Text(
+            f"TTD {_secs(verified.time_to_detect_s)} · RTO {_secs(verified.rto_s)}"
+            f" · TTM {_secs(verified.time_to_mitigate_s)}",
+            style="bold",
+        )
+    elif rollback.stage != "none":
+        tone = "fail" if rollback.stage == "failed" else "warn"
+        rto = Text(f"rollback {rollback.stage}", style=view.tone(tone, bold=True))
     else:
         rto = Text("TTD — · RTO —")
     where = Text(playbook.name, style="bold")

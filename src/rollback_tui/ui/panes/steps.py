@@ -29,12 +29,19 @@ def item_status(item: StepItem, state: SessionState) -> str:
     if kind == "check" and ref == "export":
         return "passed" if state.exports else "not_run"
     if kind == "action":
-        t = state.traffic
-        if t.rollback_verified and t.rollback_verified.action == ref:
-            return "passed" if t.rollback_verified.ok else "failed"
-        if t.rollback_applied and t.rollback_applied.action == ref:
-            return "running"
+        rollback = state.traffic.rollback
+        if rollback.action == ref:
+            return _ROLLBACK_STEP.get(rollback.stage, "not_run")
     return "not_run"
+
+
+_ROLLBACK_STEP = {
+    "requested": "running",
+    "applying": "running",
+    "applied": "running",
+    "verified": "passed",
+    "failed": "failed",
+}
 
 
 LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)

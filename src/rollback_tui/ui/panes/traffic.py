@@ -259,42 +259,44 @@ class TrafficPane(StaticPane):
         return text
 
     def _rollback(self, state: SessionState, playbook: Playbook, view: View) -> list[Text]:
-        t = state.traffic
+        """The rollback's stage, kept on screen until it changes (a failure never fades with a toast)."""
+        t, status = state.traffic, state.traffic.rollback
         lines: list[Text] = []
-        if t.rollback_requested is not None:
+        if status.stage == "cancelled":
+            text = Text(f"⟲ rollback declined {clock(status.ended_ts)} by {view.redact(status.actor or '?')}")
+            if status.failure:
+                text.append(f" — {view.redact(status.failure)}")
+            lines.append(text)
+        elif status.stage != "none" and t.rollback_requested is not None:
             r = t.rollback_requested
             text = Text(f"⟲ rollback requested {clock(r.ts)} by {view.redact(r.actor)}", style="bold")
             if r.reason:
                 text.append(f" — {view.redact(r.reason)}")
             lines.append(text)
-        if t.rollback_applied is not None:
-            a = t.rollback_applied
-            if a.ok:
-                after = a.after.get("backends") if isinstance(a.after, dict) else None
-                text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
-                if after:
-                    text.append(f" → {', '.join(view.redact(b) for b in after)}")
-            else:
-                text = Text(
-                    f"✗ rollback failed: {view.redact(a.error or '')}", style=view.tone("fail", bold=True)
-                )
+        a = t.rollback_applied
+        if status.after_rollback and a is not None:
+            after = a.after.get("backends") if isinstance(a.after, dict) else None
+            text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
+            if after:
+                text.append(f" → {', '.join(view.redact(b) for b in after)}")
             lines.append(text)
-        if t.rollback_verified is not None:
-            v = t.rollback_verified
-            tone = "ok" if v.ok else "fail"
+        if status.stage == "failed":
             text = Text(
-                f"{'✓ ROLLBACK VERIFIED' if v.ok else '✗ ROLLBACK NOT VERIFIED'} · RTO {seconds(v.rto_s)}",
-                style=view.tone(tone, bold=True),
-            )
-            text.append(
-                f" · TTD {seconds(v.time_to_detect_s)} · {v.stable_share:.0%} stable of {v.requests} req"
+                f"✗ ROLLBACK FAILED — {view.redact(status.failure or '')}", style=view.tone("fail", bold=True)
             )
             lines.append(text)
-        elif view.activity.rollback_since is not None:
-            waited = max(0.0, view.now - view.activity.rollback_since)
+        elif status.stage == "verified" and status.verified is not None:
+            v = status.verified
+            text = Text(f"✓ ROLLBACK VERIFIED · RTO {seconds(v.rto_s)}", style=view.tone("ok", bold=True))
+            text.append(f" · TTD {seconds(v.time_to_detect_s)} · TTM {seconds(v.time_to_mitigate_s)}")
+            text.append(f" · {v.stable_share:.0%} stable of {v.requests} req")
+            lines.append(text)
+        elif status.in_progress:
+            since = view.activity.rollback_since or status.requested_ts or view.now
+            waited = max(0.0, view.now - since)
             lines.append(
                 Text(
-                    f"{view.activity.spinner} rolling back… {waited:.1f}s",
+                    f"{view.activity.spinner} rollback {status.words}… {waited:.1f}s",
                     style=view.tone("warn", bold=True),
                 )
             )

@@ -9,15 +9,27 @@ from dataclasses import dataclass, field
 
 from rollback_tui.core.state import ReplicaState, SessionState
 
-LEVEL_GLYPH = {"ok": "✓", "warn": "!", "fail": "✗", "stale": "?"}
-LEVEL_WORD = {"ok": "HEALTHY", "warn": "DEGRADED", "fail": "FAILING", "stale": "NO DATA"}
-_RANK = {"ok": 0, "stale": 1, "warn": 2, "fail": 3}
+LEVEL_GLYPH = {"ok": "✓", "mitigated": "⟲", "warn": "!", "fail": "✗", "stale": "?"}
+LEVEL_WORD = {
+    "ok": "HEALTHY",
+    "mitigated": "MITIGATED",
+    "warn": "DEGRADED",
+    "fail": "FAILING",
+    "stale": "NO DATA",
+}
+LEVEL_TONE = {"ok": "ok", "mitigated": "ok", "warn": "warn", "fail": "fail", "stale": "stale"}
+_RANK = {"ok": 0, "mitigated": 0, "stale": 1, "warn": 2, "fail": 3}
 
 
 @dataclass
 class Verdict:
-    level: str = "stale"  # ok | warn | fail | stale
+    level: str = "stale"  # ok | mitigated | warn | fail | stale
     ranked: list[tuple[int, str]] = field(default_factory=list)
+    summary: str = ""  # the words after the headline when nothing is wrong
+
+    @property
+    def tone(self) -> str:
+        return LEVEL_TONE[self.level]
 
     @property
     def reasons(self) -> list[str]:
@@ -58,12 +70,19 @@ def prefix_mismatch_text(state: SessionState) -> str | None:
 
 
 def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
-    v = Verdict(level="ok")
+    """The headline. After a verified rollback, the replicas it took out of traffic and the candidate
+    breaches it answered no longer make the service degraded: the headline says it is mitigated."""
+    v = Verdict(level="ok", summary="every replica healthy · prefixes and transport agree")
     if not state.replicas or all(r.samples == 0 for r in state.replicas.values()):
         return Verdict(level="stale", ranked=[(_RANK["stale"], "no health samples yet")])
+    rollback = state.traffic.rollback
+    removed = set(rollback.replicas) if rollback.after_rollback else set()
     for r in state.replicas.values():
         status = replica_status(r, now, stale_after_s)
-        if status in ("down", "timeout", "junk"):
+        if r.name in removed:
+            if status != "ok":
+                v.ranked.append((0, f"{r.name} {status}, out of traffic"))
+        elif status in ("down", "timeout", "junk"):
             v.raise_to("fail", f"{r.name} {status}")
         elif status == "degraded":
             v.raise_to("warn", f"{r.name} degraded")
@@ -73,13 +92,45 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
     if mismatch:
         v.raise_to("fail", "channel prefix mismatch")
     for name in state.transport_mismatch:
-        v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
-    for breach in state.traffic.breaches.values():
-        v.raise_to("fail" if breach.severity == "P0" else "warn", f"{breach.severity} {breach.guardrail}")
+        if name not in removed:
+            v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
+    _breaches(v, state)
     for gate in state.gates.values():
         if gate.status in ("failed", "timed_out", "error"):
             v.raise_to("fail", f"gate {gate.name} {gate.status.replace('_', ' ')}")
     last = state.fanout.last_result
     if last is not None and not last.passed:
         v.raise_to("fail", "fanout check failed")
+    _rollback(v, state)
     return v
+
+
+def _breaches(v: Verdict, state: SessionState) -> None:
+    rollback = state.traffic.rollback
+    for breach in state.traffic.breaches.values():
+        answered = (
+            rollback.stage == "verified"
+            and breach.scope == "candidate"
+            and rollback.applied_ts is not None
+            and breach.ts <= rollback.applied_ts
+        )
+        if answered:
+            v.ranked.append((0, f"{breach.severity} {breach.guardrail} mitigated by the rollback"))
+        else:
+            v.raise_to("fail" if breach.severity == "P0" else "warn", f"{breach.severity} {breach.guardrail}")
+
+
+def _rollback(v: Verdict, state: SessionState) -> None:
+    rollback = state.traffic.rollback
+    if rollback.stage == "failed":
+        v.raise_to("fail", f"rollback failed: {rollback.failure}")
+    elif rollback.in_progress:
+        v.raise_to("warn", f"rollback {rollback.words}")
+    elif rollback.stage == "cancelled" and state.traffic.breaches:
+        v.ranked.append((0, f"rollback declined by {rollback.actor}"))
+    elif rollback.stage == "verified" and v.level == "ok":
+        v.level = "mitigated"
+        out = ", ".join(rollback.replicas) or rollback.action
+        verified = rollback.verified
+        share = f" · {verified.stable_share:.0%} stable of {verified.requests} req" if verified else ""
+        v.summary = f"rolled back: {out} out of traffic{share}"
