@@ -352,6 +352,8 @@ def rehearse(
     if injections and not use_lab:
         raise click.BadParameter("--inject needs the embedded lab (--lab)")
     options = RehearsalOptions(watch_s=watch_s, rollback=rollback, allow_destructive=allow_destructive)
+    if export_dir:
+        _refuse_export_over_journal(playbook, journal, export_dir)
     from rollback_tui.lab.supervisor import LabError
 
     try:
@@ -373,6 +375,19 @@ def rehearse(
         click.echo(f"error: the lab did not start: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
+
+
+def _refuse_export_over_journal(playbook: Playbook, journal: str | None, export_dir: str) -> None:
+    """Before the rehearsal runs (minutes): an export into the journal's own directory is refused."""
+    from rollback_tui.core.engine import default_journal_path
+    from rollback_tui.report.export import ExportError, check_export_target
+
+    path = Path(journal) if journal else default_journal_path(playbook, settings.journal_dir())
+    try:
+        check_export_target(path, Path(export_dir))
+    except ExportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 async def _rehearse(
@@ -418,8 +433,7 @@ async def _rehearse(
             engine.emit(ev.ChecklistTicked(item=name, checked=True, actor=engine.operator, note=note))
         await Rehearsal(engine, options).run()
         await engine.stop("rehearsal finished", close=False)
-        if export_dir:
-            await engine.export(Path(export_dir))
+        export_error = await _export_rehearsal(engine, export_dir) if export_dir else None
         result = verdict(playbook, engine.state)
     finally:
         await engine.stop("rehearsal finished")
@@ -442,7 +456,22 @@ async def _rehearse(
             click.echo(f"  - missing: {missing}")
         for why in _failure_reasons(engine.state):
             click.echo(f"  - why: {why}")
+    if export_error:
+        click.echo(f"error: export failed: {export_error}", err=True)
+        return 2
     return 0 if result.complete else 1
+
+
+async def _export_rehearsal(engine: Any, export_dir: str) -> str | None:
+    """Export the evidence; the reason it could not be written (journaled too), else None."""
+    from rollback_tui.report.export import ExportError
+
+    try:
+        await engine.export(Path(export_dir))
+    except (ExportError, OSError) as exc:  # the journal is intact; `rollback-tui export` can retry
+        engine.notice("export", f"export failed: {exc}", "error")
+        return str(exc)
+    return None
 
 
 def _failure_reasons(state: Any) -> list[str]:

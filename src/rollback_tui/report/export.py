@@ -8,12 +8,14 @@ exports in a few seconds (bench/export.py).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
+import stat
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.redact import Redactor
@@ -23,6 +25,7 @@ from rollback_tui.playbook.model import Playbook
 from rollback_tui.report.bundle import BUNDLE_HEAD, build_summary, bundle_tail
 from rollback_tui.report.evidence import Evidence
 from rollback_tui.report.markdown import render_markdown
+from rollback_tui.report.outdir import ExportError, OutputDir, check_export_target, holds
 from rollback_tui.report.redact_copy import redact_copy
 
 log = logging.getLogger(__name__)
@@ -30,10 +33,9 @@ log = logging.getLogger(__name__)
 EXPORT_FRAMES = 20_000  # newest fanout frames parsed for the report's receive timestamps
 PARALLEL_MIN_BYTES = 16 << 20  # below this, redact-copy in-process (a child costs ~0.1 s to start)
 FILES = ("report.md", "bundle.json", "journal.jsonl")
+_READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-
-class ExportError(Exception):
-    """The export cannot be written (unreadable journal, no playbook…); the message says why."""
+__all__ = ["ExportError", "automatic_export_dir", "check_export_target", "export_session"]
 
 
 def _load_session_playbook(journal: Path) -> Playbook:
@@ -59,37 +61,71 @@ def _default_redactor(playbook: Playbook) -> Redactor:
     return Redactor.from_env(referenced_env_vars(playbook))
 
 
-def _resolve_artefact(recorded: str, journal: Path) -> Path | None:
-    path = Path(recorded)
-    candidates = [path] if path.is_absolute() else [path, journal.parent / path]
-    # A journal moved with its artefact directory (<stem>-artefacts/ next to it) still finds them.
-    candidates.append(journal.parent / f"{journal.stem}-artefacts" / path.name)
-    return next((c for c in candidates if c.is_file()), None)
+class _Unusable(Exception):
+    """An artefact the export does not copy; the message (for the report's warnings) says why."""
 
 
-def _copy_artefacts(evidence: Evidence, journal: Path, out_dir: Path, redactor: Redactor) -> dict[str, str]:
+def _artefact_name(recorded: str) -> str | None:
+    """The file name a gate artefact was recorded under, or None when the recorded path does not name a
+    file directly in an artefact directory (a tampered journal: `/etc/passwd`, `../x`)."""
+    path = PurePath(recorded)
+    if ".." in path.parts or path.name in ("", ".") or not path.parent.name.endswith("-artefacts"):
+        return None
+    return path.name
+
+
+def _read_artefact(journal: Path, name: str) -> bytes:
+    """Artefact `name` from the session's own artefact directory (the journal's sibling `<stem>-artefacts/`,
+    where a journal moved with its artefacts finds them too), never through a symlink."""
+    where = f"{journal.stem}-artefacts/{name}"
+    try:
+        dir_fd = os.open(journal.parent / f"{journal.stem}-artefacts", _READ_DIR)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    except FileNotFoundError as exc:
+        raise _Unusable(f"artefact {where}: not found at export") from exc
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _Unusable(f"artefact {where}: refused, a symlink (never followed)") from exc
+        raise _Unusable(f"artefact {where}: unreadable ({exc.strerror})") from exc
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unusable(f"artefact {where}: refused, not a regular file")
+        return fh.read()
+
+
+def _copy_artefacts(evidence: Evidence, journal: Path, out: OutputDir, redactor: Redactor) -> dict[str, str]:
     """Copy (redacted) every gate artefact the report refers to; recorded path → path in the bundle."""
     copied: dict[str, str] = {}
+    seen: set[str] = set()
+    target: OutputDir | None = None
     for run in evidence.gate_runs.values():
         recorded = run.finished.artefact if run.finished else None
-        if not recorded or recorded in copied:
+        if not recorded or recorded in seen:
             continue
-        source = _resolve_artefact(recorded, journal)
-        if source is None:
-            evidence.warnings.append(f"artefact {Path(recorded).name}: not found at export")
+        seen.add(recorded)
+        name = _artefact_name(recorded)
+        try:
+            if name is None:
+                raise _Unusable(f"artefact {recorded}: refused, not in this session's artefact directory")
+            data = _read_artefact(journal, name)
+        except _Unusable as exc:
+            evidence.warnings.append(str(exc))
             continue
-        target = out_dir / "artefacts" / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = source.read_bytes().decode("utf-8", "surrogateescape")
-        target.write_bytes(redactor(text).encode("utf-8", "surrogateescape"))
-        copied[recorded] = f"artefacts/{source.name}"
+        if f"artefacts/{name}" not in copied.values():
+            target = target or out.subdir("artefacts")
+            text = data.decode("utf-8", "surrogateescape")
+            target.write(name, redactor(text).encode("utf-8", "surrogateescape"))
+        copied[recorded] = f"artefacts/{name}"
     return copied
 
 
 class _CopyJob:
     """The redacted journal copy + events body, in a child process for big journals."""
 
-    def __init__(self, job: dict[str, object], parallel: bool) -> None:
+    def __init__(self, job: dict[str, object], parallel: bool, fds: tuple[int, ...]) -> None:
         self.job = job
         self.proc: subprocess.Popen[bytes] | None = None
         if parallel:
@@ -103,6 +139,7 @@ class _CopyJob:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
+                    pass_fds=fds,  # the staged output files: the child writes to them, never opens a path
                 )
                 assert self.proc.stdin is not None
                 self.proc.stdin.write(payload)
@@ -146,6 +183,13 @@ def _complete_bytes(path: Path) -> tuple[int, int]:
     return 0, end
 
 
+def automatic_export_dir(default: Path, journal: Path) -> Path:
+    """Where the cockpit exports on its own (`e`, quit): `default`, or its fresh sibling `<default>-export`
+    when `default` holds the journal. No one is there to pick another directory, so refusing would lose
+    the export."""
+    return default.with_name(default.name + "-export") if holds(default, journal) else default
+
+
 def export_written_event(out_dir: Path, paths: list[Path], actor: str) -> ev.ExportWritten:
     """The event the engine journals after an export (what the report_exported rule looks for)."""
     return ev.ExportWritten(directory=str(out_dir), files=[p.name for p in paths], actor=actor)
@@ -171,22 +215,41 @@ def export_session(
     out = Path(out_dir)
     if not journal.is_file():
         raise ExportError(f"{journal}: no such journal")
+    check_export_target(journal, out)  # before the playbook is loaded: refuse early and clearly
     if playbook is None:
         playbook = _load_session_playbook(journal)
     redactor = redactor or _default_redactor(playbook)
-    out.mkdir(parents=True, exist_ok=True)
+    with OutputDir.open(out, source=journal) as target:
+        paths = _write_export(
+            journal, target, playbook, redactor, svg=svg, actor=actor, count_self=count_self
+        )
+        target.commit()  # only a complete export replaces the previous one
+    return paths
 
+
+def _write_export(
+    journal: Path,
+    target: OutputDir,
+    playbook: Playbook,
+    redactor: Redactor,
+    *,
+    svg: str | None,
+    actor: str | None,
+    count_self: bool,
+) -> list[Path]:
+    """Stage every export file in `target` (the caller commits them); returns their final paths."""
+    out = target.path
     size, snapshot_end = _complete_bytes(journal)
-    bundle = out / "bundle.json"
+    journal_fd, bundle_fd = target.create("journal.jsonl"), target.create("bundle.json")
     job: dict[str, object] = {
         "src": journal,
         "limit": size,
         "redactor": redactor,
-        "journal_out": out / "journal.jsonl",
-        "events_out": bundle,
+        "journal_out": journal_fd,
+        "events_out": bundle_fd,
         "events_head": BUNDLE_HEAD,
     }
-    copy = _CopyJob(job, parallel=size >= PARALLEL_MIN_BYTES)
+    copy = _CopyJob(job, parallel=size >= PARALLEL_MIN_BYTES, fds=(journal_fd, bundle_fd))
 
     state, evidence = SessionState(), Evidence()
 
@@ -219,11 +282,12 @@ def export_session(
     copy.wait()
     if scan.bad_lines:
         # Rare: corrupt lines. Redo the events body without them so the bundle stays valid JSON.
-        redact_copy(
-            journal, size, redactor, events_out=bundle, events_head=BUNDLE_HEAD, exclude=set(scan.bad_lines)
-        )
+        os.ftruncate(bundle_fd, 0)
+        os.lseek(bundle_fd, 0, os.SEEK_SET)
+        exclude = set(scan.bad_lines)
+        redact_copy(journal, size, redactor, events_out=bundle_fd, events_head=BUNDLE_HEAD, exclude=exclude)
 
-    artefacts = _copy_artefacts(evidence, journal, out, redactor)
+    artefacts = _copy_artefacts(evidence, journal, target, redactor)
     paths = [out / name for name in FILES] + [out / a for a in sorted(set(artefacts.values()))]
     if svg is not None:
         paths.append(out / "cockpit.svg")
@@ -238,10 +302,11 @@ def export_session(
 
     meta = {"journal_name": journal.name, "artefacts": artefacts, "warnings": scan.warnings}
     summary = build_summary(playbook, state, evidence, **meta)  # type: ignore[arg-type]
-    (out / "report.md").write_text(render_markdown(playbook, state, evidence, redactor=redactor, **meta))  # type: ignore[arg-type]
-    with open(bundle, "ab") as fh:
+    report = render_markdown(playbook, state, evidence, redactor=redactor, **meta)  # type: ignore[arg-type]
+    target.write("report.md", report.encode())
+    with open(bundle_fd, "wb", closefd=False) as fh:
+        fh.seek(0, os.SEEK_END)  # after the events the copy wrote through this descriptor
         fh.write(redactor(bundle_tail(summary, sorted(set(artefacts.values())))).encode())
     if svg is not None:
-        (out / "cockpit.svg").write_text(redactor(svg))
-    os.chmod(out / "journal.jsonl", 0o600)
+        target.write("cockpit.svg", redactor(svg).encode())
     return paths

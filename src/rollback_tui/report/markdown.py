@@ -267,7 +267,7 @@ def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[
         doc.li(
             f"Full output: `{where}` in the bundle"
             if where
-            else f"Full output: `{name}` (not found at export)"
+            else f"Full output: `{name}` (not copied; the journal warnings say why)"
         )
     doc.blank()
     for script in new_scripts:

@@ -12,6 +12,7 @@ import pickle
 import sys
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
 from rollback_tui.core import redact
 from rollback_tui.core.redact import MASK, Redactor
@@ -122,26 +123,31 @@ def _event_shaped(line: str) -> bool:
     return line.startswith('{"kind":"') and line.endswith("}")
 
 
+def _open_out(target: Path | int) -> BinaryIO:
+    return open(target, "wb", closefd=not isinstance(target, int))
+
+
 def redact_copy(
     src: Path,
     limit: int,
     redactor: Redactor,
     *,
-    journal_out: Path | None = None,
-    events_out: Path | None = None,
+    journal_out: Path | int | None = None,
+    events_out: Path | int | None = None,
     events_head: str = "",
     exclude: Collection[int] = (),
 ) -> int:
     """Write the redacted journal and/or `events_head` + the comma-separated event objects.
 
-    Returns the number of events written.
+    Returns the number of events written. An output given as a descriptor (the export's staged file,
+    also passed to the child process) is written from its current offset and left open.
     Every line goes into the events array as it is; when `exclude` is given (line numbers the fold
     could not read), those and any line that is not an event-shaped JSON object stay out, so the
     bundle remains valid JSON.
     """
     written = 0
-    journal = open(journal_out, "wb") if journal_out else None  # noqa: SIM115
-    events = open(events_out, "wb") if events_out else None  # noqa: SIM115
+    journal = _open_out(journal_out) if journal_out is not None else None
+    events = _open_out(events_out) if events_out is not None else None
     try:
         if events is not None:
             events.write(events_head.encode())

@@ -517,9 +517,10 @@ class Engine:
     async def export(self, directory: Path | None = None) -> list[Path]:
         """Markdown report + JSON bundle + journal copy + artefacts (+ SVG of the cockpit when shown)."""
         from rollback_tui import settings
-        from rollback_tui.report.export import export_session
+        from rollback_tui.report.export import automatic_export_dir, export_session
 
-        out = Path(directory) if directory else settings.export_dir() / self.journal.path.stem
+        default = settings.export_dir() / self.journal.path.stem
+        out = Path(directory) if directory else automatic_export_dir(default, self.journal.path)
         self.operator_action("export", directory=str(out))
         self.journal.flush(fsync=True)
         svg = self.screenshot() if self.screenshot is not None else None
