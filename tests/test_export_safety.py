@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rollback_tui import settings as user_settings
-from rollback_tui.core.engine import Engine
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.resume import resume_session
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report.export import ExportError, export_session
+from rollback_tui.session.engine import Engine
 from test_cli import run
 
 DATA = Path(__file__).parent / "data" / "export"

@@ -379,8 +379,8 @@ def rehearse(
 
 def _refuse_export_over_journal(playbook: Playbook, journal: str | None, export_dir: str) -> None:
     """Before the rehearsal runs (minutes): an export into the journal's own directory is refused."""
-    from rollback_tui.core.engine import default_journal_path
     from rollback_tui.report.export import ExportError, check_export_target
+    from rollback_tui.session.engine import default_journal_path
 
     path = Path(journal) if journal else default_journal_path(playbook, settings.journal_dir())
     try:
