@@ -29,6 +29,7 @@ from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmRollback
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
+from rollback_tui.ui.screens.reason import ReasonPrompt
 from rollback_tui.ui.themes import REQUIRED_VARIABLES, ThemeFileError, load_theme_file, load_themes
 from test_ui_support import demo_playbook, replay_engine
 
@@ -213,6 +214,42 @@ async def test_help_is_generated_from_bindings(engine: Engine) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_overriding_an_automatic_item_asks_why_and_journals_it(tmp_path: Path) -> None:
+    """An automatic item (gate_passed) is ticked by hand only with a reason; Esc journals nothing."""
+    engine = Engine(demo_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app._panes["checklist"].focus()
+        await pilot.pause()
+        assert app._panes["checklist"].highlighted_item() == "gates-ok"
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonPrompt)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not any(isinstance(e, ev.ChecklistTicked) for e in journal_events(engine))
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("enter")  # an empty reason is not accepted
+        assert isinstance(app.screen, ReasonPrompt)
+        await pilot.press(*"gate run by hand in staging", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    ticks = [e for e in journal_events(engine) if isinstance(e, ev.ChecklistTicked)]
+    assert [(t.item, t.checked, t.actor, t.note) for t in ticks] == [
+        ("gates-ok", True, "alice", "gate run by hand in staging")
+    ]
+
+
+def test_the_engine_refuses_a_typo_and_an_override_without_reason(tmp_path: Path) -> None:
+    engine = Engine(demo_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
+    with pytest.raises(NotAvailable, match="No checklist item or exit criterion named 'gates-okk'"):
+        engine.tick("gates-okk")
+    with pytest.raises(NotAvailable, match="overriding it needs a reason"):
+        engine.tick("gates-ok", False)
+    assert not engine.state.counts["checklist_ticked"]
+
+
 async def test_unavailable_actions_notify_and_keep_running(tmp_path: Path) -> None:
     # No realtime section and no load balancer: the engine refuses fanout and rollback with a reason.
     playbook = demo_playbook().model_copy(
@@ -221,7 +258,7 @@ async def test_unavailable_actions_notify_and_keep_running(tmp_path: Path) -> No
     engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=SIZE) as pilot:
-        for key in ("f", "r", "g", "e", "t"):
+        for key in ("f", "r", "g", "e"):
             before = len(notifications(app))
             await pilot.press(key)
             await app.workers.wait_for_complete()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +348,7 @@ def rehearse(
 
     playbook = _load(playbook_path)
     injections = _parse_injections(inject)
+    _refuse_bad_ticks_and_faults(playbook, tick, injections)
     if use_lab is None:
         use_lab = any(r.lab is not None for r in playbook.replicas)
     if injections and not use_lab:
@@ -377,6 +379,25 @@ def rehearse(
     sys.exit(code)
 
 
+def _refuse_bad_ticks_and_faults(
+    playbook: Playbook, ticks: tuple[str, ...], injections: dict[str, dict[str, Any]]
+) -> None:
+    """Before the lab starts: a typo in --tick or --inject is an error, never journaled as evidence."""
+    from rollback_tui.session.engine import tick_refusal
+
+    problems = []
+    for raw in ticks:
+        name, _, note = raw.partition("=")
+        if refusal := tick_refusal(playbook, name, note):
+            problems.append(f"--tick: {refusal}")
+    replicas = {r.name for r in playbook.replicas}
+    problems += [f"--inject: no replica named {name!r}" for name in injections if name not in replicas]
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+
+
 def _refuse_export_over_journal(playbook: Playbook, journal: str | None, export_dir: str) -> None:
     """Before the rehearsal runs (minutes): an export into the journal's own directory is refused."""
     from rollback_tui.report.export import ExportError, check_export_target
@@ -403,7 +424,6 @@ async def _rehearse(
     injections: dict[str, dict[str, Any]],
     ticks: tuple[str, ...],
 ) -> int:
-    from rollback_tui.core import events as ev
     from rollback_tui.core.checklist import verdict
     from rollback_tui.session.engine import Engine
     from rollback_tui.session.rehearsal import Rehearsal
@@ -415,8 +435,6 @@ async def _rehearse(
         lab = Lab(playbook)
         await lab.start()
         playbook = lab.playbook
-        for replica, faults in injections.items():
-            await lab.set_faults(replica, **faults)
     engine = Engine(
         playbook, _open_journal(playbook, journal), playbook_path=_absolute(playbook_path), operator=operator
     )
@@ -427,10 +445,10 @@ async def _rehearse(
         if lab is not None:
             engine.notice("lab", f"embedded lab up · Redis: {lab.redis_kind}")
             for replica, faults in injections.items():
-                engine.operator_action("inject_fault", replica=replica, faults=faults)
+                await engine.inject_fault(replica, faults, partial(lab.set_faults, replica, **faults))
         for raw in ticks:
             name, _, note = raw.partition("=")
-            engine.emit(ev.ChecklistTicked(item=name, checked=True, actor=engine.operator, note=note))
+            engine.tick(name, True, note)
         await Rehearsal(engine, options).run()
         await engine.stop("rehearsal finished", close=False)
         export_error = await _export_rehearsal(engine, export_dir) if export_dir else None
@@ -597,14 +615,15 @@ def describe_event(e: Any) -> str:
 @click.argument("playbook_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="How long to send traffic.")
-@click.option("--rps", type=float, default=50.0, show_default=True, help="Requests per second.")
-def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float) -> None:
+@click.option("--rps", type=float, help="Requests per second (default: the playbook's rate).")
+def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float | None) -> None:
     """Send bounded synthetic traffic through the balancer; per-replica share, 5xx, p95, guardrails."""
     from rollback_tui.core import events as ev
     from rollback_tui.core.guardrails import GuardrailEvaluator
     from rollback_tui.probes.traffic import TrafficGenerator, percentile
 
     playbook = _load(playbook_path)
+    rps = rps or playbook.synthetic_rps
     windows: list[ev.TrafficWindow] = []
     guardrails = GuardrailEvaluator(playbook)
     breaches: list[ev.Event] = []

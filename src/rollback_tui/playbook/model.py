@@ -193,12 +193,17 @@ class TrafficControl(Strict):
         return self
 
 
+DEFAULT_SYNTHETIC_RPS = 20.0  # the one default: the cockpit, headless `rehearse` and `check traffic` read it
+
+
 class SyntheticTraffic(Strict):
     """The synthetic share routed to candidates while they are under test (runbook: 10-20 %)."""
 
     candidate_share_min: float = Field(0.10, ge=0.0, le=1.0)
     candidate_share_max: float = Field(0.20, ge=0.0, le=1.0)
-    rps: float = Field(20.0, gt=0, le=10_000, description="Synthetic requests per second via the balancer.")
+    rps: float = Field(
+        DEFAULT_SYNTHETIC_RPS, gt=0, le=10_000, description="Synthetic requests per second via the balancer."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> SyntheticTraffic:
@@ -590,3 +595,11 @@ class Playbook(Strict):
 
     def action(self, name: str) -> SelectorRemoval | Redeploy | StabiliseFlags | CommandAction:
         return next(a for a in self.actions if a.name == name)
+
+    @property
+    def synthetic_rps(self) -> float:
+        """The synthetic traffic rate the playbook asks for (every front end starts traffic at this)."""
+        lb = self.load_balancer
+        if lb is not None and lb.synthetic_traffic is not None:
+            return lb.synthetic_traffic.rps
+        return DEFAULT_SYNTHETIC_RPS

@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,9 +111,9 @@ class Engine:
     def notice(self, source: str, message: str, level: str = "info") -> None:
         self.emit(ev.Notice(source=source, message=message, level=level))  # type: ignore[arg-type]
 
-    def operator_action(self, action: str, **detail: Any) -> ev.Event:
+    def operator_action(self, action: str, *, actor: str | None = None, **detail: Any) -> ev.Event:
         """Journal (fsync'd) an operator action before anything acts on it."""
-        return self.emit(ev.OperatorAction(action=action, actor=self.operator, detail=detail))
+        return self.emit(ev.OperatorAction(action=action, actor=actor or self.operator, detail=detail))
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -244,22 +244,48 @@ class Engine:
 
     # --- traffic, guardrails, rollback -------------------------------------------------------------
 
-    def start_traffic(self, rate_rps: float = 50.0, **kw: Any) -> None:
-        """Synthetic traffic through the balancer (bounded in count and time)."""
+    def start_traffic(self, rate_rps: float | None = None, *, actor: str | None = None, **kw: Any) -> float:
+        """Synthetic traffic through the balancer (bounded in count and time), at the playbook's rate unless
+        overridden. The intent is journaled before the first request; returns the rate."""
         from rollback_tui.probes.traffic import TrafficGenerator
 
         if self.playbook.load_balancer is None:
             raise NotAvailable("This playbook has no load_balancer: there is nowhere to send traffic.")
+        rate = rate_rps or self.playbook.synthetic_rps
         if self.running("traffic"):
-            return
-        for problem in thin_evidence(self.playbook, rate_rps):
+            return rate
+        self.operator_action("start_traffic", actor=actor, rate_rps=rate)
+        for problem in thin_evidence(self.playbook, rate):
             self.notice("guardrails", problem, "warning")
-        self.spawn("traffic", TrafficGenerator(self.playbook, self.emit, rate_rps=rate_rps, **kw).run())
+        self.spawn("traffic", TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw).run())
+        return rate
 
-    def stop_traffic(self) -> None:
+    def stop_traffic(self, *, actor: str | None = None) -> bool:
+        """Stop synthetic traffic (journaled first); False when none was running."""
         task = self._tasks.get("traffic")
-        if task is not None and not task.done():
-            task.cancel()
+        if task is None or task.done():
+            return False
+        self.operator_action("stop_traffic", actor=actor)
+        task.cancel()
+        return True
+
+    async def inject_fault(
+        self,
+        replica: str,
+        faults: dict[str, Any],
+        apply: Callable[[], Awaitable[Any]],
+        *,
+        actor: str | None = None,
+    ) -> None:
+        """A lab fault: journaled (who, which replica, what) before `apply` (the lab's call) changes it."""
+        if replica not in {r.name for r in self.playbook.replicas}:
+            raise NotAvailable(f"No replica named {replica!r}.")
+        self.operator_action("inject_fault", actor=actor, replica=replica, faults=faults)
+        try:
+            await apply()
+        except Exception as exc:
+            self.notice("lab", f"fault on {replica} not applied: {type(exc).__name__}: {exc}", "error")
+            raise NotAvailable(f"The fault on {replica} was not applied: {exc}") from exc
 
     async def read_routing(self) -> ev.SelectorState:
         from rollback_tui.actions.traffic_control import TrafficControlError, make_driver
@@ -493,11 +519,11 @@ class Engine:
         self.notice("action", f"{label}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
         return result.outcome
 
-    def enter_step(self, step: str) -> ev.StepEntered:
-        """The operator moves the runbook tracker to `step` (journaled with who)."""
+    def enter_step(self, step: str, *, actor: str | None = None) -> ev.StepEntered:
+        """The operator (or the headless runner) moves the runbook tracker to `step` (journaled with who)."""
         if step not in [s.name for s in self.playbook.steps]:
             raise NotAvailable(f"No runbook step named {step!r}.")
-        return self.emit(ev.StepEntered(step=step, actor=self.operator))
+        return self.emit(ev.StepEntered(step=step, actor=actor or self.operator))  # type: ignore[return-value]
 
     def step_after(self, offset: int = 1) -> str | None:
         """The step `offset` away from the current one (the first step when none was entered yet)."""
@@ -507,12 +533,18 @@ class Engine:
         index = names.index(self.state.step) + offset
         return names[index] if 0 <= index < len(names) else None
 
-    def tick(self, item: str, checked: bool = True, note: str = "") -> ev.ChecklistTicked:
-        """An operator's tick (or untick) of a checklist item or exit criterion, with who and why."""
-        names = [c.name for c in self.playbook.checklist] + [c.name for c in self.playbook.exit_criteria]
-        if item not in names:
-            raise NotAvailable(f"No checklist item named {item!r}.")
-        return self.emit(ev.ChecklistTicked(item=item, checked=checked, actor=self.operator, note=note))
+    def tick(
+        self, item: str, checked: bool = True, note: str = "", *, actor: str | None = None
+    ) -> ev.ChecklistTicked:
+        """An operator's tick (or untick) of a checklist item or exit criterion, with who and why.
+
+        A name that is not in the playbook is refused (a typo is never evidence); overriding an item that
+        ticks itself from evidence needs a reason, journaled with the tick."""
+        refusal = tick_refusal(self.playbook, item, note)
+        if refusal:
+            raise NotAvailable(refusal)
+        tick = ev.ChecklistTicked(item=item, checked=checked, actor=actor or self.operator, note=note.strip())
+        return self.emit(tick)  # type: ignore[return-value]
 
     async def export(self, directory: Path | None = None) -> list[Path]:
         """Markdown report + JSON bundle + journal copy + artefacts (+ SVG of the cockpit when shown)."""
@@ -579,6 +611,17 @@ _EVIDENCE_KINDS = frozenset(
         "session_resumed",
     }
 )
+
+
+def tick_refusal(playbook: Playbook, item: str, note: str) -> str | None:
+    """Why an operator's tick of `item` with `note` is refused, or None (front ends check before a run)."""
+    entry = next((c for c in [*playbook.checklist, *playbook.exit_criteria] if c.name == item), None)
+    if entry is None:
+        known = ", ".join(c.name for c in [*playbook.checklist, *playbook.exit_criteria]) or "none"
+        return f"No checklist item or exit criterion named {item!r} (known: {known})."
+    if entry.rule != "manual" and not note.strip():
+        return f"{item} is decided automatically from evidence ({entry.rule}): overriding it needs a reason."
+    return None
 
 
 _SEVERITY_RANK = {"P0": 0, "P1": 1}

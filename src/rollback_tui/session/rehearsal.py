@@ -26,13 +26,14 @@ from rollback_tui.playbook.model import (
 from rollback_tui.session.engine import Engine, NotAvailable
 
 Hook = Callable[[], Awaitable[None]]
+HEADLESS = "headless-rehearsal"  # the actor of what the runner does on its own
 
 
 @dataclass
 class RehearsalOptions:
     watch_s: float = 20.0  # how long the guardrail watch lasts without a breach
     canary_s: float = 3.0  # clean canary traffic before the next item
-    traffic_rps: float = 50.0
+    traffic_rps: float | None = None  # the playbook's synthetic_traffic.rps unless set
     auto_rollback: bool = True  # roll back on the first P0 breach, as the runbook says
     allow_destructive: bool = False  # run redeploy / flag / destructive command actions
     rollback: str = "on_breach"  # on_breach | always | never
@@ -59,9 +60,9 @@ class Rehearsal:
     async def run(self) -> None:
         self.engine.auto_rollback = self.opts.auto_rollback and self.opts.rollback != "never"
         for step in self.playbook.steps:
-            self.engine.emit(ev.StepEntered(step=step.name))
+            self.engine.enter_step(step.name, actor=HEADLESS)
             await self.run_step(step)
-        self.engine.stop_traffic()
+        self.engine.stop_traffic(actor=HEADLESS)
 
     async def run_step(self, step: Step) -> None:
         self._step_failed = False
@@ -128,7 +129,7 @@ class Rehearsal:
         elif check == "guardrail_watch":
             await self._watch()
         elif check == "cleanup":
-            self.engine.stop_traffic()
+            self.engine.stop_traffic(actor=HEADLESS)
             self.note("synthetic traffic stopped; synthetic threads cleaned up by each check")
         elif check == "export":
             self.note("export: the session is exported when the rehearsal ends")
@@ -136,7 +137,7 @@ class Rehearsal:
     async def _traffic(self) -> None:
         if self.playbook.load_balancer is None:
             raise NotAvailable("no load balancer in the playbook")
-        self.engine.start_traffic(self.opts.traffic_rps)
+        self.engine.start_traffic(self.opts.traffic_rps, actor=HEADLESS)
         await asyncio.sleep(self.opts.canary_s)
         window = self.engine.state.traffic.last_window
         if window is None or not window.requests:
@@ -163,7 +164,7 @@ class Rehearsal:
         if isinstance(action, SelectorRemoval):
             await self._rollback(action, item)
         elif isinstance(action, CommandAction) and (self.opts.allow_destructive or not action.destructive):
-            outcome = await self.engine.run_action(name, confirmed_text=name, actor="headless-rehearsal")
+            outcome = await self.engine.run_action(name, confirmed_text=name, actor=HEADLESS)
             self._step_failed |= outcome != "passed"
         elif isinstance(action, Redeploy) and self.opts.allow_destructive:
             commit = self._fact_value(action.last_known_good)
@@ -213,7 +214,7 @@ class Rehearsal:
             self.note(f"rollback {action.name} not run (--rollback never)")
             return
         try:
-            await self.engine.rollback(action.name, action.replica_set, actor="headless-rehearsal")
+            await self.engine.rollback(action.name, action.replica_set, actor=HEADLESS)
         except NotAvailable as exc:
             if status.stage != "failed":
                 raise
@@ -221,5 +222,5 @@ class Rehearsal:
             self.note(f"rollback {action.name} failed: {status.failure or exc}", "error")
 
     async def _command(self, name: str, spec: CommandSpec) -> None:
-        outcome = await self.engine.run_command(name, spec, actor="headless-rehearsal")
+        outcome = await self.engine.run_command(name, spec, actor=HEADLESS)
         self._step_failed |= outcome != "passed"

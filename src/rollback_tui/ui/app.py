@@ -43,6 +43,7 @@ from rollback_tui.ui.screens.confirm import ConfirmRollback
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.notices import NoticesScreen
+from rollback_tui.ui.screens.reason import ReasonPrompt
 from rollback_tui.ui.themes import DEFAULT_THEME, THEME_ORDER, VARIABLE_DEFAULTS, load_themes
 
 log = logging.getLogger(__name__)
@@ -505,16 +506,11 @@ class CockpitApp(App[None]):
     def action_traffic(self) -> None:
         """Start synthetic canary traffic through the balancer, or stop it."""
         try:
-            if self.engine.running("traffic"):
-                self.engine.stop_traffic()
-                self.engine.operator_action("stop_traffic")
+            if self.engine.stop_traffic():
                 self._traffic_since = None
                 self.notify("Synthetic traffic stopped.", timeout=3)
             else:
-                lb = self.engine.playbook.load_balancer
-                rps = lb.synthetic_traffic.rps if lb is not None and lb.synthetic_traffic else 20.0
-                self.engine.start_traffic(rate_rps=rps)
-                self.engine.operator_action("start_traffic", rate_rps=rps)
+                rps = self.engine.start_traffic()
                 self._traffic_since, self._traffic_rps = time.time(), rps
                 self.notify(f"Synthetic traffic started: {rps:g} rps through the balancer.", timeout=3)
         except NotAvailable as exc:
@@ -557,9 +553,19 @@ class CockpitApp(App[None]):
         if item is None:
             self.notify("Highlight a checklist item first (↑/↓).", severity="warning", timeout=3)
             return
-        entry = self.engine.state.checklist.get(item)
-        checked = not (entry.checked if entry else False)
-        self._run("tick", lambda: self.engine.tick(item, checked, ""))
+        status = self.engine.checklist().get(item)
+        checked = not (status.checked if status else False)
+        if status is None or status.rule == "manual":
+            self._run("tick", lambda: self.engine.tick(item, checked, ""))
+            return
+        verb = "Tick" if checked else "Untick"
+        question = f"{verb} '{status.text}' by hand? Its evidence decides it automatically ({status.rule})."
+
+        def answered(reason: str | None) -> None:
+            if reason is not None:
+                self._run("tick", lambda: self.engine.tick(item, checked, reason))
+
+        self.push_screen(ReasonPrompt(question), callback=answered)
 
     def action_actions(self) -> None:
         actions = [a for a in self.engine.playbook.actions if isinstance(a, CommandAction)]
