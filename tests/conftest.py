@@ -8,12 +8,16 @@
                         indirectly, to run `lab` on another playbook)
 - `lab`                 a started `rollback_tui.lab.supervisor.Lab` for `lab_playbook`, stopped afterwards
 
-Plain helpers: `build_lab_playbook(**changes)`, `require_redis_server()`, `pid_alive(pid)`.
+Plain helpers: `build_lab_playbook(**changes)`, `require_redis_server()`, `pid_alive(pid)`,
+`encodings(secret)` and `holds_secret(text, secret)` (redaction of a secret's encoded forms).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import pytest
 
@@ -90,6 +95,62 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def encodings(secret: str) -> dict[str, str]:
+    """The forms a secret travels in, as the standard library writes them (name → text); base64 also of
+    longer data holding the secret at each byte offset mod 3."""
+    raw = secret.encode()
+    b64, urlsafe = base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()
+    inside = {
+        f"{name} at offset {k}": encode(b"\x00" * k + raw + b"\xff").decode()
+        for k in range(3)
+        for name, encode in (("base64", base64.b64encode), ("urlsafe-base64", base64.urlsafe_b64encode))
+    }
+    return inside | {
+        "quote": quote(secret, safe=""),
+        "quote-path": quote(secret),
+        "quote_plus": quote_plus(secret),
+        "base64": b64,
+        "base64-unpadded": b64.rstrip("="),
+        "urlsafe-base64": urlsafe,
+        "urlsafe-base64-unpadded": urlsafe.rstrip("="),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+    }
+
+
+def _from_hex(chunk: str) -> bytes:
+    return bytes.fromhex(chunk[: len(chunk) // 2 * 2])
+
+
+def _from_base64(chunk: str) -> bytes:
+    chunk = chunk.rstrip("=").translate(str.maketrans("-_", "+/"))
+    chunk = chunk[: len(chunk) - (len(chunk) % 4 == 1)]  # a lone last character holds no whole byte
+    return base64.b64decode(chunk + "=" * (-len(chunk) % 4))
+
+
+def _decodes_to(runs: list[str], raw: bytes, step: int, decode: Callable[[str], bytes]) -> bool:
+    """Whether some run, decoded from one of its first `step` characters on, holds `raw`."""
+    for run in runs:
+        for start in range(min(step, len(run))):
+            try:
+                if raw in decode(run[start:]):
+                    return True
+            except (binascii.Error, ValueError):
+                continue
+    return False
+
+
+def holds_secret(text: str, secret: str) -> bool:
+    """Whether `text` still gives `secret` away: as is, URL-decoded, or decoded from any hex or base64
+    (standard or URL-safe) run at any alignment. Independent of how the Redactor finds them."""
+    raw = secret.encode()
+    if any(secret in form for form in (text, unquote(text), unquote_plus(text))):
+        return True
+    hex_runs = re.findall(r"[0-9a-fA-F]{2,}", text)
+    b64_runs = re.findall(r"[A-Za-z0-9+/_-]{2,}", text)
+    return _decodes_to(hex_runs, raw, 2, _from_hex) or _decodes_to(b64_runs, raw, 4, _from_base64)
 
 
 @pytest.fixture(autouse=True)

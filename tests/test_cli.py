@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import base64
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from conftest import REPO, require_redis_server
+from conftest import REPO, holds_secret, require_redis_server
+from rollback_tui.cli import Output
+from rollback_tui.core.redact import MASK, Redactor
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
 
@@ -132,6 +141,183 @@ def test_headless_rehearsal_fails_and_says_why_with_a_memory_transport_replica(t
     verdict = json.loads(result.stdout.strip().splitlines()[-1])
     assert verdict["kind"] == "rehearsal_verdict" and verdict["complete"] is False
     assert any("stable-b reports transport=memory" in why for why in verdict["why"]), verdict
+
+
+LEAKED = "s3cr3t-upstream-k3y"  # UPSTREAM_KEY: referenced by the playbook as ${UPSTREAM_KEY}, so a secret
+
+
+class _LeakyUpstream(BaseHTTPRequestHandler):
+    """A chat API that holds a stream open and answers every send with an error echoing a credential."""
+
+    released = threading.Event()
+
+    def do_GET(self) -> None:
+        if "/stream" not in self.path:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.flush()
+        self.released.wait(60)
+
+    def do_POST(self) -> None:
+        as_basic = base64.b64encode(f"ci:{LEAKED}".encode()).decode()  # encoded forms are masked too
+        body = f"upstream rejected credentials {LEAKED} (as {as_basic})".encode()
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def leaky_upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LeakyUpstream)
+    server.daemon_threads = True
+    _LeakyUpstream.released.clear()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        _LeakyUpstream.released.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _leaky_playbook(path: Path, url: str) -> Path:
+    """The secret reaches a fact value (a `missing:` reason), a failing gate's output and, through the
+    upstream's error body, a fanout reason (a `why:` line)."""
+    doc = {
+        "name": "leaky",
+        "title": "Secrets in what the rehearsal observes",
+        "replicas": [{"name": name, "url": url, "role": "stable"} for name in ("stable-a", "stable-b")],
+        "realtime": {
+            "redis_url": "redis://127.0.0.1:1/0",
+            "channel_prefix": "chat:rt:",
+            "redis_tap": False,
+            "fanout": {"stream_kind": "sse", "receive_timeout_s": 1.0},
+        },
+        "facts": [
+            {
+                "name": "upstream-key",
+                "title": "Upstream key",
+                "source": "env",
+                "env_var": "UPSTREAM_KEY",
+                "expect": "the-pinned-key",
+            },
+        ],
+        "gates": [
+            {
+                "name": "smoke",
+                "title": "Smoke",
+                "argv": [
+                    "python3",
+                    "-c",
+                    "import sys; print('key', sys.argv[1]); sys.exit(3)",
+                    "${UPSTREAM_KEY}",
+                ],
+            }
+        ],
+        "steps": [
+            {
+                "name": "only",
+                "title": "Only",
+                "do": [{"fact": "upstream-key"}, {"gate": "smoke"}, {"check": "fanout"}],
+            }
+        ],
+        "exit_criteria": [
+            {
+                "name": "key-pinned",
+                "text": "Upstream key pinned",
+                "rule": "facts_agree",
+                "fact": "upstream-key",
+            },
+            {"name": "smoke-passes", "text": "Smoke passes", "rule": "gate_passed", "gate": "smoke"},
+        ],
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
+def test_headless_output_masks_what_the_journal_masks(fmt: str, leaky_upstream: str, tmp_path: Path) -> None:
+    playbook = _leaky_playbook(tmp_path / "leaky.yaml", leaky_upstream)
+    journal = tmp_path / "session.jsonl"
+    result = run(
+        "rehearse", str(playbook), "--headless", "--format", fmt, "--journal", str(journal),
+        env={"UPSTREAM_KEY": LEAKED}, tmp=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert LEAKED not in journal.read_text()  # what the journal masks …
+    assert not holds_secret(result.stdout + result.stderr, LEAKED)  # … stdout and stderr mask too
+    lines = result.stdout.strip().splitlines()
+    if fmt == "jsonl":
+        events = [json.loads(line) for line in lines]  # every line stays JSON
+        assert any(e["kind"] == "gate_output" and e["line"] == f"key {MASK}" for e in events)
+        verdict = events[-1]
+        assert verdict["kind"] == "rehearsal_verdict"
+        missing, why = verdict["missing"], verdict["why"]
+    else:
+        missing = [line.split("- missing: ", 1)[1] for line in lines if "- missing: " in line]
+        why = [line.split("- why: ", 1)[1] for line in lines if "- why: " in line]
+    # The reasons are still there, with the secret masked in them.
+    assert any(
+        "fact upstream-key does NOT agree" in m and f"={MASK} (expected the-pinned-key)" in m for m in missing
+    )
+    head = f"send via stable-a answered HTTP 500: upstream rejected credentials {MASK} (as "
+    assert any(w.startswith(head) for w in why), why
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_check_fanout_masks_secrets_in_its_reasons(
+    as_json: bool, leaky_upstream: str, tmp_path: Path
+) -> None:
+    playbook = _leaky_playbook(tmp_path / "leaky.yaml", leaky_upstream)
+    result = run(
+        "check", "fanout", str(playbook), *(["--json"] if as_json else []), env={"UPSTREAM_KEY": LEAKED}
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not holds_secret(result.stdout + result.stderr, LEAKED)
+    reasons = json.loads(result.stdout)["reasons"] if as_json else result.stdout.splitlines()
+    assert any(f"upstream rejected credentials {MASK} (as " in r for r in reasons), reasons
+
+
+def test_warnings_logged_on_a_headless_path_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    out = Output(Redactor([LEAKED]))
+    handler = out.capture_logs()
+    try:
+        logging.getLogger("rollback_tui.core.engine").warning("task failed: ValueError: %s", LEAKED)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    assert f"task failed: ValueError: {MASK}" in err and LEAKED not in err
+
+
+def _prints(node: ast.AST) -> list[int]:
+    """Line numbers of calls under `node` that write to the terminal: click.echo/secho, print, and
+    sys.stdout/sys.stderr writes."""
+    lines = []
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
+            continue
+        name = ast.unparse(call.func)
+        if name in ("print", "echo", "secho") or name.endswith(
+            (".echo", ".secho", "stdout.write", "stderr.write")
+        ):
+            lines.append(call.lineno)
+    return lines
+
+
+def test_the_cli_prints_only_through_its_redacting_output() -> None:
+    # A print added anywhere else in the CLI would bypass the redactor: keep every one inside Output.
+    tree = ast.parse((REPO / "src" / "rollback_tui" / "cli.py").read_text())
+    sink = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Output")
+    assert len(_prints(sink)) == 2  # line() and json()
+    assert sorted(_prints(tree)) == sorted(_prints(sink))
 
 
 def test_export_command_writes_report_from_a_journal(tmp_path):

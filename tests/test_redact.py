@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
-from hypothesis import example, given
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rollback_tui.core.redact import MASK, Redactor
+from conftest import encodings, holds_secret
+from rollback_tui.core.redact import ENCODED_MIN, MASK, Redactor
 
 
 def test_known_values_masked_everywhere():
@@ -61,7 +64,10 @@ def test_redacted_json_line_stays_valid_json_and_hides_secret(secret, noise):
 
 _PIECES = st.sampled_from(
     ["token", "auth", "secret", "key", "://", "sig", "passw", "cookie", "basic ", "bearer ", "Token ", "KEY=",
-     "s3cr3t", "hunter22", '"', ",", ":", "c", "k", "u", "0", "1", "TOKEN", "k3y", "ç", "İ", "\u212a"]
+     "s3cr3t", "hunter22", '"', ",", ":", "c", "k", "u", "0", "1", "TOKEN", "k3y", "ç", "İ", "\u212a",
+     # encoded forms of the secrets (whole, and halves that only meet in some texts)
+     *(form for secret in ("s3cr3t", "hunter22") for form in encodings(secret).values()),
+     "czNjcj", "N0", "733363", "723374", "aHVudGVy", "MjI"]
 )  # fmt: skip
 
 
@@ -95,3 +101,45 @@ def test_secret_in_a_long_json_line_is_masked_and_the_line_stays_json():
     out = json.loads(r.json_line(line))
     assert out["rows"][150][4] == f"evt-{MASK}" and out["rows"][200][3] == f"thread token={MASK}"
     assert out["rows"][149] == rows[149] and len(out["rows"]) == 300
+
+
+# --- encoded forms of a known secret: URL-encoded, base64 (any alignment), hex ---
+
+ENCODED = "p@ss/w0rd+?~ zed"  # URL-encoding changes it; its base64 holds "+" or "/" (URL-safe: "-", "_")
+
+
+@pytest.mark.parametrize("form", sorted(encodings(ENCODED)))
+def test_each_encoded_form_of_a_known_secret_is_masked(form):
+    text = f"sent {encodings(ENCODED)[form]} upstream"
+    assert holds_secret(text, ENCODED)
+    out = Redactor([ENCODED])(text)
+    assert not holds_secret(out, ENCODED) and MASK in out, out
+    assert out.startswith("sent ") and out.endswith(" upstream")
+
+
+@pytest.mark.parametrize("urlsafe", [False, True])
+@pytest.mark.parametrize("before", range(6))  # every byte offset mod 3, twice
+def test_base64_of_a_secret_inside_longer_data_is_masked_at_every_alignment(before, urlsafe):
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    data = encode(b"H" * before + ENCODED.encode() + b"-trailing-bytes").decode()
+    out = Redactor([ENCODED])(f"payload {data} end")
+    assert not holds_secret(out, ENCODED), out
+    # Only the secret's part goes: what encodes the bytes before and after it stays.
+    kept = (before * 8 + 5) // 6  # characters holding any bit of those bytes
+    assert out.startswith(f"payload {data[:kept]}***") and out.endswith(f"{data[-16:]} end"), out
+
+
+def test_short_secrets_are_masked_verbatim_only():
+    # "abcde" in hex (6162636465) or base64 (YWJjZGU) would shred ordinary hex and base64 text.
+    r = Redactor(["abcde"])
+    text = "abcde 6162636465 YWJjZGU"
+    assert r(text) == f"{MASK} 6162636465 YWJjZGU"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=ENCODED_MIN, max_size=24), st.binary(max_size=7), st.binary(max_size=7))
+def test_a_secret_encoded_anywhere_in_longer_data_is_masked(secret, before, after):
+    data = before + secret.encode() + after
+    encoded = (base64.b64encode(data), base64.urlsafe_b64encode(data), data.hex(), data.hex().upper())
+    text = " ".join(e if isinstance(e, str) else e.decode() for e in encoded)
+    assert not holds_secret(Redactor([secret])(text), secret)

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import encodings, holds_secret
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import read_journal
-from rollback_tui.core.redact import Redactor
+from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.state import fold
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report import export as export_mod
@@ -105,6 +106,34 @@ def test_secrets_are_redacted_in_every_exported_file(session: Path, tmp_path: Pa
     for path in paths:
         assert SECRET not in path.read_text(), path.name
     assert "using credentials *** for the staging cluster" in (out / "journal.jsonl").read_text()
+
+
+def test_encoded_forms_of_secrets_are_masked_in_the_report_bundle_and_journal_copy(
+    session: Path, tmp_path: Path
+) -> None:
+    # Warning notices (the report's timeline shows them) carry SECRET URL-encoded, hex-encoded and
+    # base64-encoded, alone and inside longer data at each byte offset; the journal did not know SECRET.
+    forms = encodings(SECRET)
+    *lines, ended = session.read_text().splitlines(keepends=True)
+    last = ev.parse_event(ended)
+    for i, (name, form) in enumerate(forms.items()):
+        notice = ev.Notice(
+            level="warning", source="probe", message=f"{name}: {form}", ts=last.ts - 1, n=last.n + i
+        )
+        lines.append(notice.model_dump_json() + "\n")
+    last.n += len(forms)
+    session.write_text("".join(lines) + last.model_dump_json() + "\n")
+    assert all(holds_secret(line, SECRET) for line in lines[-len(forms) :])
+
+    out = tmp_path / "out"
+    export_session(session, out, redactor=Redactor([SECRET]))
+    report = (out / "report.md").read_text()
+    assert all(f"Warning from probe: {name}: " in report for name in forms)  # the notices are in it
+    bundle = json.loads((out / "bundle.json").read_text())
+    messages = [e["message"] for e in bundle["events"] if e["kind"] == "notice" and e["source"] == "probe"]
+    assert len(messages) == len(forms) and all(MASK in m for m in messages)
+    for name in ("report.md", "bundle.json", "journal.jsonl"):
+        assert not holds_secret((out / name).read_text(), SECRET), name
 
 
 def test_bundle_holds_every_event_and_the_summary(session: Path, tmp_path: Path) -> None:
@@ -213,6 +242,8 @@ FRAGMENTS = [
     "token=abc123", "Bearer eyJ.x.y", 'password": "pa55"', "https://u:pw@host/x", "sig=0a1b", "API_KEY=z",
     "apikey", 'Cookie": "c=1"', "basic dXNlcjpw", "secret=s", "Authorization", "plain words", "kind", "ǅ",
     "verysecretvalue", "KEY", "passw", "://", " ", "=",
+    # its encoded forms, whole and in halves, which only some blocks join
+    *encodings("verysecretvalue").values(), "dmVyeXNlY3", "JldHZhbHVl", "76657279736563", "72657476616c7565",
 ]  # fmt: skip
 
 

@@ -15,9 +15,10 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Static
 
-from conftest import build_lab_playbook
+from conftest import build_lab_playbook, encodings, holds_secret
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.text import command_line
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine, NotAvailable
@@ -29,6 +30,7 @@ from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmRollback
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
+from rollback_tui.ui.screens.notices import NoticesScreen
 from rollback_tui.ui.screens.reason import ReasonPrompt
 from rollback_tui.ui.themes import REQUIRED_VARIABLES, ThemeFileError, load_theme_file, load_themes
 from test_ui_support import demo_playbook, replay_engine
@@ -304,6 +306,29 @@ async def test_share_mode_hides_sensitive_urls_and_paths(engine: Engine, tmp_pat
                 assert "F A I L I N G" in plain(app.query_one("#verdict", Static))
             else:
                 assert "http://blue-next.internal.example:18083" in health
+
+
+async def test_encoded_forms_of_a_secret_are_masked_in_the_journal_and_on_the_share_screen(
+    tmp_path: Path,
+) -> None:
+    secret = "p@ss/w0rd+?~ zed"
+    engine = Engine(demo_playbook(), Journal(tmp_path / "j.jsonl", Redactor([secret])), operator="alice")
+    forms = encodings(secret)
+    for name, form in forms.items():
+        engine.notice("probe", f"{name}: {form}", "warning")
+    # The state keeps what was observed; the journal line and the screen are what get redacted.
+    assert all(holds_secret(n.message, secret) for n in engine.state.notices)
+    engine.journal.flush()
+    journal = engine.journal.path.read_text()
+    assert journal.count(MASK) >= len(forms) and not holds_secret(journal, secret)
+    app = CockpitApp(engine, live=False, share=True)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, NoticesScreen)
+        shown = plain(app.screen.query_one(Static))
+    assert all(f"{name}: " in shown for name in forms)  # every notice is listed
+    assert not holds_secret(shown, secret)
 
 
 async def test_theme_cycles_and_quit_stops_engine(engine: Engine) -> None:

@@ -1,4 +1,8 @@
-"""Command line: `rollback-tui demo | open | lab | validate | schema | check`."""
+"""Command line: `rollback-tui demo | open | lab | validate | schema | check`.
+
+Everything it prints goes through `Output`, which redacts: stdout and stderr are evidence too (CI keeps
+them), so they must not show what the journal masks.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,49 @@ from typing import Any
 import click
 
 from rollback_tui import __version__, settings
+from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook.model import Playbook
 
 log = logging.getLogger("rollback_tui")
+
+
+class Output:
+    """The only way this module prints (tests/test_cli.py holds it to that): every line through a
+    Redactor — the session's own once there is a playbook, the very object its journal uses, so secrets
+    a gate resolves later are masked here too."""
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redact = redactor if redactor is not None else Redactor.from_env()
+
+    def line(self, text: str, *, err: bool = False) -> None:
+        click.echo(self.redact(text), err=err)
+
+    def json(self, serialized: str) -> None:
+        """One serialized JSON document, redacted and still valid JSON."""
+        click.echo(self.redact.json_line(serialized))
+
+    def capture_logs(self) -> logging.Handler:
+        """Warnings logged on a headless path (Python prints them to stderr) go through the redactor too."""
+        handler = _OutputLogHandler(self)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        return handler
+
+
+class _OutputLogHandler(logging.Handler):
+    def __init__(self, out: Output) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.line(self.format(record), err=True)
+
+
+def _session_redactor(playbook: Playbook) -> Redactor:
+    """The values of the env vars the playbook references, and of any whose name looks secret."""
+    from rollback_tui.playbook.load import referenced_env_vars
+
+    return Redactor.from_env(referenced_env_vars(playbook))
 
 
 def _load(path: str | Path) -> Playbook:
@@ -25,7 +69,7 @@ def _load(path: str | Path) -> Playbook:
     try:
         return load_playbook(path)
     except PlaybookError as err:
-        click.echo(str(err), err=True)
+        Output().line(str(err), err=True)
         sys.exit(2)
 
 
@@ -45,14 +89,12 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _open_journal(playbook: Playbook, journal: str | None):  # -> Journal
+def _open_journal(playbook: Playbook, journal: str | None, redactor: Redactor | None = None):  # -> Journal
     from rollback_tui.core.journal import Journal
-    from rollback_tui.core.redact import Redactor
-    from rollback_tui.playbook.load import referenced_env_vars
     from rollback_tui.session.engine import default_journal_path
 
     path = Path(journal) if journal else default_journal_path(playbook, settings.journal_dir())
-    return Journal(path, Redactor.from_env(referenced_env_vars(playbook)))
+    return Journal(path, redactor or _session_redactor(playbook))
 
 
 async def _run_cockpit(
@@ -79,6 +121,7 @@ async def _run_cockpit(
     app = CockpitApp(
         engine, theme=opts.get("theme"), share=bool(opts.get("share")), export_on_quit=export_on_quit
     )
+    out = Output(journal.redact)
     try:
         await app.run_async()
     finally:
@@ -90,11 +133,11 @@ async def _run_cockpit(
                 paths = await engine.export()
             except Exception as exc:  # the journal is intact; `rollback-tui export` can retry
                 engine.notice("export", f"automatic export failed: {exc}", "error")
-                click.echo(
+                out.line(
                     f"Automatic export failed ({exc}); run `rollback-tui export {journal.path}`", err=True
                 )
         if paths:
-            click.echo(f"Evidence exported to {paths[0].parent}", err=True)
+            out.line(f"Evidence exported to {paths[0].parent}", err=True)
         journal.close()
     return journal.path
 
@@ -148,10 +191,11 @@ def demo(playbook_path: str | None, redis: str, verbose: bool, **opts: Any) -> N
     _setup_logging(verbose)
     path = Path(playbook_path) if playbook_path else bundled_playbook("demo")
     playbook = _load(path)
+    out = Output(_session_redactor(playbook))
 
     async def run() -> Path:
         lab = Lab(playbook, redis=redis)  # type: ignore[arg-type]
-        click.echo(f"Starting the lab for {playbook.name} …", err=True)
+        out.line(f"Starting the lab for {playbook.name} …", err=True)
         try:
             await lab.start()
             return await _run_cockpit(
@@ -163,9 +207,9 @@ def demo(playbook_path: str | None, redis: str, verbose: bool, **opts: Any) -> N
     try:
         journal = asyncio.run(run())
     except LabError as exc:
-        click.echo(f"error: the lab did not start: {exc}", err=True)
+        out.line(f"error: the lab did not start: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"Lab stopped. Journal: {journal}")
+    out.line(f"Lab stopped. Journal: {journal}")
 
 
 @main.command("open")
@@ -176,7 +220,7 @@ def open_(playbook_path: str, verbose: bool, **opts: Any) -> None:
     _setup_logging(verbose)
     playbook = _load(playbook_path)
     journal = asyncio.run(_run_cockpit(playbook, playbook_path, opts))
-    click.echo(f"Journal: {journal}")
+    Output(_session_redactor(playbook)).line(f"Journal: {journal}")
 
 
 @main.command()
@@ -191,7 +235,7 @@ def lab(playbook_path: str | None, redis: str) -> None:
     try:
         asyncio.run(run_lab_forever(playbook, redis=redis))
     except KeyboardInterrupt:
-        click.echo("\nLab stopped.", err=True)
+        Output().line("\nLab stopped.", err=True)
 
 
 @main.command()
@@ -201,14 +245,15 @@ def validate(files: tuple[str, ...]) -> None:
     from rollback_tui.playbook.load import PlaybookError, load_playbook
 
     failed = 0
+    out = Output()
     for file in files:
         try:
             pb = load_playbook(file)
         except PlaybookError as err:
             failed += 1
-            click.echo(str(err), err=True)
+            out.line(str(err), err=True)
             continue
-        click.echo(
+        out.line(
             f"{file}: ok — {pb.name}: {len(pb.replicas)} replicas, {len(pb.steps)} steps, "
             f"{len(pb.gates)} gates, {len(pb.guardrails)} guardrails, {len(pb.checklist)} checklist items"
         )
@@ -220,7 +265,7 @@ def schema() -> None:
     """Print the playbook JSON Schema (for editor completion)."""
     from rollback_tui.playbook.load import playbook_schema
 
-    click.echo(json.dumps(playbook_schema(), indent=2))
+    Output().json(json.dumps(playbook_schema(), indent=2))
 
 
 @main.group()
@@ -236,25 +281,27 @@ def check_health(playbook_path: str, as_json: bool) -> None:
     from rollback_tui.probes.health import HealthProbe
 
     playbook = _load(playbook_path)
+    out = Output(_session_redactor(playbook))
+    out.capture_logs()
     samples = asyncio.run(HealthProbe(playbook, lambda e: e).once())
     prefixes = {s.channel_prefix for s in samples if s.channel_prefix is not None}
     passed = all(s.status == "ok" for s in samples) and len(prefixes) <= 1
     if as_json:
-        out = {
+        doc = {
             "passed": passed,
             "prefix_mismatch": len(prefixes) > 1,
             "replicas": [s.model_dump(exclude={"kind", "n"}) for s in samples],
         }
-        click.echo(json.dumps(out, indent=2))
+        out.json(json.dumps(doc, indent=2))
     else:
         for s in samples:
             lat = f"{s.latency_ms:7.1f} ms" if s.latency_ms is not None else "      — "
-            click.echo(
+            out.line(
                 f"{s.replica:<16} {s.status:<9} {lat}  {s.commit or '-':<10} "
                 f"{s.channel_prefix or '-':<12} {s.error or ''}"
             )
         if len(prefixes) > 1:
-            click.echo(f"✗ channel prefix mismatch: {sorted(prefixes)}")
+            out.line(f"✗ channel prefix mismatch: {sorted(prefixes)}")
     sys.exit(0 if passed else 1)
 
 
@@ -268,23 +315,25 @@ def check_fanout(playbook_path: str, as_json: bool, replicas: tuple[str, str] | 
     from rollback_tui.probes.fanout import FanoutVerifier
 
     playbook = _load(playbook_path)
+    out = Output(_session_redactor(playbook))
+    out.capture_logs()
     try:
         verifier = FanoutVerifier(
             playbook, lambda e: e, replicas=replicas or None, tap=False if no_tap else None
         )
     except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
+        out.line(f"error: {exc}", err=True)
         sys.exit(2)
     result = asyncio.run(verifier.run())
     if as_json:
-        click.echo(result.model_dump_json(indent=2, exclude={"kind", "n"}))
+        out.json(result.model_dump_json(indent=2, exclude={"kind", "n"}))
     else:
         verdict = "✓ fanout verified" if result.passed else "✗ fanout check failed"
-        click.echo(f"{verdict} on thread {result.thread_id} ({' ↔ '.join(r.name for r in verifier.pair)})")
+        out.line(f"{verdict} on thread {result.thread_id} ({' ↔ '.join(r.name for r in verifier.pair)})")
         if result.cross_latency_ms is not None:
-            click.echo(f"  cross-replica latency (max): {result.cross_latency_ms:.1f} ms")
+            out.line(f"  cross-replica latency (max): {result.cross_latency_ms:.1f} ms")
         for reason in result.reasons:
-            click.echo(f"  - {reason}")
+            out.line(f"  - {reason}")
     sys.exit(0 if result.passed else 1)
 
 
@@ -347,15 +396,17 @@ def rehearse(
     from rollback_tui.session.rehearsal import RehearsalOptions
 
     playbook = _load(playbook_path)
+    out = Output(_session_redactor(playbook))  # the journal's redactor too: stdout masks what it masks
+    out.capture_logs()
     injections = _parse_injections(inject)
-    _refuse_bad_ticks_and_faults(playbook, tick, injections)
+    _refuse_bad_ticks_and_faults(playbook, tick, injections, out)
     if use_lab is None:
         use_lab = any(r.lab is not None for r in playbook.replicas)
     if injections and not use_lab:
         raise click.BadParameter("--inject needs the embedded lab (--lab)")
     options = RehearsalOptions(watch_s=watch_s, rollback=rollback, allow_destructive=allow_destructive)
     if export_dir:
-        _refuse_export_over_journal(playbook, journal, export_dir)
+        _refuse_export_over_journal(playbook, journal, export_dir, out)
     from rollback_tui.lab.supervisor import LabError
 
     try:
@@ -371,16 +422,17 @@ def rehearse(
                 use_lab=use_lab,
                 injections=injections,
                 ticks=tick,
+                out=out,
             )
         )
     except LabError as exc:
-        click.echo(f"error: the lab did not start: {exc}", err=True)
+        out.line(f"error: the lab did not start: {exc}", err=True)
         sys.exit(2)
     sys.exit(code)
 
 
 def _refuse_bad_ticks_and_faults(
-    playbook: Playbook, ticks: tuple[str, ...], injections: dict[str, dict[str, Any]]
+    playbook: Playbook, ticks: tuple[str, ...], injections: dict[str, dict[str, Any]], out: Output
 ) -> None:
     """Before the lab starts: a typo in --tick or --inject is an error, never journaled as evidence."""
     from rollback_tui.session.engine import tick_refusal
@@ -394,11 +446,13 @@ def _refuse_bad_ticks_and_faults(
     problems += [f"--inject: no replica named {name!r}" for name in injections if name not in replicas]
     if problems:
         for problem in problems:
-            click.echo(f"error: {problem}", err=True)
+            out.line(f"error: {problem}", err=True)
         sys.exit(2)
 
 
-def _refuse_export_over_journal(playbook: Playbook, journal: str | None, export_dir: str) -> None:
+def _refuse_export_over_journal(
+    playbook: Playbook, journal: str | None, export_dir: str, out: Output
+) -> None:
     """Before the rehearsal runs (minutes): an export into the journal's own directory is refused."""
     from rollback_tui.report.export import ExportError, check_export_target
     from rollback_tui.session.engine import default_journal_path
@@ -407,7 +461,7 @@ def _refuse_export_over_journal(playbook: Playbook, journal: str | None, export_
     try:
         check_export_target(path, Path(export_dir))
     except ExportError as exc:
-        click.echo(f"error: {exc}", err=True)
+        out.line(f"error: {exc}", err=True)
         sys.exit(2)
 
 
@@ -423,6 +477,7 @@ async def _rehearse(
     use_lab: bool,
     injections: dict[str, dict[str, Any]],
     ticks: tuple[str, ...],
+    out: Output,
 ) -> int:
     from rollback_tui.core.checklist import verdict
     from rollback_tui.session.engine import Engine
@@ -436,10 +491,12 @@ async def _rehearse(
         await lab.start()
         playbook = lab.playbook
     engine = Engine(
-        playbook, _open_journal(playbook, journal), playbook_path=_absolute(playbook_path), operator=operator
+        playbook,
+        _open_journal(playbook, journal, out.redact),
+        playbook_path=_absolute(playbook_path),
+        operator=operator,
     )
-    printer = _progress_printer(fmt, engine.journal.redact)
-    engine.subscribe(printer)
+    engine.subscribe(_progress_printer(fmt, out))
     try:
         await engine.start()
         if lab is not None:
@@ -464,18 +521,18 @@ async def _rehearse(
         "journal": str(engine.journal.path),
     }
     if fmt == "jsonl":
-        click.echo(json.dumps({"kind": "rehearsal_verdict", **summary}))
+        out.json(json.dumps({"kind": "rehearsal_verdict", **summary}))
     else:
-        click.echo(
+        out.line(
             ("✓ exit criteria hold" if result.complete else "✗ exit criteria not met")
             + f" — journal {engine.journal.path}"
         )
         for missing in result.missing:
-            click.echo(f"  - missing: {missing}")
-        for why in _failure_reasons(engine.state):
-            click.echo(f"  - why: {why}")
+            out.line(f"  - missing: {missing}")
+        for why in summary["why"]:
+            out.line(f"  - why: {why}")
     if export_error:
-        click.echo(f"error: export failed: {export_error}", err=True)
+        out.line(f"error: export failed: {export_error}", err=True)
         return 2
     return 0 if result.complete else 1
 
@@ -535,17 +592,17 @@ _TEXT_KINDS = {
 }
 
 
-def _progress_printer(fmt: str, redact: Any):  # -> Callable[[Event], None]
+def _progress_printer(fmt: str, out: Output):  # -> Callable[[Event], None]
     import time as _time
 
     def jsonl(event: Any) -> None:
-        click.echo(redact(event.model_dump_json()))
+        out.json(event.model_dump_json())
 
     def text(event: Any) -> None:
         if event.kind not in _TEXT_KINDS:
             return
         clock = _time.strftime("%H:%M:%S", _time.gmtime(event.ts))
-        click.echo(redact(f"{clock}Z {describe_event(event)}"))
+        out.line(f"{clock}Z {describe_event(event)}")
 
     return jsonl if fmt == "jsonl" else text
 
@@ -624,6 +681,8 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
 
     playbook = _load(playbook_path)
     rps = rps or playbook.synthetic_rps
+    out = Output(_session_redactor(playbook))
+    out.capture_logs()
     windows: list[ev.TrafficWindow] = []
     guardrails = GuardrailEvaluator(playbook)
     breaches: list[ev.Event] = []
@@ -639,7 +698,7 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
             playbook, collect, rate_rps=rps, max_duration_s=seconds, max_requests=int(rps * seconds)
         )
     except ValueError as exc:
-        click.echo(f"error: {exc}", err=True)
+        out.line(f"error: {exc}", err=True)
         sys.exit(2)
     asyncio.run(gen.run())
     served: dict[str, int] = {}
@@ -665,15 +724,13 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
         "breaches": [b.model_dump(exclude={"kind", "n"}) for b in active],
     }
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        out.json(json.dumps(result, indent=2))
     else:
-        click.echo(
-            f"{'✓' if result['passed'] else '✗'} {total} requests through {playbook.load_balancer.url}"
-        )
+        out.line(f"{'✓' if result['passed'] else '✗'} {total} requests through {playbook.load_balancer.url}")
         for replica, share in result["share"].items():
-            click.echo(f"  {replica:<16} {share:6.1%}  5xx {errors.get(replica, 0)}")
+            out.line(f"  {replica:<16} {share:6.1%}  5xx {errors.get(replica, 0)}")
         for b in active:
-            click.echo(f"  ! {b.severity} {b.guardrail}: {b.metric} {b.value} > {b.threshold}")
+            out.line(f"  ! {b.severity} {b.guardrail}: {b.metric} {b.value} > {b.threshold}")
     sys.exit(0 if result["passed"] else 1)
 
 
@@ -691,13 +748,14 @@ def export(journal_path: str, out_dir: str, playbook_path: str | None) -> None:
     from rollback_tui.report.export import ExportError, export_session
 
     playbook = _load(playbook_path) if playbook_path else None
+    out = Output(_session_redactor(playbook) if playbook else None)
     try:
         paths = export_session(Path(journal_path), Path(out_dir), playbook=playbook)
     except (ExportError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        out.line(f"error: {exc}", err=True)
         sys.exit(2)
     for path in paths:
-        click.echo(str(path))
+        out.line(str(path))
 
 
 @main.command()
@@ -719,28 +777,26 @@ def resume(
     journal_path: str, playbook_path: str | None, use_lab: bool | None, verbose: bool, **opts: Any
 ) -> None:
     """Reopen a session after the cockpit was killed: rebuild it from the journal and carry on appending."""
-    from rollback_tui.core.redact import Redactor
     from rollback_tui.core.resume import ResumeError, first_event, resume_session
-    from rollback_tui.playbook.load import referenced_env_vars
 
     _setup_logging(verbose)
     started = first_event(Path(journal_path))
     recorded = playbook_path or getattr(started, "playbook", "")
     if not recorded or not Path(recorded).exists():
-        click.echo(f"error: playbook {recorded or '(none recorded)'} not found; pass --playbook", err=True)
+        Output().line(f"error: playbook {recorded or '(none recorded)'} not found; pass --playbook", err=True)
         sys.exit(2)
     playbook = _load(recorded)
-    redactor = Redactor.from_env(referenced_env_vars(playbook))
+    out = Output(_session_redactor(playbook))
     try:
-        journal, state, result = resume_session(Path(journal_path), redactor, operator=opts.get("operator"))
+        journal, state, result = resume_session(Path(journal_path), out.redact, operator=opts.get("operator"))
     except ResumeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        out.line(f"error: {exc}", err=True)
         sys.exit(2)
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        out.line(f"warning: {warning}", err=True)
     if use_lab is None:
         use_lab = any(r.lab is not None for r in playbook.replicas)
-    click.echo(f"Resumed {result.recovered} events from {journal_path}", err=True)
+    out.line(f"Resumed {result.recovered} events from {journal_path}", err=True)
 
     async def run() -> None:
         if not use_lab:
@@ -757,4 +813,4 @@ def resume(
             await lab.stop()
 
     asyncio.run(run())
-    click.echo(f"Journal: {journal_path}")
+    out.line(f"Journal: {journal_path}")

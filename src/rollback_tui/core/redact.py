@@ -1,18 +1,23 @@
 """Secret redaction, applied to every journal line, screen string and export.
 
 Two layers: exact values of secrets the session knows about (environment variables that the
-playbook references as `${VAR}`, or that look like secrets), and patterns for credentials that
-appear in URLs, headers and key=value text.
+playbook references as `${VAR}`, or that look like secrets) and the forms they travel in (JSON-escaped,
+URL-encoded, base64, hex), and patterns for credentials that appear in URLs, headers and key=value text.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
+ENCODED_MIN = 6  # secrets shorter than this keep only their verbatim forms: their encodings would be noise
+
+_URLSAFE = str.maketrans("+/", "-_")
 
 _SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|auth|cookie|credential|private)")
 
@@ -83,6 +88,28 @@ LONG_TEXT = 2048  # from this length on, patterns are searched from their rarest
 _CANDIDATES = 8  # occurrences of that character tried one by one before a plain substring search
 
 
+def encoded_forms(secret: str) -> set[str]:
+    """The ways `secret` is written when it is URL-encoded, base64- or hex-encoded (its value included).
+
+    base64 of a secret inside a longer encoded string depends on the secret's byte offset mod 3: for each
+    offset the needle is the run of characters made of the secret's bits alone, which every such string
+    holds whatever surrounds the secret. The standalone encoding is a needle too (without its `=` padding,
+    which carries no bits), so a secret encoded on its own is masked whole. Each base64 form also in its
+    URL-safe alphabet.
+    """
+    try:
+        raw = secret.encode("utf-8", "surrogateescape")  # an env value's undecodable bytes, as they were
+    except UnicodeEncodeError:
+        raw = secret.encode("utf-8", "surrogatepass")
+    forms = {secret, quote(raw, safe=""), quote(raw), quote_plus(raw), raw.hex(), raw.hex().upper()}
+    b64 = {base64.b64encode(raw).decode().rstrip("=")}
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode()
+        # Character i holds bits 6i..6i+5; the secret's bits run from 8*offset to 8*(offset + len(raw)).
+        b64.add(encoded[(8 * offset + 5) // 6 : 8 * (offset + len(raw)) // 6])
+    return forms | b64 | {form.translate(_URLSAFE) for form in b64}
+
+
 def _finder(pattern: str) -> tuple[str, str, int]:
     """(pattern, its rarest character, that character's index in it)."""
     rare = max(pattern, key=lambda c: _RANK.get(c, len(_RANK)))
@@ -124,7 +151,10 @@ class Redactor:
                 escaped = json.dumps(secret)[1:-1]
                 if escaped != secret:
                     values.add(escaped)
-        # Longest first so a secret containing another is masked whole.
+                if len(secret) >= ENCODED_MIN:
+                    # More literal needles, found by the same exact-value search (line and block alike).
+                    values |= encoded_forms(secret)
+        # Longest first so a secret containing another (and an encoding, its shorter runs) is masked whole.
         self._values = sorted(values, key=len, reverse=True)
         self._value_finders = [_finder(value) for value in self._values]
 
