@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from rollback_tui.playbook.load import (
     LocatedError,
     PlaybookError,
     bundled_playbook,
     bundled_playbook_names,
-    expand_env_refs,
     load_playbook,
     load_playbook_text,
     playbook_schema,
     referenced_env_vars,
 )
-from rollback_tui.playbook.model import Gate, Playbook, Redeploy, SelectorRemoval, StabiliseFlags
+from rollback_tui.playbook.model import CommandSpec, Gate, Playbook, Redeploy, SelectorRemoval, StabiliseFlags
 
 DATA = Path(__file__).parent / "data" / "playbooks"
 SHIPPED = ["demo", "realtime-surreal-rehearsal", "production-rollback"]
@@ -432,12 +432,26 @@ def test_playbook_error_str_joins_lines() -> None:
     assert str(err) == "x.yaml:1:2: a: first\nx.yaml: second"
 
 
-def test_expand_env_refs() -> None:
-    from rollback_tui.playbook.load import MissingEnvVar
+def test_one_secrets_vocabulary_and_one_missing_variable_error() -> None:
+    from rollback_tui.core.redact import Redactor
+    from rollback_tui.exec.commands import CommandError, resolve_refs
+    from rollback_tui.playbook.secrets import MissingVariable, looks_secret, resolve
 
-    assert expand_env_refs("--context=${CTX}", {"CTX": "stg"}) == "--context=stg"
-    with pytest.raises(MissingEnvVar):
-        expand_env_refs("${NOPE}", {})
+    assert resolve("--context=${CTX}", {"CTX": "stg"}) == ("--context=stg", ["stg"])
+    with pytest.raises(MissingVariable, match=r"NOPE is not set \(needed by a probe\)"):
+        resolve("${NOPE}", {}, "a probe")
+    with pytest.raises(CommandError, match="environment variable NOPE is not set") as info:
+        resolve_refs("${NOPE}", {}, "env X")
+    assert isinstance(info.value.__cause__, MissingVariable)
+    # The validator and the redactor agree on what looks secret; AUTHOR is not AUTH.
+    for name in ("API_TOKEN", "X-Auth", "BASIC_AUTH", "db_password", "PRIVATE_KEY", "Cookie"):
+        assert looks_secret(name), name
+    for name in ("GIT_AUTHOR_NAME", "AUTHORITY", "SSH_AUTH_SOCK", "HOME"):
+        assert not looks_secret(name), name
+    redactor = Redactor.from_env(env={"GIT_AUTHOR_NAME": "alice", "DB_PASSWORD": "hunter2-long"})
+    assert redactor("alice hunter2-long") == "alice ***"
+    with pytest.raises(ValidationError, match="looks like a secret"):
+        CommandSpec.model_validate({"argv": ["true"], "env": {"X_AUTH": "literal"}})
 
 
 # --- the demo gates and the controlled issue really run against the lab ------------------------------

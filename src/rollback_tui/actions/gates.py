@@ -33,7 +33,8 @@ from rollback_tui.exec.commands import (
     spec_argv,
 )
 from rollback_tui.exec.remote import RemoteExecution
-from rollback_tui.playbook.model import ENV_REF, CommandSpec, Gate, Playbook
+from rollback_tui.playbook.model import CommandSpec, Gate, Playbook
+from rollback_tui.playbook.secrets import ENV_REF
 
 KILL_GRACE_S = 2.0
 DRAIN_GRACE_S = 2.0

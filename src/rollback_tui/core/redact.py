@@ -14,14 +14,13 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, quote_plus
 
+from rollback_tui.playbook.secrets import looks_secret
+
 MASK = "***"
 ENCODED_MIN = 6  # secrets shorter than this keep only their verbatim forms: their encodings would be noise
 
 _URLSAFE = str.maketrans("+/", "-_")
 
-_SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|auth|cookie|credential|private)")
-
-_NOT_SECRET = re.compile(r"(_SOCK|_PATH|_FILE|_DIR|_URL_BASE)$")
 
 _KV_TRIGGERS = ("token=", "key=", "secret=", "password=", "passwd=", "sig=", "signature=")
 
@@ -162,7 +161,7 @@ class Redactor:
     def from_env(cls, referenced: Iterable[str] = (), env: Mapping[str, str] | None = None) -> Redactor:
         """Secrets are env vars the playbook references plus any whose name looks secret."""
         env = os.environ if env is None else env
-        names = set(referenced) | {k for k in env if _SECRET_NAME.search(k) and not _NOT_SECRET.search(k)}
+        names = set(referenced) | {k for k in env if looks_secret(k)}
         return cls(env[name] for name in names if name in env)
 
     def __call__(self, text: str) -> str:

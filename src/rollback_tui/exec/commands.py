@@ -21,7 +21,8 @@ from typing import IO, Protocol
 
 from rollback_tui.core.events import Event, GateOutput
 from rollback_tui.core.redact import Redactor
-from rollback_tui.playbook.model import ENV_REF, CommandSpec
+from rollback_tui.playbook import secrets
+from rollback_tui.playbook.model import CommandSpec
 
 BASE_ENV = ("PATH", "HOME", "LANG", "TZ")
 MAX_LINE = 4096
@@ -74,17 +75,11 @@ class ResolvedEnv:
 
 
 def resolve_refs(value: str, environ: Mapping[str, str], what: str) -> tuple[str, list[str]]:
-    """Substitute `${VAR}` from `environ`; an unset variable is a clear CommandError."""
-    used: list[str] = []
-
-    def sub(match: object) -> str:
-        name = match.group(1)  # type: ignore[attr-defined]
-        if name not in environ:
-            raise CommandError(f"environment variable {name} is not set (needed by {what})")
-        used.append(environ[name])
-        return environ[name]
-
-    return ENV_REF.sub(sub, value), used
+    """Substitute `${VAR}` from `environ`; an unset variable is a CommandError (its cause says which)."""
+    try:
+        return secrets.resolve(value, environ, what)
+    except secrets.MissingVariable as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def build_env(spec: CommandSpec, environ: Mapping[str, str] | None = None) -> ResolvedEnv:

@@ -822,22 +822,3 @@ def referenced_env_vars(pb: Playbook) -> set[str]:
 
     visit(pb.model_dump())
     return found
-
-
-class MissingEnvVar(KeyError):
-    """A `${VAR}` whose variable is not set."""
-
-
-def expand_env_refs(value: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace `${VAR}` with its value from `env` (default os.environ); raise MissingEnvVar if unset."""
-    import os
-
-    source = os.environ if env is None else env
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in source:
-            raise MissingEnvVar(name)
-        return source[name]
-
-    return ENV_REF.sub(sub, value)

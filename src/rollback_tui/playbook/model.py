@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from rollback_tui.playbook.secrets import ENV_REF, looks_secret
+
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Severity = Literal["P0", "P1"]
 
-ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
-_SECRET_KEY = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|authorization|cookie|credential)")
 # userinfo password (`scheme://user:PASSWORD@`) or a credential query parameter (`?token=VALUE`).
 _URL_PASSWORD = re.compile(r"://[^/:@\s]*:(?P<value>[^@\s/]+)@")
 _URL_QUERY_SECRET = re.compile(
@@ -29,13 +29,9 @@ _ARG_SECRET = re.compile(
 )
 
 
-def _is_env_ref(value: str) -> bool:
-    return ENV_REF.fullmatch(value.strip()) is not None
-
-
 def _check_secret_mapping(mapping: dict[str, str], what: str) -> dict[str, str]:
     for key, value in mapping.items():
-        if _SECRET_KEY.search(key) and not ENV_REF.search(value):
+        if looks_secret(key) and not ENV_REF.search(value):
             raise ValueError(f"{what} {key!r} looks like a secret: use a ${{ENV_VAR}} reference")
     return mapping
 

@@ -21,6 +21,7 @@ from rollback_tui.actions.gates import run_capture
 from rollback_tui.core.events import Event, FactCaptured, Notice
 from rollback_tui.exec.commands import spec_argv
 from rollback_tui.playbook.model import Fact, Playbook, Replica
+from rollback_tui.playbook.secrets import MissingVariable
 from rollback_tui.probes.health import dotted, health_url
 from rollback_tui.probes.http_json import describe_http_error
 
@@ -145,7 +146,7 @@ class _Capture:
     async def _env(self, fact: Fact, phase: Phase) -> FactCaptured:
         assert fact.env_var is not None
         value = self.environ.get(fact.env_var)
-        error = None if value is not None else f"environment variable {fact.env_var} is not set"
+        error = None if value is not None else str(MissingVariable(fact.env_var))
         return FactCaptured(
             fact=fact.name, phase=phase, values={"-": _text(value)}, source=f"env:{fact.env_var}", error=error
         )
