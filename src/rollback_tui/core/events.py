@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 E = TypeVar("E", bound="Event")
+NoticeLevel = Literal["info", "warning", "error"]
 
 
 class Event(BaseModel):
@@ -57,7 +58,7 @@ class Notice(Event):
     """Something the operator should see that is not a measurement (a feed went down, a warning)."""
 
     kind: Literal["notice"] = "notice"
-    level: Literal["info", "warning", "error"] = "info"
+    level: NoticeLevel = "info"
     source: str
     message: str
 

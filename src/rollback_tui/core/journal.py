@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 from pydantic import ValidationError
 
-from rollback_tui.core.events import DURABLE, Event, parse_event
+from rollback_tui.core.events import DURABLE, E, Event, parse_event
 from rollback_tui.core.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Journal:
     def closed(self) -> bool:
         return self._fd < 0
 
-    def append(self, event: Event) -> Event:
+    def append(self, event: E) -> E:
         """Stamp `n`, redact, write. Returns the stamped event (durable ones are on disk by then)."""
         if self.closed:
             raise RuntimeError("journal is closed")

@@ -78,7 +78,7 @@ class Engine:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def emit(self, event: ev.Event) -> ev.Event:
+    def emit(self, event: ev.E) -> ev.E:
         """Journal, fold, publish. Safe to call from any coroutine on the engine's loop."""
         event = self.journal.append(event)
         self.state.apply(event)
@@ -108,8 +108,8 @@ class Engine:
 
         return evaluate(self.playbook, self.state)
 
-    def notice(self, source: str, message: str, level: str = "info") -> None:
-        self.emit(ev.Notice(source=source, message=message, level=level))  # type: ignore[arg-type]
+    def notice(self, source: str, message: str, level: ev.NoticeLevel = "info") -> ev.Notice:
+        return self.emit(ev.Notice(source=source, message=message, level=level))
 
     def operator_action(self, action: str, *, actor: str | None = None, **detail: Any) -> ev.Event:
         """Journal (fsync'd) an operator action before anything acts on it."""
@@ -263,7 +263,7 @@ class Engine:
     def stop_traffic(self, *, actor: str | None = None) -> bool:
         """Stop synthetic traffic (journaled first); False when none was running."""
         task = self._tasks.get("traffic")
-        if task is None or task.done():
+        if task is None or task.done() or task.cancelling():
             return False
         self.operator_action("stop_traffic", actor=actor)
         task.cancel()
@@ -472,7 +472,7 @@ class Engine:
             verified.time_to_detect_s = round(breach.ts - breach.first_bad_ts, 3)
             if ok:
                 verified.time_to_mitigate_s = round(verified.ts - breach.first_bad_ts, 3)
-        return self.emit(verified)  # type: ignore[return-value]
+        return self.emit(verified)
 
     def _active_breach(self) -> ev.GuardrailBreach | None:
         """The P0 breach this rollback answers: the first one still active, else the latest one since
@@ -523,7 +523,7 @@ class Engine:
         """The operator (or the headless runner) moves the runbook tracker to `step` (journaled with who)."""
         if step not in [s.name for s in self.playbook.steps]:
             raise NotAvailable(f"No runbook step named {step!r}.")
-        return self.emit(ev.StepEntered(step=step, actor=actor or self.operator))  # type: ignore[return-value]
+        return self.emit(ev.StepEntered(step=step, actor=actor or self.operator))
 
     def step_after(self, offset: int = 1) -> str | None:
         """The step `offset` away from the current one (the first step when none was entered yet)."""
@@ -544,7 +544,7 @@ class Engine:
         if refusal:
             raise NotAvailable(refusal)
         tick = ev.ChecklistTicked(item=item, checked=checked, actor=actor or self.operator, note=note.strip())
-        return self.emit(tick)  # type: ignore[return-value]
+        return self.emit(tick)
 
     async def export(self, directory: Path | None = None) -> list[Path]:
         """Markdown report + JSON bundle + journal copy + artefacts (+ SVG of the cockpit when shown)."""
