@@ -11,6 +11,7 @@ from rollback_tui.core.checklist import auto_ticks, evaluate, verdict
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.state import SessionState, fold
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
 
 T0 = 1767268800.0  # 2026-01-01T12:00:00Z
 
@@ -107,7 +108,7 @@ def fanout(offset: float, phase: str = "adhoc", passed: bool = True, run: str = 
 
 
 def item(rule: str, **kw: object) -> dict:
-    return {"name": kw.pop("name", "it"), "text": f"{rule} holds", "rule": rule, **kw}
+    return {"name": kw.pop("name", "it"), "text": kw.pop("text", f"{rule} holds"), "rule": rule, **kw}
 
 
 # --- individual rules --------------------------------------------------------------------------------
@@ -291,6 +292,62 @@ def test_guardrails_clear_and_report_exported(tmp_path: Path) -> None:
         tmp_path, [(20, ev.ExportWritten(directory="/tmp/x/ev1", files=["report.md"], actor="al"))]
     )
     assert evaluate(pb, exported).items[1].evidence == ["exported 1 file(s) to ev1 at 12:00:20Z by al"]
+
+
+def test_no_guardrail_breached_needs_every_guardrail_to_have_had_data(tmp_path: Path) -> None:
+    rails = [
+        {"name": "5xx", "title": "5xx", "metric": "http_5xx_rate", "threshold": 0.02, "window_s": 10},
+        {
+            "name": "dlq",
+            "title": "d",
+            "metric": "dead_letters_growth",
+            "threshold": 50,
+            "window_s": 300,
+            "probe": "dead-letters",
+        },
+    ]
+    pb = playbook(
+        [item("guardrails_clear", name="clear", text="no guardrail breached")],
+        guardrails=rails,
+        probes=[{"name": "dead-letters", "url": "http://127.0.0.1:9/dl", "json_path": "count"}],
+    )
+    engine = Engine(pb, Journal(tmp_path / "s.jsonl"), operator="alice")
+    engine.start_session()
+
+    def clear() -> tuple[bool, list[str]]:
+        status = engine.checklist().get("clear")
+        assert status is not None
+        entry = engine.state.checklist.get("clear")  # what the journal says (auto ticks)
+        assert status.checked == bool(entry and entry.checked)
+        return status.checked, status.evidence
+
+    assert clear() == (
+        False,
+        [
+            "guardrail 5xx has had no data yet: fewer than 10 requests within its 10 s window",
+            "guardrail dlq has had no data yet: fewer than 2 counts from probe dead-letters within its "
+            "300 s window",
+        ],
+    )
+    engine.emit(ev.TrafficWindow(window_s=1, requests=40, per_replica={"stable-a": 40}))
+    checked, evidence = clear()
+    assert (
+        not checked and evidence == [evidence[0]] and evidence[0].startswith("guardrail dlq has had no data")
+    )
+    engine.emit(ev.ProbeResult(probe="dead-letters", ok=True, value=3))
+    assert not clear()[0]
+    engine.emit(ev.ProbeResult(probe="dead-letters", ok=True, value=3))
+    assert clear() == (True, ["no guardrail breached (2 guardrail(s) had data)"])
+    unset = ev.ProbeResult(
+        probe="dead-letters", ok=False, observed=False, error="environment variable T is not set"
+    )
+    engine.emit(unset)
+    checked, evidence = clear()
+    assert not checked and evidence[0].startswith("guardrail dlq unknown since ")
+    assert evidence[0].endswith(": probe dead-letters: environment variable T is not set")
+    engine.journal.close()
+    replayed = evaluate(pb, fold(read_journal(tmp_path / "s.jsonl").events)).get("clear")
+    assert replayed is not None and not replayed.checked and replayed.held_before_but_not_now
 
 
 # --- overrides, verdict, auto ticks ------------------------------------------------------------------

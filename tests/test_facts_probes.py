@@ -17,10 +17,15 @@ import httpx
 import pytest
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import evaluate
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.resume import resume_session
+from rollback_tui.core.state import fold
 from rollback_tui.playbook.model import HttpProbe, Playbook
 from rollback_tui.probes.facts import capture_facts
 from rollback_tui.probes.http_json import poll_probes, probe_http, probe_once
+from rollback_tui.report.markdown import render_markdown
+from rollback_tui.session.engine import Engine
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,6 +37,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, doc = server.dead_status, {"count": server.dead_count, "items": []}  # type: ignore[attr-defined]
         elif self.path == "/release":
             status, doc = 200, {"deploy": {"id": "dep-42", "commit": "c0ffee1"}}
+        elif self.path == "/private":
+            status, doc = 401, {"error": "unauthorized"}
         else:
             status, doc = 200, server.health  # type: ignore[attr-defined]
         body = json.dumps(doc).encode()
@@ -287,3 +294,140 @@ async def test_poll_probes_until_stopped(replicas: dict) -> None:
 
     [once] = await probe_once(book, emit, ["oneshot"])
     assert once.ok and once.value == "ok"
+
+
+# --- unknown is neither ok nor failed --------------------------------------------------------------------
+
+UNSET = "RTUI_SURELY_UNSET_OPS_TOKEN"
+DLQ_RAIL = {
+    "name": "dlq-growth",
+    "title": "dead letters grow",
+    "metric": "dead_letters_growth",
+    "threshold": 0,
+    "window_s": 60,
+    "probe": "dead-letters",
+}
+
+
+def rails_playbook(srv: ThreadingHTTPServer, probe_url: str, **probe: object) -> Playbook:
+    doc = playbook({"stable-a": url(srv)}).model_dump(by_alias=True, exclude_unset=True)
+    doc["probes"] = [{"name": "dead-letters", "url": probe_url, "json_path": "count", **probe}]
+    doc["guardrails"] = [DLQ_RAIL]
+    return Playbook.model_validate(doc)
+
+
+def section(report: str, title: str) -> str:
+    return report.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+async def test_a_probe_with_an_unset_var_is_unknown_in_notices_and_the_report(
+    tmp_path: Path, replicas: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(UNSET, raising=False)
+    srv = replicas["stable-a"]
+    dead = url(srv, "/api/ops/dead-letters")
+    book = rails_playbook(srv, dead, headers={"Authorization": f"Bearer ${{{UNSET}}}"})
+    engine = Engine(book, Journal(tmp_path / "s.jsonl"), operator="alice")
+    engine.start_session()
+    for _ in range(3):  # polled three times: unknown each time, announced once
+        [result] = await engine.run_probes()
+        assert result.status == "unknown" and not result.ok and not result.observed
+        assert f"{UNSET} is not set" in (result.error or "")
+    notices = [n for n in engine.state.notices if n.source == "probes"]
+    assert [(n.level, n.message.split(":")[0]) for n in notices] == [
+        ("warning", "probe dead-letters unknown (could not observe)")
+    ]
+    assert f"{UNSET} is not set" in notices[0].message
+    monkeypatch.setenv(UNSET, "t0ken")
+    [result] = await engine.run_probes()
+    assert result.status == "ok" and result.value == 3
+    recovered = [n for n in engine.state.notices if n.source == "probes"][-1]
+    assert recovered.level == "info" and recovered.message.startswith("probe dead-letters no longer unknown")
+    await engine.stop()
+
+    events = read_journal(tmp_path / "s.jsonl").events
+    report = render_markdown(book, fold(events), events)
+    failures = section(report, "Data-collection failures")
+    [row] = [line for line in failures.splitlines() if line.startswith("| probe dead-letters")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert f"{UNSET} is not set" in cells[1] and cells[4] == "3"  # why, and how many polls
+    assert cells[2].startswith("20") and cells[5].startswith("20")  # since when, and until when
+    assert "probe dead-letters unknown (could not observe)" in section(report, "Timeline")
+
+
+async def test_an_unresolvable_probe_host_is_unknown_and_its_guardrail_does_not_breach(
+    tmp_path: Path, replicas: dict
+) -> None:
+    book = rails_playbook(
+        replicas["stable-a"], "http://dead-letters.rollback-tui.invalid/api/ops/dead-letters"
+    )
+    engine = Engine(book, Journal(tmp_path / "s.jsonl"), operator="alice")
+    engine.start_session()
+    for _ in range(3):
+        [result] = await engine.run_probes()
+        assert result.status == "unknown" and "does not resolve" in (result.error or "")
+    assert engine.state.traffic.breach_log == []  # unknown is never a breach
+    rail = engine.state.rails["dlq-growth"]
+    assert rail.status == "unknown" and rail.observed_ts is None
+    assert rail.reason is not None and rail.reason.startswith(
+        "probe dead-letters: host name does not resolve"
+    )
+    guardrail_notices = [n for n in engine.state.notices if n.source == "guardrails"]
+    assert len(guardrail_notices) == 1 and "guardrail dlq-growth unknown" in guardrail_notices[0].message
+    await engine.stop()
+
+    # Resumed (the cockpit was killed): still unknown, and not announced a second time.
+    journal, state, _ = resume_session(tmp_path / "s.jsonl")
+    resumed = Engine(book, journal, operator="alice", state=state)
+    notices = len(resumed.state.notices)
+    [result] = await resumed.run_probes()
+    assert result.status == "unknown" and len(resumed.state.notices) == notices
+    assert resumed.state.counts["guardrail_status"] == 1
+    await resumed.stop()
+
+
+async def test_probe_failures_of_the_target_are_failed_but_auth_refused_is_unknown(replicas: dict) -> None:
+    srv = replicas["stable-a"]
+    refused = HttpProbe(name="dead-letters", url=refused_url("/api/ops/dead-letters"), json_path="count")
+    private = HttpProbe(name="private", url=url(srv, "/private"))
+    dead = HttpProbe(name="dead-letters", url=url(srv, "/api/ops/dead-letters"), json_path="count")
+    async with httpx.AsyncClient() as client:
+        down = await probe_http(refused, client)
+        assert down.status == "failed" and down.observed and "connection refused" in (down.error or "")
+        srv.dead_status = 503
+        broken = await probe_http(dead, client)
+        assert broken.status == "failed" and broken.error == "expected HTTP 200, got 503"
+        denied = await probe_http(private, client)
+        assert denied.status == "unknown" and denied.error == "HTTP 401: authentication refused"
+
+
+async def test_facts_that_cannot_be_observed_are_unknown_not_disagreeing(
+    tmp_path: Path, replicas: dict
+) -> None:
+    facts = [
+        {"name": "missing", "source": "command", "command": {"argv": ["no-such-binary-rtui"]}},
+        {"name": "sh-missing", "source": "command", "command": {"argv": ["sh", "-c", "no-such-binary-rtui"]}},
+        {"name": "broken", "source": "command", "command": {"argv": ["sh", "-c", "exit 2"]}},
+        {"name": "unset-env", "source": "env", "env_var": "RTUI_SURELY_UNSET"},
+        {"name": "private", "source": "http", "url": url(replicas["stable-a"], "/private"), "field": "x"},
+        PREFIX_FACT,
+    ]
+    urls = {"stable-a": url(replicas["stable-a"]), "stable-b": "http://stable-b.rollback-tui.invalid"}
+    emit = Collector()
+    got = {
+        f.fact: f for f in await capture_facts(playbook(urls, facts), emit, environ={"PATH": "/usr/bin:/bin"})
+    }
+    assert not got["missing"].observed and got["missing"].error == "command not found: no-such-binary-rtui"
+    assert not got["sh-missing"].observed and "exit 127" in (got["sh-missing"].error or "")
+    assert got["broken"].observed  # it ran and failed: that is an observation
+    assert not got["unset-env"].observed
+    assert not got["private"].observed and got["private"].error == "HTTP 401: authentication refused"
+    prefix = got["prefix"]
+    assert not prefix.observed and prefix.agree is None  # one replica unseen: no claim either way
+    assert "stable-b: host name does not resolve from here" in (prefix.error or "")
+    assert emit.notices() == []  # no "replicas disagree"
+    book = playbook(urls, facts).model_dump(by_alias=True, exclude_unset=True)
+    book["checklist"] = [{"name": "agree", "text": "prefixes agree", "rule": "facts_agree", "fact": "prefix"}]
+    state = fold([e for e in emit.events])
+    [status] = evaluate(Playbook.model_validate(book), state).items
+    assert not status.checked and status.evidence[0].startswith("fact prefix is unknown at baseline")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import GuardrailEvaluator, thin_evidence
+from rollback_tui.core.journal import Journal
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.probes.health import HealthProbe
+from rollback_tui.session.engine import Engine
 
 
 def _playbook(*rails: dict) -> Playbook:
@@ -142,3 +148,96 @@ def test_time_to_detect_starts_at_the_first_window_with_bad_samples():
     assert g.observe(_window(4.0, candidate=(10, 1))) == []  # 2/40 = 0.05: not above it
     breach = g.observe(_window(5.0, candidate=(10, 1)))[0]  # 3/50 = 0.06
     assert breach.first_bad_ts == 2.0  # the window that ended at 3.0 held the first error
+
+
+# --- unknown is neither ok nor a breach ---------------------------------------------------------------
+
+
+def _refused_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _engine(tmp_path: Path, **doc: object) -> Engine:
+    base = _playbook().model_dump(by_alias=True, exclude_unset=True)
+    engine = Engine(Playbook.model_validate({**base, **doc}), Journal(tmp_path / "s.jsonl"), operator="al")
+    engine.start_session()
+    return engine
+
+
+async def test_a_replica_that_does_not_resolve_is_unknown_one_that_refuses_is_failing(tmp_path: Path) -> None:
+    rail = {"name": "health", "title": "h", "metric": "health_failing", "threshold": 0, "severity": "P0"}
+    replicas = [
+        {"name": "stable-a", "url": "http://stable-a.rollback-tui.invalid:8080", "role": "stable"},
+        {"name": "blue-next", "url": _refused_url(), "role": "candidate"},
+    ]
+    engine = _engine(tmp_path, replicas=replicas[:1], guardrails=[rail], health_timeout_s=2)
+    [sample] = await HealthProbe(engine.playbook, engine.emit).once()
+    assert sample.status == "unknown" and "does not resolve from here" in (sample.error or "")
+    assert engine.state.traffic.breach_log == []  # not "production failed"
+    assert engine.state.rails["health"].status == "unknown"
+    assert engine.state.replicas["stable-a"].failures == 0
+    await engine.stop()
+
+    engine = _engine(tmp_path / "refused", replicas=replicas[1:], guardrails=[rail], health_timeout_s=2)
+    [sample] = await HealthProbe(engine.playbook, engine.emit).once()
+    assert sample.status == "down"  # a replica that does not answer is failing, as the runbooks say
+    [breach] = [e for e in engine.state.traffic.breach_log if isinstance(e, ev.GuardrailBreach)]
+    assert breach.guardrail == "health" and breach.severity == "P0"
+    await engine.stop()
+
+
+async def test_a_gate_that_cannot_run_is_unknown_not_a_breach(tmp_path: Path) -> None:
+    gates = [
+        {"name": "smoke", "title": "smoke", "argv": ["no-such-binary-rtui", "scripts/smoke.mjs"]},
+        {"name": "sh-smoke", "title": "sh smoke", "argv": ["sh", "-c", "no-such-binary-rtui"]},
+        {"name": "e2e", "title": "e2e", "argv": ["sh", "-c", "exit 1"]},
+    ]
+    rails = [
+        {
+            "name": f"{g['name']}-failed",
+            "title": "t",
+            "metric": "gate_failed",
+            "threshold": 0,
+            "gate": g["name"],
+        }
+        for g in gates
+    ]
+    engine = _engine(tmp_path, gates=gates, guardrails=rails)
+    outcomes = {f.gate: (f.outcome, f.exit_code) for f in await engine.run_gates(actor="engine")}
+    assert outcomes == {"smoke": ("error", None), "sh-smoke": ("error", 127), "e2e": ("failed", 1)}
+    breached = [e.guardrail for e in engine.state.traffic.breach_log if isinstance(e, ev.GuardrailBreach)]
+    assert breached == ["e2e-failed"]  # only the gate that ran and failed
+    smoke = engine.state.rails["smoke-failed"]
+    assert smoke.status == "unknown" and smoke.reason == (
+        "gate smoke could not run: command not found: no-such-binary-rtui"
+    )
+    assert (
+        engine.state.rails["sh-smoke-failed"].reason
+        == "gate sh-smoke could not run: command not found (exit 127)"
+    )
+    await engine.stop()
+
+
+def test_guardrail_status_is_journaled_once_per_change() -> None:
+    rail = {"name": "dlq", "title": "d", "metric": "dead_letters_growth", "threshold": 5, "window_s": 60}
+    g = GuardrailEvaluator(_playbook({**rail, "probe": "dead-letters"}))
+
+    def probe(ts: float, value: int | None = None, **kw: object) -> list[tuple[str, str | None]]:
+        assert (
+            g.observe(ev.ProbeResult(ts=ts, probe="dead-letters", ok=value is not None, value=value, **kw))
+            == []
+        )
+        return [(c.status, c.reason) for c in g.status_changes()]
+
+    unset = {"observed": False, "error": "environment variable T is not set"}
+    assert probe(1, **unset) == [("unknown", "probe dead-letters: environment variable T is not set")]
+    assert probe(2, **unset) == [] and probe(3, **unset) == []  # once, not once per poll
+    assert probe(4, 10) == [("waiting", None)]  # one count: growth needs two
+    assert probe(5, 11) == [("observed", None)]
+    assert probe(6, 12) == []
+    assert probe(100, 12) == []  # the window emptied to one count: not journaled
+    assert probe(101, error="expected HTTP 200, got 503") == [
+        ("unknown", "probe dead-letters failed: expected HTTP 200, got 503")
+    ]

@@ -86,6 +86,7 @@ def test_the_report_follows_the_playbook_sections(session: Path, tmp_path: Path)
         "## Realtime fanout",
         "## Replica traffic distribution",
         "## Guardrails, time to detect and RTO",
+        "## Data-collection failures",
         "## Evidence checklist",
         "## Exit criteria",
         "## Incident follow-up",
@@ -351,3 +352,63 @@ def test_a_gate_script_is_a_code_block_printed_once_per_gate(session: Path, tmp_
     assert "Command: `python3 -c <script>` on local (by engine); the script as above" in section
     assert section.count("print('gate ok')") == 1
     assert "```text\nimport sys\nprint('gate ok')\nsys.exit(0)\n```" in section
+
+
+def test_data_collection_failures_list_each_unknown_with_its_reason_and_when(
+    session: Path, tmp_path: Path
+) -> None:
+    t0 = 1767268950.0  # after the recorded session's own events
+    unset = "environment variable OPS_API_TOKEN is not set (needed by header Authorization)"
+    events: list[ev.Event] = [
+        ev.ProbeResult(ts=t0, probe="dead-letters", ok=False, observed=False, error=unset),
+        ev.ProbeResult(ts=t0 + 30, probe="dead-letters", ok=False, observed=False, error=unset),
+        ev.ProbeResult(ts=t0 + 60, probe="dead-letters", ok=True, value=4),
+        ev.ProbeResult(ts=t0 + 90, probe="dead-letters", ok=False, error="expected HTTP 200, got 503"),
+        ev.HealthSample(ts=t0 + 1, replica="stable-a", status="unknown", error="host name does not resolve"),
+        ev.HealthSample(ts=t0 + 2, replica="stable-b", status="down", error="connection refused"),
+        ev.GateStarted(ts=t0 + 3, gate="smoke", run="r9", argv=["node", "smoke.mjs"], where="local"),
+        ev.GateFinished(
+            ts=t0 + 3, gate="smoke", run="r9", outcome="error", duration_s=0, error="command not found: node"
+        ),
+        ev.FactCaptured(
+            ts=t0 + 4, fact="lkg", values={"-": None}, source="command:gh", observed=False, error="no gh"
+        ),
+    ]
+    with session.open("a") as fh:
+        fh.writelines(e.model_dump_json() + "\n" for e in events)
+    export_session(session, tmp_path / "out", redactor=Redactor([SECRET]))
+    report = (tmp_path / "out" / "report.md").read_text()
+    failures = report.split("## Data-collection failures\n", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in failures.splitlines() if line.startswith("| ")][1:]  # below the header
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    assert rows == [
+        [
+            "probe dead-letters",
+            unset,
+            "2026-01-01T12:02:30Z",
+            "2026-01-01T12:03:00Z",
+            "2",
+            "2026-01-01T12:03:30Z",
+        ],
+        [
+            "replica stable-a health",
+            "host name does not resolve",
+            "2026-01-01T12:02:31Z",
+            "2026-01-01T12:02:31Z",
+            "1",
+            "still unknown",
+        ],
+        [
+            "gate smoke",
+            "command not found: node",
+            "2026-01-01T12:02:33Z",
+            "2026-01-01T12:02:33Z",
+            "1",
+            "still unknown",
+        ],
+        ["fact lkg", "no gh", "2026-01-01T12:02:34Z", "2026-01-01T12:02:34Z", "1", "still unknown"],
+    ]  # the 503 and the refused replica are failures of the target, not data-collection failures
+    assert "| lkg | baseline | no value (unknown, could not observe: no gh) |" in report
+    assert "**Run r9: COULD NOT RUN**" in report
+    summary = json.loads((tmp_path / "out" / "bundle.json").read_text())["summary"]
+    assert [f["what"] for f in summary["data_collection_failures"]] == [r[0] for r in rows]

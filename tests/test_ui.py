@@ -21,6 +21,7 @@ from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.text import command_line
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.probes.health import HealthProbe
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.features import engine_features
@@ -498,6 +499,44 @@ async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause()
         assert "✓ ok dl-growth 5 ≤ 10" in flat(pane_text(app, "traffic"))  # 9 - 4 within the window
+
+
+@pytest.mark.parametrize("size", [(160, 45), (100, 30)])
+async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
+    monkeypatch.delenv("RTUI_UNSET_OPS_TOKEN", raising=False)
+    data = demo_playbook().model_dump(by_alias=True, exclude_unset=True)
+    data["replicas"][0]["url"] = "http://stable-a.rollback-tui.invalid:8080"
+    token = {"Authorization": "Bearer ${RTUI_UNSET_OPS_TOKEN}"}
+    data["probes"] = [
+        {"name": "dead-letters", "url": "http://127.0.0.1:9/dl", "json_path": "count", "headers": token}
+    ]
+    rail = {"name": "dl-growth", "title": "dead letters", "metric": "dead_letters_growth", "threshold": 10}
+    data["guardrails"].append({**rail, "window_s": 60, "probe": "dead-letters"})
+    data["steps"].insert(0, {"name": "dlq", "title": "Dead letters", "do": [{"probe": "dead-letters"}]})
+    book = Playbook.model_validate(data)
+    engine = Engine(book, Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    await engine.run_probes()
+    await HealthProbe(book, engine.emit).once()
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        traffic = flat(pane_text(app, "traffic"))
+        assert "? unknown dl-growth ≤ 10 · no verdict ↳ probe dead-letters: environment" in traffic, traffic
+        assert "? waiting dl-growth" not in traffic
+        health = flat(pane_text(app, "health"))
+        assert "? unknown" in health and "stable-a" in health
+        assert "? unknown probe: dead-letters" in flat(pane_text(app, "steps"))
+        if size[0] >= 160:
+            assert "environment variable RTUI_UNSET_OPS_TOKEN is not set" in traffic
+            assert "? stable-a unknown: host name does not resolve from here" in health
+        await pilot.press("n")
+        await pilot.pause()
+        shown = plain(app.screen.query_one("#notices-dialog Static", Static))
+        assert "probe dead-letters unknown (could not observe)" in flat(shown)
+        assert "replica stable-a health unknown (could not observe)" in flat(shown)
 
 
 def test_one_line_commands_never_show_a_script_body() -> None:

@@ -552,7 +552,9 @@ async def _export_rehearsal(engine: Any, export_dir: str) -> str | None:
 def _failure_reasons(state: Any) -> list[str]:
     """What went wrong, in the engine's own words: failed gates, failed fanout checks, open breaches."""
     reasons = [
-        f"gate {g.name} {g.status} (exit {g.exit_code})"
+        f"gate {g.name} could not run"
+        if g.status == "error"
+        else f"gate {g.name} {g.status} (exit {g.exit_code})"
         for g in state.gates.values()
         if g.status not in ("passed", "queued", "running")
     ]
@@ -624,9 +626,8 @@ def describe_event(e: Any) -> str:
         error = f" ({e.error})" if e.error else ""
         return f"  fact {e.fact} [{e.phase}] = {e.values_text()}{agree}{error}"
     if k == "probe_result":
-        return f"  probe {e.probe}: {'ok' if e.ok else 'FAIL'} value={e.value}" + (
-            f" ({e.error})" if e.error else ""
-        )
+        word = {"ok": "ok", "failed": "FAIL", "unknown": "UNKNOWN"}[e.status]
+        return f"  probe {e.probe}: {word} value={e.value}" + (f" ({e.error})" if e.error else "")
     if k == "fanout_result":
         mark = "✓" if e.passed else "✗"
         text = f"  {mark} fanout [{e.phase}] thread {e.thread_id}: {len(e.sent)} sent"

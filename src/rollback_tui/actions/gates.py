@@ -5,7 +5,8 @@ session/process group, so a timeout or cancel can kill everything they started: 
 group, SIGKILL after a grace period. Output is streamed line by line through an OutputRecorder
 (every line to the redacted artefact file, a rate-limited share to the journal). A failure to
 even start (command not found, unset `${VAR}`, unreachable host, refused host key) is an `error`
-outcome with a clear message, never a traceback.
+outcome with a clear message, never a traceback: the gate could not run, which is not a failure. A
+shell's (or the remote shell's) exit 127, "command not found", counts as that too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from rollback_tui.playbook.secrets import ENV_REF
 
 KILL_GRACE_S = 2.0
 DRAIN_GRACE_S = 2.0
+COMMAND_NOT_FOUND = 127  # what a shell exits with when the command is not there
 
 
 class LocalExecution:
@@ -171,7 +173,10 @@ async def supervise(execution: Execution, timeout_s: float, cancelled: asyncio.E
                 code = waiter.result()
             except CommandError as exc:  # e.g. the SSH connection dropped mid-run
                 return Outcome("error", error=str(exc))
-            result = Outcome("passed" if code == 0 else "failed", exit_code=code)
+            if code == COMMAND_NOT_FOUND:
+                result = Outcome("error", exit_code=code, error="command not found (exit 127)")
+            else:
+                result = Outcome("passed" if code == 0 else "failed", exit_code=code)
         else:
             reason = "cancelled" if cancelled.is_set() else "timed_out"
             await execution.kill()

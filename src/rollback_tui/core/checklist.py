@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import no_data
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import ChecklistItem, ExitCriterion, Playbook, SelectorRemoval
 
@@ -132,11 +133,14 @@ def _gate_rule(playbook: Playbook, state: SessionState, item: Item, after_rollba
             evidence.append(f"gate {name} has not run{suffix}")
             continue
         last = history[-1]
+        # `error`: the gate never ran (missing binary, unset ${VAR}, SSH refused) — unknown, not failed.
+        outcome = "could not run" if last.outcome == "error" else last.outcome.replace("_", " ")
         line = (
-            f"gate {name} {last.outcome.replace('_', ' ')} at {hms(last.ts)} "
+            f"gate {name} {outcome} at {hms(last.ts)} "
             f"(run {_run(last.run)}, exit {last.exit_code if last.exit_code is not None else '-'})"
         )
-        evidence.append(line + suffix)
+        why = f": {last.error}" if last.outcome == "error" and last.error else ""
+        evidence.append(line + suffix + why)
         if last.outcome != "passed":
             holds = False
             held_earlier = held_earlier or any(f.outcome == "passed" for f in history[:-1])
@@ -245,14 +249,28 @@ def _facts_rule(playbook: Playbook, state: SessionState, item: Item) -> _Outcome
         if ok and want is not None and distinct != {want}:
             ok = False
             shown += f" (expected {want})"
-        verdict = "agrees" if ok else "does NOT agree"
+        verdict = "agrees" if ok else ("is unknown" if not last.observed else "does NOT agree")
         line = f"fact {name} {verdict} at {last.phase} {hms(last.ts)}: {shown}"
         evidence.append(line + (f" — {last.error}" if last.error else ""))
         holds = holds and ok
     return _Outcome(holds, evidence)
 
 
-def _guardrails_rule(state: SessionState) -> _Outcome:
+def guardrail_gaps(playbook: Playbook, state: SessionState) -> list[str]:
+    """The guardrails that cannot vouch for anything: unknown now (with why), or never had data."""
+    judged = {e.guardrail for e in state.traffic.breach_log}  # a breach or recovery was judged on data
+    gaps = []
+    for rail in playbook.guardrails:
+        seen = state.rails.get(rail.name)
+        if seen is not None and seen.status == "unknown":
+            gaps.append(f"guardrail {rail.name} unknown since {hms(seen.since)}: {seen.reason}")
+        elif (seen is None or seen.observed_ts is None) and rail.name not in judged:
+            gaps.append(f"guardrail {rail.name} has had no data yet: {no_data(rail)}")
+    return gaps
+
+
+def _guardrails_rule(playbook: Playbook, state: SessionState) -> _Outcome:
+    """No breach, and every guardrail has had data to judge by and can still observe (never unknown)."""
     active = list(state.traffic.breaches.values())
     if active:
         return _Outcome(
@@ -263,13 +281,17 @@ def _guardrails_rule(state: SessionState) -> _Outcome:
                 for b in active
             ],
         )
+    blind = guardrail_gaps(playbook, state)
+    if blind:
+        return _Outcome(False, blind)
+    judged = f" ({len(playbook.guardrails)} guardrail(s) had data)" if playbook.guardrails else ""
     breaches = [e for e in state.traffic.breach_log if isinstance(e, ev.GuardrailBreach)]
     if not breaches:
-        return _Outcome(True, ["no guardrail breached"])
+        return _Outcome(True, [f"no guardrail breached{judged}"])
     recovered = [e for e in state.traffic.breach_log if isinstance(e, ev.GuardrailRecovered)]
     last = recovered[-1] if recovered else None
     tail = f", last recovery {last.guardrail} at {hms(last.ts)}" if last else ""
-    return _Outcome(True, [f"no active breach ({len(breaches)} breach(es) recovered{tail})"])
+    return _Outcome(True, [f"no active breach ({len(breaches)} breach(es) recovered{tail}){judged}"])
 
 
 def _exported_rule(state: SessionState) -> _Outcome:
@@ -297,7 +319,7 @@ def _evaluate_rule(
     if rule == "facts_agree":
         return _facts_rule(playbook, state, item)
     if rule == "guardrails_clear":
-        return _guardrails_rule(state)
+        return _guardrails_rule(playbook, state)
     if rule == "report_exported":
         return _exported_rule(state)
     if rule == "all_checklist":

@@ -73,9 +73,12 @@ class StepEntered(Event):
 
 
 class HealthSample(Event):
+    """One health poll. `unknown`: it could not observe the replica from here (its host name does not
+    resolve, auth refused, a bad URL); `error` says why. A replica that does not answer is `down`."""
+
     kind: Literal["health_sample"] = "health_sample"
     replica: str
-    status: Literal["ok", "degraded", "down", "junk", "timeout"]
+    status: Literal["ok", "degraded", "down", "junk", "timeout", "unknown"]
     latency_ms: float | None = None
     http_status: int | None = None
     image: str | None = None
@@ -96,6 +99,9 @@ class FactCaptured(Event):
     source: str
     agree: bool | None = None
     error: str | None = None
+    # False: it could not be observed (unset ${VAR}, unresolvable host, missing binary, auth refused);
+    # `error` says why. Journals written before this field read as observed.
+    observed: bool = True
 
     def values_text(self) -> str:
         """The values in words: `stable-a: x; stable-b: y`, a lone unkeyed value as itself."""
@@ -107,6 +113,9 @@ class FactCaptured(Event):
 
 
 class ProbeResult(Event):
+    """One probe request. `ok` false with `observed` true: the target failed (refused, timed out, 5xx);
+    `observed` false: it could not look (unset ${VAR}, unresolvable host, auth refused) — `error` says why."""
+
     kind: Literal["probe_result"] = "probe_result"
     probe: str
     ok: bool
@@ -114,6 +123,11 @@ class ProbeResult(Event):
     http_status: int | None = None
     latency_ms: float | None = None
     error: str | None = None
+    observed: bool = True
+
+    @property
+    def status(self) -> Literal["ok", "failed", "unknown"]:
+        return "unknown" if not self.observed else ("ok" if self.ok else "failed")
 
 
 # --- fanout ----------------------------------------------------------------------------------------
@@ -213,6 +227,16 @@ class GuardrailRecovered(Event):
     kind: Literal["guardrail_recovered"] = "guardrail_recovered"
     guardrail: str
     value: float
+
+
+class GuardrailStatus(Event):
+    """Whether a guardrail can judge: journaled when it first has data over its window (`observed`), when
+    it cannot observe (`unknown`, with the reason) and when that clears (`observed` or `waiting`)."""
+
+    kind: Literal["guardrail_status"] = "guardrail_status"
+    guardrail: str
+    status: Literal["observed", "unknown", "waiting"]
+    reason: str | None = None
 
 
 # The rollback is a state machine (core/rollback.py folds these): requested → applying → applied →
@@ -358,6 +382,7 @@ AnyEvent = Annotated[
     | SelectorState
     | GuardrailBreach
     | GuardrailRecovered
+    | GuardrailStatus
     | RollbackRequested
     | RollbackApplying
     | RollbackApplied

@@ -5,18 +5,49 @@
 exceeds its threshold (strictly greater) and has done so for `sustained_s`; it carries the value, the
 threshold, the window and the timestamp of the first bad sample, so time-to-detect is
 `breach.ts - breach.first_bad_ts`.
+
+A guardrail whose source could not observe (a probe with an unset `${VAR}`, a replica host that does not
+resolve from here, a gate that could not run) is *unknown* with the reason: never a breach, never "ok".
+`status_changes()` hands out the GuardrailStatus events to journal when a guardrail first has data, turns
+unknown, or recovers — once per change, not once per poll.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Guardrail, Playbook, SyntheticTraffic
 
 MIN_REQUESTS = 10  # a rate over fewer requests is noise, not evidence
 _OBSERVED = frozenset({"traffic_window", "health_sample", "probe_result", "gate_finished"})
+
+
+class _Health(Protocol):
+    """A replica's last health sample (the journaled HealthSample, or the state's ReplicaState)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A guardrail's metric now: its value, or none — `unknown` says why it could not observe."""
+
+    value: float | None = None
+    unknown: str | None = None
+
+    @property
+    def status(self) -> Literal["observed", "unknown", "waiting"]:
+        if self.value is not None:
+            return "observed"
+        return "unknown" if self.unknown else "waiting"
 
 
 @dataclass
@@ -24,13 +55,14 @@ class _Track:
     rail: Guardrail
     first_bad_ts: float | None = None
     breached: bool = False
+    status: str | None = None  # the last journaled GuardrailStatus (None: none yet)
 
 
 @dataclass
 class GuardrailEvaluator:
     playbook: Playbook
     windows: deque[ev.TrafficWindow] = field(default_factory=lambda: deque(maxlen=3600))
-    health: dict[str, ev.HealthSample] = field(default_factory=dict)
+    health: dict[str, _Health] = field(default_factory=dict)
     probes: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     gates: dict[str, ev.GateFinished] = field(default_factory=dict)
     tracks: dict[str, _Track] = field(init=False)
@@ -38,6 +70,28 @@ class GuardrailEvaluator:
     def __post_init__(self) -> None:
         self.tracks = {g.name: _Track(g) for g in self.playbook.guardrails}
         self.roles = {r.name: r.role for r in self.playbook.replicas}
+        self._changes: list[ev.GuardrailStatus] = []
+
+    @classmethod
+    def from_state(cls, playbook: Playbook, state: SessionState) -> GuardrailEvaluator:
+        """An evaluator over what the state holds, to read values from (the engine's own one journals)."""
+        evaluator = cls(playbook)
+        evaluator.windows = deque(state.traffic.windows, maxlen=3600)
+        evaluator.probes = state.probe_history  # read only: this evaluator never observes
+        evaluator.health = {name: r for name, r in state.replicas.items() if r.samples}
+        evaluator.gates = {name: g.history[-1] for name, g in state.gates.items() if g.history}
+        return evaluator
+
+    def resume(self, state: SessionState) -> None:
+        """Carry on from a resumed journal: what it already says about each guardrail is not repeated."""
+        for name, rail in state.rails.items():
+            if name in self.tracks:
+                self.tracks[name].status = rail.status
+
+    def status_changes(self) -> list[ev.GuardrailStatus]:
+        """The GuardrailStatus events to journal since the last call (see the module docstring)."""
+        changes, self._changes = self._changes, []
+        return changes
 
     def observe(self, event: ev.Event) -> list[ev.Event]:
         if event.kind not in _OBSERVED:
@@ -59,17 +113,28 @@ class GuardrailEvaluator:
         out: list[ev.Event] = []
         for track in self.tracks.values():
             if track.rail.metric in metrics:
-                derived = self._evaluate(track, event.ts)
+                reading = self.reading(track.rail, event.ts)
+                self._track_status(track, reading, event.ts)
+                derived = self._evaluate(track, reading.value, event.ts)
                 if derived is not None:
                     out.append(derived)
         return out
 
     # --- evaluation -------------------------------------------------------------------------------
 
-    def _evaluate(self, track: _Track, now: float) -> ev.Event | None:
+    def _track_status(self, track: _Track, reading: Reading, ts: float) -> None:
+        status = reading.status
+        # Waiting is journaled only as the end of unknown; observed → waiting (the window emptied) is not.
+        if status == track.status or (status == "waiting" and track.status != "unknown"):
+            return
+        track.status = status
+        # Stamped with the observation that changed it: "unknown since" is when the blind sample came in.
+        change = ev.GuardrailStatus(guardrail=track.rail.name, status=status, reason=reading.unknown, ts=ts)
+        self._changes.append(change)
+
+    def _evaluate(self, track: _Track, value: float | None, now: float) -> ev.Event | None:
         rail = track.rail
-        value = self.value(rail, now)
-        if value is None:
+        if value is None:  # no data, or unknown: neither a breach nor a recovery
             return None
         if value > rail.threshold:
             if track.first_bad_ts is None:
@@ -123,7 +188,21 @@ class GuardrailEvaluator:
         return [w for w in self.windows if w.ts >= now - rail.window_s]
 
     def value(self, rail: Guardrail, now: float) -> float | None:
-        """The metric's current value, or None when there is not enough data to judge."""
+        """The metric's current value, or None when there is no data to judge (or it is unknown)."""
+        return self.reading(rail, now).value
+
+    def reading(self, rail: Guardrail, now: float) -> Reading:
+        """The metric's current value, or why there is none."""
+        metric = rail.metric
+        if metric == "health_failing":
+            return self._health(rail)
+        if metric == "dead_letters_growth":
+            return self._dead_letters(rail, now)
+        if metric == "gate_failed":
+            return self._gate(rail)
+        return Reading(self._traffic(rail, now))
+
+    def _traffic(self, rail: Guardrail, now: float) -> float | None:
         metric = rail.metric
         if metric == "http_5xx_rate":
             recent = self._recent(rail, now)
@@ -147,19 +226,56 @@ class GuardrailEvaluator:
         if metric == "p95_latency_ms":
             p95s = [w.p95_ms for w in self._recent(rail, now) if w.p95_ms is not None]
             return sum(p95s) / len(p95s) if p95s else None
-        if metric == "health_failing":
-            scoped = [s for r, s in self.health.items() if self._in_scope(rail, r)]
-            if not scoped:
-                return None
-            return float(sum(1 for s in scoped if s.status not in ("ok", "degraded")))
-        if metric == "dead_letters_growth":
-            history = [p for p in self.probes.get(rail.probe or "", ()) if p.ts >= now - rail.window_s]
-            counts = [float(p.value) for p in history if p.ok and isinstance(p.value, int | float)]
-            return counts[-1] - min(counts) if len(counts) >= 2 else None
-        if metric == "gate_failed":
-            finished = self.gates.get(rail.gate or "")
-            return None if finished is None else float(finished.outcome != "passed")
         return None
+
+    def _health(self, rail: Guardrail) -> Reading:
+        scoped = {r: s for r, s in self.health.items() if self._in_scope(rail, r)}
+        if not scoped:
+            return Reading()
+        failing = sum(1 for s in scoped.values() if s.status not in ("ok", "degraded", "unknown"))
+        blind = [f"{r}: {s.error or 'not observed'}" for r, s in scoped.items() if s.status == "unknown"]
+        # Replicas it cannot see could only add to the failures: a breach stands, "within" cannot be said.
+        if blind and failing <= rail.threshold:
+            return Reading(unknown="; ".join(blind))
+        return Reading(float(failing))
+
+    def _dead_letters(self, rail: Guardrail, now: float) -> Reading:
+        history = [p for p in self.probes.get(rail.probe or "", ()) if p.ts >= now - rail.window_s]
+        if history and not history[-1].ok:  # the newest poll gave no count: growth cannot be judged
+            last = history[-1]
+            how = "" if not last.observed else " failed"  # the probe could not look, or its target failed
+            return Reading(unknown=f"probe {last.probe}{how}: {last.error or 'no detail'}")
+        counts = [float(p.value) for p in history if p.ok and isinstance(p.value, int | float)]
+        return Reading(counts[-1] - min(counts) if len(counts) >= 2 else None)
+
+    def _gate(self, rail: Guardrail) -> Reading:
+        finished = self.gates.get(rail.gate or "")
+        if finished is None:
+            return Reading()
+        if finished.outcome == "error":  # it never ran (missing binary, unset ${VAR}, SSH refused)
+            return Reading(unknown=f"gate {finished.gate} could not run: {finished.error or 'no detail'}")
+        if finished.outcome == "cancelled":
+            return Reading(unknown=f"gate {finished.gate} was cancelled before it gave a result")
+        return Reading(float(finished.outcome != "passed"))
+
+
+def guardrail_readings(playbook: Playbook, state: SessionState, now: float) -> dict[str, Reading]:
+    """Each guardrail's reading from the state, judged the way the engine judges it."""
+    evaluator = GuardrailEvaluator.from_state(playbook, state)
+    return {rail.name: evaluator.reading(rail, now) for rail in playbook.guardrails}
+
+
+def no_data(rail: Guardrail) -> str:
+    """Why a guardrail has nothing to judge yet, in words."""
+    if rail.metric == "gate_failed":
+        return f"gate {rail.gate} has not run"
+    if rail.metric == "health_failing":
+        return "no health sample yet"
+    if rail.metric == "dead_letters_growth":
+        return f"fewer than 2 counts from probe {rail.probe} within its {rail.window_s:g} s window"
+    if rail.metric == "http_5xx_rate":
+        return f"fewer than {MIN_REQUESTS} requests within its {rail.window_s:g} s window"
+    return f"no traffic within its {rail.window_s:g} s window"
 
 
 def thin_evidence(playbook: Playbook, rate_rps: float) -> list[str]:

@@ -181,6 +181,17 @@ class TrafficState:
 
 
 @dataclass
+class RailState:
+    """What the journal says about a guardrail's data (its breaches are in TrafficState)."""
+
+    name: str
+    status: str = "waiting"  # waiting | observed | unknown
+    reason: str | None = None  # why it is unknown
+    since: float | None = None  # when the current status began
+    observed_ts: float | None = None  # first time it had data to judge over its window
+
+
+@dataclass
 class ChecklistEntry:
     item: str
     checked: bool = False
@@ -198,6 +209,7 @@ class SessionState:
     gates: dict[str, GateState] = field(default_factory=dict)
     fanout: FanoutState = field(default_factory=FanoutState)
     traffic: TrafficState = field(default_factory=TrafficState)
+    rails: dict[str, RailState] = field(default_factory=dict)  # guardrail → whether it can judge
     facts: dict[str, ev.FactCaptured] = field(default_factory=dict)
     probes: dict[str, ev.ProbeResult] = field(default_factory=dict)
     # Recent results per probe, for guardrails over a window (dead-letter growth).
@@ -294,7 +306,7 @@ def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
     r.samples += 1
     if e.latency_ms is not None:
         r.latencies.append(e.latency_ms)
-    if e.status not in ("ok", "degraded"):
+    if e.status not in ("ok", "degraded", "unknown"):  # unknown: not observed, so not a failure either
         r.failures += 1
     # Identity fields persist from the last sample that carried them.
     for attr in ("image", "commit", "channel_prefix", "transport"):
@@ -346,6 +358,13 @@ def _breach(s: SessionState, e: ev.GuardrailBreach) -> None:
 def _recovered(s: SessionState, e: ev.GuardrailRecovered) -> None:
     s.traffic.breaches.pop(e.guardrail, None)
     s.traffic.breach_log.append(e)
+
+
+def _rail_status(s: SessionState, e: ev.GuardrailStatus) -> None:
+    rail = s.rails.setdefault(e.guardrail, RailState(e.guardrail))
+    rail.status, rail.reason, rail.since = e.status, e.reason, e.ts
+    if e.status == "observed" and rail.observed_ts is None:
+        rail.observed_ts = e.ts
 
 
 def _rollback(s: SessionState, e: ev.Event) -> None:
@@ -404,6 +423,7 @@ _HANDLERS: dict[str, Any] = {
     "selector_state": _selector,
     "guardrail_breach": _breach,
     "guardrail_recovered": _recovered,
+    "guardrail_status": _rail_status,
     **dict.fromkeys(ROLLBACK_KINDS, _rollback),
     "gate_started": _gate_started,
     "gate_output": _gate_output,

@@ -51,9 +51,12 @@ class Verdict:
 
 
 def replica_status(replica: ReplicaState, now: float, stale_after_s: float) -> str:
-    """The replica's status, or `stale` when its last sample is too old to trust."""
+    """The replica's status, `stale` when its last sample is too old to trust, `unobserved` when it was
+    sampled but could not be looked at from here (unknown is neither ok nor failing)."""
     if replica.last_ts is not None and now - replica.last_ts > stale_after_s:
         return "stale"
+    if replica.status == "unknown" and replica.samples:
+        return "unobserved"
     return replica.status
 
 
@@ -86,6 +89,8 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
             v.raise_to("fail", f"{r.name} {status}")
         elif status == "degraded":
             v.raise_to("warn", f"{r.name} degraded")
+        elif status == "unobserved":
+            v.raise_to("stale", f"{r.name} unknown: {r.error or 'not observed'}")
         elif status in ("stale", "unknown"):
             v.raise_to("stale", f"{r.name} {'no recent sample' if status == 'stale' else 'not sampled'}")
     mismatch = prefix_mismatch_text(state)
@@ -96,8 +101,10 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
             v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
     _breaches(v, state)
     for gate in state.gates.values():
-        if gate.status in ("failed", "timed_out", "error"):
+        if gate.status in ("failed", "timed_out"):
             v.raise_to("fail", f"gate {gate.name} {gate.status.replace('_', ' ')}")
+        elif gate.status == "error":  # it never ran: unknown, not a failure
+            v.raise_to("stale", f"gate {gate.name} could not run")
     last = state.fanout.last_result
     if last is not None and not last.passed:
         v.raise_to("fail", "fanout check failed")

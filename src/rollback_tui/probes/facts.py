@@ -3,7 +3,9 @@
 Sources: `health` (a dotted field of each replica's health JSON), `http` (url + dotted field),
 `command` (local or over SSH; the regex's first group, or the whole match), `env`, and `manual`
 (recorded as pending: `values={"-": None}`, `source="manual:pending"`, for the operator to fill in).
-A `must_agree` health fact sets `agree` and raises a warning Notice when replicas differ.
+A `must_agree` health fact sets `agree` and raises a warning Notice when replicas differ. A fact that
+could not be observed (unset `${VAR}`, a host that does not resolve from here, a missing binary, auth
+refused) is `observed=False` with the reason in `error`: unknown, and it claims no (dis)agreement.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import httpx
 
@@ -22,8 +24,7 @@ from rollback_tui.core.events import Event, FactCaptured, Notice
 from rollback_tui.exec.commands import spec_argv
 from rollback_tui.playbook.model import Fact, Playbook, Replica
 from rollback_tui.playbook.secrets import MissingVariable
-from rollback_tui.probes.health import dotted, health_url
-from rollback_tui.probes.http_json import describe_http_error
+from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted, health_url
 
 Phase = Literal["baseline", "after_rollback", "check"]
 MAX_VALUE = 500
@@ -36,18 +37,26 @@ def _text(value: Any) -> str | None:
     return text[:MAX_VALUE]
 
 
-async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> tuple[Any, str | None]:
-    """(document, None) or (None, reason)."""
+class _Fetched(NamedTuple):
+    doc: Any
+    error: str | None = None
+    observed: bool = True  # False: it could not look (see the module docstring)
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> _Fetched:
     try:
         response = await client.get(url, timeout=timeout_s)
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-        return None, describe_http_error(exc)
+        return _Fetched(None, describe_http_error(exc), not cannot_observe(exc))
+    refused = auth_refused(response.status_code)
+    if refused:
+        return _Fetched(None, refused, observed=False)
     if response.status_code >= 400:
-        return None, f"HTTP {response.status_code}"
+        return _Fetched(None, f"HTTP {response.status_code}")
     try:
-        return response.json(), None
+        return _Fetched(response.json())
     except ValueError:
-        return None, f"not JSON: {response.text[:80]!r}"
+        return _Fetched(None, f"not JSON: {response.text[:80]!r}")
 
 
 class _Capture:
@@ -61,15 +70,15 @@ class _Capture:
         self.playbook = playbook
         self.client = client
         self.environ = environ
-        self._docs: dict[str, asyncio.Task[tuple[Any, str | None]]] = {}
+        self._docs: dict[str, asyncio.Task[_Fetched]] = {}
         self._given = health_docs
 
-    def health_doc(self, replica: Replica) -> asyncio.Task[tuple[Any, str | None]]:
+    def health_doc(self, replica: Replica) -> asyncio.Task[_Fetched]:
         """Each replica's health document is fetched at most once per capture."""
         if replica.name not in self._docs:
             if self._given is not None:
                 doc = self._given.get(replica.name)
-                result = (doc, None if doc is not None else "no health document for this replica")
+                result = _Fetched(doc, None if doc is not None else "no health document for this replica")
                 coro: Any = asyncio.sleep(0, result)
             else:
                 coro = _get_json(self.client, health_url(replica), self.playbook.health_timeout_s)
@@ -86,14 +95,15 @@ class _Capture:
         docs = await asyncio.gather(*(self.health_doc(r) for r in replicas))
         values: dict[str, str | None] = {}
         errors: list[str] = []
-        for replica, (doc, error) in zip(replicas, docs, strict=True):
+        for replica, (doc, error, _) in zip(replicas, docs, strict=True):
             values[replica.name] = _text(dotted(doc, fact.field)) if doc is not None else None
             if error:
                 errors.append(f"{replica.name}: {error}")
             elif values[replica.name] is None:
                 errors.append(f"{replica.name}: no field {fact.field!r}")
+        observed = all(d.observed for d in docs)
         agree = None
-        if fact.must_agree:
+        if fact.must_agree and observed:  # replicas it could not look at neither agree nor disagree
             agree = bool(values) and None not in values.values() and len(set(values.values())) == 1
         return FactCaptured(
             fact=fact.name,
@@ -102,11 +112,12 @@ class _Capture:
             source=f"health:{fact.field}",
             agree=agree,
             error="; ".join(errors) or None,
+            observed=observed,
         )
 
     async def _http(self, fact: Fact, phase: Phase) -> FactCaptured:
         assert fact.url is not None and fact.field is not None
-        doc, error = await _get_json(self.client, fact.url, self.playbook.health_timeout_s)
+        doc, error, observed = await _get_json(self.client, fact.url, self.playbook.health_timeout_s)
         value = _text(dotted(doc, fact.field)) if doc is not None else None
         if error is None and value is None:
             error = f"no field {fact.field!r}"
@@ -116,6 +127,7 @@ class _Capture:
             values={"-": value},
             source=f"http:{fact.url}#{fact.field}",
             error=error,
+            observed=observed,
         )
 
     async def _command(self, fact: Fact, phase: Phase) -> FactCaptured:
@@ -140,7 +152,12 @@ class _Capture:
             value = result.stdout.strip() or None
             error = None if value else "the command printed nothing"
         return FactCaptured(
-            fact=fact.name, phase=phase, values={"-": _text(value)}, source=source, error=error
+            fact=fact.name,
+            phase=phase,
+            values={"-": _text(value)},
+            source=source,
+            error=error,
+            observed=result.outcome != "error",  # `error`: it never ran (missing binary, unset ${VAR})
         )
 
     async def _env(self, fact: Fact, phase: Phase) -> FactCaptured:
@@ -148,7 +165,12 @@ class _Capture:
         value = self.environ.get(fact.env_var)
         error = None if value is not None else str(MissingVariable(fact.env_var))
         return FactCaptured(
-            fact=fact.name, phase=phase, values={"-": _text(value)}, source=f"env:{fact.env_var}", error=error
+            fact=fact.name,
+            phase=phase,
+            values={"-": _text(value)},
+            source=f"env:{fact.env_var}",
+            error=error,
+            observed=value is not None,
         )
 
     async def _manual(self, fact: Fact, phase: Phase) -> FactCaptured:

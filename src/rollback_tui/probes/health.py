@@ -1,12 +1,15 @@
 """Replica health polling: every replica concurrently, each request with its own timeout.
 
 A replica that is down, slow or answers junk becomes a HealthSample saying so; it never delays
-or stops the others, because each replica has its own polling task.
+or stops the others, because each replica has its own polling task. A replica this host cannot look at
+(its name does not resolve from here, auth refused, a malformed URL) is `unknown` with the reason: not
+observed, so neither ok nor failing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +33,43 @@ def dotted(doc: Any, path: str) -> Any:
     return node
 
 
+AUTH_REFUSED = frozenset({401, 403})
+
+
+def _unresolved(exc: BaseException) -> socket.gaierror | None:
+    """The name-resolution failure behind a connect error, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def cannot_observe(exc: Exception) -> bool:
+    """True when the request never reached a target that could answer: the host name does not resolve
+    from here or the URL is malformed. Refused, reset and timed out are the target failing."""
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol | ValueError):
+        return True
+    return isinstance(exc, httpx.ConnectError | OSError) and _unresolved(exc) is not None
+
+
+def describe_http_error(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        unresolved = _unresolved(exc)
+        if unresolved is not None:
+            return f"host name does not resolve from here ({unresolved.strerror or unresolved})"[:200]
+        cause = exc.__cause__ or exc.__context__ or exc
+        return f"connection refused or unreachable ({cause})"[:200]
+    return f"{type(exc).__name__}: {exc or 'request failed'}"[:200]
+
+
+def auth_refused(status: int) -> str | None:
+    return f"HTTP {status}: authentication refused" if status in AUTH_REFUSED else None
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -41,6 +81,9 @@ def health_url(replica: Replica) -> str:
 def interpret(replica: Replica, response: httpx.Response, latency_ms: float) -> HealthSample:
     """Turn one HTTP response into a sample; anything unexpected is `junk` with the reason."""
     base = {"replica": replica.name, "latency_ms": round(latency_ms, 2), "http_status": response.status_code}
+    refused = auth_refused(response.status_code)
+    if refused:
+        return HealthSample(status="unknown", error=refused, **base)
     try:
         doc = response.json()
     except ValueError:
@@ -82,17 +125,10 @@ async def sample_replica(client: httpx.AsyncClient, replica: Replica, timeout_s:
             latency_ms=round(timeout_s * 1000, 2),
             error=f"no answer within {timeout_s:g} s",
         )
-    except httpx.HTTPError as exc:
-        return HealthSample(replica=replica.name, status="down", error=_describe(exc))
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        status = "unknown" if cannot_observe(exc) else "down"
+        return HealthSample(replica=replica.name, status=status, error=describe_http_error(exc))
     return interpret(replica, response, (time.perf_counter() - started) * 1000)
-
-
-def _describe(exc: httpx.HTTPError) -> str:
-    cause = exc.__cause__ or exc.__context__
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError):
-        return f"connection refused or unreachable ({cause or text})"[:200]
-    return f"{type(exc).__name__}: {text}"[:200]
 
 
 class HealthProbe:

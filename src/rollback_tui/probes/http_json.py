@@ -1,7 +1,9 @@
 """HTTP JSON probes (dead-letters count, health with timeout, any JSON field).
 
 A probe never raises on network trouble: refused, timed out, junk or a missing field all become a
-`ProbeResult(ok=False, error=…)`.
+`ProbeResult(ok=False, error=…)` — the target is failing. What stops the probe from looking at all (an
+unset `${VAR}`, a host name that does not resolve from here, a malformed URL, auth refused) is
+`observed=False`: unknown, never a failure of the target.
 """
 
 from __future__ import annotations
@@ -17,16 +19,7 @@ import httpx
 from rollback_tui.core.events import Event, ProbeResult
 from rollback_tui.exec.commands import CommandError, resolve_refs
 from rollback_tui.playbook.model import HttpProbe, Playbook
-from rollback_tui.probes.health import dotted
-
-
-def describe_http_error(exc: Exception) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
-        cause = exc.__cause__ or exc.__context__ or exc
-        return f"connection refused or unreachable ({cause})"[:200]
-    return f"{type(exc).__name__}: {exc or 'request failed'}"[:200]
+from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted
 
 
 async def probe_http(
@@ -35,8 +28,8 @@ async def probe_http(
     environ = os.environ if environ is None else environ
     try:
         headers = {k: resolve_refs(v, environ, f"header {k}")[0] for k, v in probe.headers.items()}
-    except CommandError as exc:
-        return ProbeResult(probe=probe.name, ok=False, error=str(exc))
+    except CommandError as exc:  # an unset ${VAR}: the probe cannot even ask
+        return ProbeResult(probe=probe.name, ok=False, error=str(exc), observed=False)
     started = time.perf_counter()
     try:
         response = await client.request(probe.method, probe.url, headers=headers, timeout=probe.timeout_s)
@@ -48,7 +41,8 @@ async def probe_http(
             error=f"no answer within {probe.timeout_s:g} s",
         )
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-        return ProbeResult(probe=probe.name, ok=False, error=describe_http_error(exc))
+        blind = cannot_observe(exc)  # the host does not resolve from here, or the URL is malformed
+        return ProbeResult(probe=probe.name, ok=False, error=describe_http_error(exc), observed=not blind)
     latency = round((time.perf_counter() - started) * 1000, 2)
     base = {"probe": probe.name, "http_status": response.status_code, "latency_ms": latency}
     value = None
@@ -62,6 +56,9 @@ async def probe_http(
             if value is None:
                 error = f"no field {probe.json_path!r} in the response"
     if response.status_code != probe.expect_status:
+        refused = auth_refused(response.status_code)
+        if refused:  # the probe was not let in: it could not look, the target is not known to fail
+            return ProbeResult(ok=False, error=refused, observed=False, **base)
         error = f"expected HTTP {probe.expect_status}, got {response.status_code}"
     return ProbeResult(ok=error is None, value=value, error=error, **base)
 

@@ -126,6 +126,17 @@ def build_summary(
             }
             for row in evidence.traffic.rows()
         ],
+        "data_collection_failures": [
+            {
+                "what": b.subject,
+                "why": b.reason,
+                "since": iso(b.since),
+                "last": iso(b.last),
+                "times": b.times,
+                "until": iso(b.until) if b.until else None,
+            }
+            for b in evidence.blind
+        ],
         "exports": [_dump(e, "directory") for e in state.exports],
         "warnings": list(warnings) + evidence.warnings,
     }

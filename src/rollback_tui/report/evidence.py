@@ -18,6 +18,8 @@ from typing import Any
 from rollback_tui.core import events as ev
 from rollback_tui.core.state import SessionState, TapFrame
 from rollback_tui.core.text import one_line
+from rollback_tui.core.unknown import KINDS as OBSERVING_KINDS
+from rollback_tui.core.unknown import observation
 
 GATE_TAIL = 20  # output lines of each gate run shown in the report
 MAX_GATE_RUNS = 200
@@ -26,6 +28,7 @@ FRAMES_PER_RUN = 60
 TIMELINE_HEAD = 400
 TIMELINE_TAIL = 400
 TRAFFIC_ROWS = 30
+MAX_BLIND = 200  # data-collection failure episodes kept for the report (the journal has them all)
 # Kinds that can appear in the timeline (high-rate kinds never do).
 TIMELINE_KINDS = frozenset(
     {
@@ -163,6 +166,18 @@ class TrafficHistory:
 
 
 @dataclass
+class Blind:
+    """One data-collection failure: `subject` could not observe from `since` (until `until`, if ever)."""
+
+    subject: str
+    reason: str
+    since: float
+    last: float
+    times: int = 1
+    until: float | None = None  # when it ended: it observed again (or failed to for another reason)
+
+
+@dataclass
 class TimelineEntry:
     ts: float
     kind: str
@@ -182,6 +197,9 @@ class Evidence:
         self.frames: OrderedDict[str, list[ev.FanoutFrame | TapFrame]] = OrderedDict()
         self.traffic = TrafficHistory()
         self.warnings: list[str] = []
+        self.blind: list[Blind] = []  # oldest first, at most MAX_BLIND
+        self.blind_dropped = 0
+        self._blind_open: dict[str, Blind] = {}  # subject → its episode while it cannot observe
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], state: SessionState | None = None) -> Evidence:
@@ -207,8 +225,12 @@ class Evidence:
     def observe(self, event: ev.Event) -> None:
         self.events += 1
         kind = event.kind
-        if kind == "health_sample":  # the commonest kind, and nothing here needs it
+        if kind == "health_sample":  # the commonest kind: only an unknown (or the end of one) matters
+            if self._blind_open or event.status == "unknown":  # type: ignore[attr-defined]
+                self._observed(event)
             return
+        if kind in OBSERVING_KINDS:
+            self._observed(event)
         if kind == "fanout_frame":
             self._frame(event)  # type: ignore[arg-type]
             return
@@ -242,6 +264,27 @@ class Evidence:
             text = describe(event)
             if text is not None:
                 self._timeline(TimelineEntry(event.ts, kind, text))
+
+    def _observed(self, event: ev.Event) -> None:
+        seen = observation(event)
+        if seen is None:
+            return
+        episode = self._blind_open.get(seen.subject)
+        if seen.reason is None:
+            if episode is not None:
+                episode.until = event.ts
+                del self._blind_open[seen.subject]
+            return
+        if episode is not None and episode.reason == seen.reason:
+            episode.last, episode.times = event.ts, episode.times + 1
+            return
+        if episode is not None:  # another reason: a new episode
+            episode.until = event.ts
+        episode = self._blind_open[seen.subject] = Blind(seen.subject, seen.reason, event.ts, event.ts)
+        self.blind.append(episode)
+        if len(self.blind) > MAX_BLIND:
+            self.blind.pop(0)
+            self.blind_dropped += 1
 
     def credit_output(self, per_run: dict[str, int]) -> None:
         """Count gate output lines that a fast fold skipped (their text is not needed: only the tail)."""
@@ -356,7 +399,8 @@ def describe(e: ev.Event) -> str | None:
         return f"Gate {e.gate} started (run {e.run}, {e.where}, by {e.actor})"
     if isinstance(e, ev.GateFinished):
         code = f"exit {e.exit_code}" if e.exit_code is not None else "no exit code"
-        return f"Gate {e.gate} {e.outcome.replace('_', ' ')} (run {e.run}, {code}, {e.duration_s:.3g} s)"
+        outcome = "could not run" if e.outcome == "error" else e.outcome.replace("_", " ")
+        return f"Gate {e.gate} {outcome} (run {e.run}, {code}, {e.duration_s:.3g} s)"
     if isinstance(e, ev.FanoutResult):
         verdict = "passed" if e.passed else "FAILED"
         return f"Fanout run {e.run} ({e.phase}) {verdict}: {len(e.sent)} events sent on {e.thread_id}"

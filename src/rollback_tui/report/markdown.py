@@ -1,9 +1,10 @@
 """The Markdown evidence report: what the incident review reads.
 
 Sections follow the playbook: header, exit verdict, baseline facts, timeline, gates, fanout, traffic
-distribution, guardrails with time-to-detect and RTO, the evidence checklist, exit criteria and (when the
-playbook asks for one) the incident follow-up skeleton. Output depends only on the journal — no clock
-reads — so a recorded journal has a golden report. The whole text passes through the Redactor last.
+distribution, guardrails with time-to-detect and RTO, data-collection failures (what could not be observed,
+why and when), the evidence checklist, exit criteria and (when the playbook asks for one) the incident
+follow-up skeleton. Output depends only on the journal — no clock reads — so a recorded journal has a
+golden report. The whole text passes through the Redactor last.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.checklist import ChecklistReport, ItemStatus, evaluate
+from rollback_tui.core.checklist import ChecklistReport, ItemStatus, evaluate, guardrail_gaps
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
@@ -46,6 +47,7 @@ def render_markdown(
     _fanout(doc, state, evidence)
     _traffic(doc, state, evidence)
     _guardrails(doc, playbook, state)
+    _data_collection(doc, evidence)
     _checklist(doc, "Evidence checklist", report.items, "This playbook has no evidence checklist.")
     _checklist(doc, "Exit criteria", report.exit_criteria, "This playbook has no exit criteria.")
     if playbook.follow_up:
@@ -179,7 +181,7 @@ def _facts(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
             values = f.values_text()
             agree = "-" if f.agree is None else ("yes" if f.agree else "NO")
             if f.error:
-                values += f" (error: {f.error})"
+                values += f" ({'error' if f.observed else 'unknown, could not observe'}: {f.error})"
             rows.append([titles.get(f.fact, f.fact), f.phase, values, agree, f.source, iso(f.ts)])
         doc.table(["Fact", "Phase", "Values", "Agree", "Source", "Captured (UTC)"], rows)
     else:
@@ -243,7 +245,9 @@ def _gates(doc: _Doc, playbook: Playbook, evidence: Evidence, artefacts: Mapping
 
 def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[str]) -> None:
     done = run.finished
-    outcome = done.outcome.replace("_", " ").upper() if done else "DID NOT FINISH"
+    outcome = "DID NOT FINISH"
+    if done:
+        outcome = "COULD NOT RUN" if done.outcome == "error" else done.outcome.replace("_", " ").upper()
     doc.p(f"**Run {run.run}: {outcome}**")
     started = run.started_ts if run.started_ts is not None else (done.ts - done.duration_s if done else None)
     # A multi-line argument (python3 -c SCRIPT) is printed as a block, not squeezed onto the command line.
@@ -367,6 +371,12 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         doc.p("No guardrail was breached.")
     if state.traffic.breaches:
         doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    gaps = guardrail_gaps(playbook, state)
+    if gaps:
+        doc.p("Neither ok nor breached at the end (no verdict without data):")
+        for gap in gaps:
+            doc.li(gap)
+        doc.blank()
     t = state.traffic
     if t.rollback.stage == "none":
         doc.p("No rollback was executed.")
@@ -402,6 +412,30 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         if v.time_to_mitigate_s is not None:
             doc.li(f"Time to mitigate (first bad sample → verified): {num(v.time_to_mitigate_s, ' s')}")
     doc.blank()
+
+
+def _data_collection(doc: _Doc, evidence: Evidence) -> None:
+    doc.h(2, "Data-collection failures")
+    if not evidence.blind:
+        doc.p(
+            "None journaled: every probe, fact, gate, health check and guardrail that reported could observe."
+        )
+        return
+    doc.p("What could not be observed (unknown: neither ok nor failed), why, and when.")
+    if evidence.blind_dropped:
+        doc.p(f"{evidence.blind_dropped} older episodes are only in the journal.")
+    rows = [
+        [
+            b.subject,
+            b.reason,
+            iso(b.since),
+            iso(b.last),
+            str(b.times),
+            iso(b.until) if b.until else "still unknown",
+        ]
+        for b in evidence.blind
+    ]
+    doc.table(["What", "Why", "Unknown since (UTC)", "Last (UTC)", "Times", "Until (UTC)"], rows)
 
 
 def _checklist(doc: _Doc, title: str, statuses: list[ItemStatus], empty: str) -> None:

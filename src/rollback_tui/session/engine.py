@@ -21,6 +21,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import GuardrailEvaluator, thin_evidence
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.unknown import UnknownWatch
 from rollback_tui.playbook.model import CommandAction, CommandSpec, Playbook, SelectorRemoval
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class Engine:
         self.operator = operator or current_operator()
         self.state = state or SessionState()
         self.guardrails = GuardrailEvaluator(playbook)
+        self.guardrails.resume(self.state)
+        self.unknowns = UnknownWatch.from_state(self.state)
         self.auto_rollback = False  # headless policy: roll back on the first P0 breach
         self._rollback_lock = asyncio.Lock()
         self._gate_runner: GateRunner | None = None
@@ -87,7 +90,12 @@ class Engine:
                 callback(event)
             except Exception:  # a broken subscriber must not stop the feed
                 log.exception("subscriber failed on %s", event.kind)
-        for derived in self.guardrails.observe(event):
+        for notice in self.unknowns.observe(event):  # once when it turns unknown, once when it recovers
+            self.emit(notice)
+        derived_events = self.guardrails.observe(event)
+        for change in self.guardrails.status_changes():
+            self.emit(change)
+        for derived in derived_events:
             self.emit(derived)
         if isinstance(event, ev.GuardrailBreach):
             self._on_breach(event)
@@ -606,6 +614,7 @@ _EVIDENCE_KINDS = frozenset(
         "fact_captured",
         "guardrail_breach",
         "guardrail_recovered",
+        "guardrail_status",
         "export_written",
         "checklist_ticked",
         "session_resumed",

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import guardrail_readings, no_data
 from rollback_tui.exec.commands import fill
 from rollback_tui.playbook.model import (
     CommandAction,
@@ -114,10 +115,18 @@ class Rehearsal:
 
     async def _guardrail(self, name: str, item: StepItem) -> None:
         breach = self.engine.state.traffic.breaches.get(name)
-        if breach is None:
-            self.note(f"guardrail {name} holds")
-        else:
+        if breach is not None:
             self.note(f"guardrail {name} is breached ({breach.value} > {breach.threshold})", "warning")
+            return
+        # "Holds" only with data to hold on: unknown or waiting is said as such, never as ok.
+        reading = guardrail_readings(self.playbook, self.engine.state, time.time())[name]
+        if reading.unknown:
+            self.note(f"guardrail {name} unknown (could not observe): {reading.unknown}", "warning")
+        elif reading.value is None:
+            rail = next(g for g in self.playbook.guardrails if g.name == name)
+            self.note(f"guardrail {name} has no data yet: {no_data(rail)}", "warning")
+        else:
+            self.note(f"guardrail {name} holds")
 
     async def _check(self, check: str, item: StepItem) -> None:
         if check == "fanout":

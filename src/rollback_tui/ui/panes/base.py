@@ -32,10 +32,11 @@ STATUS = {
     "timeout": ("✗", "timeout", "fail"),
     "failed": ("✗", "failed", "fail"),
     "timed_out": ("✗", "timed out", "fail"),
-    "error": ("✗", "error", "fail"),
+    "error": ("?", "can't run", "warn"),  # a gate that could not run: unknown, not failed
     "cancelled": ("!", "cancelled", "warn"),
     "junk": ("?", "junk", "fail"),
     "unknown": ("?", "waiting", "stale"),
+    "unobserved": ("?", "unknown", "warn"),  # sampled, but it could not look (the error says why)
     "stale": ("?", "stale", "stale"),
     "not_run": ("·", "not run", "stale"),
 }

@@ -129,15 +129,19 @@ class HealthPane(StaticPane):
                     style=fail,
                 )
             )
+        unknown: list[Text] = []  # after the failures: worst first
         for r in ordered_replicas(state, playbook):
             status = replica_status(r, view.now, view.stale_after_s)
             if status in ("down", "timeout", "junk"):
                 lines.append(Text(f"✗ {r.name} {status}: {view.redact(r.error or 'no detail')}", style=fail))
+            elif status == "unobserved":
+                unknown.append(Text(f"? {r.name} unknown: {view.redact(r.error or 'no detail')}", style=warn))
             elif status == "stale":
                 age = view.now - (r.last_ts or view.now)
                 lines.append(Text(f"? {r.name}: no sample for {age:.0f}s — health feed stalled?", style=warn))
-        if not lines and state.replicas and all(r.samples for r in state.replicas.values()):
+        if not lines and not unknown and state.replicas and all(r.samples for r in state.replicas.values()):
             lines.append(Text("✓ all replicas agree on prefix and transport", style=view.tone("ok")))
+        lines += unknown
         if view.compact and len(lines) > 2:
             # Small terminal: the worst line, then how many more (the verdict bar names them too).
             extra = Text(f"  … and {len(lines) - 1} more problems", style=warn)

@@ -13,7 +13,7 @@ from rollback_tui.ui.panes.base import StaticPane, View
 
 
 def item_status(item: StepItem, state: SessionState) -> str:
-    """Best knowledge of one step item from the state: ok / failed / running / not_run."""
+    """Best knowledge of one step item from the state: passed / failed / unobserved / running / not_run."""
     kind, ref = item.ref
     if kind == "gate":
         gate = state.gates.get(ref)
@@ -22,7 +22,14 @@ def item_status(item: StepItem, state: SessionState) -> str:
         facts = [f for f in state.facts.values() if f.fact == ref]
         if not facts:
             return "not_run"
+        if not facts[-1].observed:  # could not look: unknown, not failed
+            return "unobserved"
         return "failed" if facts[-1].error or facts[-1].agree is False else "passed"
+    if kind == "probe":
+        probe = state.probes.get(ref)
+        if probe is None:
+            return "not_run"
+        return {"ok": "passed", "failed": "failed", "unknown": "unobserved"}[probe.status]
     if kind == "check" and ref == "fanout":
         last = state.fanout.last_result
         return "not_run" if last is None else ("passed" if last.passed else "failed")

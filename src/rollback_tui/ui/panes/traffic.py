@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections import deque
+import textwrap
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.guardrails import GuardrailEvaluator
+from rollback_tui.core.guardrails import Reading, guardrail_readings
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Guardrail, Playbook
 from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, ms, pending, sparkline
 
 TREND = 12  # windows in the share sparkline
+REASON_LINES = 3  # lines for why a guardrail is unknown (one when the pane is short of room)
 
 
 def split_bar(share: float, width: int) -> str:
@@ -34,31 +35,6 @@ def metric_value(metric: str, value: float | None) -> str:
     if metric == "p95_latency_ms":
         return ms(value)
     return f"{value:g}"
-
-
-def guardrail_values(state: SessionState, playbook: Playbook, now: float) -> dict[str, float | None]:
-    """Each guardrail's current value, computed from the state the same way the engine judges it."""
-    evaluator = GuardrailEvaluator(playbook)
-    evaluator.windows = deque(state.traffic.windows, maxlen=3600)
-    evaluator.probes = state.probe_history  # read only: the evaluator only observes in the engine
-    out: dict[str, float | None] = {}
-    for rail in playbook.guardrails:
-        if rail.metric == "health_failing":
-            scoped = [
-                r
-                for r in state.replicas.values()
-                if r.samples and (rail.scope == "all" or r.role == rail.scope)
-            ]
-            out[rail.name] = (
-                float(sum(r.status not in ("ok", "degraded") for r in scoped)) if scoped else None
-            )
-        elif rail.metric == "gate_failed":
-            gate = state.gates.get(rail.gate or "")
-            done = gate is not None and gate.history
-            out[rail.name] = float(gate.history[-1].outcome != "passed") if done else None  # type: ignore[union-attr]
-        else:
-            out[rail.name] = evaluator.value(rail, now)
-    return out
 
 
 class TrafficPane(StaticPane):
@@ -204,18 +180,22 @@ class TrafficPane(StaticPane):
     ) -> list[Text]:
         if not playbook.guardrails:
             return []
-        values = guardrail_values(state, playbook, view.now)
+        readings = guardrail_readings(playbook, state, view.now)
         breaches = state.traffic.breaches
         lines: list[Text] = []
         ok = waiting = 0
         for rail in playbook.guardrails:
-            breach, value = breaches.get(rail.name), values.get(rail.name)
-            # Over the threshold but not yet for `sustained_s` is shown, never folded into "ok".
-            if breach is None and collapse and (value is None or value <= rail.threshold):
+            breach, reading = breaches.get(rail.name), readings[rail.name]
+            value = reading.value
+            quiet = not reading.unknown and (value is None or value <= rail.threshold)
+            # Over the threshold but not yet for `sustained_s`, or unknown, is shown, never folded into "ok".
+            if breach is None and collapse and quiet:
                 ok += value is not None
                 waiting += value is None
                 continue
-            lines.append(self._guardrail_line(rail, breach, value, view))
+            lines.append(self._guardrail_line(rail, breach, reading, view))
+            if breach is None and reading.unknown:  # the reason gets lines of its own: it is what to fix
+                lines += self._reason(view.redact(reading.unknown), view, 1 if collapse else REASON_LINES)
         if ok or waiting:
             text = Text(f"✓ {ok} guardrail{'s' if ok != 1 else ''} ok", style=view.tone("ok"))
             if waiting:
@@ -223,10 +203,24 @@ class TrafficPane(StaticPane):
             lines.append(text)
         return lines
 
+    def _reason(self, reason: str, view: View, most: int) -> list[Text]:
+        """`↳ reason`, wrapped at the pane's width onto at most `most` lines (the last one cut with …)."""
+        width = max(20, (self.content_size.width or 80) - 4)
+        chunks = textwrap.wrap(reason, width) or [""]
+        if len(chunks) > most:
+            chunks = [*chunks[: most - 1], " ".join(chunks[most - 1 :])]
+        lines = []
+        for i, chunk in enumerate(chunks):
+            line = Text(("  ↳ " if i == 0 else "    ") + chunk, style=view.tone("warn"))
+            line.no_wrap, line.overflow = True, "ellipsis"
+            lines.append(line)
+        return lines
+
     @staticmethod
     def _guardrail_line(
-        rail: Guardrail, breach: ev.GuardrailBreach | None, value: float | None, view: View
+        rail: Guardrail, breach: ev.GuardrailBreach | None, reading: Reading, view: View
     ) -> Text:
+        value = reading.value
         if breach is not None:
             tone = "fail" if breach.severity == "P0" else "warn"
             text = Text(f"✗ BREACH {breach.severity} ", style=view.tone(tone, bold=True))
@@ -234,6 +228,12 @@ class TrafficPane(StaticPane):
             text.append(
                 f" {metric_value(rail.metric, breach.value)} > {metric_value(rail.metric, rail.threshold)}",
                 style=view.tone(tone, bold=True),
+            )
+        elif reading.unknown:  # it could not observe: neither ok nor a breach (the next line says why)
+            text = Text("? unknown   ", style=view.tone("warn", bold=True))
+            text.append(rail.name, style="bold")
+            text.append(
+                f" ≤ {metric_value(rail.metric, rail.threshold)} · no verdict", style=view.tone("warn")
             )
         elif value is None:
             text = Text("? waiting   ", style=view.tone("stale"))
