@@ -158,7 +158,7 @@ class GuardrailEvaluator:
             return counts[-1] - min(counts) if len(counts) >= 2 else None
         if metric == "gate_failed":
             finished = self.gates.get(rail.gate or "")
-            return None if finished is None else float(finished.outcome != "passed")
+            return None if finished is None or finished.failed is None else float(finished.failed)
         return None
 
 

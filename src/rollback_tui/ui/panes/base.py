@@ -34,6 +34,7 @@ STATUS = {
     "timed_out": ("✗", "timed out", "fail"),
     "error": ("✗", "error", "fail"),
     "cancelled": ("!", "cancelled", "warn"),
+    "interrupted": ("!", "interrupted", "warn"),
     "junk": ("?", "junk", "fail"),
     "unknown": ("?", "waiting", "stale"),
     "stale": ("?", "stale", "stale"),

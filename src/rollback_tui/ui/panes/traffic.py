@@ -54,8 +54,8 @@ def guardrail_values(state: SessionState, playbook: Playbook, now: float) -> dic
             )
         elif rail.metric == "gate_failed":
             gate = state.gates.get(rail.gate or "")
-            done = gate is not None and gate.history
-            out[rail.name] = float(gate.history[-1].outcome != "passed") if done else None  # type: ignore[union-attr]
+            failed = gate.history[-1].failed if gate is not None and gate.history else None
+            out[rail.name] = None if failed is None else float(failed)
         else:
             out[rail.name] = evaluator.value(rail, now)
     return out
