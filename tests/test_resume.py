@@ -256,7 +256,7 @@ CRASHING_COCKPIT = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from rollback_tui.core.engine import Engine
+    from rollback_tui.session.engine import Engine
     from rollback_tui.core.journal import Journal
     from rollback_tui.playbook.load import load_playbook
 
