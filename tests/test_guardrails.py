@@ -141,6 +141,17 @@ def test_health_dead_letters_and_gate_metrics():
     assert g.observe(failed)[0].guardrail == "smoke"
 
 
+def test_an_interrupted_gate_is_unknown_never_a_breach():
+    rail = {"name": "smoke", "title": "s", "metric": "gate_failed", "threshold": 0, "gate": "smoke"}
+    g = GuardrailEvaluator(_playbook(rail))
+    # Journaled on resume: the cockpit stopped while the gate ran, so its outcome is not known.
+    interrupted = ev.GateFinished(
+        ts=9, gate="smoke", run="1", outcome="interrupted", duration_s=1, last_seen_ts=5
+    )
+    assert g.observe(interrupted) == []
+    assert g.value(g.tracks["smoke"].rail, 9) is None
+
+
 def test_time_to_detect_starts_at_the_first_window_with_bad_samples():
     g = GuardrailEvaluator(_playbook({**RAIL_5XX, "window_s": 10}))
     assert g.observe(_window(1.0)) == [] and g.observe(_window(2.0)) == []

@@ -127,7 +127,7 @@ def _gate_rule(playbook: Playbook, state: SessionState, item: Item, after_rollba
         history = gate.history if gate else []
         if applied:
             # A run counts only if it started after the rollback was applied.
-            history = [f for f in history if f.ts - f.duration_s >= applied.ts]
+            history = [f for f in history if f.started_ts >= applied.ts]
         if not history:
             holds = False
             evidence.append(f"gate {name} has not run{suffix}")

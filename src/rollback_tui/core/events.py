@@ -326,15 +326,29 @@ class GateOutput(Event):
 
 
 class GateFinished(Event):
+    """How a gate run ended. `interrupted`: the cockpit stopped while it ran (its process died with the
+    cockpit); journaled on resume, with `last_seen_ts` — the run's last journaled line — and `duration_s`
+    up to then, since when exactly it died is unknown."""
+
     kind: Literal["gate_finished"] = "gate_finished"
     gate: str
     run: str
-    outcome: Literal["passed", "failed", "timed_out", "cancelled", "error"]
+    outcome: Literal["passed", "failed", "timed_out", "cancelled", "error", "interrupted"]
     exit_code: int | None = None
     duration_s: float
     output_lines: int = 0
     artefact: str | None = None
     error: str | None = None
+    last_seen_ts: float | None = None
+
+    @property
+    def started_ts(self) -> float:
+        return (self.ts if self.last_seen_ts is None else self.last_seen_ts) - self.duration_s
+
+    @property
+    def failed(self) -> bool | None:
+        """Not passed; None when unknown (interrupted), which never counts as a failure or a breach."""
+        return None if self.outcome == "interrupted" else self.outcome != "passed"
 
 
 # --- evidence --------------------------------------------------------------------------------------
@@ -419,6 +433,7 @@ DURABLE = frozenset(
         "rollback_verified",
         "rollback_failed",
         "rollback_cancelled",
+        "gate_started",  # so that resume knows every gate that may have been running
         "gate_finished",
         "guardrail_breach",
         "export_written",

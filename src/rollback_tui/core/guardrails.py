@@ -256,6 +256,8 @@ class GuardrailEvaluator:
             return Reading(unknown=f"gate {finished.gate} could not run: {finished.error or 'no detail'}")
         if finished.outcome == "cancelled":
             return Reading(unknown=f"gate {finished.gate} was cancelled before it gave a result")
+        if finished.outcome == "interrupted":
+            return Reading(unknown=f"gate {finished.gate} was interrupted: {finished.error or 'outcome unknown'}")
         return Reading(float(finished.outcome != "passed"))
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.journal import Journal, ReadResult, _short
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.rollback import unfinished
@@ -297,6 +298,31 @@ def _current_operator() -> str:
         return "unknown"
 
 
+def interrupted_gates(state: SessionState) -> list[ev.GateFinished]:
+    """Runs the journal shows started but never finished: the cockpit stopped while they ran.
+
+    Their processes died with it (see actions/reaper.py), and their outcome is unknown: they end as
+    *interrupted*, last seen at their newest journaled line, never as still running.
+    """
+    out = []
+    for gate in state.gates.values():
+        if gate.status != "running" or gate.run is None or gate.started_ts is None:
+            continue
+        seen = max(gate.last_seen_ts or gate.started_ts, gate.started_ts)
+        out.append(
+            ev.GateFinished(
+                gate=gate.name,
+                run=gate.run,
+                outcome="interrupted",
+                duration_s=round(seen - gate.started_ts, 3),
+                output_lines=gate.output_lines,
+                last_seen_ts=seen,
+                error=f"the cockpit stopped while the gate ran (last seen {hms(seen)}); outcome unknown",
+            )
+        )
+    return out
+
+
 def resume_session(
     journal_path: Path | str,
     redactor: Redactor | None = None,
@@ -304,7 +330,9 @@ def resume_session(
     operator: str | None = None,
     batch_s: float = 0.2,
 ) -> tuple[Journal, SessionState, ResumeResult]:
-    """Rebuild the session from its journal and reopen it for appending (after a SessionResumed event).
+    """Rebuild the session from its journal and reopen it for appending (after a SessionResumed event,
+    then what the killed session left mid-way: an unfinished rollback as failed, each running gate as
+    interrupted).
 
     Raises ResumeError when the file is missing or holds no readable session.
     """
@@ -339,6 +367,8 @@ def resume_session(
     interrupted = unfinished(state.traffic.rollback, last_seen)
     if interrupted is not None:
         state.apply(journal.append(interrupted))
+    for finished in interrupted_gates(state):
+        state.apply(journal.append(finished))
     result = ResumeResult(
         events=[],
         warnings=scan.warnings,

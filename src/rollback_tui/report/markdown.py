@@ -249,7 +249,7 @@ def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[
     if done:
         outcome = "COULD NOT RUN" if done.outcome == "error" else done.outcome.replace("_", " ").upper()
     doc.p(f"**Run {run.run}: {outcome}**")
-    started = run.started_ts if run.started_ts is not None else (done.ts - done.duration_s if done else None)
+    started = run.started_ts if run.started_ts is not None else (done.started_ts if done else None)
     # A multi-line argument (python3 -c SCRIPT) is printed as a block, not squeezed onto the command line.
     scripts = [arg for arg in run.argv if "\n" in arg]
     new_scripts = [s for s in scripts if s not in shown]
@@ -259,7 +259,11 @@ def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[
         command = " ".join("<script>" if "\n" in a else shlex.quote(a) for a in run.argv)
         script_note = f"; the script {'below' if new_scripts else 'as above'}"
     doc.li(f"Command: {_code(command)} on {run.where} (by {run.actor}){script_note}")
-    doc.li(f"Started {iso(started)}, finished {iso(done.ts) if done else '-'}")
+    if done and done.last_seen_ts is not None:  # interrupted: when it really ended is unknown
+        seen, resumed = iso(done.last_seen_ts), iso(done.ts)
+        doc.li(f"Started {iso(started)}, last seen {seen}; recorded as interrupted on resume at {resumed}")
+    else:
+        doc.li(f"Started {iso(started)}, finished {iso(done.ts) if done else '-'}")
     if done:
         code = done.exit_code if done.exit_code is not None else "-"
         doc.li(f"Exit code {code}, duration {done.duration_s:.3f} s, {done.output_lines} output lines")
