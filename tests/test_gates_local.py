@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import live_processes, pid_alive
-from rollback_tui.actions import gates
 from rollback_tui.actions.gates import GateRunner
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
+from rollback_tui.exec import local as local_exec
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
 
@@ -176,7 +176,7 @@ async def test_without_the_reaper_a_setsid_child_still_does_not_hold_the_gate_op
 ) -> None:
     # Off Linux there is no reaper: the escapee survives (a documented limit), but the gate still ends
     # when its command exits instead of waiting for the pipe to close.
-    monkeypatch.setattr(gates, "supervised", lambda: False)
+    monkeypatch.setattr(local_exec, "supervised", lambda: False)
     gate = {"name": "bg", "argv": [sys.executable, "-c", SETSID_ESCAPE], "timeout_s": 10}
     s = Session(tmp_path, playbook(gate))
     t0 = time.monotonic()

@@ -257,7 +257,8 @@ class GuardrailEvaluator:
         if finished.outcome == "cancelled":
             return Reading(unknown=f"gate {finished.gate} was cancelled before it gave a result")
         if finished.outcome == "interrupted":
-            return Reading(unknown=f"gate {finished.gate} was interrupted: {finished.error or 'outcome unknown'}")
+            why = finished.error or "outcome unknown"
+            return Reading(unknown=f"gate {finished.gate} was interrupted: {why}")
         return Reading(float(finished.outcome != "passed"))
 
 

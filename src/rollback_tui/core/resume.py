@@ -301,7 +301,7 @@ def _current_operator() -> str:
 def interrupted_gates(state: SessionState) -> list[ev.GateFinished]:
     """Runs the journal shows started but never finished: the cockpit stopped while they ran.
 
-    Their processes died with it (see actions/reaper.py), and their outcome is unknown: they end as
+    Their processes died with it (see exec/reaper.py), and their outcome is unknown: they end as
     *interrupted*, last seen at their newest journaled line, never as still running.
     """
     out = []

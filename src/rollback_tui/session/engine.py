@@ -512,7 +512,7 @@ class Engine:
 
     async def run_command(self, label: str, spec: CommandSpec, *, actor: str | None = None) -> str:
         """Journal who runs what, run it (locally or over SSH), and journal the outcome as a notice."""
-        from rollback_tui.actions.gates import run_capture
+        from rollback_tui.exec.supervise import run_capture
 
         self.emit(
             ev.OperatorAction(
