@@ -170,6 +170,7 @@ def _acknowledged(proc: subprocess.Popen[str], into: list[int], ready: threading
     ready.set()
 
 
+@pytest.mark.integration
 def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path: Path) -> None:
     rng = random.Random(8)
     path = tmp_path / "killed.jsonl"
@@ -300,6 +301,7 @@ def journaled(path: Path, kind: type[ev.Event]) -> list[ev.Event]:
     return [e for e in read_journal(path).events if isinstance(e, kind)]
 
 
+@pytest.mark.integration
 def test_kill_9_of_the_cockpit_ends_its_gate_and_resume_records_it_interrupted(tmp_path: Path) -> None:
     work, journal = tmp_path / "work", tmp_path / "session.jsonl"
     work.mkdir()
