@@ -200,7 +200,9 @@ def scan_journal(
     last_raw: bytes | None = None
     # The loop is the hot path of a million-line journal: locals only, no attribute lookups per line.
     keep, seen, specs, resets = held.keep, held.seen, held.specs, held.resets
-    validators = {kind: model.__pydantic_validator__.validate_json for kind, model in MODELS.items()}
+    validators: dict[bytes, Callable[[bytes], ev.Event]] = {
+        kind: model.__pydantic_validator__.validate_json for kind, model in MODELS.items()
+    }
     events = 0
     last: ev.Event | None = None
     with open(path, "rb") as fh:
@@ -212,7 +214,7 @@ def scan_journal(
                 result.torn_tail_offset = offset
                 break
             offset += len(raw)
-            validate = ev.parse_event
+            validate: Callable[[bytes], ev.Event] = ev.parse_event
             if raw.startswith(PREFIX):
                 kind = raw[_PREFIX_LEN : raw.find(b'"', _PREFIX_LEN)]
                 whole = raw.endswith(b"}\n")

@@ -55,7 +55,7 @@ class Rehearsal:
     def phase(self) -> str:
         return "after_rollback" if self.rolled_back else "baseline"
 
-    def note(self, message: str, level: str = "info") -> None:
+    def note(self, message: str, level: ev.NoticeLevel = "info") -> None:
         self.engine.notice("rehearsal", message, level)
 
     async def run(self) -> None:
