@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,11 +19,33 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, holds_secret, require_redis_server
+from conftest import REPO, build_lab_playbook, holds_secret, require_redis_server
 from rollback_tui.cli import Output
 from rollback_tui.core.redact import MASK, Redactor
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
+WATCHED = build_lab_playbook(
+    guardrails=[
+        {
+            "name": "service-5xx",
+            "title": "5xx rate of the service",
+            "metric": "http_5xx_rate",
+            "threshold": 0.05,
+            "window_s": 2,
+            "scope": "all",
+            "severity": "P0",
+        },
+        {
+            "name": "ws-disconnect-burst",
+            "title": "Websocket disconnect burst",
+            "metric": "ws_disconnects",
+            "threshold": 5,
+            "window_s": 10,
+            "scope": "candidate",
+            "severity": "P0",
+        },
+    ]
+)
 
 
 def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None, tmp: Path | None = None):
@@ -82,6 +105,34 @@ async def test_check_health_fanout_and_traffic_json(lab, tmp_path):
     assert traffic.returncode == 0, traffic.stdout + traffic.stderr
     split = json.loads(traffic.stdout)
     assert split["requests"] >= 150 and set(split["share"]) == {"stable-a", "stable-b", "blue-next"}
+
+
+@pytest.mark.parametrize("lab_playbook", [WATCHED], indirect=True)
+async def test_check_traffic_fails_when_a_stable_replica_is_dead(lab, tmp_path):
+    await lab.kill_replica("stable-b")
+    playbook = _write_resolved(lab, tmp_path / "lab.yaml")
+    traffic = run("check", "traffic", str(playbook), "--json", "--seconds", "2", "--rps", "100")
+    assert traffic.returncode == 1, traffic.stdout + traffic.stderr
+    result = json.loads(traffic.stdout)
+    # The balancer answers stable-b's share (45 %) itself, a 502 without X-Served-By: a failed request of
+    # the service, in words, never a pseudo-replica "?".
+    assert set(result["share"]) == {"stable-a", "blue-next"}, result
+    failed = result["unattributed"]["no replica identified (HTTP 502)"]
+    assert 0.25 * result["requests"] < failed < 0.65 * result["requests"], result
+    assert "service-5xx" in {b["guardrail"] for b in result["breaches"]}
+
+
+@pytest.mark.parametrize("lab_playbook", [WATCHED], indirect=True)
+async def test_check_traffic_says_the_balancer_is_unreachable(lab, tmp_path):
+    playbook = _write_resolved(lab, tmp_path / "lab.yaml")
+    await lab.children["balancer"].kill()
+    traffic = run("check", "traffic", str(playbook), "--seconds", "2", "--rps", "50")
+    assert traffic.returncode == 1, traffic.stdout + traffic.stderr
+    sent = re.search(r"✗ (\d+) requests through", traffic.stdout)
+    assert sent and int(sent[1]) >= 50, traffic.stdout
+    assert f"✗ {sent[1]} of {sent[1]} requests failed: balancer unreachable" in traffic.stdout
+    assert "service-5xx" in traffic.stdout
+    assert "ws-disconnect-burst" not in traffic.stdout  # streams that never connected are not disconnects
 
 
 async def test_check_fanout_fails_with_reason_when_a_replica_is_on_memory(lab, tmp_path):
