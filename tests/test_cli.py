@@ -80,6 +80,20 @@ def test_validate_rejects_a_broken_playbook_with_file_line_field(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_validate_refuses_a_placeholder_spliced_into_a_shell_script(tmp_path):
+    bad = tmp_path / "injection.yaml"
+    text = (REPO / "playbooks" / "production-rollback.yaml").read_text()
+    web = re.search(r"argv: \[railway, up, .*--service, web, --ci\]", text)
+    assert web is not None
+    line = text[: web.start()].count("\n") + 1  # the first service of the redeploy action: web
+    bad.write_text(text[: web.start()] + 'argv: [sh, -c, "deploy --commit {commit}"]' + text[web.end() :])
+    result = run("validate", str(bad))
+    assert result.returncode == 1, result.stdout
+    field = r"actions\[0\]\.services\.web\.argv\[2\]"
+    where = rf"^{re.escape(str(bad))}:{line}:\d+: {field}: \{{commit\}} would be spliced into shell"
+    assert re.search(where, result.stderr, re.M), result.stderr
+
+
 def test_schema_is_json_schema():
     schema = json.loads(run("schema").stdout)
     assert schema["type"] == "object" and "replicas" in schema["properties"]
