@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -383,6 +385,35 @@ def test_the_cli_prints_only_through_its_redacting_output() -> None:
     sink = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Output")
     assert len(_prints(sink)) == 2  # line() and json()
     assert sorted(_prints(tree)) == sorted(_prints(sink))
+
+
+def test_a_gate_fault_rehearsal_ends_with_a_clean_stderr(tmp_path):
+    """Issue 12 item 9: a gate that times out while a process it started outside its group (setsid)
+    still holds its output. The rehearsal must end without `Exception ignored … RuntimeError: Event loop
+    is closed` from pipes left open until the garbage collector met them after the loop had closed."""
+    pidfile = tmp_path / "holder.pid"
+    holder = f"setsid sh -c 'echo $$ > {pidfile}.new && mv {pidfile}.new {pidfile}; exec sleep 60' & sleep 60"
+    book = tmp_path / "gate-fault.yaml"
+    book.write_text(
+        yaml.safe_dump(
+            {
+                "name": "gate-fault",
+                "title": "A gate fault",
+                "replicas": [{"name": "a", "url": "http://127.0.0.1:9", "role": "stable"}],
+                "gates": [{"name": "stuck", "title": "Stuck", "argv": ["sh", "-c", holder], "timeout_s": 1}],
+                "steps": [{"name": "gates", "title": "Gates", "do": [{"gate": "stuck"}]}],
+            }
+        )
+    )
+    try:
+        result = run("rehearse", str(book), "--headless", "--no-lab", tmp=tmp_path)
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):  # the gate's reaper may have ended it already
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert "✗ gate stuck timed_out" in result.stdout, result.stdout
+    assert pidfile.exists(), "the holder never ran: the test proves nothing"
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_export_command_writes_report_from_a_journal(tmp_path):
