@@ -297,6 +297,24 @@ async def test_parallel_gates_run_concurrently_and_serial_ones_keep_order(tmp_pa
     assert [r.gate for r in only] == ["serial", "p3"]  # playbook order, not the caller's
 
 
+async def test_a_placeholder_is_never_spliced_into_a_shell_script(tmp_path: Path) -> None:
+    from rollback_tui.exec.commands import CommandError, fill
+    from rollback_tui.exec.supervise import run_capture
+    from rollback_tui.playbook.model import CommandSpec
+
+    commit = "abc$(touch X)"
+    spliced = CommandSpec(argv=["sh", "-c", "echo deploy --commit {commit}"], cwd=str(tmp_path))
+    with pytest.raises(CommandError, match=r"refusing to fill argv\[2\]: \{commit\} would be spliced"):
+        fill(spliced, {"commit": commit})
+    # The accepted form: the value is a positional parameter, data to the script and never code.
+    positional = CommandSpec(
+        argv=["sh", "-c", 'echo deploy --commit "$1"', "sh", "{commit}"], cwd=str(tmp_path)
+    )
+    result = await run_capture(fill(positional, {"commit": commit}), playbook())
+    assert (result.outcome, result.stdout) == ("passed", "deploy --commit abc$(touch X)"), result
+    assert list(tmp_path.iterdir()) == []  # no X: nothing ran the value
+
+
 async def test_secret_from_env_never_reaches_events_journal_or_artefact(tmp_path: Path) -> None:
     secret = "s3cr3t-Value-9f8e7d"
     script = 'echo "token=$API_TOKEN"; echo "raw $API_TOKEN" >&2; [ ${#API_TOKEN} -eq 19 ] && echo length-ok'

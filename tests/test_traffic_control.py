@@ -227,7 +227,7 @@ async def test_command_driver_against_real_haproxy(tmp_path):
 
 
 def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
-    from rollback_tui.exec.commands import fill
+    from rollback_tui.exec.commands import CommandError, fill
     from rollback_tui.playbook.model import CommandSpec
 
     spec = CommandSpec(
@@ -243,4 +243,5 @@ def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
     ]
     assert fill(spec, {}).argv == spec.argv
     shell = CommandSpec(run="echo {selector_json}", shell=True)
-    assert fill(shell, {"selector_json": "x; rm -rf /"}).run == "echo {selector_json}"  # never into a shell
+    with pytest.raises(CommandError, match=r"refusing to fill run: \{selector_json\} would be spliced"):
+        fill(shell, {"selector_json": "x; rm -rf /"})  # never into a shell

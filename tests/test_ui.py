@@ -485,6 +485,18 @@ async def test_a_guardrail_over_its_threshold_but_not_yet_sustained_is_not_ok(
         assert "✓ ok p95-latency" not in traffic
 
 
+async def test_requests_no_replica_answered_show_as_failures_in_words(tmp_path: Path) -> None:
+    engine = Engine(demo_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    engine.emit(ev.TrafficWindow(window_s=1, requests=50, per_replica={"stable-a": 20, "blue-next": 10},
+                                 unattributed={"no replica identified (HTTP 502)": 20}))  # fmt: skip
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        traffic = flat(pane_text(app, "traffic"))
+        assert "✗ 20/50 failed: no replica identified (HTTP 502)" in traffic, traffic
+
+
 async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path) -> None:
     data = demo_playbook().model_dump(by_alias=True, exclude_unset=True)
     data["probes"] = [{"name": "dead-letters", "url": "http://127.0.0.1:9/dl", "json_path": "count"}]

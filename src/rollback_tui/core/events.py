@@ -191,6 +191,14 @@ class FanoutResult(Event):
 
 
 class TrafficWindow(Event):
+    """One window of synthetic traffic through the balancer.
+
+    `requests` counts every request with an outcome: those served by a replica that named itself
+    (`per_replica`, `errors_5xx`) and those that were not (`unattributed`: the reason in words → count,
+    e.g. "no replica identified (HTTP 502)", "balancer unreachable"). An unattributed request is a
+    failure of the service: no replica answered it. `transport_errors` counts the unanswered ones.
+    """
+
     kind: Literal["traffic_window"] = "traffic_window"
     window_s: float
     requests: int
@@ -201,6 +209,11 @@ class TrafficWindow(Event):
     ws_disconnects: int = 0
     idempotency_collisions: int = 0
     transport_errors: int = 0
+    unattributed: dict[str, int] = {}
+
+    @property
+    def failed_unattributed(self) -> int:
+        return sum(self.unattributed.values())
 
 
 class SelectorState(Event):

@@ -336,15 +336,23 @@ def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
     doc.p(
         f"Share of requests per replica, in {len(rows)} time buckets of {evidence.traffic.width:g} s or less."
     )
+    unattributed = evidence.traffic.unattributed  # requests no replica answered, a column per reason
+    if unattributed:
+        doc.p("Columns after the replicas count requests no replica answered: failures of the service.")
     table = []
     for row in rows:
-        shares = [
-            f"{row.per_replica.get(n, 0) / row.requests * 100:.1f}%" if row.requests else "-" for n in order
-        ]
+        shares = [_percent(row.per_replica.get(n, 0), row.requests) for n in order]
+        failed = [_percent(row.unattributed.get(r, 0), row.requests) for r in unattributed]
         note = "rollback applied" if applied and row.start <= applied.ts <= row.end else ""
-        err = f"{row.errors_5xx / row.requests * 100:.1f}%" if row.requests else "-"
-        table.append([f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, err, note])
-    doc.table(["Window (UTC)", "Requests", *order, "5xx", "Note"], table)
+        err = _percent(row.errors_5xx, row.requests)
+        table.append(
+            [f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, *failed, err, note]
+        )
+    doc.table(["Window (UTC)", "Requests", *order, *unattributed, "5xx", "Note"], table)
+
+
+def _percent(count: int, total: int) -> str:
+    return f"{count / total * 100:.1f}%" if total else "-"
 
 
 def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
