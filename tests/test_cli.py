@@ -430,3 +430,27 @@ def test_bad_input_is_an_error_message_not_a_traceback(tmp_path):
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     bad_inject = run("rehearse", "playbooks/demo.yaml", "--headless", "--inject", "oops")
     assert bad_inject.returncode == 2 and "REPLICA:KEY=VALUE" in bad_inject.stderr
+    typo = run("rehearse", "playbooks/demo.yaml", "--headless", "--inject", "blue-nxt:error_rate=0.5")
+    assert typo.returncode == 2 and "no replica named 'blue-nxt'" in typo.stderr
+    tick = run("rehearse", "playbooks/demo.yaml", "--headless", "--tick", "no-pr15-blockerz")
+    assert (
+        tick.returncode == 2 and "No checklist item or exit criterion named 'no-pr15-blockerz'" in tick.stderr
+    )
+
+
+def test_a_fault_the_lab_refuses_is_an_error_not_a_traceback(tmp_path):
+    require_redis_server()
+    refused = run(
+        "rehearse", "playbooks/demo.yaml", "--headless", "--inject", "blue-next:bogus=1", tmp=tmp_path
+    )
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "error: --inject blue-next" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_injected_values_are_read_as_json_scalars() -> None:
+    from rollback_tui.cli import _parse_injections
+
+    parsed = _parse_injections(
+        ("stable-b:health_errors=true", "stable-b:error_rate=0.5", "b:transport=memory")
+    )
+    assert parsed == {"stable-b": {"health_errors": True, "error_rate": 0.5}, "b": {"transport": "memory"}}

@@ -345,13 +345,12 @@ def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         key, eq, value = assignment.partition("=")
         if not (sep and eq and replica and key):
             raise click.BadParameter(f"{raw!r}: expected REPLICA:KEY=VALUE, e.g. blue-next:error_rate=0.5")
-        parsed: Any = value
-        for cast in (int, float):
-            try:
-                parsed = cast(value)
-                break
-            except ValueError:
-                continue
+        try:  # numbers, true/false and null as JSON reads them; anything else is a string
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        if not isinstance(parsed, bool | int | float | None):
+            parsed = value
         out.setdefault(replica, {})[key] = parsed
     return out
 
@@ -480,7 +479,7 @@ async def _rehearse(
     out: Output,
 ) -> int:
     from rollback_tui.core.checklist import verdict
-    from rollback_tui.session.engine import Engine
+    from rollback_tui.session.engine import Engine, NotAvailable
     from rollback_tui.session.rehearsal import Rehearsal
 
     lab = None
@@ -502,7 +501,11 @@ async def _rehearse(
         if lab is not None:
             engine.notice("lab", f"embedded lab up · Redis: {lab.redis_kind}")
             for replica, faults in injections.items():
-                await engine.inject_fault(replica, faults, partial(lab.set_faults, replica, **faults))
+                try:
+                    await engine.inject_fault(replica, faults, partial(lab.set_faults, replica, **faults))
+                except NotAvailable as exc:  # journaled as an error notice; nothing to rehearse without it
+                    out.line(f"error: --inject {replica}: {exc}", err=True)
+                    return 2
         for raw in ticks:
             name, _, note = raw.partition("=")
             engine.tick(name, True, note)
