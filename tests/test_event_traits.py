@@ -1,16 +1,40 @@
-"""Event kinds declare their traits on their classes; every kind is folded or explicitly not (issue 13)."""
+"""Event kinds declare their traits on their classes; every kind is folded or explicitly not, and has a
+one-line description or is explicitly off the timeline (issue 13)."""
 
 from __future__ import annotations
 
+import types
 import typing
+from typing import Any, Literal
 
 import pytest
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.read.timeline import DESCRIBERS, describe, glyph
 from rollback_tui.core.state import _HANDLERS
 from rollback_tui.ui.messages import PANES_FOR_KIND
 
 KINDS = {ev.kind_of(cls): cls for cls in ev.EVENT_CLASSES}
+
+
+def _value(tp: Any) -> Any:
+    """A value of type `tp` good enough to build an event (the first option of a union or a Literal)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return typing.get_args(tp)[0]
+    if origin in (typing.Union, types.UnionType):
+        return _value(next(a for a in typing.get_args(tp) if a is not type(None)))
+    if origin in (list, tuple):
+        return []
+    if origin is dict:
+        return {}
+    return {str: "x", float: 1.0, int: 1, bool: False}.get(tp, 1)  # False: a failed probe is an event
+
+
+def example(cls: type[ev.Event]) -> ev.Event:
+    """An event of this class with every required field set (validated, so it is a real event)."""
+    fields = {n: _value(f.annotation) for n, f in cls.model_fields.items() if f.is_required()}
+    return cls(**fields)
 
 
 def test_every_kind_of_the_union_is_a_class_with_its_own_kind() -> None:
@@ -22,6 +46,25 @@ def test_every_kind_is_folded_or_explicitly_not(kind: str) -> None:
     cls = KINDS[kind]
     handled = kind in _HANDLERS
     assert cls.folded == handled, f"{cls.__name__}: folded={cls.folded} but SessionState handler={handled}"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_has_a_describer_or_is_explicitly_off_the_timeline(kind: str) -> None:
+    cls = KINDS[kind]
+    assert cls.timeline == (cls in DESCRIBERS), f"{cls.__name__}: timeline={cls.timeline}"
+    event = example(cls)
+    text = describe(event)
+    if not cls.timeline:
+        assert text is None
+    else:
+        assert text and text.strip() == text and "\n" not in text, text  # one line
+        assert len(glyph(event)) == 1
+
+
+def test_a_probe_that_answered_is_a_measurement_not_a_timeline_line() -> None:
+    assert describe(ev.ProbeResult(probe="dead-letters", ok=True, value=3)) is None
+    failed = ev.ProbeResult(probe="dead-letters", ok=False, error="HTTP 503")
+    assert describe(failed) == "Probe dead-letters FAILED: HTTP 503"
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
