@@ -149,13 +149,18 @@ async def test_screen_headless_log_and_report_agree_number_for_number(tmp_path: 
 
 def test_a_step_item_is_never_claimed_passed_or_not_run_without_a_record() -> None:
     """Each item's status is what the journal holds: a fact still pending is manual, not passed; a probe's
-    result shows; a step with no journaled outcome is "no record", not "not run"."""
+    result shows; a guardrail item is its reading now; an item with no journaled outcome is "no record",
+    not "not run"."""
     data = demo_playbook().model_dump(by_alias=True, exclude_unset=True)
     data["facts"] = [{"name": "surreal-tag", "title": "Surreal image tag", "source": "manual"}]
     data["probes"] = [{"name": "dead-letters", "url": "http://127.0.0.1:9/dl", "json_path": "count"}]
     data["steps"] = [
         {"name": "baseline", "title": "Baseline", "do": [{"fact": "surreal-tag"}, {"probe": "dead-letters"}]},
-        {"name": "canary", "title": "Canary", "do": [{"check": "traffic"}, {"check": "guardrail_watch"}]},
+        {
+            "name": "canary",
+            "title": "Canary",
+            "do": [{"check": "traffic"}, {"check": "guardrail_watch"}, {"guardrail": "candidate-5xx"}],
+        },
     ]
     playbook = Playbook.model_validate(data)
     state = fold(
@@ -168,5 +173,14 @@ def test_a_step_item_is_never_claimed_passed_or_not_run_without_a_record() -> No
     rows = {row.name: row for row in summarize(playbook, state).steps}
     assert [i.status for i in rows["baseline"].items] == ["manual", "failed"]
     assert rows["baseline"].status == "failed"
-    assert [i.status for i in rows["canary"].items] == ["ok", "no_record"]
+    # The guardrail is judged as the traffic pane judges it now: 20 requests, none to the candidate.
+    assert [i.status for i in rows["canary"].items] == ["ok", "no_record", "ok"]
     assert rows["canary"].status == "passed"
+
+
+def test_the_report_words_a_step_status_as_the_steps_pane_does() -> None:
+    from rollback_tui.ui.panes.base import STATUS
+
+    statuses = ["passed", "ok", "failed", "timed_out", "error", "cancelled", "interrupted", "unobserved"]
+    statuses += ["running", "queued", "not_run", "manual", "no_record", "partial"]
+    assert {s: status_word(s) for s in statuses} == {s: STATUS[s][1] for s in statuses}

@@ -120,7 +120,7 @@ class Rehearsal:
         now = readings(self.playbook, self.engine.state, time.time())
         reading = next(r for r in now if r.rail.name == name)
         why = f": {reading.why}" if reading.why else ""
-        level = "info" if reading.status == "ok" else "warning"
+        level: ev.NoticeLevel = "info" if reading.status == "ok" else "warning"
         self.note(f"guardrail {reading.glyph} {reading.label} {reading.text}{why}", level)
 
     async def _check(self, check: str, item: StepItem) -> None:

@@ -8,12 +8,15 @@ run": the evidence must not claim what did not happen, nor that something did no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rollback_tui.core.read.guardrails import readings
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval, Step, StepItem
 
 _PROBE = {"ok": "passed", "failed": "failed", "unknown": "unobserved"}
+_GUARDRAIL = {"breach": "failed", "unknown": "unobserved", "ok": "ok"}  # over, waiting: not judged yet
 _ROLLBACK_STAGE = {
     "requested": "running",
     "applying": "running",
@@ -41,9 +44,11 @@ def status_word(status: str) -> str:
     return _WORDS.get(status, status)
 
 
-def item_status(item: StepItem, state: SessionState, playbook: Playbook) -> str:
+def item_status(
+    item: StepItem, state: SessionState, playbook: Playbook, guardrails: Mapping[str, str] | None = None
+) -> str:
     """passed | ok | failed | timed_out | error | cancelled | interrupted | unobserved | running | queued |
-    not_run | manual | no_record."""
+    not_run | manual | no_record. `guardrails`: each guardrail's reading status now (read/guardrails.py)."""
     kind, ref = item.ref
     if kind == "manual":
         return "manual"
@@ -68,9 +73,9 @@ def item_status(item: StepItem, state: SessionState, playbook: Playbook) -> str:
     if kind == "action" and isinstance(_action(playbook, ref), SelectorRemoval):
         rollback = state.traffic.rollback
         return _ROLLBACK_STAGE.get(rollback.stage, "not_run") if rollback.action == ref else "not_run"
-    if kind == "guardrail" and ref in state.traffic.breaches:
-        return "failed"
-    return "no_record"  # other actions (outcome only in a notice), a guardrail not breached now
+    if kind == "guardrail":  # "confirm it is clear now": what its reading says now
+        return _GUARDRAIL.get((guardrails or {}).get(ref, ""), "no_record")
+    return "no_record"  # other actions: their outcome is only in a notice
 
 
 def _action(playbook: Playbook, name: str) -> object:
@@ -150,13 +155,18 @@ def step_status(items: tuple[ItemRow, ...]) -> str:
     return "partial" if done else "not_run"
 
 
-def step_row(index: int, step: Step, state: SessionState, playbook: Playbook) -> StepRow:
-    items = tuple(ItemRow(*i.ref, item_status(i, state, playbook), i.when) for i in step.do)
+def step_row(
+    index: int, step: Step, state: SessionState, playbook: Playbook, guardrails: Mapping[str, str]
+) -> StepRow:
+    items = tuple(ItemRow(*i.ref, item_status(i, state, playbook, guardrails), i.when) for i in step.do)
     return StepRow(index, step.name, step.title, items, step_status(items), state.step == step.name)
 
 
-def step_rows(playbook: Playbook, state: SessionState) -> list[StepRow]:
-    return [step_row(i, step, state, playbook) for i, step in enumerate(playbook.steps)]
+def step_rows(playbook: Playbook, state: SessionState, now: float) -> list[StepRow]:
+    """Every step at `now` (a guardrail item is judged by the guardrail's reading at that moment)."""
+    asked = any(item.guardrail for step in playbook.steps for item in step.do)
+    guardrails = {r.rail.name: r.status for r in readings(playbook, state, now)} if asked else {}
+    return [step_row(i, step, state, playbook, guardrails) for i, step in enumerate(playbook.steps)]
 
 
 def next_step(rows: list[StepRow]) -> int:

@@ -36,6 +36,6 @@ def summarize(playbook: Playbook, state: SessionState, now: float | None = None)
         counts=ChecklistCounts.of(report),
         verdict=verdict(state, now, stale_after_s(playbook)),
         guardrails=readings(playbook, state, now),
-        steps=step_rows(playbook, state),
+        steps=step_rows(playbook, state, now),
         traffic=recent_traffic(state, now, split_window_s(playbook)),
     )

@@ -31,7 +31,7 @@ class StepsPane(StaticPane):
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         names = [s.name for s in playbook.steps]
-        rows = step_rows(playbook, state)
+        rows = step_rows(playbook, state, view.now)
         current = names.index(state.step) if state.step in names else None
         focus_i = current if current is not None else next_step(rows)
         focus = playbook.steps[focus_i]
