@@ -408,7 +408,7 @@ async def test_theme_cycles_and_quit_stops_engine(engine: Engine) -> None:
         await pilot.press("T", "T")
         assert app.theme == "rollback-dark"
         assert not settings_path().exists()  # a replay leaves the operator's settings alone
-        await pilot.press("q")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
     assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
     kinds = [e.kind for e in read_journal(engine.journal.path).events]
@@ -518,7 +518,7 @@ async def test_live_app_polls_real_replicas(tmp_path: Path) -> None:
                     break
             assert "✓ ok" in health and "abc123def456" in health, health
             assert "✗ down" in health and "stable-b" in health, health
-            await pilot.press("q")
+            await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
             await pilot.pause()
         assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
         kinds = [e.kind for e in read_journal(engine.journal.path).events]
@@ -775,7 +775,7 @@ async def test_lab_keys_run_fanout_gates_and_traffic(lab, tmp_path: Path) -> Non
         )
         await pilot.press("s")
         await wait_for(pilot, lambda: not engine.running("traffic"), 5, "traffic stopped")
-        await pilot.press("q")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
     actions = journal_actions(engine)
     assert actions[:3] == ["run_fanout_check", "run_gates", "start_traffic"] and "stop_traffic" in actions
@@ -808,7 +808,7 @@ async def test_lab_rollback_modal_cancel_then_confirm(lab, tmp_path: Path) -> No
         after = await engine.read_routing()
         assert "blue-next" not in after.backends
         assert "RTO" in plain(app.query_one("#status", Static))
-        await pilot.press("q")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
     kinds = [e.kind for e in journal_events(engine)]
     assert kinds.index("rollback_cancelled") < kinds.index("rollback_requested")

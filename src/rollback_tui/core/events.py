@@ -429,8 +429,7 @@ class OperatorAction(Event):
     """Any operator key press that changes something; fsync'd before it is acknowledged."""
 
     durable: ClassVar[bool] = True
-    timeline: ClassVar[bool] = True
-    folded: ClassVar[bool] = False
+    timeline: ClassVar[bool] = True  # folded into the event log only (SessionState.log)
     kind: Literal["operator_action"] = "operator_action"
     action: str
     actor: str

@@ -6,6 +6,7 @@ operator saw. Everything here is plain data; nothing does I/O.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ LATENCY_HISTORY = 60
 FANOUT_LOG = 500
 GATE_TAIL = 200
 PROBE_HISTORY = 720  # results kept per probe: an hour at a 5 s poll, longer than any guardrail window
+LOG_ROUTINE = 1000  # routine timeline events (notices, probe failures) kept for the cockpit's event log
+ROUTINE_KINDS = frozenset({"notice", "probe_result"})  # the only timeline kinds that come at a poll's rate
 
 
 @dataclass
@@ -202,6 +205,36 @@ class ChecklistEntry:
     ts: float | None = None
 
 
+class EventLog:
+    """The session's timeline events, whole, for the cockpit's event log (core/read/timeline.py words them).
+
+    Breaches, recoveries, operator actions, rollback stages, gate and fanout outcomes come at a human's or a
+    state change's rate and are all kept, so none depends on a toast; notices and probe failures, which a
+    dead feed produces at its poll rate, keep the newest LOG_ROUTINE.
+    """
+
+    __slots__ = ("_kept", "_routine", "dropped")
+
+    def __init__(self) -> None:
+        self._kept: list[ev.Event] = []
+        self._routine: deque[ev.Event] = deque(maxlen=LOG_ROUTINE)
+        self.dropped = 0  # routine events that fell out
+
+    def add(self, event: ev.Event) -> None:
+        if event.kind in ROUTINE_KINDS:
+            self.dropped += len(self._routine) == LOG_ROUTINE
+            self._routine.append(event)
+        else:
+            self._kept.append(event)
+
+    def __len__(self) -> int:
+        return len(self._kept) + len(self._routine)
+
+    def __iter__(self) -> Iterator[ev.Event]:
+        """Journal order."""
+        return heapq.merge(self._kept, self._routine, key=lambda e: e.n)
+
+
 @dataclass
 class SessionState:
     started: ev.SessionStarted | None = None
@@ -218,6 +251,7 @@ class SessionState:
     checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
     step: str | None = None
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
+    log: EventLog = field(default_factory=EventLog)  # timeline events, for the event log
     exports: list[ev.ExportWritten] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     last_n: int = 0
@@ -434,3 +468,18 @@ _HANDLERS: dict[str, Any] = {
     "checklist_ticked": _ticked,
     "export_written": _export,
 }
+
+
+def _logged(handler: Any) -> Any:
+    """A timeline kind's handler: it also goes to the event log."""
+
+    def log_then_fold(s: SessionState, e: ev.Event) -> None:
+        s.log.add(e)
+        if handler is not None:
+            handler(s, e)
+
+    return log_then_fold
+
+
+for _kind in ev.TIMELINE:
+    _HANDLERS[_kind] = _logged(_HANDLERS.get(_kind))

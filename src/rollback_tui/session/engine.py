@@ -562,6 +562,13 @@ class Engine:
         tick = ev.ChecklistTicked(item=item, checked=checked, actor=actor or self.operator, note=note.strip())
         return self.emit(tick)
 
+    def quit_anyway(
+        self, *, running: list[str], verdict: str, missing: list[str], actor: str | None = None
+    ) -> ev.Event:
+        """The operator quits with work running or the exit criteria unmet: journaled (with what was left)
+        before anything stops, so the evidence says the session was left, not that it was finished."""
+        return self.operator_action("quit", actor=actor, running=running, verdict=verdict, missing=missing)
+
     async def export(self, directory: Path | None = None) -> list[Path]:
         """Markdown report + JSON bundle + journal copy + artefacts (+ SVG of the cockpit when shown)."""
         from rollback_tui import settings

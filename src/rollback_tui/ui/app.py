@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.events import Event
@@ -33,6 +33,7 @@ from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
 from rollback_tui.ui.panes.base import View, make_redactor
 from rollback_tui.ui.repaint import RepaintScheduler
 from rollback_tui.ui.screens.cockpit import ACTIVITY_HZ, CockpitScreen, is_compact
+from rollback_tui.ui.screens.quit import QuitDialog
 from rollback_tui.ui.themes import VARIABLE_DEFAULTS, load_themes
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class CockpitApp(App[None]):
         # cockpit_mounted().
         self._unsubscribe = self.engine.subscribe(self._on_event)
         if hasattr(self.engine, "screenshot"):  # exports include an SVG of what the operator sees
-            self.engine.screenshot = self.export_screenshot
+            self.engine.screenshot = self.screenshot_without_toasts
         self.theme_changed_signal.subscribe(self, lambda _theme: self.mark_dirty(ALL_PANES))
         self.repaint.start(self)
         if self.live:
@@ -148,7 +149,7 @@ class CockpitApp(App[None]):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if getattr(self.engine, "screenshot", None) == self.export_screenshot:
+        if getattr(self.engine, "screenshot", None) == self.screenshot_without_toasts:
             self.engine.screenshot = None
 
     # --- events → dirty panes → repaint -----------------------------------------------------------
@@ -280,6 +281,29 @@ class CockpitApp(App[None]):
             self.notify(self.redact(message), title=label, severity=severity, timeout=6)  # type: ignore[arg-type]
 
     async def action_quit(self) -> None:
+        """q, ctrl+c, ctrl+q: on a dialog, close it (as Esc would); on the cockpit, quit — asking first when
+        something runs or the exit criteria are unmet, so no single key loses the session."""
+        if self._stopping:
+            return
+        if isinstance(self.screen, ModalScreen):
+            await close_dialog(self.screen)
+            return
+        concerns = self.cockpit.quit_concerns()
+        if not concerns.any:
+            await self.stop_and_exit()
+            return
+
+        async def answered(leave: bool | None) -> None:
+            if not leave:
+                return
+            self.engine.quit_anyway(
+                running=concerns.running, verdict=concerns.verdict_line, missing=concerns.exit.missing
+            )
+            await self.stop_and_exit()
+
+        self.push_screen(QuitDialog(concerns, exports=self.export_on_quit), callback=answered)
+
+    async def stop_and_exit(self) -> None:
         if self._stopping:
             return
         self._stopping = True
@@ -294,6 +318,30 @@ class CockpitApp(App[None]):
         if not self.engine.journal.closed:
             self.engine.journal.flush(fsync=True)
         self.exit()
+
+    def screenshot_without_toasts(self) -> str:
+        """The SVG an export carries: the screen as the operator sees it, minus the passing toasts."""
+        racks = [rack for rack in self.screen.query("#textual-toastrack") if rack.display]
+        for rack in racks:
+            rack.display = False
+        if racks:
+            self.screen._refresh_layout()  # reflow now: the export cannot wait for the next frame
+        try:
+            return self.export_screenshot()
+        finally:
+            for rack in racks:
+                rack.display = True
+            if racks:
+                self.screen.refresh(layout=True)
+
+
+async def close_dialog(screen: Screen[Any]) -> None:
+    """Do what Esc does on a dialog, so a declined confirmation is journaled as declined."""
+    for action in ("cancel", "escape"):  # our dialogs' Esc; the command palette's
+        if hasattr(screen, f"action_{action}") or hasattr(screen, f"_action_{action}"):
+            await screen.run_action(action)
+            return
+    screen.dismiss(None)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:

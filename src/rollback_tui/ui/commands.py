@@ -92,7 +92,8 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         id="tick",
-        keys=(Key("t"), Key("space", footer=False)),
+        # Not in the footer: the checklist pane says "space/t ticks" where it matters.
+        keys=(Key("t", footer=False), Key("space", footer=False)),
         action="tick",
         label="Tick",
         help="Tick / untick the highlighted checklist item",
@@ -142,6 +143,14 @@ COMMANDS: tuple[Command, ...] = (
         footer=False,
     ),
     Command(
+        id="event-log",
+        keys=(Key("l"),),
+        action="event_log",
+        label="Log",
+        help="Event log: every breach, recovery, operator action and outcome, in full",
+        palette=("Show event log", "Every breach, recovery, operator action and outcome, in full"),
+    ),
+    Command(
         id="zoom",
         keys=(Key("z"),),
         action="zoom",
@@ -181,11 +190,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         id="quit",
-        keys=(Key("q"), Key("ctrl+c", footer=False, priority=True, help="Quit")),
+        keys=(
+            Key("q"),
+            Key("ctrl+c", footer=False, priority=True, help="Close the dialog; on the cockpit, as q"),
+        ),
         action="quit",
         label="Quit",
-        help="Quit (stops the feeds, closes the journal)",
-        palette=("Quit", "Stop the feeds, close the journal and exit"),
+        help="Quit: asks first when something runs or the exit criteria are unmet; on a dialog, closes it",
+        palette=("Quit", "Stop the feeds and exit (asks first when something runs or the verdict is open)"),
         scope="app",
     ),
 )

@@ -20,6 +20,7 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "session_ended": frozenset({"status"}),
     "notice": frozenset({"notice"}),
     "step_entered": frozenset({"steps"}),
+    "operator_action": frozenset(),  # only in the event log, which repaints itself
     "health_sample": frozenset({"health", "verdict"}),
     "fact_captured": frozenset({"steps", "checklist"}),
     "probe_result": frozenset({"traffic", "steps"}),

@@ -8,12 +8,16 @@ in front of it. Every kind with the `timeline` trait has a describer here (tests
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.guardrails import breach_text
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.text import one_line
+
+if TYPE_CHECKING:
+    from rollback_tui.core.state import SessionState
 
 DETAIL_MAX = 100  # characters of one detail value (the journal keeps it whole)
 
@@ -181,3 +185,16 @@ _KIND_GLYPH = {
     "rollback_failed": "✗",
     "rollback_cancelled": "⟲",
 }
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: float
+    kind: str
+    glyph: str
+    text: str
+
+
+def event_log(state: SessionState) -> list[LogLine]:
+    """The cockpit's event log: what the session's log kept (SessionState.log), in the timeline's words."""
+    return [LogLine(e.ts, e.kind, glyph(e), text) for e in state.log if (text := describe(e)) is not None]

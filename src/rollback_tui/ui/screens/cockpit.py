@@ -19,6 +19,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
 
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.verdict import stale_after_s, verdict
 from rollback_tui.playbook.model import CommandAction, Playbook
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, help_bindings
@@ -32,9 +33,11 @@ from rollback_tui.ui.panes.steps import StepsPane
 from rollback_tui.ui.panes.traffic import TrafficPane
 from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmRollback
+from rollback_tui.ui.screens.event_log import EventLogScreen
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.notices import NoticesScreen
+from rollback_tui.ui.screens.quit import QuitConcerns
 from rollback_tui.ui.screens.reason import ReasonPrompt
 
 if TYPE_CHECKING:
@@ -137,6 +140,34 @@ class CockpitScreen(Screen[None]):
             traffic_rps=self._traffic_rps,
             rollback_since=self._rollback_since,
             frame=int(time.monotonic() * ACTIVITY_HZ) if running and live else 0,
+        )
+
+    def running_work(self) -> list[str]:
+        """What quitting now would stop, in words (the quit dialog lists it)."""
+        engine, state, busy = self.engine, self.engine.state, self.app.busy
+        work = []
+        if engine.running("traffic"):
+            rps = f" at {self._traffic_rps:g} rps" if self._traffic_rps else ""
+            work.append(f"synthetic traffic{rps}")
+        gates = [g.name for g in state.gates.values() if g.status == "running"] or sorted(self._gates_queued)
+        if gates or busy("gates"):
+            work.append(f"gates {', '.join(gates)}".strip())
+        if engine.running("fanout") or busy("fanout"):
+            work.append("the fanout check")
+        rollback = state.traffic.rollback
+        if rollback.in_progress or busy("rollback"):
+            work.append(f"the rollback ({rollback.words})")
+        actions = {a.name for a in engine.playbook.actions}
+        work += [f"action {w.name}" for w in self.app.workers if w.name in actions and not w.is_finished]
+        return work
+
+    def quit_concerns(self) -> QuitConcerns:
+        state = self.engine.state
+        now = self.app.view().now
+        return QuitConcerns(
+            running=self.running_work(),
+            verdict=verdict(state, now, stale_after_s(self.engine.playbook)),
+            exit=self.engine.checklist().verdict,
         )
 
     def tick_activity(self) -> None:
@@ -331,3 +362,6 @@ class CockpitScreen(Screen[None]):
 
     def action_notices(self) -> None:
         self.app.push_screen(NoticesScreen(list(self.engine.state.notices), self.app.redact))
+
+    def action_event_log(self) -> None:
+        self.app.push_screen(EventLogScreen(lambda: self.engine.state, self.app.view))
