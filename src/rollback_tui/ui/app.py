@@ -27,7 +27,7 @@ from rollback_tui.core.read.words import pct
 from rollback_tui.core.verdict import stale_after_s
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui import theme_store
-from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke
+from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, supported
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
 from rollback_tui.ui.panes.base import View, make_redactor
@@ -86,7 +86,8 @@ class CockpitApp(App[None]):
         self._startup_warnings: list[str] = []
         for t in load_themes().values():
             self.register_theme(t)
-        pb = engine.playbook
+        pb = self.playbook = engine.playbook
+        self.supports = supported(pb)  # what the playbook has: the commands offered follow it
         self.redact = make_redactor(engine.journal.redact, share, pb.sensitive_patterns)
         self._sensitive = frozenset(r.name for r in pb.replicas if r.sensitive)
         self._features = engine_features(engine)
@@ -198,7 +199,16 @@ class CockpitApp(App[None]):
 
     def run_command(self, command: Command) -> Any:
         """Run a command chosen in the palette on the node its bindings live on."""
-        return invoke(self if command.scope == "app" else self.cockpit, command.action)
+        nodes = {"app": self, "screen": self.cockpit, "steps": self.cockpit.panes.get("steps")}
+        return invoke(nodes[command.scope], command.action)
+
+    def run_playbook_action(self, name: str) -> None:
+        """A playbook action chosen in the palette: through its confirmation, as `a` would run it."""
+        self.cockpit.run_playbook_action(name)
+
+    def run_step_named(self, name: str) -> None:
+        """A runbook step chosen in the palette: its items in order, as Enter on it in the pane."""
+        self.cockpit.run_step(name)
 
     def _apply_theme(self, name: str) -> None:
         chosen, warning = theme_store.resolve(name, self.available_themes)

@@ -20,9 +20,16 @@ from textual.widgets import Footer
 
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import stale_after_s, verdict
-from rollback_tui.playbook.model import CommandAction, Playbook
+from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.session.engine import Engine, NotAvailable
-from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, help_bindings
+from rollback_tui.ui.commands import (
+    SCREEN_ACTIONS,
+    bindings,
+    help_bindings,
+    not_offered,
+    offered,
+    supported,
+)
 from rollback_tui.ui.panes.base import Activity, View
 from rollback_tui.ui.panes.checklist import ChecklistPane
 from rollback_tui.ui.panes.fanout import FanoutPane
@@ -31,14 +38,15 @@ from rollback_tui.ui.panes.health import HealthPane
 from rollback_tui.ui.panes.status import NoticeLine, StatusBar, VerdictBar
 from rollback_tui.ui.panes.steps import StepsPane
 from rollback_tui.ui.panes.traffic import TrafficPane
+from rollback_tui.ui.runner import ActionShown, decline, make_runbook, preview_action, preview_step
 from rollback_tui.ui.screens.actions import ActionsScreen
-from rollback_tui.ui.screens.confirm import ConfirmRollback
+from rollback_tui.ui.screens.confirm import ConfirmAction, ConfirmRollback
 from rollback_tui.ui.screens.event_log import EventLogScreen
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.notices import NoticesScreen
 from rollback_tui.ui.screens.quit import QuitConcerns
-from rollback_tui.ui.screens.reason import ReasonPrompt
+from rollback_tui.ui.screens.reason import ReasonPrompt, TextPrompt
 
 if TYPE_CHECKING:
     from rollback_tui.ui.app import CockpitApp
@@ -70,6 +78,7 @@ class CockpitScreen(Screen[None]):
         self.engine = engine
         self.share = share
         self.panes: dict[str, Any] = {}
+        self._offered = frozenset(c.action_name for c in offered(supported(engine.playbook)))
         # What the operator started and is still running (spinners, elapsed times).
         self._gates_queued: frozenset[str] = frozenset()
         self._gates_requested_at: float | None = None
@@ -77,6 +86,7 @@ class CockpitScreen(Screen[None]):
         self._traffic_since: float | None = None
         self._traffic_rps: float | None = None
         self._rollback_since: float | None = None
+        self.runbook = make_runbook(engine, ask=self.ask, confirm=self.confirm)
 
     # --- layout ---------------------------------------------------------------------------------
 
@@ -105,6 +115,7 @@ class CockpitScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.panes["steps"].details = self._step_details
         self.app.cockpit_mounted()
 
     def fit(self, size: Size) -> None:
@@ -125,6 +136,8 @@ class CockpitScreen(Screen[None]):
                 log.exception("pane %s failed to render", name)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in SCREEN_ACTIONS and action not in self._offered:
+            return False  # not in this playbook: no key, no footer hint (the help says why)
         # While a dialog is open the operator's actions wait (and leave the footer behind it).
         return not (action in SCREEN_ACTIONS and isinstance(self.app.screen, ModalScreen))
 
@@ -261,10 +274,10 @@ class CockpitScreen(Screen[None]):
 
     # --- rollback -------------------------------------------------------------------------------
 
-    def action_rollback(self) -> None:
+    def action_rollback(self, name: str | None = None) -> None:
         """Ask for the typed confirmation; the engine journals the request, or the operator's decline."""
         try:
-            removal = self.engine.rollback_action()
+            removal = self.engine.rollback_action(name)
         except NotAvailable as exc:
             self.app.not_available("rollback", exc)
             return
@@ -324,17 +337,107 @@ class CockpitScreen(Screen[None]):
         self.app.launch("step", lambda: self.engine.enter_step(step))
 
     def action_actions(self) -> None:
-        actions = [a for a in self.engine.playbook.actions if isinstance(a, CommandAction)]
-        if not actions:
-            self.notify("This playbook has no command actions.", severity="warning", timeout=3)
+        names = [a.name for a in self.engine.playbook.actions]
+        if not names:
+            self.notify("This playbook has no actions.", severity="warning", timeout=3)
             return
 
-        def chosen(answer: tuple[str, str] | None) -> None:
-            if answer is not None:
-                name, typed = answer
-                self.app.launch(name, lambda: self.engine.run_action(name, confirmed_text=typed or None))
+        def chosen(name: str | None) -> None:
+            if name is not None:
+                self.run_playbook_action(name)
 
-        self.app.push_screen(ActionsScreen(actions), callback=chosen)
+        self.app.push_screen(ActionsScreen([preview_action(self.engine, n) for n in names]), callback=chosen)
+
+    def run_playbook_action(self, name: str) -> None:
+        """Run one playbook action on its own: the rollback through its own dialog; anything else that
+        changes something only after a typed confirmation of its preview (resolved argv, where it runs)."""
+        if isinstance(self.engine.playbook.action(name), SelectorRemoval):
+            self.action_rollback(name)
+            return
+        try:
+            preview = preview_action(self.engine, name)
+        except NotAvailable as exc:
+            self.app.not_available(name, exc)
+            return
+        if not preview.changes:
+            self.app.launch(name, lambda: self.engine.run_action(name))
+            return
+
+        def answered(typed: str | None) -> None:
+            if typed is None:
+                self._declined(name)
+                return
+            self.app.launch(name, lambda: self.engine.run_action(name, confirmed_text=typed))
+
+        self.app.push_screen(self._confirmation(preview), callback=answered)
+
+    def _confirmation(self, preview: ActionShown) -> ConfirmAction | ConfirmRollback:
+        action = self.engine.playbook.action(preview.name)
+        if isinstance(action, SelectorRemoval):
+            return ConfirmRollback(action, self.engine.playbook)
+        return ConfirmAction(preview, self.engine.playbook, self.app.redact, self.share)
+
+    def _declined(self, name: str) -> None:
+        try:
+            decline(self.engine, name)
+        except Exception as exc:
+            self.app.report_failure(name, exc)
+            return
+        self.notify(f"{name} declined; nothing ran.", timeout=3)
+
+    # --- the runbook: steps run from the Runbook pane -----------------------------------------------
+
+    @on(StepsPane.Run)
+    def _run_step(self, message: StepsPane.Run) -> None:
+        self.run_step(message.step)
+
+    @on(StepsPane.Retry)
+    def _retry_item(self, message: StepsPane.Retry) -> None:
+        self.run_step(message.step, message.index)
+
+    def run_step(self, step: str, index: int | None = None) -> None:
+        """Run a step's items in order (or one item again) through the runbook runner, in a worker."""
+        if self.runbook.busy or self.app.busy("runbook"):
+            self.notify("A runbook step is already running.", severity="warning", timeout=3)
+            return
+        self.runbook_worker(step, index)
+
+    @work(group="runbook", exit_on_error=False)
+    async def runbook_worker(self, step: str, index: int | None) -> None:
+        steps = self.panes["steps"]
+        steps.running = step
+        self.app.mark_dirty({"steps"})
+        label = f"step {step}" if index is None else f"step {step} item {index + 1}"
+        try:
+            if index is None:
+                await self.app.perform(label, lambda: self.runbook.run_step(step))
+            else:
+                await self.app.perform(label, lambda: self.runbook.run_item(step, index))
+        finally:
+            steps.running = None
+            self.app.mark_dirty({"steps", "verdict", "checklist", "gates", "traffic"})
+
+    async def ask(self, question: object) -> str | None:
+        """The runner's question for the operator (a manual fact's value, a manual task's note)."""
+        kind, ref, text = (getattr(question, f) for f in ("kind", "ref", "text"))
+        if kind == "fact":
+            hint = "Type the value (journaled with your name as the fact's value); Esc leaves it waiting:"
+            prompt = TextPrompt(text, hint=hint, placeholder=ref, title=f"Fact {ref}")
+        else:
+            hint = "Type a note saying it is done (journaled with your name); Esc leaves it waiting:"
+            prompt = TextPrompt(text, hint=hint, placeholder="done: how / where", title="Manual task")
+        return await self.app.push_screen_wait(prompt)
+
+    async def confirm(self, preview: ActionShown) -> str | None:
+        """The runner's confirmation of an action that changes something: typed, with its preview."""
+        return await self.app.push_screen_wait(self._confirmation(preview))
+
+    def _step_details(self, step: str) -> Any:
+        try:
+            return preview_step(self.engine, step)
+        except Exception:  # a preview is help, not a reason to lose the pane
+            log.exception("no preview for step %s", step)
+            return None
 
     def action_export(self) -> None:
         self.app.launch("export", self.engine.export)
@@ -357,7 +460,9 @@ class CockpitScreen(Screen[None]):
     def action_help(self) -> None:
         # Built once and kept installed: reopening it costs a paint, not a compose.
         if not self.app.is_screen_installed("help"):
-            self.app.install_screen(HelpScreen(help_bindings()), "help")
+            supports = self.app.supports
+            missing = [(c.label, c.keys[0], why) for c, why in not_offered(supports)]
+            self.app.install_screen(HelpScreen(help_bindings(supports), missing), "help")
         self.app.push_screen("help")
 
     def action_notices(self) -> None:
