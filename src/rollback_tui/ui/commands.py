@@ -142,8 +142,8 @@ COMMANDS: tuple[Command, ...] = (
         keys=(Key("a"),),
         action="actions",
         label="Actions",
-        help="Run one of the playbook's command actions (lab faults…)",
-        palette=("Run a playbook action", "Lab faults and the playbook's other command actions"),
+        help="Run one of the playbook's actions (a change shows what it runs and asks you to type its name)",
+        palette=("Run a playbook action", "Choose one; a change shows what it runs and asks to confirm"),
         needs="actions",
     ),
     # The Runbook pane's own (↑/↓ select a step there, as in any list).

@@ -170,6 +170,8 @@ class CockpitScreen(Screen[None]):
         rollback = state.traffic.rollback
         if rollback.in_progress or busy("rollback"):
             work.append(f"the rollback ({rollback.words})")
+        if self.runbook.busy or busy("runbook"):
+            work.append(f"runbook step {self.panes['steps'].running or ''}".strip())
         actions = {a.name for a in engine.playbook.actions}
         work += [f"action {w.name}" for w in self.app.workers if w.name in actions and not w.is_finished]
         return work
