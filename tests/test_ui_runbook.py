@@ -213,8 +213,12 @@ async def test_the_runbook_pane_runs_a_step_asks_for_the_manual_item_and_retries
         assert "Selected: 2. Drain" in pane_text(app, "steps")
         await pilot.press("enter")
         await wait_for(pilot, lambda: engine.state.gates.get("slow") is not None, what="the slow gate")
-        await wait_for(pilot, lambda: "running" in pane_text(app, "steps"), what="per-item progress")
-        assert any(line.startswith("▶ running") and "gate: slow" in line for line in item_lines(app))
+
+        def slow_running() -> bool:
+            return any(line.startswith("▶ running") and "gate: slow" in line for line in item_lines(app))
+
+        await wait_for(pilot, slow_running, what="per-item progress")
+        assert "Now: 2. Drain  ⠋ running" in pane_text(app, "steps")  # running it moved the tracker
         (tmp_path / "go").write_text("")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), what="the drain confirmation")
         assert "railway run --project ${RAILWAY_PROJECT_ID} drain" in dialog_text(app)
