@@ -92,6 +92,51 @@ class HealthFields(Strict):
     transport: str = "realtime.transport"
 
 
+StatusValue = Annotated[bool | int | float | str, Field(union_mode="smart")]
+
+
+def _status_key(value: bool | int | float | str) -> tuple[str, object]:
+    """How a status value is compared: by JSON type (true is not 1), strings case-insensitively."""
+    if isinstance(value, bool):
+        return "bool", value
+    if isinstance(value, int | float):
+        return "number", float(value)
+    return "string", value.strip().lower()
+
+
+class HealthStatusValues(Strict):
+    """Which values of the health document's status field (`fields.status`) mean ok, degraded or failing.
+
+    JSON scalars: `true`/`false`, numbers and strings (case-insensitive). `true` and `1` are different
+    values. A value in none of the lists makes the replica `junk` (an unknown status)."""
+
+    healthy: list[StatusValue] = Field(default_factory=lambda: ["ok", "healthy", "up", "pass"])
+    degraded: list[StatusValue] = Field(default_factory=lambda: ["degraded", "warn"])
+    failing: list[StatusValue] = Field(
+        default_factory=lambda: ["down", "fail", "failing", "unhealthy", "error"]
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> HealthStatusValues:
+        seen: dict[tuple[str, object], str] = {}
+        for word in ("healthy", "degraded", "failing"):
+            for value in getattr(self, word):
+                other = seen.setdefault(_status_key(value), word)
+                if other != word:
+                    raise ValueError(f"{value!r} is listed under both {other} and {word}")
+        return self
+
+    def classify(self, value: Any) -> Literal["ok", "degraded", "failing"] | None:
+        """ok / degraded / failing for a reported value, None when it is in no list (or not a scalar)."""
+        if not isinstance(value, bool | int | float | str):
+            return None
+        key = _status_key(value)
+        for word, status in (("healthy", "ok"), ("degraded", "degraded"), ("failing", "failing")):
+            if any(_status_key(v) == key for v in getattr(self, word)):
+                return status  # type: ignore[return-value]
+        return None
+
+
 class LabFaults(Strict):
     """Fault injection for a lab replica (ignored outside the lab)."""
 
@@ -118,6 +163,14 @@ class Replica(Strict):
     labels: StrMapping = {}
     health_path: str = "/healthz"
     fields: HealthFields = HealthFields()
+    status_values: HealthStatusValues = Field(
+        default_factory=HealthStatusValues, description="Status field values → ok / degraded / failing."
+    )
+    health_command: CommandSpec | None = Field(
+        None,
+        description="Run this instead of GET health_path: stdout is the health document (JSON), or a "
+        "bare status value on its last line; a non-zero exit is failing.",
+    )
     sensitive: bool = Field(False, description="Hide this replica's URL in share mode.")
     lab: LabReplica | None = None
 

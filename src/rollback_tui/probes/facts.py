@@ -24,7 +24,14 @@ from rollback_tui.core.events import Event, FactCaptured, Notice
 from rollback_tui.exec.commands import spec_argv
 from rollback_tui.playbook.model import Fact, Playbook, Replica
 from rollback_tui.playbook.secrets import MissingVariable
-from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted, health_url
+from rollback_tui.probes.health import (
+    auth_refused,
+    cannot_observe,
+    describe_http_error,
+    dotted,
+    health_url,
+    run_health_command,
+)
 
 Phase = Literal["baseline", "after_rollback", "check"]
 MAX_VALUE = 500
@@ -59,6 +66,16 @@ async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> _F
         return _Fetched(None, f"not JSON: {response.text[:80]!r}")
 
 
+async def _command_json(replica: Replica, playbook: Playbook) -> _Fetched:
+    """The health document a replica's health command prints."""
+    said = await run_health_command(replica, playbook, playbook.health_timeout_s)
+    if said.outcome != "ran":
+        return _Fetched(None, said.error, observed=said.outcome != "unknown")
+    if said.doc is None:
+        return _Fetched(None, f"the health command printed a bare status ({said.value!r}), not a JSON object")
+    return _Fetched(said.doc)
+
+
 class _Capture:
     def __init__(
         self,
@@ -80,6 +97,8 @@ class _Capture:
                 doc = self._given.get(replica.name)
                 result = _Fetched(doc, None if doc is not None else "no health document for this replica")
                 coro: Any = asyncio.sleep(0, result)
+            elif replica.health_command is not None:
+                coro = _command_json(replica, self.playbook)
             else:
                 coro = _get_json(self.client, health_url(replica), self.playbook.health_timeout_s)
             self._docs[replica.name] = asyncio.ensure_future(coro)

@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from rollback_tui.core import events as ev
 from rollback_tui.playbook.model import FanoutProtocol, Playbook, Replica
-from rollback_tui.probes.health import dotted, health_url
+from rollback_tui.probes.health import dotted, sample
 from rollback_tui.probes.redis_tap import RedisTap, redis_client
 
 Emit = Callable[[ev.Event], ev.Event]
@@ -471,15 +471,10 @@ class FanoutVerifier:
 
     async def _realtime_config(self) -> dict[str, tuple[str | None, str | None]]:
         """(transport, channel prefix) each replica of the pair reports in its health document."""
-        out: dict[str, tuple[str | None, str | None]] = {}
-        async with httpx.AsyncClient(timeout=self.proto.receive_timeout_s) as client:
-            for r in self.pair:
-                try:
-                    doc = (await client.get(health_url(r))).json()
-                    out[r.name] = (dotted(doc, r.fields.transport), dotted(doc, r.fields.channel_prefix))
-                except (httpx.HTTPError, ValueError):
-                    out[r.name] = (None, None)
-        return out
+        timeout = self.proto.receive_timeout_s
+        async with httpx.AsyncClient() as client:
+            samples = await asyncio.gather(*(sample(client, r, self.playbook, timeout) for r in self.pair))
+        return {s.replica: (s.transport, s.channel_prefix) for s in samples}
 
     async def _tap(self) -> None:
         """PSUBSCRIBE *<thread>: raw fanout, whatever prefix each replica publishes under."""
