@@ -40,6 +40,9 @@ class SessionStarted(Event):
     host: str
     version: str
     replicas: list[dict[str, Any]] = []  # name, role, url, labels — what the panes lay out before samples
+    # The realtime transport every replica must report (the playbook's realtime.transport_expected);
+    # journals written before this field expect "redis".
+    transport_expected: str | None = None
 
 
 class SessionResumed(Event):

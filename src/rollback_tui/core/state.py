@@ -235,9 +235,16 @@ class SessionState:
         return len(set(self.prefixes.values())) > 1
 
     @property
+    def transport_expected(self) -> str:
+        expected = self.started.transport_expected if self.started is not None else None
+        return expected or "redis"
+
+    @property
     def transport_mismatch(self) -> list[str]:
-        """Replicas whose realtime transport is not redis (they cannot fan out across replicas)."""
-        return [n for n, r in self.replicas.items() if r.transport not in (None, "redis")]
+        """Replicas reporting another realtime transport than the playbook expects (their events do not
+        fan out across replicas)."""
+        expected = self.transport_expected
+        return [n for n, r in self.replicas.items() if r.transport not in (None, expected)]
 
     # --- the fold -------------------------------------------------------------------------------
 

@@ -297,7 +297,9 @@ class FanoutProtocol(Strict):
 class Realtime(Strict):
     redis_url: str = Field(description="redis://host:port/db; a password only as ${ENV_VAR}.")
     channel_prefix: str
-    transport_expected: Literal["redis", "memory"] = "redis"
+    transport_expected: str = Field(
+        "redis", description="The transport every replica must report (fields.transport), e.g. redis."
+    )
     prefix_env: str = Field("CHAT_REALTIME_CHANNEL_PREFIX", description="Env var that sets the prefix.")
     transport_env: str = "CHAT_REALTIME_TRANSPORT"
     fanout: FanoutProtocol = FanoutProtocol()

@@ -379,22 +379,22 @@ class FanoutVerifier:
         config: dict[str, tuple[str | None, str | None]],
         timeout: float,
     ) -> str:
-        env = self.realtime.transport_env
+        env, expected = self.realtime.transport_env, self.realtime.transport_expected
         text = f"{session.replica.name} never received {event_id} (sent via {via.name}) within {timeout:g} s"
         pair = (via.name, session.replica.name)
-        memory = [n for n in pair if config.get(n, (None, None))[0] == "memory"]
-        if memory:
-            return text + f" — {', '.join(memory)} reports transport=memory; set {env}=redis"
+        transports = {n: config.get(n, (None, None))[0] for n in pair}
+        odd = {n: t for n, t in transports.items() if t is not None and t != expected}
+        if odd:
+            shown = ", ".join(f"{n} reports transport={t}" for n, t in odd.items())
+            return text + f" — {shown}; set {env}={expected}"
         prefixes = {n: config.get(n, (None, None))[1] for n in pair}
         if None not in prefixes.values() and len(set(prefixes.values())) > 1:
             shown = ", ".join(f"{n}={p!r}" for n, p in prefixes.items())
             return text + f" — channel prefixes differ ({shown}); check {self.realtime.prefix_env}"
         if session.errors:
             return text + f" — {session.errors[-1]}"
-        return (
-            text
-            + f" — is {env}=redis on {via.name} and {session.replica.name}, with the same channel prefix?"
-        )
+        both = f"{via.name} and {session.replica.name}"
+        return text + f" — is {env}={expected} on {both}, with the same channel prefix?"
 
     async def _send(self, client: httpx.AsyncClient, via: Replica, text: str) -> str | None:
         key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"  # carries the thread id so cleanup finds it

@@ -139,6 +139,7 @@ class Engine:
                     {"name": r.name, "role": r.role, "url": r.url, "labels": r.labels}
                     for r in self.playbook.replicas
                 ],
+                transport_expected=rt.transport_expected if (rt := self.playbook.realtime) else None,
             )
         )
 
