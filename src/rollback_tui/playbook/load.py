@@ -524,8 +524,17 @@ class _CrossCheck:
             return
         for key in lb.weights:
             self.ref(("load_balancer", "weights", key), "replicas", key)
+        if lb.identity.json_path is not None and lb.verify.method == "HEAD":
+            self.add(("load_balancer", "verify", "method"), "HEAD has no body for identity.json_path to read")
         if not self.complete("replicas"):
             return
+        paths = sorted({r.health_path for r in stable})
+        if lb.verify.path is None and len(paths) > 1:
+            self.add(
+                ("load_balancer", "verify", "path"),
+                f"the stable replicas have different health paths ({', '.join(paths)}): "
+                "say which path verification requests",
+            )
         if (
             any(r.labels for r in replicas)
             and stable
@@ -569,6 +578,12 @@ class _CrossCheck:
                 )
             if g.scope == "candidate" and know_roles and not has_candidate:
                 self.add((*here, "scope"), "scope candidate, but no replica has role: candidate")
+            if g.metric == "ws_disconnects" and self.pb.realtime is None and self.complete("realtime"):
+                self.add(
+                    (*here, "metric"),
+                    "ws_disconnects cannot be measured: stream sessions need a realtime section "
+                    "(its fanout protocol says how to open them)",
+                )
         for i, f in self.items("facts"):
             if f.replicas == "candidate" and know_roles and not has_candidate:
                 self.add(("facts", i, "replicas"), "replicas: candidate, but no replica has role: candidate")

@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rollback_tui.playbook.secrets import ENV_REF, looks_secret
 
@@ -172,6 +180,11 @@ class Replica(Strict):
         "bare status value on its last line; a non-zero exit is failing.",
     )
     sensitive: bool = Field(False, description="Hide this replica's URL in share mode.")
+    served_as: str | None = Field(
+        None,
+        description="The value load_balancer.identity carries for this replica when it is not its name "
+        "(e.g. the HAProxy server name or pod name).",
+    )
     lab: LabReplica | None = None
 
     @field_validator("url")
@@ -242,6 +255,36 @@ class TrafficControl(Strict):
         return self
 
 
+class ReplicaIdentity(Strict):
+    """Where a response names the replica that served it: a response header (default `X-Served-By`) or a
+    dotted JSON path in the response body. Traffic split and rollback verification count by it."""
+
+    header: str | None = "X-Served-By"
+    json_path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplicaIdentity:
+        if "json_path" in self.model_fields_set and "header" not in self.model_fields_set:
+            self.header = None  # `identity: {json_path: …}` alone means the body, not the default header
+        if (self.header is None) == (self.json_path is None):
+            raise ValueError("give exactly one of header or json_path")
+        return self
+
+
+class VerifyRequest(Strict):
+    """The request rollback verification sends through the balancer until enough in a row are answered by
+    stable replicas (also what synthetic traffic sends when the playbook has no realtime section)."""
+
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    path: str | None = Field(None, description="Default: the stable replicas' health_path.")
+    headers: StrMapping = Field(default_factory=dict, description="Values may be ${ENV_VAR} (redacted).")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "header")
+
+
 DEFAULT_SYNTHETIC_RPS = 20.0  # the one default: the cockpit, headless `rehearse` and `check traffic` read it
 
 
@@ -268,30 +311,127 @@ class LoadBalancer(Strict):
     weights: dict[str, int] = Field(default_factory=dict, description="Replica name → weight.")
     traffic_control: TrafficControl
     synthetic_traffic: SyntheticTraffic | None = None
+    identity: ReplicaIdentity = Field(default_factory=ReplicaIdentity)
+    verify: VerifyRequest = Field(default_factory=VerifyRequest)
+
+
+# The `{placeholders}` each protocol template may use (docs/protocol.md lists what each one is).
+STREAM_PLACEHOLDERS = ("base", "base_ws", "thread_id", "after")
+SEND_PLACEHOLDERS = ("base", "thread_id", "text", "key")
+HEADER_PLACEHOLDERS = ("thread_id", "key")
+TAP_PLACEHOLDERS = ("prefix", "thread_id")
+PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z_][a-z0-9_]*)\}")  # `{name}`; `${VAR}` is an env reference
+
+
+def _check_placeholders(template: str, allowed: tuple[str, ...], what: str) -> str:
+    unknown = [name for name in PLACEHOLDER.findall(template) if name not in allowed]
+    if unknown:
+        known = ", ".join(f"{{{n}}}" for n in allowed)
+        raise ValueError(f"{what} uses unknown placeholder {{{unknown[0]}}} (known: {known})")
+    return template
 
 
 class FanoutProtocol(Strict):
-    """The chat API's realtime protocol (DESIGN §3 is the default)."""
+    """The chat API's realtime protocol (docs/protocol.md; the lab's is the default).
+
+    Replay: with `replay: url` a reconnecting session fills `{after}` in stream_url with the last sequence
+    number it received; with `replay: last_event_id` it sends a `Last-Event-ID` header instead (the last
+    SSE `id:` it received, else the last sequence number)."""
 
     stream_kind: Literal["websocket", "sse"] = "websocket"
     stream_url: str = "{base_ws}/v1/threads/{thread_id}/stream?after={after}"
+    stream_headers: StrMapping = Field(
+        default_factory=dict, description="Sent when a stream opens; values may be ${ENV_VAR}."
+    )
+    replay: Literal["url", "last_event_id"] = "url"
     send_method: Literal["POST", "PUT"] = "POST"
     send_url: str = "{base}/v1/threads/{thread_id}/messages"
     send_body: dict[str, str] = {"text": "{text}"}
-    send_headers: dict[str, str] = {}
+    send_headers: StrMapping = Field(default_factory=dict, description="Values may be ${ENV_VAR}.")
     idempotency_header: str = "Idempotency-Key"
-    event_id_path: str = "event_id"
+    send_event_id_path: str | None = Field(
+        None, description="Event id in the send response (default: event_id_path)."
+    )
+    event_id_path: str = Field("event_id", description="Event id in a stream frame.")
     seq_path: str = "seq"
     thread_id_path: str = "thread_id"
-    replay_param: str = "after"
     receive_timeout_s: float = Field(2.0, gt=0, le=120)
     replay_count: int = Field(3, ge=1, le=1000)
     thread_prefix: str = "rehearsal-"
 
-    @field_validator("send_headers")
+    @model_validator(mode="before")
     @classmethod
-    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+    def _removed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "replay_param" in data:
+            raise ValueError(
+                "replay_param was removed (it never did anything): put {after} in stream_url, "
+                "or set replay: last_event_id"
+            )
+        return data
+
+    @field_validator("send_headers", "stream_headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        allowed = HEADER_PLACEHOLDERS if info.field_name == "send_headers" else ("thread_id",)
+        for key, value in v.items():
+            _check_placeholders(value, allowed, f"header {key}")
         return _check_secret_mapping(v, "header")
+
+    @field_validator("stream_url")
+    @classmethod
+    def _stream_placeholders(cls, v: str) -> str:
+        return _check_placeholders(v, STREAM_PLACEHOLDERS, "stream_url")
+
+    @field_validator("send_url")
+    @classmethod
+    def _send_placeholders(cls, v: str) -> str:
+        return _check_placeholders(v, SEND_PLACEHOLDERS, "send_url")
+
+    @field_validator("send_body")
+    @classmethod
+    def _body_placeholders(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            _check_placeholders(value, SEND_PLACEHOLDERS, f"send_body.{key}")
+        return v
+
+    @model_validator(mode="after")
+    def _replay_needs(self) -> FanoutProtocol:
+        has_after = "{after}" in self.stream_url
+        if self.replay == "url" and not has_after:
+            raise ValueError("replay: url needs {after} in stream_url (or set replay: last_event_id)")
+        if self.replay == "last_event_id" and has_after:
+            raise ValueError(
+                "replay: last_event_id sends a Last-Event-ID header: remove {after} from stream_url"
+            )
+        return self
+
+    @property
+    def send_id_path(self) -> str:
+        return self.send_event_id_path or self.event_id_path
+
+
+class TapFormat(Strict):
+    """How replicas publish fanout frames to Redis, as the tap reads them (the lab's shape by default).
+
+    `channel` is the pub/sub channel name: `{prefix}` is where the replica's channel prefix goes (the tap
+    matches any prefix there, to catch a replica publishing under another one) and `{thread_id}` the
+    thread. The paths are dotted JSON paths in the published payload; unset ones follow realtime.fanout."""
+
+    channel: str = "{prefix}{thread_id}"
+    event_id_path: str | None = None
+    seq_path: str | None = None
+    thread_id_path: str | None = None
+    origin_replica_path: str = "origin_replica"
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_placeholders(cls, v: str) -> str:
+        _check_placeholders(v, TAP_PLACEHOLDERS, "channel")
+        if "{thread_id}" not in v:
+            raise ValueError("channel needs {thread_id}: the tap listens to the check's own thread")
+        if v.count("{prefix}") > 1 or v.count("{thread_id}") > 1:
+            raise ValueError("channel may use {prefix} and {thread_id} once each")
+        return v
 
 
 class Realtime(Strict):
@@ -304,6 +444,7 @@ class Realtime(Strict):
     transport_env: str = "CHAT_REALTIME_TRANSPORT"
     fanout: FanoutProtocol = FanoutProtocol()
     redis_tap: bool = True
+    tap: TapFormat = Field(default_factory=TapFormat)
 
     @field_validator("redis_url")
     @classmethod

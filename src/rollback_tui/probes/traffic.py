@@ -1,8 +1,11 @@
-"""Synthetic traffic through the load balancer, measured per replica from `X-Served-By`.
+"""Synthetic traffic through the load balancer, counted per replica by the balancer's identity header
+(`load_balancer.identity`, default `X-Served-By`) or body path.
 
-Rate-limited and bounded in count and time. Each window becomes a TrafficWindow event: requests and
-5xx per replica, p50/p95 latency, idempotency collisions (409), transport errors, and websocket
-disconnects seen by a few long-lived stream sessions held open through the balancer.
+Rate-limited and bounded in count and time. With a realtime section each request is the protocol's send
+(replay-safe: a fresh idempotency key each), without one it is the verification request. Each window
+becomes a TrafficWindow event: requests and 5xx per replica, p50/p95 latency, idempotency collisions
+(409), transport errors, and stream disconnects (`ws_disconnects`, websocket or SSE) seen by a few
+long-lived stream sessions held open through the balancer.
 """
 
 from __future__ import annotations
@@ -16,14 +19,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from websockets.asyncio.client import connect as ws_connect
 
 from rollback_tui.core import events as ev
+from rollback_tui.exec.commands import CommandError
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.probes.fanout import cleanup_thread, render, ws_base
+from rollback_tui.probes.fanout import cleanup_thread
+from rollback_tui.probes.protocol import (
+    UNKNOWN,
+    Identify,
+    Request,
+    check_references,
+    identifier,
+    open_stream,
+    send_request,
+    stream_request,
+    verification_request,
+)
 
 Emit = Callable[[ev.Event], ev.Event]
-UNKNOWN = "?"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -95,6 +108,15 @@ class TrafficGenerator:
         self.max_duration_s = max_duration_s
         self.timeout = request_timeout_s
         self.thread_id = f"synthetic-{uuid.uuid4().hex[:10]}"
+        self.identify = identifier(playbook)
+        if playbook.realtime is not None:
+            check_references(playbook.realtime.fanout)  # an unset ${VAR} stops it here, not per request
+            self.probe: Request | None = None
+        else:
+            try:
+                self.probe = verification_request(playbook)
+            except CommandError as exc:
+                raise ValueError(f"the verification request cannot be sent: {exc}") from exc
         self.sent = 0
         self._window = Window()
         self._observers: list[Callable[[str, int], None]] = []
@@ -140,27 +162,25 @@ class TrafficGenerator:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, client: httpx.AsyncClient) -> None:
-        proto = self.playbook.realtime.fanout if self.playbook.realtime else None
-        key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
-        values = {"base": self.base, "thread_id": self.thread_id, "text": "synthetic", "key": key}
-        if proto:
-            url = render(proto.send_url, **values)
-            body = {k: render(v, **values) for k, v in proto.send_body.items()}
-            headers = {proto.idempotency_header: key}
+    async def _send(self, client: httpx.AsyncClient) -> httpx.Response:
+        """One synthetic request: the protocol's send, or the verification request without realtime."""
+        if self.probe is not None:
+            request = self.probe
         else:
-            url, body, headers = self.base + "/healthz", None, {}
+            assert self.playbook.realtime is not None
+            key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
+            request = send_request(self.playbook.realtime.fanout, self.base, self.thread_id, "synthetic", key)
+        return await client.request(request.method, request.url, json=request.body, headers=request.headers)
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
         started = time.perf_counter()
         try:
-            if body is None:
-                response = await client.get(url)
-            else:
-                response = await client.post(url, json=body, headers=headers)
+            response = await self._send(client)
         except httpx.HTTPError:
             self._window.transport_errors += 1
             return
         latency = (time.perf_counter() - started) * 1000
-        replica = response.headers.get("x-served-by", UNKNOWN)
+        replica = self.identify(response)
         w = self._window
         w.per_replica[replica] += 1
         w.latencies.append(latency)
@@ -172,19 +192,15 @@ class TrafficGenerator:
             callback(replica, response.status_code)
 
     async def _stream_session(self, index: int, deadline: float) -> None:
-        """A long-lived stream through the balancer; an unexpected close counts as a disconnect."""
+        """A long-lived stream (websocket or SSE) through the balancer; every close, and every attempt
+        that could not open, counts as a disconnect."""
         assert self.playbook.realtime is not None
         proto = self.playbook.realtime.fanout
-        url = render(
-            proto.stream_url, base=self.base, base_ws=ws_base(self.base), thread_id=self.thread_id, after=0
-        )
-        if proto.stream_kind != "websocket":
-            return
+        request = stream_request(proto, self.base, self.thread_id)
         while time.monotonic() < deadline:
             try:
-                async with ws_connect(url, open_timeout=self.timeout) as ws:
-                    async for _ in ws:
-                        pass
+                async for _ in open_stream(request, proto.stream_kind, self.timeout):
+                    pass
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -211,12 +227,17 @@ async def verify_stable(
     timeout_s: float,
     path: str = "/healthz",
     concurrency: int = 8,
+    request: Request | None = None,
+    identify: Identify | None = None,
 ) -> tuple[bool, float, int, dict[str, int]]:
     """Send requests through the balancer until `need` consecutive ones land on stable replicas.
 
-    Returns (verified, stable share of all responses, requests sent, responses per replica).
+    `request` (default: GET `base_url` + `path`) is sent, `identify` (default: the X-Served-By header)
+    says who answered. Returns (verified, stable share of all responses, requests sent, responses per
+    replica).
     """
-    url = base_url.rstrip("/") + path
+    request = request or Request("GET", base_url.rstrip("/") + path, {})
+    identify = identify or (lambda response: response.headers.get("x-served-by", UNKNOWN))
     deadline = time.monotonic() + timeout_s
     served: Counter[str] = Counter()
     streak = 0
@@ -226,13 +247,13 @@ async def verify_stable(
         nonlocal streak
         while not done.is_set() and time.monotonic() < deadline:
             try:
-                response = await client.get(url)
+                response = await client.request(request.method, request.url, headers=request.headers)
             except httpx.HTTPError:
                 streak = 0
                 served["(no answer)"] += 1
                 await asyncio.sleep(0.02)
                 continue
-            replica = response.headers.get("x-served-by", UNKNOWN)
+            replica = identify(response)
             served[replica] += 1
             streak = streak + 1 if replica in stable else 0
             if streak >= need:

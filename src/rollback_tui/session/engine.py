@@ -245,7 +245,10 @@ class Engine:
             phase = "after_rollback" if self.state.traffic.rollback.after_rollback else "before_rollback"
         if actor != "engine":
             self.operator_action("run_fanout_check", phase=phase)
-        verifier = FanoutVerifier(self.playbook, self.emit, phase=phase)
+        try:
+            verifier = FanoutVerifier(self.playbook, self.emit, phase=phase)
+        except ValueError as exc:  # e.g. an unset ${VAR} in a stream header: nothing could be checked
+            raise NotAvailable(str(exc)) from exc
         result = await self.spawn("fanout", verifier.run())
         if result is None:  # the task crashed; `spawn` journaled why
             raise NotAvailable("The fanout check stopped unexpectedly; see the notices.")
@@ -263,10 +266,14 @@ class Engine:
         rate = rate_rps or self.playbook.synthetic_rps
         if self.running("traffic"):
             return rate
+        try:
+            generator = TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw)
+        except ValueError as exc:  # e.g. an unset ${VAR} in a send header: nothing would be sent
+            raise NotAvailable(str(exc)) from exc
         self.operator_action("start_traffic", actor=actor, rate_rps=rate)
         for problem in thin_evidence(self.playbook, rate):
             self.notice("guardrails", problem, "warning")
-        self.spawn("traffic", TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw).run())
+        self.spawn("traffic", generator.run())
         return rate
 
     def stop_traffic(self, *, actor: str | None = None) -> bool:
@@ -462,12 +469,18 @@ class Engine:
     async def _verify_removal(
         self, spec: SelectorRemoval, requested: ev.Event, breach: ev.GuardrailBreach | None
     ) -> ev.RollbackVerified:
+        from rollback_tui.probes.protocol import identifier, verification_request
         from rollback_tui.probes.traffic import verify_stable
 
         assert self.playbook.load_balancer is not None
         stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
         ok, share, total, served = await verify_stable(
-            self.playbook.load_balancer.url, stable, need=spec.verify_requests, timeout_s=spec.rto_budget_s
+            self.playbook.load_balancer.url,
+            stable,
+            need=spec.verify_requests,
+            timeout_s=spec.rto_budget_s,
+            request=verification_request(self.playbook),
+            identify=identifier(self.playbook),
         )
         verified = ev.RollbackVerified(
             action=spec.name,
