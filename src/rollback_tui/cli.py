@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from rollback_tui import __version__, settings
+from rollback_tui.cli_lb import lb as lb_group
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook.model import Playbook
 
@@ -247,12 +248,15 @@ def validate(files: tuple[str, ...]) -> None:
     failed = 0
     out = Output()
     for file in files:
+        warnings: list[Any] = []
         try:
-            pb = load_playbook(file)
+            pb = load_playbook(file, warnings)
         except PlaybookError as err:
             failed += 1
             out.line(str(err), err=True)
             continue
+        for warning in warnings:
+            out.line(str(warning), err=True)
         out.line(
             f"{file}: ok — {pb.name}: {len(pb.replicas)} replicas, {len(pb.steps)} steps, "
             f"{len(pb.gates)} gates, {len(pb.guardrails)} guardrails, {len(pb.checklist)} checklist items"
@@ -641,10 +645,10 @@ def describe_event(e: Any) -> str:
     if k == "rollback_requested":
         return f"⟲ rollback {e.action} requested by {e.actor}: {e.reason}"
     if k == "rollback_applied":
-        return (
-            f"  rollback applied via {e.driver}: {e.before.get('selector')} → {e.after.get('selector')}"
-            + (f" ✗ {e.error}" if e.error else "")
-        )
+        from rollback_tui.core.text import routing_change
+
+        change = f": {routing_change(e.before, e.after)}" if e.after else ""
+        return f"  rollback applied via {e.driver}{change}" + (f" ✗ {e.error}" if e.error else "")
     if k == "rollback_applying":
         return f"  rollback {e.action} applying via {e.driver}"
     if k == "rollback_verified":
@@ -815,3 +819,6 @@ def resume(
 
     asyncio.run(run())
     out.line(f"Journal: {journal_path}")
+
+
+main.add_command(lb_group)

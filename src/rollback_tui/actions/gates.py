@@ -32,6 +32,7 @@ from rollback_tui.exec.commands import (
     build_env,
     resolve_refs,
     spec_argv,
+    this_installation,
 )
 from rollback_tui.exec.remote import RemoteExecution
 from rollback_tui.playbook.model import CommandSpec, Gate, Playbook
@@ -138,7 +139,7 @@ def make_execution(
         cwd, used = resolve_refs(cwd, lookup, "cwd")
         secrets.extend(used)
     if spec.where == "local":
-        return LocalExecution(argv, cwd=cwd, env=resolved.full, on_line=on_line), secrets
+        return LocalExecution(this_installation(argv), cwd=cwd, env=resolved.full, on_line=on_line), secrets
     host = next((h for h in playbook.hosts if h.name == spec.where), None)
     if host is None:
         raise CommandError(f"where: {spec.where!r} is neither 'local' nor a host in the playbook")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
+import shutil
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -55,6 +57,7 @@ class LocatedError:
     column: int | None
     path: str  # "replicas[1].role"; "" for document-level problems (syntax, empty file)
     message: str
+    warning: bool = False  # usable, but something would fail when it runs (see readiness_warnings)
 
     def __str__(self) -> str:
         where = self.file
@@ -62,7 +65,8 @@ class LocatedError:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
 
 
 class PlaybookError(Exception):
@@ -740,8 +744,11 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
 # --- public API -----------------------------------------------------------------------------------
 
 
-def load_playbook_text(text: str, filename: str = "<string>") -> Playbook:
-    """Parse and validate a playbook; raise PlaybookError listing every problem found."""
+def load_playbook_text(
+    text: str, filename: str = "<string>", warnings: list[LocatedError] | None = None
+) -> Playbook:
+    """Parse and validate a playbook; raise PlaybookError listing every problem found. `warnings`, when
+    given, receives what would only fail when it runs (readiness_warnings), located."""
     doc = _compose(text, filename)
     errors = [LocatedError(filename, *pos, format_path(path), msg) for path, pos, msg in doc.errors]
     playbook: Playbook | None = None
@@ -759,10 +766,50 @@ def load_playbook_text(text: str, filename: str = "<string>") -> Playbook:
         errors.sort(key=lambda e: (e.line or 0, e.column or 0))
         raise PlaybookError(errors)
     assert playbook is not None
+    if warnings is not None:
+        for path, message in readiness_warnings(playbook):
+            line, column = _position(doc, path, prefer_key=False)
+            warnings.append(LocatedError(filename, line, column, format_path(path), message, warning=True))
     return playbook
 
 
-def load_playbook(path: str | Path) -> Playbook:
+def readiness_warnings(pb: Playbook) -> list[tuple[FieldPath, str]]:
+    """What validates but would fail only at the moment it runs: a local traffic-control program that is
+    not on PATH here (found at rollback time, the worst moment), or `python -m rollback_tui…`, which works
+    only if the python PATH finds has rollback-tui installed."""
+    found: list[tuple[FieldPath, str]] = []
+    lb = pb.load_balancer
+    if lb is None or lb.traffic_control.driver != "command":
+        return found
+    for what in ("remove", "restore", "read"):
+        spec = getattr(lb.traffic_control, what)
+        if spec is None or spec.argv is None or spec.where != "local":
+            continue
+        problem = _program_problem(spec.argv, what)
+        if problem:
+            found.append((("load_balancer", "traffic_control", what, "argv", 0), problem))
+    return found
+
+
+def _program_problem(argv: list[str], what: str) -> str | None:
+    program = argv[0]
+    if ENV_REF.search(program) or program == "rollback-tui":  # rollback-tui: always this installation
+        return None
+    if "/" in program:
+        if not os.access(program, os.X_OK):
+            return f"{program} is not an executable file here: the {what} command would fail when it runs"
+    elif shutil.which(program) is None:
+        return f"{program!r} is not on PATH here: the {what} command would fail when it runs"
+    module = argv[2] if len(argv) > 2 and argv[1] == "-m" else ""
+    if Path(program).name.startswith("python") and module.startswith("rollback_tui"):
+        return (
+            f"{program} -m {module} needs rollback-tui installed in whichever {program} PATH finds; "
+            "use the console script instead (rollback-tui lb …), which runs this installation"
+        )
+    return None
+
+
+def load_playbook(path: str | Path, warnings: list[LocatedError] | None = None) -> Playbook:
     """Read and validate a playbook file; raise PlaybookError (also for unreadable files)."""
     name = str(path)
 
@@ -784,7 +831,7 @@ def load_playbook(path: str | Path) -> Playbook:
         line, column = before.count(b"\n") + 1, exc.start - before.rfind(b"\n")
         message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
         raise PlaybookError([LocatedError(name, line, column, "", message)]) from None
-    return load_playbook_text(text, name)
+    return load_playbook_text(text, name, warnings)
 
 
 def playbook_schema() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.state import SessionState, TapFrame
-from rollback_tui.core.text import one_line
+from rollback_tui.core.text import one_line, weight_changes
 from rollback_tui.core.unknown import KINDS as OBSERVING_KINDS
 from rollback_tui.core.unknown import observation
 
@@ -378,7 +378,9 @@ def describe(e: ev.Event) -> str | None:
             return f"Rollback {e.action} via {e.driver} FAILED: {e.error}"
         before = ", ".join(e.before.get("backends", [])) or "-"
         after = ", ".join(e.after.get("backends", [])) or "-"
-        return f"Rollback {e.action} applied via {e.driver}: backends {before} → {after}"
+        weights = weight_changes(e.before, e.after)
+        moved = f"; weights {weights}" if weights else ""
+        return f"Rollback {e.action} applied via {e.driver}: backends {before} → {after}{moved}"
     if isinstance(e, ev.RollbackApplying):
         before = ", ".join(e.before.get("backends", [])) or "-"
         return f"Rollback {e.action} applying via {e.driver} (backends before: {before})"

@@ -392,9 +392,11 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         doc.li(f"{state_word.capitalize() if a.ok else state_word} {iso(a.ts)} via {a.driver}")
         for label, routing in (("before", a.before), ("after", a.after)):
             if routing:
+                weights = routing.get("weights") or {}
+                shown = f", weights {', '.join(f'{k} {v}' for k, v in weights.items())}" if weights else ""
                 doc.li(
                     f"{label}: selector {routing.get('selector', {})}, backends "
-                    f"{', '.join(routing.get('backends', [])) or '-'}",
+                    f"{', '.join(routing.get('backends', [])) or '-'}{shown}",
                     1,
                 )
     if t.rollback_verified:
