@@ -287,3 +287,20 @@ def test_requests_fill_placeholders_then_variables_and_leave_other_braces(monkey
     }
     again = stream_request(proto, "http://api", "t1", after=4, last_event_id="41")
     assert again.url == "http://api/c/t1/events" and again.headers["Last-Event-ID"] == "41"
+
+
+def test_header_variables_are_secrets_the_redactor_knows():
+    from rollback_tui.playbook.load import referenced_env_vars
+
+    pb = _lb_playbook("http://127.0.0.1:9", verify={"headers": {"X-Check": "${CHECK_TOKEN}"}})
+    doc = pb.model_dump()
+    doc["realtime"] = {
+        "redis_url": "redis://r",
+        "channel_prefix": "p:",
+        "fanout": {
+            "stream_headers": {"Authorization": "Bearer ${STREAM_TOKEN}"},
+            "send_headers": {"Authorization": "Bearer ${SEND_TOKEN}"},
+        },
+    }
+    found = referenced_env_vars(Playbook.model_validate(doc))
+    assert {"CHECK_TOKEN", "STREAM_TOKEN", "SEND_TOKEN"} <= found
