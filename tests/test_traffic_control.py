@@ -330,3 +330,26 @@ def test_nginx_upstream_sets_are_read_by_their_replica_comments(tmp_path):
         "weights": {"stable-a": 45, "stable-b": 45, "blue-next": 10, "127.0.0.1:8004": 0},
         "backends": ["stable-a", "stable-b", "blue-next"],
     }
+
+
+def test_the_traffic_pane_says_weights_changed_for_a_weight_based_driver():
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.state import SessionState
+    from rollback_tui.ui.panes.base import View
+    from rollback_tui.ui.panes.traffic import TrafficPane
+
+    state = SessionState()
+    before = {
+        "selector": {},
+        "weights": {"stable-a": 50, "blue-next": 50},
+        "backends": ["stable-a", "blue-next"],
+    }
+    after = {"selector": {}, "weights": {"stable-a": 50, "blue-next": 0}, "backends": ["stable-a"]}
+    for event in (
+        ev.RollbackRequested(action="rm", actor="alice", confirmed_text="blue-next", replicas=["blue-next"]),
+        ev.RollbackApplying(action="rm", driver="command", before=before),
+        ev.RollbackApplied(action="rm", driver="command", before=before, after=after),
+    ):
+        state.apply(event)
+    lines = [line.plain for line in TrafficPane._rollback(None, state, _command_playbook("k"), View())]  # type: ignore[arg-type]
+    assert "✓ weights changed via command: blue-next 50 → 0 → stable-a" in lines, lines

@@ -11,6 +11,7 @@ from rich.text import Text
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import Reading, guardrail_readings
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.text import weight_changes
 from rollback_tui.playbook.model import Guardrail, Playbook
 from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, ms, pending, sparkline
 
@@ -276,7 +277,11 @@ class TrafficPane(StaticPane):
         a = t.rollback_applied
         if status.after_rollback and a is not None:
             after = a.after.get("backends") if isinstance(a.after, dict) else None
-            text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
+            moved = weight_changes(a.before, a.after)
+            if moved and a.before.get("selector") == a.after.get("selector"):  # a weight-based driver
+                text = Text(f"✓ weights changed via {a.driver}: {moved}", style=view.tone("ok", bold=True))
+            else:
+                text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
             if after:
                 text.append(f" → {', '.join(view.redact(b) for b in after)}")
             lines.append(text)
