@@ -248,3 +248,33 @@ async def lab(lab_playbook: Playbook, tmp_path: Path) -> AsyncIterator[Lab]:
         yield running
     finally:
         await running.stop()
+
+
+# --- test groups -----------------------------------------------------------------------------------
+# `pytest -m "not integration"` is the quick loop (under a minute): what needs a real server process
+# (redis-server, sshd, HAProxy, the lab, tmux) or a whole CLI run is marked integration here, by module
+# or by the fixture that starts the real part; single tests elsewhere carry the mark themselves.
+INTEGRATION_MODULES = {
+    "test_cli",
+    "test_e2e_tmux",
+    "test_fanout",
+    "test_gates_remote",
+    "test_health_probe",
+    "test_lab_balancer",
+    "test_lab_replica",
+    "test_lab_supervisor",
+    "test_redis_tap",
+    "test_traffic_control",
+    "test_traffic_rollback",
+}
+REAL_PARTS = {"lab", "redis_server", "ssh_server", "openssh", "replicas", "terminal"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module else ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if name in INTEGRATION_MODULES or fixtures & REAL_PARTS or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
+

@@ -440,3 +440,12 @@ def test_rules_without_a_named_target_use_the_playbook_defaults(tmp_path: Path, 
     pb = playbook([item(rule)])
     status = evaluate(pb, recorded(tmp_path, [])).items[0]
     assert not status.checked and status.evidence  # says what is missing, never empty
+
+
+def test_no_checklist_and_no_exit_criteria_is_not_a_passed_rehearsal(tmp_path: Path) -> None:
+    """Reproducer: a playbook with neither printed '✓ exit criteria hold' although a gate had failed."""
+    gate = [(5, ev.GateFinished(gate="g", run="r1", outcome="failed", exit_code=1, duration_s=1.0))]
+    result = evaluate(playbook([]), recorded(tmp_path, gate)).verdict
+    assert not result.complete
+    assert result.missing == ["the playbook defines no checklist and no exit criteria to judge by"]
+

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,11 +21,33 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, holds_secret, require_redis_server
+from conftest import REPO, build_lab_playbook, holds_secret, require_redis_server
 from rollback_tui.cli import Output
 from rollback_tui.core.redact import MASK, Redactor
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
+WATCHED = build_lab_playbook(
+    guardrails=[
+        {
+            "name": "service-5xx",
+            "title": "5xx rate of the service",
+            "metric": "http_5xx_rate",
+            "threshold": 0.05,
+            "window_s": 2,
+            "scope": "all",
+            "severity": "P0",
+        },
+        {
+            "name": "ws-disconnect-burst",
+            "title": "Websocket disconnect burst",
+            "metric": "ws_disconnects",
+            "threshold": 5,
+            "window_s": 10,
+            "scope": "candidate",
+            "severity": "P0",
+        },
+    ]
+)
 
 
 def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None, tmp: Path | None = None):
@@ -57,6 +82,20 @@ def test_validate_rejects_a_broken_playbook_with_file_line_field(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_validate_refuses_a_placeholder_spliced_into_a_shell_script(tmp_path):
+    bad = tmp_path / "injection.yaml"
+    text = (REPO / "playbooks" / "production-rollback.yaml").read_text()
+    web = re.search(r"argv: \[railway, up, .*--service, web, --ci\]", text)
+    assert web is not None
+    line = text[: web.start()].count("\n") + 1  # the first service of the redeploy action: web
+    bad.write_text(text[: web.start()] + 'argv: [sh, -c, "deploy --commit {commit}"]' + text[web.end() :])
+    result = run("validate", str(bad))
+    assert result.returncode == 1, result.stdout
+    field = r"actions\[0\]\.services\.web\.argv\[2\]"
+    where = rf"^{re.escape(str(bad))}:{line}:\d+: {field}: \{{commit\}} would be spliced into shell"
+    assert re.search(where, result.stderr, re.M), result.stderr
+
+
 def test_schema_is_json_schema():
     schema = json.loads(run("schema").stdout)
     assert schema["type"] == "object" and "replicas" in schema["properties"]
@@ -82,6 +121,34 @@ async def test_check_health_fanout_and_traffic_json(lab, tmp_path):
     assert traffic.returncode == 0, traffic.stdout + traffic.stderr
     split = json.loads(traffic.stdout)
     assert split["requests"] >= 150 and set(split["share"]) == {"stable-a", "stable-b", "blue-next"}
+
+
+@pytest.mark.parametrize("lab_playbook", [WATCHED], indirect=True)
+async def test_check_traffic_fails_when_a_stable_replica_is_dead(lab, tmp_path):
+    await lab.kill_replica("stable-b")
+    playbook = _write_resolved(lab, tmp_path / "lab.yaml")
+    traffic = run("check", "traffic", str(playbook), "--json", "--seconds", "2", "--rps", "100")
+    assert traffic.returncode == 1, traffic.stdout + traffic.stderr
+    result = json.loads(traffic.stdout)
+    # The balancer answers stable-b's share (45 %) itself, a 502 without X-Served-By: a failed request of
+    # the service, in words, never a pseudo-replica "?".
+    assert set(result["share"]) == {"stable-a", "blue-next"}, result
+    failed = result["unattributed"]["no replica identified (HTTP 502)"]
+    assert 0.25 * result["requests"] < failed < 0.65 * result["requests"], result
+    assert "service-5xx" in {b["guardrail"] for b in result["breaches"]}
+
+
+@pytest.mark.parametrize("lab_playbook", [WATCHED], indirect=True)
+async def test_check_traffic_says_the_balancer_is_unreachable(lab, tmp_path):
+    playbook = _write_resolved(lab, tmp_path / "lab.yaml")
+    await lab.children["balancer"].kill()
+    traffic = run("check", "traffic", str(playbook), "--seconds", "2", "--rps", "50")
+    assert traffic.returncode == 1, traffic.stdout + traffic.stderr
+    sent = re.search(r"✗ (\d+) requests through", traffic.stdout)
+    assert sent and int(sent[1]) >= 50, traffic.stdout
+    assert f"✗ {sent[1]} of {sent[1]} requests failed: balancer unreachable" in traffic.stdout
+    assert "service-5xx" in traffic.stdout
+    assert "ws-disconnect-burst" not in traffic.stdout  # streams that never connected are not disconnects
 
 
 async def test_check_fanout_fails_with_reason_when_a_replica_is_on_memory(lab, tmp_path):
@@ -320,6 +387,35 @@ def test_the_cli_prints_only_through_its_redacting_output() -> None:
     assert sorted(_prints(tree)) == sorted(_prints(sink))
 
 
+def test_a_gate_fault_rehearsal_ends_with_a_clean_stderr(tmp_path):
+    """Issue 12 item 9: a gate that times out while a process it started outside its group (setsid)
+    still holds its output. The rehearsal must end without `Exception ignored … RuntimeError: Event loop
+    is closed` from pipes left open until the garbage collector met them after the loop had closed."""
+    pidfile = tmp_path / "holder.pid"
+    holder = f"setsid sh -c 'echo $$ > {pidfile}.new && mv {pidfile}.new {pidfile}; exec sleep 60' & sleep 60"
+    book = tmp_path / "gate-fault.yaml"
+    book.write_text(
+        yaml.safe_dump(
+            {
+                "name": "gate-fault",
+                "title": "A gate fault",
+                "replicas": [{"name": "a", "url": "http://127.0.0.1:9", "role": "stable"}],
+                "gates": [{"name": "stuck", "title": "Stuck", "argv": ["sh", "-c", holder], "timeout_s": 1}],
+                "steps": [{"name": "gates", "title": "Gates", "do": [{"gate": "stuck"}]}],
+            }
+        )
+    )
+    try:
+        result = run("rehearse", str(book), "--headless", "--no-lab", tmp=tmp_path)
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):  # the gate's reaper may have ended it already
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    assert "✗ gate stuck timed_out" in result.stdout, result.stdout
+    assert pidfile.exists(), "the holder never ran: the test proves nothing"
+    assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_export_command_writes_report_from_a_journal(tmp_path):
     journal = REPO / "tests" / "data" / "export" / "session.jsonl"
     if not journal.exists():
@@ -334,3 +430,27 @@ def test_bad_input_is_an_error_message_not_a_traceback(tmp_path):
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     bad_inject = run("rehearse", "playbooks/demo.yaml", "--headless", "--inject", "oops")
     assert bad_inject.returncode == 2 and "REPLICA:KEY=VALUE" in bad_inject.stderr
+    typo = run("rehearse", "playbooks/demo.yaml", "--headless", "--inject", "blue-nxt:error_rate=0.5")
+    assert typo.returncode == 2 and "no replica named 'blue-nxt'" in typo.stderr
+    tick = run("rehearse", "playbooks/demo.yaml", "--headless", "--tick", "no-pr15-blockerz")
+    assert (
+        tick.returncode == 2 and "No checklist item or exit criterion named 'no-pr15-blockerz'" in tick.stderr
+    )
+
+
+def test_a_fault_the_lab_refuses_is_an_error_not_a_traceback(tmp_path):
+    require_redis_server()
+    refused = run(
+        "rehearse", "playbooks/demo.yaml", "--headless", "--inject", "blue-next:bogus=1", tmp=tmp_path
+    )
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "error: --inject blue-next" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_injected_values_are_read_as_json_scalars() -> None:
+    from rollback_tui.cli import _parse_injections
+
+    parsed = _parse_injections(
+        ("stable-b:health_errors=true", "stable-b:error_rate=0.5", "b:transport=memory")
+    )
+    assert parsed == {"stable-b": {"health_errors": True, "error_rate": 0.5}, "b": {"transport": "memory"}}

@@ -84,6 +84,7 @@ def assert_private_export(out: Path, paths: list[Path], events: int = len(SESSIO
 # --- item 1: an export into the journal's own directory --------------------------------------------------
 
 
+@pytest.mark.integration
 def test_export_into_the_journals_own_directory_is_refused_and_the_journal_kept(tmp_path: Path) -> None:
     d = tmp_path / "d"
     d.mkdir()
@@ -115,6 +116,7 @@ def test_the_journals_directory_is_recognised_through_links_and_as_the_artefacts
     assert_private_export(tmp_path / "home", export(deep, tmp_path / "home"))
 
 
+@pytest.mark.integration
 def test_rehearse_refuses_an_export_into_its_journals_directory_before_running(tmp_path: Path) -> None:
     d = tmp_path / "d"
     journal = d / "journal.jsonl"
@@ -135,6 +137,7 @@ def test_rehearse_refuses_an_export_into_its_journals_directory_before_running(t
     assert not d.exists()  # refused before the lab started or the journal was opened
 
 
+@pytest.mark.integration
 def test_an_export_refused_at_the_end_of_a_rehearsal_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     # A link planted in the export directory while the rehearsal ran. No lab: the probes fail fast.
     outside = outside_tree(tmp_path)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import live_processes
+from conftest import live_processes, pid_alive
 from rollback_tui.actions.gates import GateRunner
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
+from rollback_tui.exec import local as local_exec
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
 
@@ -138,6 +140,58 @@ async def test_hanging_gate_is_killed_with_its_whole_process_group(tmp_path: Pat
     assert s.runner.running() == []
 
 
+# A command that exits 0 at once, leaving a child that called setsid (so killpg cannot reach it) and
+# still holds stdout open. The parent prints the child's pid only once the child has left the group.
+SETSID_ESCAPE = """
+import os
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    os.write(w, b"x")
+    os.execvp("sleep", ["sleep", "3201"])
+os.read(r, 1)
+print("escaped", pid, flush=True)
+"""
+
+
+async def test_a_setsid_child_neither_holds_the_gate_open_nor_outlives_it(tmp_path: Path) -> None:
+    gate = {"name": "bg", "argv": [sys.executable, "-c", SETSID_ESCAPE], "timeout_s": 10}
+    s = Session(tmp_path, playbook(gate))
+    t0 = time.monotonic()
+    finished = await s.runner.run("bg")
+    elapsed = time.monotonic() - t0
+
+    assert (finished.outcome, finished.exit_code) == ("passed", 0), finished
+    assert elapsed < 3, elapsed  # finished when the command exited, not when the pipe closed
+    escaped = int(next(o.line for o in s.outputs("bg") if o.line.startswith("escaped ")).split()[1])
+    assert not pid_alive(escaped) and live_with_cmdline("sleep 3201") == []
+    note = "[rollback-tui] killed 1 leftover process still running after the command exited: "
+    journaled = [e.line for e in read_journal(s.path).events if isinstance(e, ev.GateOutput)]
+    assert any(line.startswith(note) and f"(pid {escaped})" in line for line in journaled), journaled
+
+
+async def test_without_the_reaper_a_setsid_child_still_does_not_hold_the_gate_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Off Linux there is no reaper: the escapee survives (a documented limit), but the gate still ends
+    # when its command exits instead of waiting for the pipe to close.
+    monkeypatch.setattr(local_exec, "supervised", lambda: False)
+    gate = {"name": "bg", "argv": [sys.executable, "-c", SETSID_ESCAPE], "timeout_s": 10}
+    s = Session(tmp_path, playbook(gate))
+    t0 = time.monotonic()
+    finished = await s.runner.run("bg")
+    elapsed = time.monotonic() - t0
+    escaped = int(next(o.line for o in s.outputs("bg") if o.line.startswith("escaped ")).split()[1])
+    os.kill(escaped, signal.SIGKILL)
+
+    assert (finished.outcome, finished.exit_code) == ("passed", 0), finished
+    assert elapsed < 3, elapsed
+    assert "[rollback-tui] processes the command started kept its output open; stopped reading it" in [
+        o.line for o in s.outputs("bg")
+    ]
+
+
 async def test_huge_output_is_all_in_the_artefact_but_bounded_in_the_journal(tmp_path: Path) -> None:
     code = "import sys\nfor i in range(200000): sys.stdout.write(f'line {i}\\n')\nprint('x' * 100000)"
     s = Session(tmp_path, playbook({"name": "flood", "argv": [sys.executable, "-c", code]}))
@@ -241,6 +295,24 @@ async def test_parallel_gates_run_concurrently_and_serial_ones_keep_order(tmp_pa
 
     only = await s.runner.run_all(["p3", "serial"])
     assert [r.gate for r in only] == ["serial", "p3"]  # playbook order, not the caller's
+
+
+async def test_a_placeholder_is_never_spliced_into_a_shell_script(tmp_path: Path) -> None:
+    from rollback_tui.exec.commands import CommandError, fill
+    from rollback_tui.exec.supervise import run_capture
+    from rollback_tui.playbook.model import CommandSpec
+
+    commit = "abc$(touch X)"
+    spliced = CommandSpec(argv=["sh", "-c", "echo deploy --commit {commit}"], cwd=str(tmp_path))
+    with pytest.raises(CommandError, match=r"refusing to fill argv\[2\]: \{commit\} would be spliced"):
+        fill(spliced, {"commit": commit})
+    # The accepted form: the value is a positional parameter, data to the script and never code.
+    positional = CommandSpec(
+        argv=["sh", "-c", 'echo deploy --commit "$1"', "sh", "{commit}"], cwd=str(tmp_path)
+    )
+    result = await run_capture(fill(positional, {"commit": commit}), playbook())
+    assert (result.outcome, result.stdout) == ("passed", "deploy --commit abc$(touch X)"), result
+    assert list(tmp_path.iterdir()) == []  # no X: nothing ran the value
 
 
 async def test_secret_from_env_never_reaches_events_journal_or_artefact(tmp_path: Path) -> None:

@@ -22,10 +22,11 @@ import asyncssh
 import pytest
 
 from conftest import live_processes
-from rollback_tui.actions.gates import GateRunner, run_capture
+from rollback_tui.actions.gates import GateRunner
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
+from rollback_tui.exec.supervise import run_capture
 from rollback_tui.lab.proc import free_port
 from rollback_tui.playbook.model import CommandSpec, Playbook
 

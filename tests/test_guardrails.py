@@ -91,6 +91,26 @@ def test_a_few_failing_candidate_requests_are_no_verdict_not_zero_percent():
     assert g2.value(rail, 1.0) == 0.0
 
 
+def test_requests_no_replica_answered_fail_the_service_and_judge_no_role():
+    service = {**RAIL_5XX, "name": "service-5xx", "scope": "all"}
+    stable = {**RAIL_5XX, "name": "stable-5xx", "scope": "stable"}
+    g = GuardrailEvaluator(_playbook(RAIL_5XX, service, stable))
+    # A stable replica is dead: the balancer answers its share itself, a 502 without X-Served-By.
+    no_identity = {"no replica identified (HTTP 502)": 40}
+    dead = _window(1.0, stable=(50, 0), candidate=(10, 0), unattributed=no_identity)
+    out = g.observe(dead.model_copy(update={"requests": 100}))
+    assert [(b.guardrail, b.value) for b in out] == [("service-5xx", 0.4)]
+    # The balancer is down: nothing answered. A role-scoped rate has nothing to judge, which is not "0 %".
+    g = GuardrailEvaluator(_playbook(RAIL_5XX, service, stable))
+    down = ev.TrafficWindow(
+        ts=1.0, window_s=1.0, requests=50, per_replica={}, transport_errors=50,
+        unattributed={"balancer unreachable": 50},
+    )  # fmt: skip
+    assert [(b.guardrail, b.value) for b in g.observe(down)] == [("service-5xx", 1.0)]
+    assert g.value(g.tracks["cand-5xx"].rail, 1.0) is None
+    assert g.value(g.tracks["stable-5xx"].rail, 1.0) is None
+
+
 def test_thin_evidence_names_rails_that_cannot_trip_at_the_synthetic_rate():
     pb = _playbook({**RAIL_5XX, "window_s": 2}, {**RAIL_5XX, "name": "all-5xx", "scope": "all"})
     (problem,) = thin_evidence(pb, 20)  # 20 rps at 10 % over 2 s: 4 candidate requests per window
@@ -139,6 +159,17 @@ def test_health_dead_letters_and_gate_metrics():
     assert g.observe(passed) == []
     failed = passed.model_copy(update={"outcome": "failed", "exit_code": 1, "ts": 7})
     assert g.observe(failed)[0].guardrail == "smoke"
+
+
+def test_an_interrupted_gate_is_unknown_never_a_breach():
+    rail = {"name": "smoke", "title": "s", "metric": "gate_failed", "threshold": 0, "gate": "smoke"}
+    g = GuardrailEvaluator(_playbook(rail))
+    # Journaled on resume: the cockpit stopped while the gate ran, so its outcome is not known.
+    interrupted = ev.GateFinished(
+        ts=9, gate="smoke", run="1", outcome="interrupted", duration_s=1, last_seen_ts=5
+    )
+    assert g.observe(interrupted) == []
+    assert g.value(g.tracks["smoke"].rail, 9) is None
 
 
 def test_time_to_detect_starts_at_the_first_window_with_bad_samples():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from conftest import build_lab_playbook, pid_alive, require_redis_server
+from conftest import build_lab_playbook, live_processes, pid_alive, require_redis_server
 from rollback_tui.lab.bus import EMBEDDED_KIND, RedisBus, ping
 from rollback_tui.lab.proc import free_port
 from rollback_tui.lab.supervisor import Lab, LabError, rewrite_urls, run_lab_forever
@@ -210,6 +211,30 @@ async def test_run_lab_forever_prints_and_stops_on_cancel() -> None:
     async with httpx.AsyncClient(timeout=1) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(first_url + "/healthz")
+
+
+async def test_run_lab_forever_reports_a_dead_redis_server() -> None:
+    require_redis_server()
+    lines: list[str] = []
+    task = asyncio.create_task(
+        run_lab_forever(build_lab_playbook(), lines.append, redis="server", prefer_playbook_ports=False)
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not any("Ctrl-C" in line for line in lines):
+            assert not task.done() and time.monotonic() < deadline, lines
+            await asyncio.sleep(0.05)
+        port = re.search(r"redis://127\.0\.0\.1:(\d+)", "\n".join(lines))
+        assert port, lines
+        (pid,) = live_processes(lambda cmd: "redis-server" in cmd and f":{port[1]} " in f"{cmd} ")
+        os.kill(pid, signal.SIGKILL)
+        while not any(line.startswith("! redis exited") for line in lines):
+            assert not task.done() and time.monotonic() < deadline + 5, lines
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def test_children_die_when_the_parent_is_sigkilled(tmp_path: Path) -> None:

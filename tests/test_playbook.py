@@ -368,6 +368,75 @@ def test_shell_true_with_a_string_is_allowed_but_not_with_env_interpolation() ->
     assert "may not interpolate" in err.message
 
 
+REDEPLOY = """\
+facts:
+  - {name: lkg, title: Last known good, source: manual}
+actions:
+  - kind: redeploy
+    name: redeploy
+    title: Redeploy
+    last_known_good: lkg
+    services:
+      web: %s
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        ('{argv: [sh, -c, "deploy --commit {commit}"]}', "argv[2]"),
+        ('{argv: [/bin/bash, -lc, "deploy {commit}"]}', "argv[2]"),
+        ('{argv: [env, dash, -e, -c, "deploy {commit}"]}', "argv[4]"),
+        ('{argv: [zsh, -euo, pipefail, -c, "deploy {commit}"]}', "argv[4]"),
+        ('{argv: [kubectl, exec, api, --, sh, -ec, "deploy {service}"]}', "argv[6]"),
+        ("{argv: [python3, -c, \"import os; os.system('deploy {commit}')\"]}", "argv[2]"),
+        ('{run: "deploy --commit {commit}", shell: true}', "run"),
+    ],
+)
+def test_a_placeholder_inside_shell_or_python_code_is_refused_where_it_is(command: str, field: str) -> None:
+    err = one_error(REDEPLOY % command)
+    assert (err.line, err.path) == (15, f"actions[0].services.web.{field}"), err
+    assert "abc$(touch X)" in err.message and """[sh, -c, 'deploy --commit "$1"', sh,""" in err.message
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        '{argv: [sh, -c, \'deploy --commit "$1"\', sh, "{commit}"]}',  # a positional parameter: data
+        '{argv: [deploy, --commit, "{commit}"]}',
+        '{argv: [sh, deploy.sh, "{commit}"]}',  # a script file, not a script string
+        '{argv: [python3, deploy.py, -c, "{commit}"]}',  # deploy.py's own -c option
+        '{argv: [python3, -W, ignore, -c, "import sys; print(sys.argv[1])", "{commit}"]}',
+    ],
+)
+def test_a_placeholder_as_its_own_argument_is_accepted(command: str) -> None:
+    load_playbook_text(BASE + REDEPLOY % command)
+
+
+def test_flag_and_traffic_control_placeholders_in_code_are_refused_too() -> None:
+    text = BASE + (
+        "load_balancer:\n"
+        "  url: http://127.0.0.1:2\n"
+        "  selector: {app: api}\n"
+        "  traffic_control:\n"
+        "    driver: command\n"
+        '    remove: {argv: [sh, -c, "drain {replicas}"]}\n'
+        "    read: {argv: [cat, state.json]}\n"
+        "actions:\n"
+        "  - kind: stabilise_flags\n"
+        "    name: flags\n"
+        "    title: Flags\n"
+        '    command: {argv: [bash, -c, "flags --set {flag}={value}"]}\n'
+    )
+    with pytest.raises(PlaybookError) as info:
+        load_playbook_text(text, "t.yaml")
+    assert [(e.line, e.path, e.message.split()[0]) for e in info.value.errors] == [
+        (12, "load_balancer.traffic_control.remove.argv[2]", "{replicas}"),
+        (18, "actions[0].command.argv[2]", "{flag}"),
+        (18, "actions[0].command.argv[2]", "{value}"),
+    ]
+
+
 def test_yaml_scalars_become_strings_in_env_and_argv() -> None:
     pb = load_playbook_text(
         BASE + "gates:\n  - {name: g, title: G, argv: [redis-cli, -p, 6379], env: {STRICT: true}}\n"

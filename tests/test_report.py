@@ -269,6 +269,22 @@ def test_traffic_history_stays_within_its_row_budget() -> None:
     assert rows[0].start == 999.0 and rows[-1].end == 1999.0
 
 
+def test_requests_no_replica_answered_are_reported_as_failures_in_words() -> None:
+    playbook = load_playbook(DATA / "playbook.yaml")
+    served = {"stable-a": 6, "blue-next": 4}
+    events: list[ev.Event] = [
+        ev.TrafficWindow(ts=1000.0, window_s=1.0, requests=10, per_replica=served),
+        ev.TrafficWindow(ts=1001.0, window_s=1.0, requests=10, per_replica={}, transport_errors=10,
+                         unattributed={"balancer unreachable": 10}),
+    ]  # fmt: skip
+    report = render_markdown(playbook, fold(events), events).split("## Replica traffic")[1]
+    header, _, first, second = report.split("## Guardrails")[0].strip().splitlines()[-4:]
+    assert header.split("|")[-4:-1] == [" balancer unreachable ", " 5xx ", " Note "], header
+    assert first.split("|")[-4] == " 0.0% " and second.split("|")[-4] == " 100.0% ", (first, second)
+    rows = build_bundle(playbook, fold(events), events)["summary"]["traffic"]
+    assert [row.get("unattributed") for row in rows] == [None, {"balancer unreachable": 10}]
+
+
 def test_the_streaming_export_summarises_like_the_in_memory_fold(tmp_path: Path) -> None:
     """Long gate runs and many frames take the export's fast path; the summary must not change."""
     from rollback_tui.core.journal import Journal

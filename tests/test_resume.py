@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import signal
 import subprocess
@@ -9,14 +11,18 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import pid_alive
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.resume import ResumeError, fold_journal, resume_session
 from rollback_tui.core.state import FANOUT_LOG, SessionState, fold
+from rollback_tui.playbook.load import load_playbook
+from rollback_tui.report.export import export_session
 
 DATA = Path(__file__).parent / "data"
 
@@ -164,6 +170,7 @@ def _acknowledged(proc: subprocess.Popen[str], into: list[int], ready: threading
     ready.set()
 
 
+@pytest.mark.integration
 def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path: Path) -> None:
     rng = random.Random(8)
     path = tmp_path / "killed.jsonl"
@@ -208,3 +215,144 @@ def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path: Path) -> N
     assert len(acknowledged) > 20
     resumed = [e for e in read_journal(path).events if isinstance(e, ev.SessionResumed)]
     assert len(resumed) == 19
+
+
+# --- gates running when the cockpit died -----------------------------------------------------------
+
+
+def test_resume_journals_an_unfinished_gate_as_interrupted_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    journal = Journal(path)
+    journal.append(started())
+    journal.append(ev.GateStarted(gate="done", run="d1", argv=["true"], where="local", ts=100.0))
+    journal.append(ev.GateFinished(gate="done", run="d1", outcome="passed", duration_s=1, ts=101.0))
+    journal.append(ev.GateStarted(gate="long", run="l1", argv=["sleep", "300"], where="local", ts=110.0))
+    for i in range(500):  # more lines than the fold keeps: the newest one must still date it
+        journal.append(ev.GateOutput(gate="long", run="l1", stream="stdout", line=f"{i}", ts=110.0 + i / 2))
+    journal.append(ev.HealthSample(replica="a", status="ok", ts=1000.0))  # later, but not the gate's
+    journal.close()
+
+    resumed_journal, state, _ = resume_session(path, operator="bob")
+    resumed_journal.close()
+    gate = state.gates["long"]
+    assert (gate.status, gate.exit_code, gate.duration_s) == ("interrupted", None, 249.5)
+    assert state.gates["done"].status == "passed"
+    events = read_journal(path).events
+    assert [e.kind for e in events[-2:]] == ["session_resumed", "gate_finished"]
+    finished = events[-1]
+    assert isinstance(finished, ev.GateFinished)
+    assert (finished.gate, finished.run, finished.outcome) == ("long", "l1", "interrupted")
+    assert (finished.last_seen_ts, finished.started_ts, finished.output_lines) == (359.5, 110.0, 500)
+    assert "the cockpit stopped while the gate ran (last seen 00:05:59Z)" in (finished.error or "")
+
+    again, state, _ = resume_session(path, operator="bob")
+    again.close()
+    assert state.gates["long"].status == "interrupted"
+    assert sum(isinstance(e, ev.GateFinished) for e in read_journal(path).events) == 2  # not journaled twice
+
+
+# A headless cockpit: the real Engine and Journal running one long gate whose tree holds a background
+# child and a child that called setsid (out of the gate's process group). The test kills it with -9.
+CRASHING_COCKPIT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from rollback_tui.session.engine import Engine
+    from rollback_tui.core.journal import Journal
+    from rollback_tui.playbook.load import load_playbook
+
+    async def main() -> None:
+        book, journal = sys.argv[1], Path(sys.argv[2])
+        engine = Engine(load_playbook(book), Journal(journal), playbook_path=book, operator="crash-test")
+        await engine.start()
+        await engine.run_gates(actor="operator")
+
+    asyncio.run(main())
+    """
+)
+LONG_GATE = (
+    "echo $$ > gate.pid; sleep 3411 & echo $! > child.pid; setsid sleep 3412 & echo $! > escaped.pid; "
+    "echo started; wait"
+)
+
+
+def wait_for(what: str, condition: Callable[[], object], timeout_s: float = 20.0) -> object:
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def session_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def gate_pids(work: Path) -> dict[str, int] | None:
+    files = {name: work / f"{name}.pid" for name in ("gate", "child", "escaped")}
+    texts = {name: f.read_text().strip() if f.exists() else "" for name, f in files.items()}
+    return {n: int(t) for n, t in texts.items()} if all(t.isdigit() for t in texts.values()) else None
+
+
+def journaled(path: Path, kind: type[ev.Event]) -> list[ev.Event]:
+    return [e for e in read_journal(path).events if isinstance(e, kind)]
+
+
+@pytest.mark.integration
+def test_kill_9_of_the_cockpit_ends_its_gate_and_resume_records_it_interrupted(tmp_path: Path) -> None:
+    work, journal = tmp_path / "work", tmp_path / "session.jsonl"
+    work.mkdir()
+    book = tmp_path / "playbook.yaml"
+    book.write_text(
+        json.dumps(
+            {
+                "name": "crash", "title": "crash",
+                "replicas": [{"name": "a", "url": "http://127.0.0.1:1", "role": "stable"}],
+                "gates": [{"name": "long", "title": "long", "argv": ["sh", "-c", LONG_GATE], "cwd": str(work),
+                           "timeout_s": 600}],
+                "steps": [{"name": "s", "title": "s", "do": [{"manual": "look"}]}],
+            }
+        )
+    )  # fmt: skip
+    script = tmp_path / "cockpit.py"
+    script.write_text(CRASHING_COCKPIT)
+    cockpit = subprocess.Popen([sys.executable, str(script), str(book), str(journal)], stderr=subprocess.PIPE)
+    pids: dict[str, int] = {}
+    try:
+        pids = wait_for("the gate's pid files", lambda: gate_pids(work))  # type: ignore[assignment]
+        wait_for("the escapee to leave the session", lambda: session_of(pids["escaped"]) == pids["escaped"])
+        assert session_of(pids["gate"]) == pids["gate"] != pids["escaped"]
+        wait_for("the output line", lambda: journaled(journal, ev.GateOutput))
+        cockpit.kill()
+        cockpit.wait(10)
+        assert cockpit.returncode == -signal.SIGKILL, cockpit.stderr.read() if cockpit.stderr else ""
+
+        # Its gate dies with it: the command, its background child and the child that left its group.
+        wait_for("the gate's processes to end", lambda: not any(map(pid_alive, pids.values())), 5)
+    finally:
+        for pid in pids.values():  # leave nothing behind if the fix regresses
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if cockpit.poll() is None:
+            cockpit.kill()
+        cockpit.wait()
+        cockpit.stderr.close()  # type: ignore[union-attr]
+
+    (gate_start,) = journaled(journal, ev.GateStarted)
+    last_line = journaled(journal, ev.GateOutput)[-1]
+    assert not journaled(journal, ev.GateFinished)
+
+    resumed, state, _ = resume_session(journal, operator="bob")
+    resumed.close()
+    gate = state.gates["long"]
+    assert gate.status == "interrupted" and gate.run == gate_start.run  # type: ignore[attr-defined]
+    (finished,) = journaled(journal, ev.GateFinished)
+    assert isinstance(finished, ev.GateFinished) and finished.outcome == "interrupted"
+    assert finished.last_seen_ts == last_line.ts and finished.started_ts == pytest.approx(gate_start.ts)
+
+    export_session(journal, tmp_path / "out", playbook=load_playbook(book))
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"**Run {finished.run}: INTERRUPTED**" in report and "last seen" in report

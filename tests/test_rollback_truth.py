@@ -151,6 +151,7 @@ async def test_a_failed_rollback_is_failed_until_a_retry_verifies(lab, tmp_path:
     await engine.stop()
 
 
+@pytest.mark.integration
 def test_headless_rehearsal_with_a_failing_traffic_control_command_is_not_rolled_back(tmp_path: Path) -> None:
     """The reproducer: the rollback command fails (RBAC forbids the patch). The old rehearsal labelled
     the later fanout check after_rollback and ticked 'realtime delivered across replicas after rollback'."""

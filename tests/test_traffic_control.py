@@ -231,7 +231,7 @@ async def test_command_driver_against_real_haproxy(tmp_path, monkeypatch):
 
 
 def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
-    from rollback_tui.exec.commands import fill
+    from rollback_tui.exec.commands import CommandError, fill
     from rollback_tui.playbook.model import CommandSpec
 
     spec = CommandSpec(
@@ -247,7 +247,8 @@ def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
     ]
     assert fill(spec, {}).argv == spec.argv
     shell = CommandSpec(run="echo {selector_json}", shell=True)
-    assert fill(shell, {"selector_json": "x; rm -rf /"}).run == "echo {selector_json}"  # never into a shell
+    with pytest.raises(CommandError, match=r"refusing to fill run: \{selector_json\} would be spliced"):
+        fill(shell, {"selector_json": "x; rm -rf /"})  # never into a shell
 
 
 def _validate(tmp_path, remove: str, read: str):
@@ -284,7 +285,7 @@ def test_validate_warns_about_a_traffic_control_program_that_is_not_there(tmp_pa
 
 
 async def test_a_local_rollback_tui_is_this_installation_whatever_path_says(tmp_path):
-    from rollback_tui.actions.gates import run_capture
+    from rollback_tui.exec.supervise import run_capture
     from rollback_tui.playbook.model import CommandSpec
 
     pb = _command_playbook(tmp_path / "kubectl")

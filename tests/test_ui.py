@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from textual.app import App
+from textual.binding import Binding
+from textual.command import CommandList, CommandPalette
+from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from conftest import build_lab_playbook, encodings, holds_secret
@@ -23,7 +27,10 @@ from rollback_tui.core.text import command_line
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.health import HealthProbe
 from rollback_tui.session.engine import Engine, NotAvailable
+from rollback_tui.settings import settings_path
+from rollback_tui.ui import theme_store
 from rollback_tui.ui.app import CockpitApp
+from rollback_tui.ui.commands import COMMANDS
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.panes.base import HIDDEN
 from rollback_tui.ui.panes.steps import step_title
@@ -33,7 +40,14 @@ from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.notices import NoticesScreen
 from rollback_tui.ui.screens.reason import ReasonPrompt
-from rollback_tui.ui.themes import REQUIRED_VARIABLES, ThemeFileError, load_theme_file, load_themes
+from rollback_tui.ui.themes import (
+    DEFAULT_THEME,
+    REQUIRED_VARIABLES,
+    THEME_ORDER,
+    ThemeFileError,
+    load_theme_file,
+    load_themes,
+)
 from test_ui_support import demo_playbook, replay_engine
 
 SIZE = (120, 40)
@@ -197,24 +211,77 @@ async def test_rollback_modal_wrong_name_does_not_confirm(engine: Engine) -> Non
         assert any("ollback" in n for n in notifications(app)), notifications(app)
         # The failure stays on screen after the toast: the stage is state, not a notification.
         app.clear_notifications()
-        app._mark({"traffic", "verdict"})
+        app.mark_dirty({"traffic", "verdict"})
         await pilot.pause(0.2)
         assert "ROLLBACK FAILED" in flat(pane_text(app, "traffic"))
         assert "rollback failed" in plain(app.query_one("#verdict", Static))
         assert app.is_running
 
 
-async def test_help_is_generated_from_bindings(engine: Engine) -> None:
+async def palette_lines(app: CockpitApp, pilot) -> list[str]:
+    """Open the command palette with `:` and read what it offers ("title\nline (key)")."""
+    await pilot.press("colon")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    assert isinstance(app.screen, CommandPalette)
+    shown = app.screen.query_one(CommandList)
+    return [str(shown.get_option_at_index(i).prompt) for i in range(shown.option_count)]
+
+
+async def test_every_key_is_in_the_palette_and_in_help_and_nothing_else_is(engine: Engine) -> None:
+    """One command table: the keys the cockpit binds, the palette's entries and the help's lines agree."""
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        active = app.screen.active_bindings
+        textual_own = {b.key for b in Binding.make_bindings([*App.BINDINGS, *Screen.BINDINGS])}
+        assert {key for key, a in active.items() if a.binding.id is None} <= textual_own
+        bound = {key: a.binding for key, a in active.items() if a.binding.id is not None}
+        assert {b.action for b in bound.values()} == {c.action for c in COMMANDS}
+
+        lines = await palette_lines(app, pilot)
+        titles = {line.split("\n")[0]: line for line in lines}
+        for key, binding in bound.items():
+            if binding.action == "command_palette":
+                continue  # the palette does not list itself
+            command = next(c for c in COMMANDS if c.id == binding.id)
+            assert command.palette is not None and command.palette[0] in titles, key
+            first = command.keys[0]
+            assert titles[command.palette[0]].endswith(f"({first.display or first.key})")
+        palette_actions = {c.palette[0]: c.action for c in COMMANDS if c.palette}
+        for title in titles:
+            if not title.startswith("Theme: "):
+                assert palette_actions[title] in {b.action for b in bound.values()}, title
+        await pilot.press("escape")
+
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = flat("\n".join(plain(s) for s in app.screen.query(Static)))
-        for binding in app.BINDINGS:
-            assert binding.tooltip in text  # type: ignore[union-attr]
+        for binding in bound.values():
+            assert binding.tooltip in text
+        for entry in app.screen.entries:  # the help's lines are bound keys (ctrl+p is Textual's own)
+            assert entry.key in bound or entry.key == app.COMMAND_PALETTE_BINDING, entry.key
+            assert app.get_key_display(entry) in text
         assert "✗" in text and "glyph" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_palette_runs_screen_commands_with_their_parameters(engine: Engine) -> None:
+    steps = [s.name for s in engine.playbook.steps]
+    start = steps.index(engine.state.step) if engine.state.step in steps else -1
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await palette_lines(app, pilot)
+        await pilot.press(*"Next step")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.screen is app.cockpit
+        assert engine.state.step == steps[start + 1]
 
 
 async def test_overriding_an_automatic_item_asks_why_and_journals_it(tmp_path: Path) -> None:
@@ -222,9 +289,9 @@ async def test_overriding_an_automatic_item_asks_why_and_journals_it(tmp_path: P
     engine = Engine(demo_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=SIZE) as pilot:
-        app._panes["checklist"].focus()
+        app.cockpit.panes["checklist"].focus()
         await pilot.pause()
-        assert app._panes["checklist"].highlighted_item() == "gates-ok"
+        assert app.cockpit.panes["checklist"].highlighted_item() == "gates-ok"
         await pilot.press("t")
         await pilot.pause()
         assert isinstance(app.screen, ReasonPrompt)
@@ -340,6 +407,7 @@ async def test_theme_cycles_and_quit_stops_engine(engine: Engine) -> None:
         assert app.theme == "rollback-high-contrast"
         await pilot.press("T", "T")
         assert app.theme == "rollback-dark"
+        assert not settings_path().exists()  # a replay leaves the operator's settings alone
         await pilot.press("q")
         await pilot.pause()
     assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
@@ -353,6 +421,28 @@ async def test_unknown_theme_falls_back_with_a_warning(engine: Engine) -> None:
         await pilot.pause()
         assert app.theme == "rollback-dark"
         assert any("Unknown theme 'no-such-theme'" in n for n in notifications(app))
+
+
+def test_the_theme_choice_is_remembered_for_live_sessions_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert theme_store.starting(None, live=True) == DEFAULT_THEME  # nothing remembered yet
+    theme_store.remember("rollback-light")
+    assert json.loads(settings_path().read_text())["theme"] == "rollback-light"
+    assert theme_store.starting(None, live=True) == "rollback-light"
+    assert theme_store.starting(None, live=False) == DEFAULT_THEME  # a replay does not read it
+    assert theme_store.starting("rollback-high-contrast", live=True) == "rollback-high-contrast"
+    order = list(THEME_ORDER)
+    assert [theme_store.following(name, order) for name in order] == [*order[1:], order[0]]
+    assert theme_store.following("textual-dark", [*order, "textual-dark"]) == order[0]
+    assert theme_store.resolve("nope", order) == (
+        DEFAULT_THEME,
+        f"Unknown theme 'nope'; using {DEFAULT_THEME}.",
+    )
+    # A settings location that cannot be written costs a log line, not the session.
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "not-a-dir"))
+    theme_store.remember("rollback-dark")
 
 
 def test_theme_files_load_with_status_variables(tmp_path: Path) -> None:
@@ -483,6 +573,18 @@ async def test_a_guardrail_over_its_threshold_but_not_yet_sustained_is_not_ok(
         traffic = flat(pane_text(app, "traffic"))
         assert "! over p95-latency 400 ms > 250 ms" in traffic, traffic
         assert "✓ ok p95-latency" not in traffic
+
+
+async def test_requests_no_replica_answered_show_as_failures_in_words(tmp_path: Path) -> None:
+    engine = Engine(demo_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    engine.emit(ev.TrafficWindow(window_s=1, requests=50, per_replica={"stable-a": 20, "blue-next": 10},
+                                 unattributed={"no replica identified (HTTP 502)": 20}))  # fmt: skip
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        traffic = flat(pane_text(app, "traffic"))
+        assert "✗ 20/50 failed: no replica identified (HTTP 502)" in traffic, traffic
 
 
 async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path) -> None:

@@ -53,6 +53,9 @@ def test_pane_zoomed(snap_compare, pane: str) -> None:
     app = cockpit()
 
     async def zoom(pilot) -> None:
+        # After the first frame, as an operator would (the cockpit screen composes its panes after the app's
+        # ready callback): the focused pane the zoom hides hands its focus on, into the checklist.
+        await pilot.pause()
         app.screen.maximize(app.query_one(f"#{pane}"), container=False)
         await pilot.pause()
 
@@ -76,6 +79,7 @@ def test_gate_detail_screen(snap_compare) -> None:
     app = cockpit()
 
     async def open_failed_gate(pilot) -> None:
+        await pilot.pause()  # the cockpit screen composes its panes after the app's ready callback
         app.query_one("#gates-table").focus()
         await pilot.press("down", "enter")
         await pilot.pause()

@@ -349,13 +349,12 @@ def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         key, eq, value = assignment.partition("=")
         if not (sep and eq and replica and key):
             raise click.BadParameter(f"{raw!r}: expected REPLICA:KEY=VALUE, e.g. blue-next:error_rate=0.5")
-        parsed: Any = value
-        for cast in (int, float):
-            try:
-                parsed = cast(value)
-                break
-            except ValueError:
-                continue
+        try:  # numbers, true/false and null as JSON reads them; anything else is a string
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        if not isinstance(parsed, bool | int | float | None):
+            parsed = value
         out.setdefault(replica, {})[key] = parsed
     return out
 
@@ -484,7 +483,7 @@ async def _rehearse(
     out: Output,
 ) -> int:
     from rollback_tui.core.checklist import verdict
-    from rollback_tui.session.engine import Engine
+    from rollback_tui.session.engine import Engine, NotAvailable
     from rollback_tui.session.rehearsal import Rehearsal
 
     lab = None
@@ -506,7 +505,11 @@ async def _rehearse(
         if lab is not None:
             engine.notice("lab", f"embedded lab up · Redis: {lab.redis_kind}")
             for replica, faults in injections.items():
-                await engine.inject_fault(replica, faults, partial(lab.set_faults, replica, **faults))
+                try:
+                    await engine.inject_fault(replica, faults, partial(lab.set_faults, replica, **faults))
+                except NotAvailable as exc:  # journaled as an error notice; nothing to rehearse without it
+                    out.line(f"error: --inject {replica}: {exc}", err=True)
+                    return 2
         for raw in ticks:
             name, _, note = raw.partition("=")
             engine.tick(name, True, note)
@@ -680,6 +683,8 @@ def describe_event(e: Any) -> str:
 @click.option("--rps", type=float, help="Requests per second (default: the playbook's rate).")
 def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float | None) -> None:
     """Send bounded synthetic traffic through the balancer; per-replica share, 5xx, p95, guardrails."""
+    from collections import Counter
+
     from rollback_tui.core import events as ev
     from rollback_tui.core.guardrails import GuardrailEvaluator
     from rollback_tui.probes.traffic import TrafficGenerator, percentile
@@ -706,22 +711,24 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
         out.line(f"error: {exc}", err=True)
         sys.exit(2)
     asyncio.run(gen.run())
-    served: dict[str, int] = {}
-    errors: dict[str, int] = {}
+    served: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    unattributed: Counter[str] = Counter()
     for w in windows:
-        for replica, n in w.per_replica.items():
-            served[replica] = served.get(replica, 0) + n
-        for replica, n in w.errors_5xx.items():
-            errors[replica] = errors.get(replica, 0) + n
-    total = sum(served.values())
+        served.update(w.per_replica)
+        errors.update(w.errors_5xx)
+        unattributed.update(w.unattributed)
+    total = sum(served.values()) + sum(unattributed.values())
     p95s = [w.p95_ms for w in windows if w.p95_ms is not None]
     active = [b for b in breaches if isinstance(b, ev.GuardrailBreach)]
     result = {
-        "passed": total > 0 and not active,
+        # A request no replica answered is a failure of the service, whatever the guardrails say.
+        "passed": total > 0 and not active and not unattributed,
         "requests": total,
         "transport_errors": sum(w.transport_errors for w in windows),
         "share": {r: round(n / total, 4) for r, n in sorted(served.items())} if total else {},
         "errors_5xx": errors,
+        "unattributed": unattributed,
         "p95_ms_max": max(p95s) if p95s else None,
         "p95_ms_median": percentile(p95s, 0.5),
         "ws_disconnects": sum(w.ws_disconnects for w in windows),
@@ -734,6 +741,8 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
         out.line(f"{'✓' if result['passed'] else '✗'} {total} requests through {playbook.load_balancer.url}")
         for replica, share in result["share"].items():
             out.line(f"  {replica:<16} {share:6.1%}  5xx {errors.get(replica, 0)}")
+        for reason, n in sorted(unattributed.items()):
+            out.line(f"  ✗ {n} of {total} requests failed: {reason}")
         for b in active:
             out.line(f"  ! {b.severity} {b.guardrail}: {b.metric} {b.value} > {b.threshold}")
     sys.exit(0 if result["passed"] else 1)

@@ -114,7 +114,7 @@ Runner = Callable[[CommandSpec, dict[str, str]], Awaitable[tuple[int, str, str]]
 
 def command_runner(playbook: Playbook) -> Runner:
     """Run through the gate runner's executions: locally or over SSH (`where:`), bounded, group-killed."""
-    from rollback_tui.actions.gates import run_capture
+    from rollback_tui.exec.supervise import run_capture
 
     async def run(spec: CommandSpec, values: dict[str, str]) -> tuple[int, str, str]:
         result = await run_capture(fill(spec, values), playbook)

@@ -127,7 +127,7 @@ def _gate_rule(playbook: Playbook, state: SessionState, item: Item, after_rollba
         history = gate.history if gate else []
         if applied:
             # A run counts only if it started after the rollback was applied.
-            history = [f for f in history if f.ts - f.duration_s >= applied.ts]
+            history = [f for f in history if f.started_ts >= applied.ts]
         if not history:
             holds = False
             evidence.append(f"gate {name} has not run{suffix}")
@@ -377,8 +377,11 @@ def evaluate(playbook: Playbook, state: SessionState) -> ChecklistReport:
 
 
 def _verdict(items: list[ItemStatus], criteria: list[ItemStatus]) -> ExitVerdict:
-    # Without exit criteria, the implicit criterion is "every checklist item is checked".
+    # Without exit criteria, the implicit criterion is "every checklist item is checked"; with neither,
+    # nothing can say the exit criteria hold (an empty list is not a passed rehearsal).
     judged = criteria or items
+    if not judged:
+        return ExitVerdict(False, ["the playbook defines no checklist and no exit criteria to judge by"])
     missing = []
     for status in judged:
         if not status.checked:

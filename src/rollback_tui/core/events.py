@@ -194,6 +194,14 @@ class FanoutResult(Event):
 
 
 class TrafficWindow(Event):
+    """One window of synthetic traffic through the balancer.
+
+    `requests` counts every request with an outcome: those served by a replica that named itself
+    (`per_replica`, `errors_5xx`) and those that were not (`unattributed`: the reason in words → count,
+    e.g. "no replica identified (HTTP 502)", "balancer unreachable"). An unattributed request is a
+    failure of the service: no replica answered it. `transport_errors` counts the unanswered ones.
+    """
+
     kind: Literal["traffic_window"] = "traffic_window"
     window_s: float
     requests: int
@@ -204,6 +212,11 @@ class TrafficWindow(Event):
     ws_disconnects: int = 0
     idempotency_collisions: int = 0
     transport_errors: int = 0
+    unattributed: dict[str, int] = {}
+
+    @property
+    def failed_unattributed(self) -> int:
+        return sum(self.unattributed.values())
 
 
 class SelectorState(Event):
@@ -329,15 +342,29 @@ class GateOutput(Event):
 
 
 class GateFinished(Event):
+    """How a gate run ended. `interrupted`: the cockpit stopped while it ran (its process died with the
+    cockpit); journaled on resume, with `last_seen_ts` — the run's last journaled line — and `duration_s`
+    up to then, since when exactly it died is unknown."""
+
     kind: Literal["gate_finished"] = "gate_finished"
     gate: str
     run: str
-    outcome: Literal["passed", "failed", "timed_out", "cancelled", "error"]
+    outcome: Literal["passed", "failed", "timed_out", "cancelled", "error", "interrupted"]
     exit_code: int | None = None
     duration_s: float
     output_lines: int = 0
     artefact: str | None = None
     error: str | None = None
+    last_seen_ts: float | None = None
+
+    @property
+    def started_ts(self) -> float:
+        return (self.ts if self.last_seen_ts is None else self.last_seen_ts) - self.duration_s
+
+    @property
+    def failed(self) -> bool | None:
+        """Not passed; None when unknown (interrupted), which never counts as a failure or a breach."""
+        return None if self.outcome == "interrupted" else self.outcome != "passed"
 
 
 # --- evidence --------------------------------------------------------------------------------------
@@ -422,6 +449,7 @@ DURABLE = frozenset(
         "rollback_verified",
         "rollback_failed",
         "rollback_cancelled",
+        "gate_started",  # so that resume knows every gate that may have been running
         "gate_finished",
         "guardrail_breach",
         "export_written",

@@ -10,6 +10,10 @@ A guardrail whose source could not observe (a probe with an unset `${VAR}`, a re
 resolve from here, a gate that could not run) is *unknown* with the reason: never a breach, never "ok".
 `status_changes()` hands out the GuardrailStatus events to journal when a guardrail first has data, turns
 unknown, or recovers — once per change, not once per poll.
+
+A request no replica answered (a TrafficWindow's `unattributed`: answered without a replica identity, or
+not answered at all) is a failed request of the service: it counts in `scope: all` 5xx rates, numerator
+and denominator. It cannot be attributed to a role, so candidate and stable rates do not see it.
 """
 
 from __future__ import annotations
@@ -172,7 +176,8 @@ class GuardrailEvaluator:
 
     def _window_is_bad(self, rail: Guardrail, w: ev.TrafficWindow) -> bool:
         if rail.metric == "http_5xx_rate":
-            return any(n for r, n in w.errors_5xx.items() if self._in_scope(rail, r))
+            errors, _ = self._failures(rail, w)
+            return errors > 0
         if rail.metric == "ws_disconnects":
             return w.ws_disconnects > 0
         if rail.metric == "idempotency_collisions":
@@ -183,6 +188,15 @@ class GuardrailEvaluator:
 
     def _in_scope(self, rail: Guardrail, replica: str) -> bool:
         return rail.scope == "all" or self.roles.get(replica) == rail.scope
+
+    def _failures(self, rail: Guardrail, w: ev.TrafficWindow) -> tuple[int, int]:
+        """(failed, requests) of one window in the rail's scope; `all` includes the unattributed ones."""
+        requests = sum(n for r, n in w.per_replica.items() if self._in_scope(rail, r))
+        errors = sum(n for r, n in w.errors_5xx.items() if self._in_scope(rail, r))
+        if rail.scope == "all":
+            requests += w.failed_unattributed
+            errors += w.failed_unattributed
+        return errors, requests
 
     def _recent(self, rail: Guardrail, now: float) -> list[ev.TrafficWindow]:
         return [w for w in self.windows if w.ts >= now - rail.window_s]
@@ -208,13 +222,15 @@ class GuardrailEvaluator:
             recent = self._recent(rail, now)
             requests = errors = 0
             for w in recent:
-                requests += sum(n for r, n in w.per_replica.items() if self._in_scope(rail, r))
-                errors += sum(n for r, n in w.errors_5xx.items() if self._in_scope(rail, r))
+                bad, seen = self._failures(rail, w)
+                errors, requests = errors + bad, requests + seen
             if requests >= MIN_REQUESTS:
                 return errors / requests
-            # Plenty of traffic but none of it reaches the scope (blue-next removed): nothing is failing.
+            # Plenty of traffic served but none of it by the scope (blue-next removed): nothing is failing.
             # A few requests do reach it: too few to call a rate either way, so no verdict (not "0 %").
-            if requests == 0 and sum(w.requests for w in recent) >= MIN_REQUESTS:
+            # Requests no replica answered do not count as served: they say nothing about the scope.
+            served = sum(sum(w.per_replica.values()) for w in recent)
+            if requests == 0 and served >= MIN_REQUESTS:
                 return 0.0
             return None
         if metric == "ws_disconnects":
@@ -256,6 +272,9 @@ class GuardrailEvaluator:
             return Reading(unknown=f"gate {finished.gate} could not run: {finished.error or 'no detail'}")
         if finished.outcome == "cancelled":
             return Reading(unknown=f"gate {finished.gate} was cancelled before it gave a result")
+        if finished.outcome == "interrupted":
+            why = finished.error or "outcome unknown"
+            return Reading(unknown=f"gate {finished.gate} was interrupted: {why}")
         return Reading(float(finished.outcome != "passed"))
 
 

@@ -74,7 +74,18 @@ _PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str], str]] = [
 # Every trigger above contains one of these; a line that holds none of them (the common case: a fanout
 # frame, a health sample) skips the per-pattern checks after ~10 substring scans instead of ~25. Longer
 # anchors with a rare letter (`authorization`, not `auth`) are cheaper to rule out on long lines.
-_ANCHORS = ("://", "key", "token", "secret", "passw", "sig", "authorization", "cookie", "basic ", "bearer ")
+_ANCHORS: tuple[str, ...] = (
+    "://",
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "sig",
+    "authorization",
+    "cookie",
+    "basic ",
+    "bearer ",
+)
 _ANCHORS += tuple(
     sorted({t for triggers, _, _ in _PATTERNS for t in triggers if not any(a in t for a in _ANCHORS)})
 )  # a trigger added later without an anchor becomes its own anchor, so the fast path never hides it

@@ -16,6 +16,7 @@ Speed (a 1,000,000-event journal in a few seconds) comes from `scan_journal`:
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.journal import Journal, ReadResult, _short
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.rollback import unfinished
@@ -107,6 +109,72 @@ MAX_RUNS_KEPT = 200
 GATE_OUTPUT = Grouped(field="run", keep=GATE_TAIL, groups=MAX_RUNS_KEPT, reset_kind="gate_started")
 
 
+class _Held:
+    """What a scan keeps aside instead of parsing: the newest lines of deferred kinds, and of grouped
+    kinds per group, with counts of everything passed over (to credit the fold with at the end)."""
+
+    def __init__(self, deferred: Mapping[str, int], grouped: Mapping[str, Grouped]) -> None:
+        self.keep: dict[bytes, deque[tuple[int, bytes]]] = {
+            k.encode(): deque(maxlen=n) for k, n in deferred.items()
+        }
+        self.seen = dict.fromkeys(self.keep, 0)
+        self.specs = {k.encode(): (f'"{g.field}":"'.encode(), g.keep, g.groups) for k, g in grouped.items()}
+        self.kept: dict[bytes, OrderedDict[bytes, deque[tuple[int, bytes]]]] = {
+            k: OrderedDict() for k in self.specs
+        }
+        self.counted: dict[bytes, dict[bytes, int]] = {k: {} for k in self.specs}
+        self.totals = dict.fromkeys(self.specs, 0)
+        self.resets: dict[str, list[tuple[bytes, str]]] = {}
+        for kind, g in grouped.items():
+            if g.reset_kind:
+                self.resets.setdefault(g.reset_kind, []).append((kind.encode(), g.field))
+
+    def hold_grouped(self, kind: bytes, lineno: int, raw: bytes) -> bool:
+        """Keep a grouped kind's line under its group; False when it must be parsed after all."""
+        marker, per_group, max_groups = self.specs[kind]
+        at = raw.find(marker) + len(marker)
+        key = raw[at : raw.find(b'"', at)]
+        if at <= len(marker) or b"\\" in key:
+            return False
+        groups = self.kept[kind]
+        buf = groups.get(key)
+        if buf is None:
+            buf = groups[key] = deque(maxlen=per_group)
+            if len(groups) > max_groups:
+                groups.popitem(last=False)
+        buf.append((lineno, raw))
+        counts = self.counted[kind]
+        counts[key] = counts.get(key, 0) + 1
+        self.totals[kind] += 1
+        return True
+
+    def reset(self, event: ev.Event) -> None:
+        for group_kind, attr in self.resets.get(event.kind, ()):
+            key = str(getattr(event, attr)).encode()
+            self.kept[group_kind].pop(key, None)
+            self.counted[group_kind].pop(key, None)
+
+    def retained(self) -> list[tuple[int, bytes]]:
+        """Every kept line, in journal order."""
+        out = [item for buf in self.keep.values() for item in buf]
+        out += [item for groups in self.kept.values() for buf in groups.values() for item in buf]
+        return sorted(out)
+
+    def report(
+        self,
+        on_deferred: Callable[[str, int], None] | None,
+        on_grouped: Callable[[str, int, dict[str, int]], None] | None,
+    ) -> None:
+        if on_deferred is not None:
+            for kind, buf in self.keep.items():
+                on_deferred(kind.decode(), self.seen[kind] - len(buf))
+        if on_grouped is not None:
+            for kind, groups in self.kept.items():
+                held = {key: len(buf) for key, buf in groups.items()}
+                per_group = {key.decode(): n - held.get(key, 0) for key, n in self.counted[kind].items()}
+                on_grouped(kind.decode(), self.totals[kind] - sum(held.values()), per_group)
+
+
 def scan_journal(
     path: Path,
     apply: Callable[[ev.Event], None],
@@ -126,21 +194,15 @@ def scan_journal(
     those. Corrupt lines are warnings. Deferred lines that are never parsed are not validated.
     `limit`: read only the first `limit` bytes (whole lines), as the export does for a live journal.
     """
-    keep = {k.encode(): deque(maxlen=n) for k, n in (deferred or {}).items()}
-    seen = dict.fromkeys(keep, 0)
-    specs = {k.encode(): (f'"{g.field}":"'.encode(), g.keep, g.groups) for k, g in (grouped or {}).items()}
-    kept: dict[bytes, OrderedDict[bytes, deque[tuple[int, bytes]]]] = {k: OrderedDict() for k in specs}
-    counted: dict[bytes, dict[bytes, int]] = {k: {} for k in specs}
-    totals = dict.fromkeys(specs, 0)
-    resets: dict[str, list[tuple[bytes, str]]] = {}
-    for kind, g in (grouped or {}).items():
-        if g.reset_kind:
-            resets.setdefault(g.reset_kind, []).append((kind.encode(), g.field))
+    held = _Held(deferred or {}, grouped or {})
     result = ScanResult()
     offset = 0
     last_raw: bytes | None = None
     # The loop is the hot path of a million-line journal: locals only, no attribute lookups per line.
-    validators = {kind: model.__pydantic_validator__.validate_json for kind, model in MODELS.items()}
+    keep, seen, specs, resets = held.keep, held.seen, held.specs, held.resets
+    validators: dict[bytes, Callable[[bytes], ev.Event]] = {
+        kind: model.__pydantic_validator__.validate_json for kind, model in MODELS.items()
+    }
     events = 0
     last: ev.Event | None = None
     with open(path, "rb") as fh:
@@ -152,37 +214,18 @@ def scan_journal(
                 result.torn_tail_offset = offset
                 break
             offset += len(raw)
+            validate: Callable[[bytes], ev.Event] = ev.parse_event
             if raw.startswith(PREFIX):
                 kind = raw[_PREFIX_LEN : raw.find(b'"', _PREFIX_LEN)]
-                if kind in seen and raw.endswith(b"}\n"):
-                    seen[kind] += 1
-                    keep[kind].append((lineno, raw))
+                whole = raw.endswith(b"}\n")
+                if whole and (kind in seen or (kind in specs and held.hold_grouped(kind, lineno, raw))):
+                    if kind in seen:
+                        seen[kind] += 1
+                        keep[kind].append((lineno, raw))
                     events += 1
                     last_raw = raw
                     continue
-                spec = specs.get(kind)
-                if spec is not None and raw.endswith(b"}\n"):
-                    marker, per_group, max_groups = spec
-                    at = raw.find(marker) + len(marker)
-                    end = raw.find(b'"', at)
-                    key = raw[at:end]
-                    if at > len(marker) and b"\\" not in key:
-                        groups = kept[kind]
-                        buf = groups.get(key)
-                        if buf is None:
-                            buf = groups[key] = deque(maxlen=per_group)
-                            if len(groups) > max_groups:
-                                groups.popitem(last=False)
-                        buf.append((lineno, raw))
-                        counts = counted[kind]
-                        counts[key] = counts.get(key, 0) + 1
-                        totals[kind] += 1
-                        events += 1
-                        last_raw = raw
-                        continue
                 validate = validators.get(kind, ev.parse_event)
-            else:
-                validate = ev.parse_event
             try:
                 event = validate(raw)
             except (ValidationError, ValueError) as exc:
@@ -190,10 +233,7 @@ def scan_journal(
                 result.bad_lines.append(lineno)
                 continue
             if event.kind in resets:
-                for group_kind, attr in resets[event.kind]:
-                    key = str(getattr(event, attr)).encode()
-                    kept[group_kind].pop(key, None)
-                    counted[group_kind].pop(key, None)
+                held.reset(event)
             apply(event)
             events += 1
             last_raw = None
@@ -202,12 +242,18 @@ def scan_journal(
     if last is not None:
         result.last_n, result.last_ts = last.n, last.ts
     result.bytes_read = offset
+    _apply_retained(path, held, apply, result)
+    held.report(on_deferred, on_grouped)
+    if last_raw is not None:  # the journal ends with a deferred event: it sets last n / ts
+        with contextlib.suppress(ValidationError, ValueError):
+            tail = parse_line(last_raw)
+            result.last_n, result.last_ts = tail.n, tail.ts
+    return result
 
-    # Parse what was kept, in journal order, then report what never was.
-    retained = [item for buf in keep.values() for item in buf]
-    retained += [item for groups in kept.values() for buf in groups.values() for item in buf]
-    retained.sort()
-    for lineno, raw in retained:
+
+def _apply_retained(path: Path, held: _Held, apply: Callable[[ev.Event], None], result: ScanResult) -> None:
+    """Parse what was kept aside, in journal order; an unreadable one is a warning, not an event."""
+    for lineno, raw in held.retained():
         try:
             event = parse_line(raw)
         except (ValidationError, ValueError) as exc:
@@ -216,21 +262,6 @@ def scan_journal(
             result.events -= 1
             continue
         apply(event)
-    if on_deferred is not None:
-        for kind, buf in keep.items():
-            on_deferred(kind.decode(), seen[kind] - len(buf))
-    if on_grouped is not None:
-        for kind, groups in kept.items():
-            held = {key: len(buf) for key, buf in groups.items()}
-            per_group = {key.decode(): n - held.get(key, 0) for key, n in counted[kind].items()}
-            on_grouped(kind.decode(), totals[kind] - sum(held.values()), per_group)
-    if last_raw is not None:  # the journal ends with a deferred event: it sets last n / ts
-        try:
-            last = parse_line(last_raw)
-            result.last_n, result.last_ts = last.n, last.ts
-        except (ValidationError, ValueError):
-            pass
-    return result
 
 
 def first_event(path: Path) -> ev.Event | None:
@@ -297,6 +328,31 @@ def _current_operator() -> str:
         return "unknown"
 
 
+def interrupted_gates(state: SessionState) -> list[ev.GateFinished]:
+    """Runs the journal shows started but never finished: the cockpit stopped while they ran.
+
+    Their processes died with it (see exec/reaper.py), and their outcome is unknown: they end as
+    *interrupted*, last seen at their newest journaled line, never as still running.
+    """
+    out = []
+    for gate in state.gates.values():
+        if gate.status != "running" or gate.run is None or gate.started_ts is None:
+            continue
+        seen = max(gate.last_seen_ts or gate.started_ts, gate.started_ts)
+        out.append(
+            ev.GateFinished(
+                gate=gate.name,
+                run=gate.run,
+                outcome="interrupted",
+                duration_s=round(seen - gate.started_ts, 3),
+                output_lines=gate.output_lines,
+                last_seen_ts=seen,
+                error=f"the cockpit stopped while the gate ran (last seen {hms(seen)}); outcome unknown",
+            )
+        )
+    return out
+
+
 def resume_session(
     journal_path: Path | str,
     redactor: Redactor | None = None,
@@ -304,7 +360,9 @@ def resume_session(
     operator: str | None = None,
     batch_s: float = 0.2,
 ) -> tuple[Journal, SessionState, ResumeResult]:
-    """Rebuild the session from its journal and reopen it for appending (after a SessionResumed event).
+    """Rebuild the session from its journal and reopen it for appending (after a SessionResumed event,
+    then what the killed session left mid-way: an unfinished rollback as failed, each running gate as
+    interrupted).
 
     Raises ResumeError when the file is missing or holds no readable session.
     """
@@ -339,6 +397,8 @@ def resume_session(
     interrupted = unfinished(state.traffic.rollback, last_seen)
     if interrupted is not None:
         state.apply(journal.append(interrupted))
+    for finished in interrupted_gates(state):
+        state.apply(journal.append(finished))
     result = ResumeResult(
         events=[],
         warnings=scan.warnings,

@@ -12,8 +12,9 @@ did not hold under verification, never labels later evidence as after the rollba
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rollback_tui.core import events as ev
 
@@ -115,7 +116,7 @@ def _fail(s: RollbackStatus, ts: float, reason: str) -> None:
     s.stage, s.failure, s.ended_ts = "failed", reason, ts
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[RollbackStatus, Any], None]] = {
     "rollback_requested": _requested,
     "rollback_applying": _applying,
     "rollback_applied": _applied,

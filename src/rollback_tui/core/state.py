@@ -138,12 +138,13 @@ class FrameLog:
 @dataclass
 class GateState:
     name: str
-    status: str = "queued"  # queued | running | passed | failed | timed_out | cancelled | error
+    status: str = "queued"  # queued | running | passed | failed | timed_out | cancelled | error | interrupted
     run: str | None = None
     argv: list[str] = field(default_factory=list)
     where: str = "local"
     started_ts: float | None = None
     finished_ts: float | None = None
+    last_seen_ts: float | None = None  # the current run's newest journaled line (start or output)
     exit_code: int | None = None
     duration_s: float | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=GATE_TAIL))
@@ -388,6 +389,7 @@ def _gate_started(s: SessionState, e: ev.GateStarted) -> None:
     g = s.gate(e.gate)
     g.status, g.run, g.argv, g.where = "running", e.run, e.argv, e.where
     g.started_ts, g.finished_ts, g.exit_code, g.duration_s = e.ts, None, None, None
+    g.last_seen_ts = e.ts
     g.tail.clear()
     g.output_lines = 0
 
@@ -397,6 +399,7 @@ def _gate_output(s: SessionState, e: ev.GateOutput) -> None:
     if g.run == e.run:
         g.tail.append(e.line)
         g.output_lines += 1
+        g.last_seen_ts = max(g.last_seen_ts or e.ts, e.ts)  # a resume folds the kept tail last
 
 
 def _gate_finished(s: SessionState, e: ev.GateFinished) -> None:

@@ -23,7 +23,7 @@ from typing import IO, Protocol
 from rollback_tui.core.events import Event, GateOutput
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook import secrets
-from rollback_tui.playbook.model import CommandSpec
+from rollback_tui.playbook.model import CommandSpec, placeholders_in_code, spliced_placeholder_message
 
 BASE_ENV = ("PATH", "HOME", "LANG", "TZ")
 MAX_LINE = 4096
@@ -70,9 +70,19 @@ def fill(spec: CommandSpec, values: Mapping[str, str]) -> CommandSpec:
     """Fill `{name}` placeholders (e.g. {commit}, {selector_json}) per argv element.
 
     Only the names in `values` are replaced, so other braces (kubectl jsonpath `{.spec.selector}`, JSON
-    patches) are written as they are, with no escaping. Shell strings never receive interpolated values.
+    patches) are written as they are, with no escaping. A placeholder inside code — a `shell: true`
+    string, the SCRIPT of `sh -c SCRIPT`, the CODE of `python3 -c CODE` — is refused with a
+    CommandError: a value such as `abc$(touch X)` would run as a command. `validate` refuses these
+    playbooks already; this is the second line for specs built in code.
     """
-    if spec.argv is None or not values:
+    if not values:
+        return spec
+    spliced = placeholders_in_code(spec, values)
+    if spliced:
+        (field, *index), name = spliced[0]
+        where = f"{field}[{index[0]}]" if index else field
+        raise CommandError(f"refusing to fill {where}: {spliced_placeholder_message(name)}")
+    if spec.argv is None:
         return spec
     pattern = re.compile("{(" + "|".join(map(re.escape, values)) + ")}")
     argv = [pattern.sub(lambda m: values[m.group(1)], arg) for arg in spec.argv]

@@ -59,8 +59,8 @@ def _host_key_refusal(host: SshHost, known_hosts: Path) -> str:
     try:
         matched = asyncssh.read_known_hosts(str(known_hosts)).match(host.host, host.host, host.port)
     except (OSError, ValueError):
-        matched = ((),)
-    if matched[0]:
+        matched = None
+    if matched is not None and matched[0]:
         return f"host key for {_address(host)} does not match {known_hosts} — refusing"
     return f"host key for {_address(host)} is not in {known_hosts} — refusing (add it, or set host_key_pin)"
 
@@ -95,7 +95,7 @@ async def connect(host: SshHost) -> asyncssh.SSHClientConnection:
         options["agent_path"] = None
     try:
         async with asyncio.timeout(host.connect_timeout_s + 5):
-            return await asyncssh.connect(host.host, **options)  # type: ignore[arg-type]
+            return await asyncssh.connect(host.host, **options)
     except asyncssh.HostKeyNotVerifiable:
         if pinned is not None:
             raise CommandError(

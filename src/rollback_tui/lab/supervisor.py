@@ -361,12 +361,16 @@ class Lab:
             raise LabError(f"set_faults({name}) failed: HTTP {response.status_code}: {response.text[:200]}")
         return response.json()
 
+    def processes(self) -> dict[str, Child]:
+        """Every child process by name: the replicas, the balancer and redis."""
+        processes = dict(self.children)
+        if self.bus is not None and self.bus.child is not None:
+            processes["redis"] = self.bus.child
+        return processes
+
     def pids(self) -> dict[str, int]:
         """Process ids of the running children (redis included), for checks and diagnostics."""
-        pids = {name: c.pid for name, c in self.children.items() if c.running and c.pid}
-        if self.bus and self.bus.child and self.bus.child.running and self.bus.child.pid:
-            pids["redis"] = self.bus.child.pid
-        return pids
+        return {name: c.pid for name, c in self.processes().items() if c.running and c.pid}
 
 
 def endpoint_table(lab: Lab) -> str:
@@ -408,7 +412,7 @@ async def run_lab_forever(
         while not terminated.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(terminated.wait(), 1.0)
-            for name, child in lab.children.items():
+            for name, child in lab.processes().items():
                 if not child.running and name not in reported:
                     reported.add(name)
                     lab.keep_logs = True

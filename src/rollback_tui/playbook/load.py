@@ -36,6 +36,10 @@ from rollback_tui.playbook.model import (
     Playbook,
     Redeploy,
     SelectorRemoval,
+    StabiliseFlags,
+    TrafficControl,
+    placeholders_in_code,
+    spliced_placeholder_message,
 )
 
 FieldPath = tuple[Any, ...]
@@ -498,6 +502,7 @@ class _CrossCheck:
         self.unique_names()
         self.replicas_and_balancer()
         self.commands()
+        self.placeholders()
         self.facts_and_guardrails()
         self.actions()
         self.steps()
@@ -564,6 +569,28 @@ class _CrossCheck:
             if isinstance(model, CommandSpec) and model.where != "local" and model.where not in hosts:
                 known = ", ".join(["local", *[h for h in hosts if h]])
                 self.add((*path, "where"), f"no host named {model.where!r} (known: {known})")
+
+    def placeholders(self) -> None:
+        """A filled-in value (a commit, a flag value, a selector) must never become code."""
+        for path, spec, names in self._filled_commands():
+            for where, name in placeholders_in_code(spec, names):
+                self.add((*path, *where), spliced_placeholder_message(name))
+
+    def _filled_commands(self) -> Iterator[tuple[FieldPath, CommandSpec, tuple[str, ...]]]:
+        """The commands whose `{placeholders}` are filled at run time, with the names filled in."""
+        for i, action in self.items("actions"):
+            if isinstance(action, Redeploy):
+                for service, spec in action.services.items():
+                    yield ("actions", i, "services", service), spec, Redeploy.PLACEHOLDERS
+                if action.prepare is not None:
+                    yield ("actions", i, "prepare"), action.prepare, Redeploy.PLACEHOLDERS
+            elif isinstance(action, StabiliseFlags):
+                yield ("actions", i, "command"), action.command, StabiliseFlags.PLACEHOLDERS
+        lb = self.pb.load_balancer
+        for name in ("remove", "restore", "read"):
+            spec = getattr(lb.traffic_control, name) if lb is not None else None
+            if spec is not None:
+                yield ("load_balancer", "traffic_control", name), spec, TrafficControl.PLACEHOLDERS
 
     def facts_and_guardrails(self) -> None:
         has_candidate = any(r.role == "candidate" for _, r in self.items("replicas"))

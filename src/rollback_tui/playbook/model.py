@@ -7,7 +7,8 @@ Every step, command, guardrail, checklist item and exit criterion of the two sou
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -193,12 +194,100 @@ class Replica(Strict):
         return _check_secret_url(v)
 
 
+# Programs that run an argument as code. Placeholder values must never be spliced into that code.
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"})
+_PYTHON = re.compile(r"(python|pypy)[0-9.]*")
+
+
+def code_arguments(argv: Sequence[str]) -> list[int]:
+    """Indices of the argv items a shell or Python runs as code: SCRIPT in `sh -c SCRIPT`,
+    `bash -lc SCRIPT`, `/bin/dash -e -c SCRIPT`, CODE in `python3 -c CODE`.
+
+    Every item is looked at, not only the first, so wrappers (`env`, `sudo`, `kubectl exec … --`) are
+    covered. The arguments after the script (`sh -c SCRIPT name "$1"…`) are data, not code.
+    """
+    found = []
+    for i, arg in enumerate(argv):
+        program = arg.rsplit("/", 1)[-1]
+        if program in SHELLS:
+            index = _shell_script(argv, i + 1)
+        elif _PYTHON.fullmatch(program):
+            index = _python_code(argv, i + 1)
+        else:
+            continue
+        if index is not None:
+            found.append(index)
+    return found
+
+
+def _shell_script(argv: Sequence[str], i: int) -> int | None:
+    """`sh [options] -c SCRIPT [name [arg…]]`: SCRIPT is the first operand once an option cluster has c."""
+    command = False
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg.startswith("--"):  # --login, --norc
+            i += 1
+            continue
+        if len(arg) < 2 or arg[0] not in "-+":
+            break
+        command |= arg[0] == "-" and "c" in arg
+        i += 2 if arg[-1] in "oO" else 1  # -o pipefail, -euo pipefail, -O extglob: a value follows
+    return i if command and i < len(argv) else None
+
+
+def _python_code(argv: Sequence[str], i: int) -> int | None:
+    """`python3 [options] -c CODE`: CODE is the rest of the `-c` cluster, or the next item."""
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-" or not arg.startswith("-") or arg == "--":
+            return None  # a script file (or stdin) runs, and the rest is its arguments
+        i += 1
+        if arg.startswith("--"):
+            continue
+        for k, letter in enumerate(arg[1:], start=2):
+            rest = k < len(arg)
+            if letter == "c":
+                return i - 1 if rest else (i if i < len(argv) else None)
+            if letter == "m":
+                return None  # a module runs
+            if letter in "WX":  # -W ignore, -X dev: a value, attached or next
+                i += 0 if rest else 1
+                break
+    return None
+
+
+def placeholders_in_code(spec: CommandSpec, names: Iterable[str]) -> list[tuple[tuple[str | int, ...], str]]:
+    """(field path, name) for every `{name}` that filling would put into code: the string of a
+    `shell: true` command, or a script argument (see code_arguments). Empty when filling is safe."""
+    wanted = list(names)
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if spec.run is not None:
+        found += [(("run",), n) for n in wanted if "{" + n + "}" in spec.run]
+    for index in code_arguments(spec.argv or []):
+        found += [(("argv", index), n) for n in wanted if "{" + n + "}" in (spec.argv or [])[index]]
+    return found
+
+
+def spliced_placeholder_message(name: str) -> str:
+    """Why `{name}` may not sit in code, and what to write instead."""
+    return (
+        f"{{{name}}} would be spliced into shell or Python code, where a value like abc$(touch X) runs as "
+        f"a command: pass it as its own argv item after the script, "
+        f'[sh, -c, \'deploy --commit "$1"\', sh, "{{{name}}}"] (python3 -c: sys.argv[1])'
+    )
+
+
 class CommandSpec(Strict):
     """A command: argv (no shell) by default, a string only with explicit `shell: true`.
 
     `${VAR}` in argv, cwd and env values is replaced from the operator's environment when the
     command runs (never through a shell). Actions may define extra `{placeholders}` (see Redeploy,
-    StabiliseFlags); each argv item stays one argument.
+    StabiliseFlags); each argv item stays one argument. A placeholder is refused inside shell or
+    Python code (a `shell: true` string, the SCRIPT of `sh -c SCRIPT`): pass the value as its own argv
+    item after the script instead, `[sh, -c, 'deploy --commit "$1"', sh, "{commit}"]`.
     """
 
     argv: list[ScalarStr] | None = None
@@ -240,6 +329,7 @@ class CommandSpec(Strict):
 class TrafficControl(Strict):
     """How traffic is steered: the lab's admin endpoint, or commands (kubectl, HAProxy, nginx)."""
 
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("selector_json", "replicas", "replica_set")
     driver: Literal["lab", "command"] = "lab"
     admin_url: str | None = None
     remove: CommandSpec | None = None
@@ -575,6 +665,8 @@ class SelectorRemoval(Strict):
 
 
 class Redeploy(Strict):
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("commit", "service")
+
     kind: Literal["redeploy"]
     name: Name
     title: str
@@ -602,6 +694,8 @@ class FlagChange(Strict):
 
 
 class StabiliseFlags(Strict):
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("flag", "value")
+
     kind: Literal["stabilise_flags"]
     name: Name
     title: str

@@ -19,9 +19,9 @@ from typing import Any, Literal, NamedTuple
 
 import httpx
 
-from rollback_tui.actions.gates import run_capture
 from rollback_tui.core.events import Event, FactCaptured, Notice
 from rollback_tui.exec.commands import spec_argv
+from rollback_tui.exec.supervise import run_capture
 from rollback_tui.playbook.model import Fact, Playbook, Replica
 from rollback_tui.playbook.secrets import MissingVariable
 from rollback_tui.probes.health import (

@@ -170,7 +170,7 @@ class CommandHealth:
 async def run_health_command(replica: Replica, playbook: Playbook, timeout_s: float) -> CommandHealth:
     """Run `replica.health_command` (locally or over SSH), bounded by its own timeout_s when the playbook
     sets one, else by the health timeout."""
-    from rollback_tui.actions.gates import run_capture
+    from rollback_tui.exec.supervise import run_capture
 
     spec = replica.health_command
     assert spec is not None

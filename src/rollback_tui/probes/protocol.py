@@ -23,7 +23,7 @@ from rollback_tui.playbook.model import PLACEHOLDER, FanoutProtocol, Playbook, R
 from rollback_tui.probes.health import dotted
 
 UNKNOWN = "?"  # who served a response that does not say
-Identify = Callable[[httpx.Response], str]
+Identify = Callable[[httpx.Response], str | None]
 
 
 def render(template: str, **values: Any) -> str:
@@ -147,28 +147,32 @@ def _json_object(raw: str | bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def header_identity(header: str, aliases: Mapping[str, str] | None = None) -> Identify:
+    """Who served a response, by a header (its `served_as` value mapped back to a replica name)."""
+    names = aliases or {}
+    return lambda response: (
+        None if (value := response.headers.get(header)) is None else names.get(value, value) or None
+    )
+
+
 def identifier(playbook: Playbook) -> Identify:
     """Which replica served a response: the balancer's identity header or body path, with `served_as`
-    values mapped back to replica names; `?` when the response does not say."""
+    values mapped back to replica names; None when the response does not say (the balancer's own 502)."""
     lb = playbook.load_balancer
     identity = lb.identity if lb is not None else ReplicaIdentity()
     aliases = {r.served_as: r.name for r in playbook.replicas if r.served_as}
+    if identity.json_path is None:
+        return header_identity(identity.header or "X-Served-By", aliases)
+    path = identity.json_path
 
-    def named(value: Any) -> str:
-        return UNKNOWN if value is None else aliases.get(str(value), str(value))
+    def from_body(response: httpx.Response) -> str | None:
+        try:
+            value = dotted(response.json(), path)
+        except ValueError:
+            return None
+        return None if value is None else aliases.get(str(value), str(value))
 
-    if identity.json_path is not None:
-        path = identity.json_path
-
-        def from_body(response: httpx.Response) -> str:
-            try:
-                return named(dotted(response.json(), path))
-            except ValueError:
-                return UNKNOWN
-
-        return from_body
-    header = identity.header or "X-Served-By"
-    return lambda response: named(response.headers.get(header))
+    return from_body
 
 
 def verification_request(playbook: Playbook, environ: Mapping[str, str] | None = None) -> Request:

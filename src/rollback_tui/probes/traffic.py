@@ -6,6 +6,9 @@ Rate-limited and bounded in count and time. With a realtime section each request
 becomes a TrafficWindow event: requests and 5xx per replica, p50/p95 latency, idempotency collisions
 (409), transport errors, and stream disconnects (`ws_disconnects`, websocket or SSE) seen by a few
 long-lived stream sessions held open through the balancer.
+
+A request no replica answered — the balancer answered without the identity (its own 502 for a dead
+backend) or nothing answered at all — is counted under its reason in words, never under a replica.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from rollback_tui.probes.protocol import (
     Identify,
     Request,
     check_references,
+    header_identity,
     identifier,
     open_stream,
     send_request,
@@ -37,6 +41,30 @@ from rollback_tui.probes.protocol import (
 )
 
 Emit = Callable[[ev.Event], ev.Event]
+NO_IDENTITY = "no replica identified"
+UNREACHABLE = "balancer unreachable"
+
+
+def unidentified(status: int) -> str:
+    """The reason for an answer without a replica identity (e.g. the balancer's own 502)."""
+    return f"{NO_IDENTITY} (HTTP {status})"
+
+
+def unanswered(exc: httpx.HTTPError) -> str:
+    """Why a request through the balancer got no answer, in words."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return UNREACHABLE
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer: timed out"
+    return f"no answer: {type(exc).__name__}"
+
+
+def _nothing_listens(exc: BaseException) -> bool:
+    """A stream that could not even connect (refused, unroutable): not a disconnect. (An SSE stream's
+    client says so with httpx.ConnectError, a websocket's with the OSError itself.)"""
+    if isinstance(exc, httpx.ConnectError):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -53,13 +81,14 @@ class Window:
     per_replica: Counter[str] = field(default_factory=Counter)
     errors_5xx: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    unattributed: Counter[str] = field(default_factory=Counter)
     collisions: int = 0
     transport_errors: int = 0
     ws_disconnects: int = 0
 
     @property
     def requests(self) -> int:
-        return sum(self.per_replica.values())
+        return sum(self.per_replica.values()) + sum(self.unattributed.values())
 
     def to_event(self) -> ev.TrafficWindow:
         return ev.TrafficWindow(
@@ -72,6 +101,7 @@ class Window:
             ws_disconnects=self.ws_disconnects,
             idempotency_collisions=self.collisions,
             transport_errors=self.transport_errors,
+            unattributed=dict(self.unattributed),
         )
 
 
@@ -176,35 +206,49 @@ class TrafficGenerator:
         started = time.perf_counter()
         try:
             response = await self._send(client)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self._window.transport_errors += 1
+            self._window.unattributed[unanswered(exc)] += 1
             return
         latency = (time.perf_counter() - started) * 1000
         replica = self.identify(response)
         w = self._window
-        w.per_replica[replica] += 1
         w.latencies.append(latency)
-        if response.status_code >= 500:
-            w.errors_5xx[replica] += 1
-        elif response.status_code == 409:
+        if not replica:
+            w.unattributed[unidentified(response.status_code)] += 1
+        else:
+            w.per_replica[replica] += 1
+            if response.status_code >= 500:
+                w.errors_5xx[replica] += 1
+        if response.status_code == 409:
             w.collisions += 1
         for callback in self._observers:
-            callback(replica, response.status_code)
+            callback(replica or UNKNOWN, response.status_code)
 
     async def _stream_session(self, index: int, deadline: float) -> None:
-        """A long-lived stream (websocket or SSE) through the balancer; every close, and every attempt
-        that could not open, counts as a disconnect."""
+        """A long-lived stream (websocket or SSE) through the balancer; an unexpected close, or a stream
+        the balancer would not open, counts as a disconnect."""
         assert self.playbook.realtime is not None
         proto = self.playbook.realtime.fanout
         request = stream_request(proto, self.base, self.thread_id)
         while time.monotonic() < deadline:
+            opened = False
+
+            def on_open() -> None:
+                nonlocal opened
+                opened = True
+
             try:
-                async for _ in open_stream(request, proto.stream_kind, self.timeout):
+                async for _ in open_stream(request, proto.stream_kind, self.timeout, on_open):
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                pass
+            except Exception as exc:
+                if not opened and _nothing_listens(exc):
+                    # The balancer is down: the HTTP requests report it as unreachable; counting a
+                    # disconnect every 0.1 s would blame the realtime path instead.
+                    await asyncio.sleep(0.1)
+                    continue
             self._window.ws_disconnects += 1
             await asyncio.sleep(0.1)
 
@@ -215,7 +259,7 @@ class TrafficGenerator:
 
     def _close_window(self) -> None:
         window, self._window = self._window, Window()
-        if window.requests or window.transport_errors or window.ws_disconnects:
+        if window.requests or window.ws_disconnects:
             self.emit(window.to_event())
 
 
@@ -234,10 +278,10 @@ async def verify_stable(
 
     `request` (default: GET `base_url` + `path`) is sent, `identify` (default: the X-Served-By header)
     says who answered. Returns (verified, stable share of all responses, requests sent, responses per
-    replica).
+    replica or per reason nobody was identified).
     """
     request = request or Request("GET", base_url.rstrip("/") + path, {})
-    identify = identify or (lambda response: response.headers.get("x-served-by", UNKNOWN))
+    identify = identify or header_identity("X-Served-By")
     deadline = time.monotonic() + timeout_s
     served: Counter[str] = Counter()
     streak = 0
@@ -248,12 +292,12 @@ async def verify_stable(
         while not done.is_set() and time.monotonic() < deadline:
             try:
                 response = await client.request(request.method, request.url, headers=request.headers)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 streak = 0
-                served["(no answer)"] += 1
+                served[unanswered(exc)] += 1
                 await asyncio.sleep(0.02)
                 continue
-            replica = identify(response)
+            replica = identify(response) or unidentified(response.status_code)
             served[replica] += 1
             streak = streak + 1 if replica in stable else 0
             if streak >= need:

@@ -123,6 +123,7 @@ def build_summary(
                 "requests": row.requests,
                 "per_replica": dict(row.per_replica),
                 "errors_5xx": row.errors_5xx,
+                **({"unattributed": dict(row.unattributed)} if row.unattributed else {}),
             }
             for row in evidence.traffic.rows()
         ],

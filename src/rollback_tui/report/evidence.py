@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +97,7 @@ class TrafficRow:
     requests: int = 0
     per_replica: dict[str, int] = field(default_factory=dict)
     errors_5xx: int = 0
+    unattributed: Counter[str] = field(default_factory=Counter)  # reason → requests no replica answered
     windows: int = 0
     p95_ms: float | None = None
 
@@ -106,6 +107,7 @@ class TrafficRow:
         for name, count in other.per_replica.items():
             self.per_replica[name] = self.per_replica.get(name, 0) + count
         self.errors_5xx += other.errors_5xx
+        self.unattributed.update(other.unattributed)
         self.windows += other.windows
         if other.p95_ms is not None:
             self.p95_ms = other.p95_ms if self.p95_ms is None else max(self.p95_ms, other.p95_ms)
@@ -120,6 +122,7 @@ class TrafficHistory:
         self.width = 1.0
         self.buckets: dict[int, TrafficRow] = {}
         self.replicas: list[str] = []
+        self.unattributed: list[str] = []  # reasons no replica answered, in order of first sight
 
     def add(self, w: ev.TrafficWindow) -> None:
         start = w.ts - w.window_s
@@ -146,6 +149,9 @@ class TrafficHistory:
                     self.replicas.append(name)
         if w.errors_5xx:
             row.errors_5xx += sum(w.errors_5xx.values())
+        if w.unattributed:
+            row.unattributed.update(w.unattributed)
+            self.unattributed += [r for r in w.unattributed if r not in self.unattributed]
         row.windows += 1
         if w.p95_ms is not None and (row.p95_ms is None or w.p95_ms > row.p95_ms):
             row.p95_ms = w.p95_ms

@@ -249,7 +249,7 @@ def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[
     if done:
         outcome = "COULD NOT RUN" if done.outcome == "error" else done.outcome.replace("_", " ").upper()
     doc.p(f"**Run {run.run}: {outcome}**")
-    started = run.started_ts if run.started_ts is not None else (done.ts - done.duration_s if done else None)
+    started = run.started_ts if run.started_ts is not None else (done.started_ts if done else None)
     # A multi-line argument (python3 -c SCRIPT) is printed as a block, not squeezed onto the command line.
     scripts = [arg for arg in run.argv if "\n" in arg]
     new_scripts = [s for s in scripts if s not in shown]
@@ -259,7 +259,11 @@ def _gate_run(doc: _Doc, run: GateRun, artefacts: Mapping[str, str], shown: set[
         command = " ".join("<script>" if "\n" in a else shlex.quote(a) for a in run.argv)
         script_note = f"; the script {'below' if new_scripts else 'as above'}"
     doc.li(f"Command: {_code(command)} on {run.where} (by {run.actor}){script_note}")
-    doc.li(f"Started {iso(started)}, finished {iso(done.ts) if done else '-'}")
+    if done and done.last_seen_ts is not None:  # interrupted: when it really ended is unknown
+        seen, resumed = iso(done.last_seen_ts), iso(done.ts)
+        doc.li(f"Started {iso(started)}, last seen {seen}; recorded as interrupted on resume at {resumed}")
+    else:
+        doc.li(f"Started {iso(started)}, finished {iso(done.ts) if done else '-'}")
     if done:
         code = done.exit_code if done.exit_code is not None else "-"
         doc.li(f"Exit code {code}, duration {done.duration_s:.3f} s, {done.output_lines} output lines")
@@ -332,15 +336,23 @@ def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
     doc.p(
         f"Share of requests per replica, in {len(rows)} time buckets of {evidence.traffic.width:g} s or less."
     )
+    unattributed = evidence.traffic.unattributed  # requests no replica answered, a column per reason
+    if unattributed:
+        doc.p("Columns after the replicas count requests no replica answered: failures of the service.")
     table = []
     for row in rows:
-        shares = [
-            f"{row.per_replica.get(n, 0) / row.requests * 100:.1f}%" if row.requests else "-" for n in order
-        ]
+        shares = [_percent(row.per_replica.get(n, 0), row.requests) for n in order]
+        failed = [_percent(row.unattributed.get(r, 0), row.requests) for r in unattributed]
         note = "rollback applied" if applied and row.start <= applied.ts <= row.end else ""
-        err = f"{row.errors_5xx / row.requests * 100:.1f}%" if row.requests else "-"
-        table.append([f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, err, note])
-    doc.table(["Window (UTC)", "Requests", *order, "5xx", "Note"], table)
+        err = _percent(row.errors_5xx, row.requests)
+        table.append(
+            [f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, *failed, err, note]
+        )
+    doc.table(["Window (UTC)", "Requests", *order, *unattributed, "5xx", "Note"], table)
+
+
+def _percent(count: int, total: int) -> str:
+    return f"{count / total * 100:.1f}%" if total else "-"
 
 
 def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:

@@ -22,7 +22,14 @@ from rollback_tui.core.guardrails import GuardrailEvaluator, thin_evidence
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.unknown import UnknownWatch
-from rollback_tui.playbook.model import CommandAction, CommandSpec, Playbook, SelectorRemoval
+from rollback_tui.playbook.model import (
+    ChecklistItem,
+    CommandAction,
+    CommandSpec,
+    ExitCriterion,
+    Playbook,
+    SelectorRemoval,
+)
 
 if TYPE_CHECKING:
     from rollback_tui.actions.gates import GateRunner
@@ -534,7 +541,7 @@ class Engine:
 
     async def run_command(self, label: str, spec: CommandSpec, *, actor: str | None = None) -> str:
         """Journal who runs what, run it (locally or over SSH), and journal the outcome as a notice."""
-        from rollback_tui.actions.gates import run_capture
+        from rollback_tui.exec.supervise import run_capture
 
         self.emit(
             ev.OperatorAction(
@@ -545,7 +552,7 @@ class Engine:
         )
         result = await run_capture(spec, self.playbook)
         output = (result.stdout or result.stderr or result.error or "").strip().splitlines()[-1:] or [""]
-        level = "info" if result.outcome == "passed" else "error"
+        level: ev.NoticeLevel = "info" if result.outcome == "passed" else "error"
         self.notice("action", f"{label}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
         return result.outcome
 
@@ -646,9 +653,10 @@ _EVIDENCE_KINDS = frozenset(
 
 def tick_refusal(playbook: Playbook, item: str, note: str) -> str | None:
     """Why an operator's tick of `item` with `note` is refused, or None (front ends check before a run)."""
-    entry = next((c for c in [*playbook.checklist, *playbook.exit_criteria] if c.name == item), None)
+    entries: list[ChecklistItem | ExitCriterion] = [*playbook.checklist, *playbook.exit_criteria]
+    entry = next((c for c in entries if c.name == item), None)
     if entry is None:
-        known = ", ".join(c.name for c in [*playbook.checklist, *playbook.exit_criteria]) or "none"
+        known = ", ".join(c.name for c in entries) or "none"
         return f"No checklist item or exit criterion named {item!r} (known: {known})."
     if entry.rule != "manual" and not note.strip():
         return f"{item} is decided automatically from evidence ({entry.rule}): overriding it needs a reason."

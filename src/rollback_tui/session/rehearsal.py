@@ -55,7 +55,7 @@ class Rehearsal:
     def phase(self) -> str:
         return "after_rollback" if self.rolled_back else "baseline"
 
-    def note(self, message: str, level: str = "info") -> None:
+    def note(self, message: str, level: ev.NoticeLevel = "info") -> None:
         self.engine.notice("rehearsal", message, level)
 
     async def run(self) -> None:
@@ -152,7 +152,8 @@ class Rehearsal:
         if window is None or not window.requests:
             self.note("synthetic traffic produced no responses yet", "warning")
             return
-        shares = ", ".join(f"{r} {n / window.requests:.0%}" for r, n in sorted(window.per_replica.items()))
+        counts = sorted(window.per_replica.items()) + sorted(window.unattributed.items())
+        shares = ", ".join(f"{r} {n / window.requests:.0%}" for r, n in counts)
         self.note(f"traffic split over the last window: {shares}")
 
     async def _watch(self) -> None:

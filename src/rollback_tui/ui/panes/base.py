@@ -34,6 +34,7 @@ STATUS = {
     "timed_out": ("✗", "timed out", "fail"),
     "error": ("?", "can't run", "warn"),  # a gate that could not run: unknown, not failed
     "cancelled": ("!", "cancelled", "warn"),
+    "interrupted": ("!", "interrupted", "warn"),
     "junk": ("?", "junk", "fail"),
     "unknown": ("?", "waiting", "stale"),
     "unobserved": ("?", "unknown", "warn"),  # sampled, but it could not look (the error says why)

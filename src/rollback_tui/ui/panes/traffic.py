@@ -50,6 +50,7 @@ class TrafficPane(StaticPane):
         summary: list[Text] = []
         if window is not None:
             split.append(self._split(state, playbook, view))
+            split.extend(self._unattributed(window, view))
             line = Text(
                 f"{window.requests} req/{window.window_s:.1f}s · p50 {ms(window.p50_ms)}"
                 f" · p95 {ms(window.p95_ms)}"
@@ -62,7 +63,9 @@ class TrafficPane(StaticPane):
             split.append(pending("Traffic split", 5, None, view))
         else:
             split.append(Text("No traffic window yet — s sends synthetic traffic.", style="dim"))
-        split_rows = (len(playbook.replicas) if window is not None else 1) if split else 0
+        split_rows = len(split)  # the pending or "no traffic yet" line
+        if window is not None:
+            split_rows = len(playbook.replicas) + len(window.unattributed)
         rails = self._guardrails(state, playbook, view, collapse=view.compact)
         rollback = self._rollback(state, playbook, view)
         # Fit the height: the rollback and the breaches matter most; ok guardrails, the request
@@ -175,6 +178,16 @@ class TrafficPane(StaticPane):
                 cells.append(Text(sparkline(trend, trend_w, 1.0), style=view.tone("stale")))
             table.add_row(*cells)
         return table
+
+    @staticmethod
+    def _unattributed(window: ev.TrafficWindow, view: View) -> list[Text]:
+        """Requests no replica answered, by reason: failures of the service, not of a replica."""
+        lines = []
+        for reason, count in sorted(window.unattributed.items()):
+            line = Text(f"✗ {count}/{window.requests} failed: {reason}", style=view.tone("fail"))
+            line.no_wrap, line.overflow = True, "ellipsis"
+            lines.append(line)
+        return lines
 
     def _guardrails(
         self, state: SessionState, playbook: Playbook, view: View, *, collapse: bool

@@ -1,4 +1,4 @@
-"""`?` help: generated from the app's bindings, plus the glyph legend."""
+"""`?` help: generated from the command table (ui/commands.py), plus the glyph legend."""
 
 from __future__ import annotations
 

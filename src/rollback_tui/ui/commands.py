@@ -1,0 +1,271 @@
+"""Every operator command, once (Posting's pattern).
+
+The cockpit screen's and the app's key bindings, the command palette and the `?` help are generated from
+COMMANDS, so a command is added, renamed or rebound in one place and the three surfaces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal, Protocol, cast
+
+from textual.actions import parse
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from rollback_tui.ui.themes import THEME_ORDER
+
+
+@dataclass(frozen=True)
+class Key:
+    key: str
+    display: str | None = None  # how the footer, help and palette spell it, when not the key's name
+    footer: bool = True  # shown in the footer (when its command is)
+    priority: bool = False  # checked before the focused widget (ctrl+c quits from anywhere)
+    help: str | None = None  # its own line in help, when it differs from the command's
+    bound: bool = True  # False: Textual binds it itself (ctrl+p); listed in help only
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    keys: tuple[Key, ...]
+    action: str  # a Textual action string, run on the cockpit screen ("screen") or on the app ("app")
+    label: str  # the footer's word
+    help: str  # the help screen's line and the footer's tooltip
+    palette: tuple[str, str] | None = None  # (title, line) in the command palette; None keeps it out
+    footer: bool = True
+    scope: Literal["screen", "app"] = "screen"
+
+    def __post_init__(self) -> None:
+        if parse(self.action)[0]:
+            raise ValueError(f"{self.id}: the scope says where {self.action!r} runs, not a namespace")
+
+    @property
+    def action_name(self) -> str:
+        return parse(self.action)[1]
+
+
+COMMANDS: tuple[Command, ...] = (
+    # Operator actions: bound on the cockpit screen, so they wait while a dialog is open.
+    Command(
+        id="run-gates",
+        keys=(Key("g"),),
+        action="run_gates",
+        label="Gates",
+        help="Run the playbook's release gates",
+        palette=("Run gates", "Run the playbook's release gates"),
+    ),
+    Command(
+        id="fanout",
+        keys=(Key("f"),),
+        action="fanout",
+        label="Fanout",
+        help="Run the two-session cross-replica fanout check",
+        palette=("Run fanout check", "Two stream sessions on two replicas, same thread"),
+    ),
+    Command(
+        id="traffic",
+        keys=(Key("s"),),
+        action="traffic",
+        label="Traffic",
+        help="Start / stop synthetic canary traffic through the balancer",
+        palette=("Start / stop synthetic traffic", "Canary traffic through the balancer"),
+    ),
+    Command(
+        id="rollback",
+        keys=(Key("r"),),
+        action="rollback",
+        label="Rollback",
+        help="Roll back: remove the candidate from the selector (confirms)",
+        palette=("Roll back", "Remove the candidate from the service selector — asks to confirm"),
+    ),
+    Command(
+        id="cancel-gates",
+        keys=(Key("c"),),
+        action="cancel_gates",
+        label="Cancel",
+        help="Cancel the running gates",
+        palette=("Cancel running gates", "Stop the gates that are running"),
+    ),
+    Command(
+        id="tick",
+        keys=(Key("t"), Key("space", footer=False)),
+        action="tick",
+        label="Tick",
+        help="Tick / untick the highlighted checklist item",
+        palette=("Tick checklist item", "Tick / untick the highlighted evidence item"),
+    ),
+    Command(
+        id="export",
+        keys=(Key("e"),),
+        action="export",
+        label="Export",
+        help="Export the evidence (Markdown report + JSON bundle)",
+        palette=("Export evidence", "Write the Markdown report and JSON bundle"),
+    ),
+    Command(
+        id="actions",
+        keys=(Key("a"),),
+        action="actions",
+        label="Actions",
+        help="Run one of the playbook's command actions (lab faults…)",
+        palette=("Run a playbook action", "Lab faults and the playbook's other command actions"),
+    ),
+    Command(
+        id="next-step",
+        keys=(Key("right_square_bracket", "]"),),
+        action="step(1)",
+        label="Next step",
+        help="Move the runbook tracker to the next step (journaled)",
+        palette=("Next step", "Move the runbook tracker to the next step"),
+        footer=False,
+    ),
+    Command(
+        id="previous-step",
+        keys=(Key("left_square_bracket", "["),),
+        action="step(-1)",
+        label="Previous step",
+        help="Move the runbook tracker back a step (journaled)",
+        palette=("Previous step", "Move the runbook tracker back a step"),
+        footer=False,
+    ),
+    Command(
+        id="notices",
+        keys=(Key("n"),),
+        action="notices",
+        label="Notices",
+        help="Show every notice (feed failures, errors)",
+        palette=("Show notices", "Feed failures, warnings and action errors"),
+        footer=False,
+    ),
+    Command(
+        id="zoom",
+        keys=(Key("z"),),
+        action="zoom",
+        label="Zoom",
+        help="Zoom the focused pane (Tab moves focus; z again restores)",
+        palette=("Zoom pane", "Zoom the focused pane; z again restores"),
+        footer=False,
+    ),
+    Command(
+        id="help",
+        keys=(Key("question_mark", "?"),),
+        action="help",
+        label="Help",
+        help="This help",
+        palette=("Help", "Keys and status glyphs"),
+    ),
+    # App-wide: bound on the app.
+    Command(
+        id="command-palette",
+        keys=(Key("colon", ":"), Key("ctrl+p", bound=False)),
+        action="command_palette",
+        label="Commands",
+        help="Command palette",
+        palette=None,  # it is the palette
+        footer=False,
+        scope="app",
+    ),
+    Command(
+        id="cycle-theme",
+        keys=(Key("T"),),
+        action="cycle_theme",
+        label="Theme",
+        help="Cycle theme: dark → high contrast → light",
+        palette=("Cycle theme", "dark → high contrast → light"),
+        footer=False,
+        scope="app",
+    ),
+    Command(
+        id="quit",
+        keys=(Key("q"), Key("ctrl+c", footer=False, priority=True, help="Quit")),
+        action="quit",
+        label="Quit",
+        help="Quit (stops the feeds, closes the journal)",
+        palette=("Quit", "Stop the feeds, close the journal and exit"),
+        scope="app",
+    ),
+)
+
+SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen")
+
+
+def bindings(scope: Literal["screen", "app"]) -> list[BindingType]:
+    """The key bindings of one scope, in table order (the footer's order)."""
+    return [
+        Binding(
+            key.key,
+            command.action,
+            command.label,
+            show=command.footer and key.footer,
+            key_display=key.display,
+            priority=key.priority,
+            tooltip=key.help or command.help,
+            id=command.id,
+        )
+        for command in COMMANDS
+        if command.scope == scope
+        for key in command.keys
+        if key.bound
+    ]
+
+
+def help_bindings() -> list[Binding]:
+    """Every key with its long description, in table order (the help screen groups keys sharing one)."""
+    return [
+        Binding(key.key, command.action, key.help or command.help, key_display=key.display)
+        for command in COMMANDS
+        for key in command.keys
+    ]
+
+
+class Runner(Protocol):
+    """What the palette needs from the app: run a command, switch to a theme."""
+
+    available_themes: dict[str, Any]
+
+    def run_command(self, command: Command) -> Any: ...
+
+    def set_theme(self, name: str) -> None: ...
+
+
+PaletteEntry = tuple[str, str, Callable[[], Any]]
+
+
+def palette_entries(runner: Runner) -> Iterator[PaletteEntry]:
+    """(title, help, callback) for every palette command, then one per bundled theme."""
+    for command in COMMANDS:
+        if command.palette is not None:
+            title, line = command.palette
+            first = command.keys[0]  # the palette names the key, so the operator learns it
+            yield title, f"{line} ({first.display or first.key})", partial(runner.run_command, command)
+    for name in THEME_ORDER:
+        if name in runner.available_themes:
+            yield f"Theme: {name}", f"Switch to {name}", partial(runner.set_theme, name)
+
+
+class CockpitCommands(Provider):
+    """The command palette's entries (registered through App.COMMANDS in place of Textual's own)."""
+
+    def _entries(self) -> list[PaletteEntry]:
+        return list(palette_entries(cast(Runner, self.app)))
+
+    async def discover(self) -> Hits:
+        # Sorted by title, as Textual's own system commands are.
+        for title, help_text, callback in sorted(self._entries(), key=lambda entry: entry[0]):
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._entries():
+            if (score := matcher.match(title)) > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+def invoke(target: Any, action: str) -> Any:
+    """Call an action string's method on its node: the palette already chose it, so no check_action."""
+    _, name, params = parse(action)
+    return getattr(target, f"action_{name}")(*params)
