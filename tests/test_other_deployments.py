@@ -398,10 +398,8 @@ def test_checks_and_a_whole_rehearsal_behind_a_real_balancer(
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "✓ exit criteria hold" in run.stdout
     moved = "weights canary 10 → 0" if balancer.kind == "haproxy" else "weights canary 10 → -"
-    assert (
-        f"rollback applied via command: {moved}; backends stable-a, stable-b, canary → stable-a, stable-b"
-        in run.stdout
-    )
+    backends = "backends stable-a, stable-b, canary → stable-a, stable-b"
+    assert f"Rollback remove-canary applied via command: {backends}; {moved}" in run.stdout
 
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     breach = next(e for e in events if e["kind"] == "guardrail_breach")

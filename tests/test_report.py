@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 from conftest import encodings, holds_secret
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import read_journal
+from rollback_tui.core.read.timeline import describe
 from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.state import fold
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report import export as export_mod
 from rollback_tui.report.bundle import build_bundle
-from rollback_tui.report.evidence import TrafficHistory, describe
+from rollback_tui.report.evidence import TrafficHistory
 from rollback_tui.report.export import ExportError, export_session
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.report.redact_copy import redact_block
@@ -82,6 +83,7 @@ def test_the_report_follows_the_playbook_sections(session: Path, tmp_path: Path)
         "## Exit verdict: COMPLETE",
         "## Baseline facts",
         "## Timeline",
+        "## Runbook steps",
         "## Gates",
         "## Realtime fanout",
         "## Replica traffic distribution",
@@ -145,7 +147,7 @@ def test_bundle_holds_every_event_and_the_summary(session: Path, tmp_path: Path)
     assert [e["n"] for e in bundle["events"]] == [e.n for e in journal]
     assert [ev.parse_event(json.dumps(e)).kind for e in bundle["events"]] == [e.kind for e in journal]
     summary = bundle["summary"]
-    assert summary["verdict"] == {"complete": True, "missing": []}
+    assert summary["verdict"]["complete"] is True and summary["verdict"]["missing"] == []
     assert summary["rollback"]["rto_s"] == 12.5 and summary["rollback"]["time_to_detect_s"] == 3.01
     assert [g["outcome"] for g in summary["gates"]] == ["passed", "passed"]
     assert bundle["artefacts"] == [
@@ -265,8 +267,8 @@ def test_traffic_history_stays_within_its_row_budget() -> None:
     rows = history.rows()
     assert len(rows) <= 30
     assert sum(r.requests for r in rows) == 10_000
-    assert all(r.per_replica == {"a": r.requests * 7 // 10, "b": r.requests * 3 // 10} for r in rows)
-    assert rows[0].start == 999.0 and rows[-1].end == 1999.0
+    assert all(r.served == {"a": r.requests * 7 // 10, "b": r.requests * 3 // 10} for r in rows)
+    assert rows[0].first_ts == 999.0 and rows[-1].last_ts == 1999.0
 
 
 def test_requests_no_replica_answered_are_reported_as_failures_in_words() -> None:

@@ -296,19 +296,20 @@ async def test_a_local_rollback_tui_is_this_installation_whatever_path_says(tmp_
 
 
 def test_the_rollback_record_says_which_weights_moved():
-    from rollback_tui.cli import describe_event
+    """The timeline (report and headless log alike) of a weight-based driver's rollback."""
     from rollback_tui.core import events as ev
-    from rollback_tui.core.text import routing_change
+    from rollback_tui.core.read.timeline import describe
 
     before = {"selector": {}, "weights": {"a": 50, "next": 50}, "backends": ["a", "next"]}
     after = {"selector": {}, "weights": {"a": 50, "next": 0}, "backends": ["a"]}
-    assert routing_change(before, after) == "weights next 50 → 0; backends a, next → a"
     applied = ev.RollbackApplied(action="rm", driver="command", before=before, after=after)
-    assert (
-        describe_event(applied) == "  rollback applied via command: weights next 50 → 0; backends a, next → a"
-    )
-    labels = routing_change({"selector": {"app": "api"}}, {"selector": {"app": "api", "track": "stable"}})
-    assert labels == "selector app=api → app=api, track=stable; backends - → -"
+    assert describe(applied) == "Rollback rm applied via command: backends a, next → a; weights next 50 → 0"
+    gone = {"selector": {}, "weights": {"a": 50}, "backends": ["a"]}  # nginx: the server line is gone
+    applied = ev.RollbackApplied(action="rm", driver="command", before=before, after=gone)
+    assert describe(applied).endswith("; weights next 50 → -")
+    selector = {"selector": {"app": "api", "track": "stable"}, "weights": {}, "backends": ["a"]}
+    lab = ev.RollbackApplied(action="rm", driver="lab", before={**before, "weights": {}}, after=selector)
+    assert describe(lab) == "Rollback rm applied via lab: backends a, next → a"  # no weights: as before
 
 
 def test_nginx_upstream_sets_are_read_by_their_replica_comments(tmp_path):

@@ -10,9 +10,11 @@ import asyncio
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +22,11 @@ from rollback_tui import __version__, settings
 from rollback_tui.cli_lb import lb as lb_group
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook.model import Playbook
+
+if TYPE_CHECKING:  # imported where used: `validate` and `schema` start without the session core
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.read.summary import SessionSummary
+    from rollback_tui.core.read.traffic import TrafficTotals
 
 log = logging.getLogger("rollback_tui")
 
@@ -482,7 +489,9 @@ async def _rehearse(
     ticks: tuple[str, ...],
     out: Output,
 ) -> int:
-    from rollback_tui.core.checklist import verdict
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.read.summary import summarize
+    from rollback_tui.core.read.traffic import TrafficTotals
     from rollback_tui.session.engine import Engine, NotAvailable
     from rollback_tui.session.rehearsal import Rehearsal
 
@@ -500,6 +509,8 @@ async def _rehearse(
         operator=operator,
     )
     engine.subscribe(_progress_printer(fmt, out))
+    session_traffic = TrafficTotals("whole session")
+    engine.subscribe(lambda e: session_traffic.add(e) if isinstance(e, ev.TrafficWindow) else None)
     try:
         await engine.start()
         if lab is not None:
@@ -516,32 +527,21 @@ async def _rehearse(
         await Rehearsal(engine, options).run()
         await engine.stop("rehearsal finished", close=False)
         export_error = await _export_rehearsal(engine, export_dir) if export_dir else None
-        result = verdict(playbook, engine.state)
+        summary = summarize(engine.playbook, engine.state)
     finally:
         await engine.stop("rehearsal finished")
         if lab is not None:
             await lab.stop()
-    summary = {
-        "complete": result.complete,
-        "missing": result.missing,
-        "why": _failure_reasons(engine.state),
-        "journal": str(engine.journal.path),
-    }
+    order = [r.name for r in engine.playbook.replicas]
     if fmt == "jsonl":
-        out.json(json.dumps({"kind": "rehearsal_verdict", **summary}))
+        out.json(json.dumps(verdict_doc(summary, session_traffic, engine.journal.path)))
     else:
-        out.line(
-            ("✓ exit criteria hold" if result.complete else "✗ exit criteria not met")
-            + f" — journal {engine.journal.path}"
-        )
-        for missing in result.missing:
-            out.line(f"  - missing: {missing}")
-        for why in summary["why"]:
-            out.line(f"  - why: {why}")
+        for line in verdict_lines(summary, session_traffic, engine.journal.path, order):
+            out.line(line)
     if export_error:
         out.line(f"error: export failed: {export_error}", err=True)
         return 2
-    return 0 if result.complete else 1
+    return 0 if summary.checklist.verdict.complete else 1
 
 
 async def _export_rehearsal(engine: Any, export_dir: str) -> str | None:
@@ -556,124 +556,67 @@ async def _export_rehearsal(engine: Any, export_dir: str) -> str | None:
     return None
 
 
-def _failure_reasons(state: Any) -> list[str]:
-    """What went wrong, in the engine's own words: failed gates, failed fanout checks, open breaches."""
-    reasons = [
-        f"gate {g.name} could not run"
-        if g.status == "error"
-        else f"gate {g.name} {g.status} (exit {g.exit_code})"
-        for g in state.gates.values()
-        if g.status not in ("passed", "queued", "running")
+def verdict_lines(
+    summary: SessionSummary, session_traffic: TrafficTotals, journal: Path, order: list[str]
+) -> list[str]:
+    """The headless verdict in words: the read model the report is written from, line for line."""
+    exit_verdict = summary.checklist.verdict
+    head = "✓ exit criteria hold" if exit_verdict.complete else "✗ exit criteria not met"
+    lines = [
+        f"{head} — journal {journal}",
+        f"  checklist: {summary.counts.text} checked",
+        f"  session: {summary.verdict.headline}",
     ]
-    last = state.fanout.last_result
-    if last is not None and not last.passed:
-        reasons.extend(dict.fromkeys(last.reasons))
-    reasons.extend(
-        f"guardrail {b.guardrail} breached ({b.metric} {b.value} > {b.threshold})"
-        for b in state.traffic.breaches.values()
-    )
-    rollback = state.traffic.rollback
-    if rollback.stage in ("failed", "requested", "applying", "applied"):
-        reasons.append(f"rollback {rollback.action} {rollback.words}")
-    return reasons
+    for totals in (session_traffic, summary.traffic):
+        lines.append(f"  traffic {totals.text()}")
+        if totals.requests:
+            lines.append(f"    {totals.split_text(order)}")
+    lines += [f"  guardrail {r.line}" for r in summary.guardrails]
+    lines += [f"  step {row.text}" for row in summary.steps]
+    lines += [f"  - missing: {missing}" for missing in exit_verdict.missing]
+    lines += [f"  - why: {why}" for why in summary.verdict.problems]
+    return lines
 
 
-_TEXT_KINDS = {
-    "step_entered",
-    "notice",
-    "gate_started",
-    "gate_finished",
-    "fact_captured",
-    "probe_result",
-    "fanout_result",
-    "guardrail_breach",
-    "guardrail_recovered",
-    "rollback_requested",
-    "rollback_applying",
-    "rollback_applied",
-    "rollback_verified",
-    "rollback_failed",
-    "rollback_cancelled",
-    "checklist_ticked",
-    "operator_action",
-    "export_written",
-    "selector_state",
-}
+def verdict_doc(summary: SessionSummary, session_traffic: TrafficTotals, journal: Path) -> dict[str, Any]:
+    """The headless verdict as one JSON document (`--format jsonl`, the last line)."""
+    return {
+        "kind": "rehearsal_verdict",
+        "complete": summary.checklist.verdict.complete,
+        "missing": summary.checklist.verdict.missing,
+        "why": summary.verdict.problems,
+        "session": summary.verdict.word,
+        "checklist": summary.counts.as_dict(),
+        "guardrails": [r.as_dict() for r in summary.guardrails],
+        "steps": [row.as_dict() for row in summary.steps],
+        "traffic": [session_traffic.as_dict(), summary.traffic.as_dict()],
+        "journal": str(journal),
+    }
 
 
-def _progress_printer(fmt: str, out: Output):  # -> Callable[[Event], None]
-    import time as _time
-
-    def jsonl(event: Any) -> None:
+def _progress_printer(fmt: str, out: Output) -> Callable[[ev.Event], None]:
+    def jsonl(event: ev.Event) -> None:
         out.json(event.model_dump_json())
 
-    def text(event: Any) -> None:
-        if event.kind not in _TEXT_KINDS:
-            return
-        clock = _time.strftime("%H:%M:%S", _time.gmtime(event.ts))
-        out.line(f"{clock}Z {describe_event(event)}")
+    def text(event: ev.Event) -> None:
+        line = progress_line(event)
+        if line is not None:
+            out.line(line)
 
     return jsonl if fmt == "jsonl" else text
 
 
-def describe_event(e: Any) -> str:
-    """One readable line per event (headless progress log)."""
-    k = e.kind
-    if k == "step_entered":
-        return f"▶ step {e.step}"
-    if k == "notice":
-        return f"{ {'info': '·', 'warning': '!', 'error': '✗'}[e.level] } {e.source}: {e.message}"
-    if k == "gate_started":
-        return f"  gate {e.gate} started ({e.where})"
-    if k == "gate_finished":
-        mark = "✓" if e.outcome == "passed" else "✗"
-        return f"  {mark} gate {e.gate} {e.outcome} (exit {e.exit_code}, {e.duration_s:.1f} s)"
-    if k == "fact_captured":
-        agree = "" if e.agree is None else (" ✓ agree" if e.agree else " ✗ DISAGREE")
-        error = f" ({e.error})" if e.error else ""
-        return f"  fact {e.fact} [{e.phase}] = {e.values_text()}{agree}{error}"
-    if k == "probe_result":
-        word = {"ok": "ok", "failed": "FAIL", "unknown": "UNKNOWN"}[e.status]
-        return f"  probe {e.probe}: {word} value={e.value}" + (f" ({e.error})" if e.error else "")
-    if k == "fanout_result":
-        mark = "✓" if e.passed else "✗"
-        text = f"  {mark} fanout [{e.phase}] thread {e.thread_id}: {len(e.sent)} sent"
-        if e.cross_latency_ms is not None:
-            text += f", cross-replica ≤ {e.cross_latency_ms:.1f} ms"
-        return text + "".join(f"\n      - {r}" for r in e.reasons)
-    if k == "guardrail_breach":
-        return f"! {e.severity} guardrail {e.guardrail} breached: {e.metric} {e.value} > {e.threshold}"
-    if k == "guardrail_recovered":
-        return f"  guardrail {e.guardrail} recovered ({e.value})"
-    if k == "rollback_requested":
-        return f"⟲ rollback {e.action} requested by {e.actor}: {e.reason}"
-    if k == "rollback_applied":
-        from rollback_tui.core.text import routing_change
+def progress_line(event: ev.Event) -> str | None:
+    """One line of the headless text log: the clock, a glyph and the report timeline's own words."""
+    from rollback_tui.core.events import TIMELINE
+    from rollback_tui.core.read.timeline import describe, glyph
 
-        change = f": {routing_change(e.before, e.after)}" if e.after else ""
-        return f"  rollback applied via {e.driver}{change}" + (f" ✗ {e.error}" if e.error else "")
-    if k == "rollback_applying":
-        return f"  rollback {e.action} applying via {e.driver}"
-    if k == "rollback_verified":
-        if not e.ok:
-            return f"  ✗ rollback NOT verified: {e.error or f'{e.stable_share:.0%} stable'}"
-        return (
-            f"  ✓ rollback verified: {e.stable_share:.0%} stable over {e.requests} requests · "
-            f"TTD {e.time_to_detect_s} s · RTO {e.rto_s} s · TTM {e.time_to_mitigate_s} s"
-        )
-    if k == "rollback_failed":
-        return f"✗ rollback {e.action} FAILED while {e.stage}: {e.reason}"
-    if k == "rollback_cancelled":
-        return f"  rollback {e.action} declined by {e.actor}: {e.reason}"
-    if k == "checklist_ticked":
-        return f"  {'☑' if e.checked else '☐'} {e.item} ({'auto' if e.auto else e.actor}) {e.note}".rstrip()
-    if k == "operator_action":
-        return f"  {e.actor}: {e.action} {e.detail or ''}".rstrip()
-    if k == "export_written":
-        return f"  exported {len(e.files)} files to {e.directory}"
-    if k == "selector_state":
-        return f"  routing: selector {e.selector} → {', '.join(e.backends)}"
-    return k
+    if event.kind not in TIMELINE:
+        return None
+    text = describe(event)
+    if text is None:
+        return None
+    return f"{time.strftime('%H:%M:%S', time.gmtime(event.ts))}Z {glyph(event)} {text}"
 
 
 @check.command("traffic")
@@ -683,10 +626,10 @@ def describe_event(e: Any) -> str:
 @click.option("--rps", type=float, help="Requests per second (default: the playbook's rate).")
 def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float | None) -> None:
     """Send bounded synthetic traffic through the balancer; per-replica share, 5xx, p95, guardrails."""
-    from collections import Counter
-
     from rollback_tui.core import events as ev
     from rollback_tui.core.guardrails import GuardrailEvaluator
+    from rollback_tui.core.read.guardrails import breach_text
+    from rollback_tui.core.read.traffic import TrafficTotals
     from rollback_tui.probes.traffic import TrafficGenerator, percentile
 
     playbook = _load(playbook_path)
@@ -711,40 +654,35 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
         out.line(f"error: {exc}", err=True)
         sys.exit(2)
     asyncio.run(gen.run())
-    served: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    unattributed: Counter[str] = Counter()
-    for w in windows:
-        served.update(w.per_replica)
-        errors.update(w.errors_5xx)
-        unattributed.update(w.unattributed)
-    total = sum(served.values()) + sum(unattributed.values())
+    totals = TrafficTotals.of(f"{seconds:g} s run", windows)  # what the cockpit and the report add up
+    total = totals.requests
     p95s = [w.p95_ms for w in windows if w.p95_ms is not None]
     active = [b for b in breaches if isinstance(b, ev.GuardrailBreach)]
     result = {
         # A request no replica answered is a failure of the service, whatever the guardrails say.
-        "passed": total > 0 and not active and not unattributed,
+        "passed": total > 0 and not active and not totals.unattributed,
         "requests": total,
-        "transport_errors": sum(w.transport_errors for w in windows),
-        "share": {r: round(n / total, 4) for r, n in sorted(served.items())} if total else {},
-        "errors_5xx": errors,
-        "unattributed": unattributed,
-        "p95_ms_max": max(p95s) if p95s else None,
+        "transport_errors": totals.transport_errors,
+        "share": {r: round(n / total, 4) for r, n in sorted(totals.served.items())} if total else {},
+        "errors_5xx": totals.errors,
+        "unattributed": totals.unattributed,
+        "p95_ms_max": totals.p95_max_ms,
         "p95_ms_median": percentile(p95s, 0.5),
-        "ws_disconnects": sum(w.ws_disconnects for w in windows),
-        "idempotency_collisions": sum(w.idempotency_collisions for w in windows),
+        "ws_disconnects": totals.ws_disconnects,
+        "idempotency_collisions": totals.idempotency_collisions,
         "breaches": [b.model_dump(exclude={"kind", "n"}) for b in active],
     }
     if as_json:
         out.json(json.dumps(result, indent=2))
     else:
         out.line(f"{'✓' if result['passed'] else '✗'} {total} requests through {playbook.load_balancer.url}")
-        for replica, share in result["share"].items():
-            out.line(f"  {replica:<16} {share:6.1%}  5xx {errors.get(replica, 0)}")
-        for reason, n in sorted(unattributed.items()):
+        out.line(f"  {totals.text()}")
+        if total:
+            out.line(f"  {totals.split_text(r.name for r in playbook.replicas)}")
+        for reason, n in sorted(totals.unattributed.items()):
             out.line(f"  ✗ {n} of {total} requests failed: {reason}")
         for b in active:
-            out.line(f"  ! {b.severity} {b.guardrail}: {b.metric} {b.value} > {b.threshold}")
+            out.line(f"  ! {b.severity} guardrail {b.guardrail} breached: {breach_text(b)}")
     sys.exit(0 if result["passed"] else 1)
 
 

@@ -2,14 +2,17 @@
 
 Events are pydantic models in a discriminated union on `kind`. The journal assigns `n` (a
 monotonically increasing sequence number) when it appends; `ts` is wall-clock epoch seconds.
-`DURABLE` kinds are fsync'd before the append returns; `HIGH_RATE` kinds are batched.
+
+Each kind declares its traits on its class (ClassVar flags, below on `Event`); the kind sets the hot paths
+test (`DURABLE`, `HIGH_RATE`, `EVIDENCE`, `TIMELINE`, `FOLDED`) are derived from the classes once, at import,
+so a per-event check stays one frozenset lookup on `event.kind`.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -22,6 +25,13 @@ class Event(BaseModel):
     # the few kinds a session emits before its first frame.
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
+    # Traits of the kind (tests/test_event_traits.py holds every kind to them):
+    durable: ClassVar[bool] = False  # fsync'd before the append returns (operator intents, outcomes)
+    high_rate: ClassVar[bool] = False  # flushed in batches (≤ 200 ms)
+    evidence: ClassVar[bool] = False  # may change an automatic checklist rule: the engine re-evaluates
+    timeline: ClassVar[bool] = False  # one line in the headless log and the report (core/read/timeline.py)
+    folded: ClassVar[bool] = True  # SessionState folds it (core/state.py has its handler)
+
     kind: str
     ts: float = Field(default_factory=time.time)
     n: int = 0
@@ -31,6 +41,8 @@ class Event(BaseModel):
 
 
 class SessionStarted(Event):
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["session_started"] = "session_started"
     playbook: str
     playbook_name: str
@@ -46,6 +58,9 @@ class SessionStarted(Event):
 
 
 class SessionResumed(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["session_resumed"] = "session_resumed"
     operator: str
     recovered_events: int
@@ -53,6 +68,8 @@ class SessionResumed(Event):
 
 
 class SessionEnded(Event):
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["session_ended"] = "session_ended"
     reason: str = "quit"
 
@@ -60,6 +77,7 @@ class SessionEnded(Event):
 class Notice(Event):
     """Something the operator should see that is not a measurement (a feed went down, a warning)."""
 
+    timeline: ClassVar[bool] = True
     kind: Literal["notice"] = "notice"
     level: NoticeLevel = "info"
     source: str
@@ -67,6 +85,8 @@ class Notice(Event):
 
 
 class StepEntered(Event):
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["step_entered"] = "step_entered"
     step: str
     actor: str = "engine"
@@ -79,6 +99,7 @@ class HealthSample(Event):
     """One health poll. `unknown`: it could not observe the replica from here (its host name does not
     resolve, auth refused, a bad URL); `error` says why. A replica that does not answer is `down`."""
 
+    high_rate: ClassVar[bool] = True
     kind: Literal["health_sample"] = "health_sample"
     replica: str
     status: Literal["ok", "degraded", "down", "junk", "timeout", "unknown"]
@@ -95,6 +116,8 @@ class HealthSample(Event):
 
 
 class FactCaptured(Event):
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["fact_captured"] = "fact_captured"
     fact: str
     phase: Literal["baseline", "after_rollback", "check"] = "baseline"
@@ -119,6 +142,7 @@ class ProbeResult(Event):
     """One probe request. `ok` false with `observed` true: the target failed (refused, timed out, 5xx);
     `observed` false: it could not look (unset ${VAR}, unresolvable host, auth refused) — `error` says why."""
 
+    timeline: ClassVar[bool] = True
     kind: Literal["probe_result"] = "probe_result"
     probe: str
     ok: bool
@@ -137,6 +161,7 @@ class ProbeResult(Event):
 
 
 class FanoutFrame(Event):
+    high_rate: ClassVar[bool] = True
     kind: Literal["fanout_frame"] = "fanout_frame"
     run: str
     session: Literal["A", "B", "tap"]
@@ -161,6 +186,7 @@ class FanoutTapBatch(Event):
     would be tens. Rows follow TAP_COLUMNS; the fold turns the newest ones into frames for the panes.
     """
 
+    high_rate: ClassVar[bool] = True
     kind: Literal["fanout_tap_batch"] = "fanout_tap_batch"
     run: str
     rows: list[TapRow]
@@ -176,6 +202,8 @@ class FanoutSessionState(Event):
 
 
 class FanoutResult(Event):
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["fanout_result"] = "fanout_result"
     run: str
     thread_id: str
@@ -202,6 +230,7 @@ class TrafficWindow(Event):
     failure of the service: no replica answered it. `transport_errors` counts the unanswered ones.
     """
 
+    high_rate: ClassVar[bool] = True
     kind: Literal["traffic_window"] = "traffic_window"
     window_s: float
     requests: int
@@ -220,6 +249,7 @@ class TrafficWindow(Event):
 
 
 class SelectorState(Event):
+    timeline: ClassVar[bool] = True
     kind: Literal["selector_state"] = "selector_state"
     selector: dict[str, str]
     weights: dict[str, int] = {}
@@ -228,6 +258,9 @@ class SelectorState(Event):
 
 
 class GuardrailBreach(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["guardrail_breach"] = "guardrail_breach"
     guardrail: str
     severity: Literal["P0", "P1"]
@@ -240,6 +273,8 @@ class GuardrailBreach(Event):
 
 
 class GuardrailRecovered(Event):
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["guardrail_recovered"] = "guardrail_recovered"
     guardrail: str
     value: float
@@ -249,6 +284,7 @@ class GuardrailStatus(Event):
     """Whether a guardrail can judge: journaled when it first has data over its window (`observed`), when
     it cannot observe (`unknown`, with the reason) and when that clears (`observed` or `waiting`)."""
 
+    evidence: ClassVar[bool] = True
     kind: Literal["guardrail_status"] = "guardrail_status"
     guardrail: str
     status: Literal["observed", "unknown", "waiting"]
@@ -263,6 +299,8 @@ class GuardrailStatus(Event):
 class RollbackRequested(Event):
     """The operator (or the auto-rollback policy) confirmed a rollback; nothing has changed yet."""
 
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_requested"] = "rollback_requested"
     action: str
     actor: str
@@ -274,6 +312,8 @@ class RollbackRequested(Event):
 class RollbackApplying(Event):
     """The routing was read and the change is being made (journaled before the driver acts)."""
 
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_applying"] = "rollback_applying"
     action: str
     driver: str
@@ -281,6 +321,9 @@ class RollbackApplying(Event):
 
 
 class RollbackApplied(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_applied"] = "rollback_applied"
     action: str
     driver: str
@@ -291,6 +334,9 @@ class RollbackApplied(Event):
 
 
 class RollbackVerified(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_verified"] = "rollback_verified"
     action: str
     ok: bool
@@ -306,6 +352,9 @@ class RollbackFailed(Event):
     """A rollback that did not complete for a reason the other events cannot carry (a crash of the
     driver, the session ending mid-rollback, a resumed session finding it unfinished)."""
 
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_failed"] = "rollback_failed"
     action: str
     stage: str  # where it stopped: requested | applying | applied
@@ -315,6 +364,9 @@ class RollbackFailed(Event):
 class RollbackCancelled(Event):
     """The operator declined the rollback at its confirmation (journaled with who, and what was active)."""
 
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_cancelled"] = "rollback_cancelled"
     action: str
     actor: str
@@ -325,6 +377,8 @@ class RollbackCancelled(Event):
 
 
 class GateStarted(Event):
+    durable: ClassVar[bool] = True  # so that resume knows every gate that may have been running
+    timeline: ClassVar[bool] = True
     kind: Literal["gate_started"] = "gate_started"
     gate: str
     run: str
@@ -334,6 +388,7 @@ class GateStarted(Event):
 
 
 class GateOutput(Event):
+    high_rate: ClassVar[bool] = True
     kind: Literal["gate_output"] = "gate_output"
     gate: str
     run: str
@@ -346,6 +401,9 @@ class GateFinished(Event):
     cockpit); journaled on resume, with `last_seen_ts` — the run's last journaled line — and `duration_s`
     up to then, since when exactly it died is unknown."""
 
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["gate_finished"] = "gate_finished"
     gate: str
     run: str
@@ -373,6 +431,9 @@ class GateFinished(Event):
 class OperatorAction(Event):
     """Any operator key press that changes something; fsync'd before it is acknowledged."""
 
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    folded: ClassVar[bool] = False
     kind: Literal["operator_action"] = "operator_action"
     action: str
     actor: str
@@ -380,6 +441,9 @@ class OperatorAction(Event):
 
 
 class ChecklistTicked(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["checklist_ticked"] = "checklist_ticked"
     item: str
     checked: bool
@@ -389,6 +453,9 @@ class ChecklistTicked(Event):
 
 
 class ExportWritten(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["export_written"] = "export_written"
     directory: str
     files: list[str]
@@ -435,27 +502,22 @@ def event_adapter() -> TypeAdapter[AnyEvent]:
     return TypeAdapter(AnyEvent)
 
 
-DURABLE = frozenset(
-    {
-        "session_started",
-        "session_resumed",
-        "session_ended",
-        "operator_action",
-        "step_entered",
-        "checklist_ticked",
-        "rollback_requested",
-        "rollback_applying",
-        "rollback_applied",
-        "rollback_verified",
-        "rollback_failed",
-        "rollback_cancelled",
-        "gate_started",  # so that resume knows every gate that may have been running
-        "gate_finished",
-        "guardrail_breach",
-        "export_written",
-    }
-)
-HIGH_RATE = frozenset({"fanout_frame", "fanout_tap_batch", "gate_output", "health_sample", "traffic_window"})
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(get_args(AnyEvent)[0])
+
+
+def kind_of(cls: type[Event]) -> str:
+    return cls.model_fields["kind"].default
+
+
+def _kinds(trait: str) -> frozenset[str]:
+    return frozenset(kind_of(cls) for cls in EVENT_CLASSES if getattr(cls, trait))
+
+
+DURABLE = _kinds("durable")
+HIGH_RATE = _kinds("high_rate")
+EVIDENCE = _kinds("evidence")
+TIMELINE = _kinds("timeline")
+FOLDED = _kinds("folded")
 
 
 _TRUSTED: dict[type, tuple[tuple[str, ...], str]] = {}  # class → (field names in order, kind)

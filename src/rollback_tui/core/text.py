@@ -17,10 +17,6 @@ def command_line(argv: list[str], width: int | None = None) -> str:
     return one_line(" ".join(argv), width)
 
 
-def _labels(selector: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in selector.items()) or "(none)"
-
-
 def weight_changes(before: dict, after: dict) -> str | None:
     """'blue-next 50 → 0' for every weight a routing change moved (a weight-based driver's rollback)."""
     wb, wa = before.get("weights") or {}, after.get("weights") or {}
@@ -30,18 +26,3 @@ def weight_changes(before: dict, after: dict) -> str | None:
         if wb.get(name) != wa.get(name)
     ]
     return ", ".join(moved) or None
-
-
-def routing_change(before: dict, after: dict) -> str:
-    """What a traffic-control change did, in one line: the selector if it changed, the weights that moved,
-    and the backends before → after."""
-    parts = []
-    sb, sa = before.get("selector") or {}, after.get("selector") or {}
-    if sb != sa:
-        parts.append(f"selector {_labels(sb)} → {_labels(sa)}")
-    weights = weight_changes(before, after)
-    if weights:
-        parts.append(f"weights {weights}")
-    bb, ba = before.get("backends") or [], after.get("backends") or []
-    parts.append(f"backends {', '.join(bb) or '-'} → {', '.join(ba) or '-'}")
-    return "; ".join(parts)

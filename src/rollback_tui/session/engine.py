@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[ev.Event], None]
+_EVIDENCE = ev.EVIDENCE  # kinds that may change a checklist rule (a module global: emit is a hot path)
 
 
 class NotAvailable(Exception):
@@ -106,7 +107,7 @@ class Engine:
             self.emit(derived)
         if isinstance(event, ev.GuardrailBreach):
             self._on_breach(event)
-        if event.kind in _EVIDENCE_KINDS and not (isinstance(event, ev.ChecklistTicked) and event.auto):
+        if event.kind in _EVIDENCE and not (isinstance(event, ev.ChecklistTicked) and event.auto):
             self._auto_tick()
         return event
 
@@ -630,25 +631,6 @@ class Engine:
             self.emit(ev.SessionEnded(reason=reason))
         if close:
             self.journal.close()
-
-
-_EVIDENCE_KINDS = frozenset(
-    {
-        "gate_finished",
-        "fanout_result",
-        "rollback_applied",
-        "rollback_verified",
-        "rollback_failed",
-        "rollback_cancelled",
-        "fact_captured",
-        "guardrail_breach",
-        "guardrail_recovered",
-        "guardrail_status",
-        "export_written",
-        "checklist_ticked",
-        "session_resumed",
-    }
-)
 
 
 def tick_refusal(playbook: Playbook, item: str, note: str) -> str | None:

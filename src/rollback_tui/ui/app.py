@@ -22,6 +22,9 @@ from textual.screen import ModalScreen
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.events import Event
+from rollback_tui.core.read import session_now
+from rollback_tui.core.read.words import pct
+from rollback_tui.core.verdict import stale_after_s
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui import theme_store
 from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke
@@ -86,7 +89,7 @@ class CockpitApp(App[None]):
         self.redact = make_redactor(engine.journal.redact, share, pb.sensitive_patterns)
         self._sensitive = frozenset(r.name for r in pb.replicas if r.sensitive)
         self._features = engine_features(engine)
-        self._stale_after = max(5.0, 3 * pb.health_interval_s + pb.health_timeout_s)
+        self._stale_after = stale_after_s(pb)
         self.cockpit = CockpitScreen(engine, share=share)
         self.repaint = RepaintScheduler(self._paint, live=live, post=self.post_message, hold=self._hold)
         self.sub_title = pb.title
@@ -174,9 +177,8 @@ class CockpitApp(App[None]):
 
     def view(self) -> View:
         state = self.engine.state
-        # Replay: time stands still at the journal's last event.
-        replay_now = state.ended.ts if state.ended else (state.last_ts or 0.0)
-        now = time.time() if self.live else replay_now
+        # Replay: time stands still at the journal's end, the moment the report describes too.
+        now = time.time() if self.live else session_now(state)
         theme_vars = {**VARIABLE_DEFAULTS, **self.current_theme.variables}
         return View(
             colors={tone: theme_vars[var] for tone, var in TONE_VARIABLES.items()},
@@ -264,7 +266,7 @@ class CockpitApp(App[None]):
             )
             severity = "information" if result.passed else "error"
         elif isinstance(result, ev.RollbackVerified):
-            message = f"{'✓' if result.ok else '✗'} rollback verified: {result.stable_share:.0%} on stable"
+            message = f"{'✓' if result.ok else '✗'} rollback verified: {pct(result.stable_share)} on stable"
             severity = "information" if result.ok else "error"
         elif isinstance(result, ev.ChecklistTicked):
             message = f"{'☑ ticked' if result.checked else '☐ unticked'}: {result.item}"
