@@ -381,10 +381,14 @@ def _prints(node: ast.AST) -> list[int]:
 
 def test_the_cli_prints_only_through_its_redacting_output() -> None:
     # A print added anywhere else in the CLI would bypass the redactor: keep every one inside Output.
-    tree = ast.parse((REPO / "src" / "rollback_tui" / "cli.py").read_text())
-    sink = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Output")
+    package = REPO / "src" / "rollback_tui" / "cli"
+    common = ast.parse((package / "common.py").read_text())
+    sink = next(n for n in common.body if isinstance(n, ast.ClassDef) and n.name == "Output")
     assert len(_prints(sink)) == 2  # line() and json()
-    assert sorted(_prints(tree)) == sorted(_prints(sink))
+    assert sorted(_prints(common)) == sorted(_prints(sink))
+    for module in sorted(package.glob("*.py")):
+        if module.name != "common.py":
+            assert _prints(ast.parse(module.read_text())) == [], module.name
 
 
 def test_a_gate_fault_rehearsal_ends_with_a_clean_stderr(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import textwrap
@@ -142,7 +143,6 @@ async def test_command_driver_against_real_haproxy(tmp_path, monkeypatch):
     """HAProxy's runtime API drains blue-next through `rollback-tui lb haproxy` (with a PATH that has neither
     this venv's python nor its console script on it); traffic through HAProxy then reaches stable
     servers only."""
-    import asyncio
     import subprocess
 
     import httpx
@@ -355,3 +355,22 @@ def test_the_traffic_pane_says_weights_changed_for_a_weight_based_driver():
         state.apply(event)
     lines = [line.plain for line in TrafficPane._rollback(None, state, _command_playbook("k"), View())]  # type: ignore[arg-type]
     assert "✓ weights changed via command: blue-next 50 → 0 → stable-a" in lines, lines
+
+
+async def test_the_session_start_says_a_traffic_control_program_is_missing(tmp_path):
+    """The cockpit and headless rehearsals say it at the start, not at the moment of the rollback."""
+    from rollback_tui.core.journal import Journal
+    from rollback_tui.session.engine import Engine
+
+    pb = _command_playbook(tmp_path / "no-such-kubectl")
+    engine = Engine(pb, Journal(tmp_path / "s.jsonl"), operator="tester")
+    await engine.start()
+    for _ in range(250):  # let the feeds run once (a refused health poll is quick) before stopping them
+        if all(r.samples for r in engine.state.replicas.values()):
+            break
+        await asyncio.sleep(0.02)
+    await engine.stop()
+    notices = [n.message for n in engine.state.notices if n.source == "readiness" and n.level == "warning"]
+    missing = tmp_path / "no-such-kubectl"
+    expected = f"load_balancer.traffic_control.remove.argv[0]: {missing} is not an executable file here"
+    assert any(m.startswith(expected) for m in notices), notices

@@ -20,9 +20,15 @@ from pathlib import Path
 
 import click
 
+from rollback_tui.cli.common import Output
+
+
+def _say(text: str) -> None:
+    Output().line(text)
+
 
 def _fail(message: str) -> None:
-    click.echo(message, err=True)
+    Output().line(message, err=True)
     sys.exit(1)
 
 
@@ -44,7 +50,7 @@ def haproxy_state(socket: str, backend: str) -> None:
     from rollback_tui.actions.haproxy_runtime import servers_state
 
     try:
-        click.echo(json.dumps(servers_state(socket, backend)))
+        _say(json.dumps(servers_state(socket, backend)))
     except (OSError, RuntimeError) as exc:
         _fail(f"haproxy runtime API at {socket}: {exc}")
 
@@ -57,7 +63,7 @@ def _set_weights(socket: str, backend: str, pairs: list[tuple[str, str]]) -> Non
             set_weight(socket, backend, server, weight)
         except (OSError, RuntimeError) as exc:
             _fail(f"haproxy runtime API at {socket}: {exc}")
-        click.echo(f"{backend}/{server} weight {weight}")
+        _say(f"{backend}/{server} weight {weight}")
 
 
 @haproxy.command("drain")
@@ -92,7 +98,7 @@ def nginx_state(directory: Path) -> None:
     from rollback_tui.actions.nginx_upstream import state
 
     try:
-        click.echo(json.dumps(state(directory)))
+        _say(json.dumps(state(directory)))
     except (OSError, ValueError) as exc:
         _fail(f"nginx upstreams in {directory}: {exc}")
 
@@ -121,4 +127,4 @@ def nginx_use(
         was = use(directory, name, Nginx(binary, conf, prefix, pid_file), wait_s)
     except (NginxError, OSError) as exc:
         _fail(f"nginx upstream swap to {name}: {exc}")
-    click.echo(f"nginx upstream set {name} active (was {was})")
+    _say(f"nginx upstream set {name} active (was {was})")
