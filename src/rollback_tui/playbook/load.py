@@ -18,6 +18,7 @@ import shutil
 import types
 import typing
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def format_path(path: FieldPath) -> str:
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """SafeLoader without implicit timestamps: `2026-02-16` stays the string it looks like."""
 
 
@@ -465,7 +466,7 @@ class _CrossCheck:
     are None here) names come from the raw data and checks that could be misled are skipped."""
 
     def __init__(
-        self, pb: Playbook, raw: Mapping[str, Any] | None = None, incomplete: set[str] = frozenset()
+        self, pb: Playbook, raw: Mapping[str, Any] | None = None, incomplete: AbstractSet[str] = frozenset()
     ):
         self.pb = pb
         self.incomplete = incomplete
@@ -478,7 +479,7 @@ class _CrossCheck:
             self.names = {coll: _raw_names(raw.get(coll)) for coll in _COLLECTIONS}
 
     def complete(self, *sections: str) -> bool:
-        return not self.incomplete.intersection(sections)
+        return self.incomplete.isdisjoint(sections)
 
     def items(self, coll: str) -> Iterator[tuple[int, Any]]:
         for index, item in enumerate(getattr(self.pb, coll)):
@@ -588,9 +589,9 @@ class _CrossCheck:
                 yield ("actions", i, "command"), action.command, StabiliseFlags.PLACEHOLDERS
         lb = self.pb.load_balancer
         for name in ("remove", "restore", "read"):
-            spec = getattr(lb.traffic_control, name) if lb is not None else None
-            if spec is not None:
-                yield ("load_balancer", "traffic_control", name), spec, TrafficControl.PLACEHOLDERS
+            command: CommandSpec | None = getattr(lb.traffic_control, name) if lb is not None else None
+            if command is not None:
+                yield ("load_balancer", "traffic_control", name), command, TrafficControl.PLACEHOLDERS
 
     def facts_and_guardrails(self) -> None:
         has_candidate = any(r.role == "candidate" for _, r in self.items("replicas"))
@@ -756,7 +757,7 @@ def _partial_playbook(data: Mapping[str, Any]) -> tuple[Playbook, set[str]]:
             values[name] = items
             continue
         try:
-            values[name] = _adapter(annotation).validate_python(raw)
+            values[name] = _adapter(annotation).validate_python(raw)  # type: ignore[arg-type]
         except (ValidationError, ValueError, TypeError):
             incomplete.add(name)
             values[name] = [] if is_list else None

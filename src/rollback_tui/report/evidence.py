@@ -198,7 +198,8 @@ class Evidence:
                 event.ts,
             )
         elif kind == "gate_finished":
-            self._gate_run(event.gate, event.run).finished = event  # type: ignore[attr-defined]
+            assert isinstance(event, ev.GateFinished)
+            self._gate_run(event.gate, event.run).finished = event
         if kind in _TIMELINE:
             text = describe(event)
             if text is not None:
