@@ -113,17 +113,20 @@ def _status_key(value: bool | int | float | str) -> tuple[str, object]:
     return "string", value.strip().lower()
 
 
+_HEALTHY: tuple[bool | int | float | str, ...] = ("ok", "healthy", "up", "pass")
+_DEGRADED: tuple[bool | int | float | str, ...] = ("degraded", "warn")
+_FAILING: tuple[bool | int | float | str, ...] = ("down", "fail", "failing", "unhealthy", "error")
+
+
 class HealthStatusValues(Strict):
     """Which values of the health document's status field (`fields.status`) mean ok, degraded or failing.
 
     JSON scalars: `true`/`false`, numbers and strings (case-insensitive). `true` and `1` are different
     values. A value in none of the lists makes the replica `junk` (an unknown status)."""
 
-    healthy: list[StatusValue] = Field(default_factory=lambda: ["ok", "healthy", "up", "pass"])
-    degraded: list[StatusValue] = Field(default_factory=lambda: ["degraded", "warn"])
-    failing: list[StatusValue] = Field(
-        default_factory=lambda: ["down", "fail", "failing", "unhealthy", "error"]
-    )
+    healthy: list[StatusValue] = Field(default_factory=lambda: list(_HEALTHY))
+    degraded: list[StatusValue] = Field(default_factory=lambda: list(_DEGRADED))
+    failing: list[StatusValue] = Field(default_factory=lambda: list(_FAILING))
 
     @model_validator(mode="after")
     def _disjoint(self) -> HealthStatusValues:

@@ -235,17 +235,17 @@ class FanoutVerifier:
         self.sent_at: dict[str, float] = {}
         self.reasons: list[str] = []
         check_references(self.proto)  # an unset ${VAR} in a header: say so before opening anything
-        tap = self.realtime.tap
-        self._prefix_of = channel_prefix_reader(tap.channel, self.thread_id)
+        tap_format = self.realtime.tap
+        self._prefix_of = channel_prefix_reader(tap_format.channel, self.thread_id)
         self.tap = RedisTap(
             self.realtime.redis_url,
-            channel_pattern(tap.channel, self.thread_id),
+            channel_pattern(tap_format.channel, self.thread_id),
             emit,
             run=self.run_id,
-            event_id_path=tap.event_id_path or self.proto.event_id_path,
-            seq_path=tap.seq_path or self.proto.seq_path,
-            thread_id_path=tap.thread_id_path or self.proto.thread_id_path,
-            replica_path=tap.origin_replica_path,
+            event_id_path=tap_format.event_id_path or self.proto.event_id_path,
+            seq_path=tap_format.seq_path or self.proto.seq_path,
+            thread_id_path=tap_format.thread_id_path or self.proto.thread_id_path,
+            replica_path=tap_format.origin_replica_path,
             sent_at=self.sent_at,
         )
 

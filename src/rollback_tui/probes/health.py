@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -36,6 +36,7 @@ def dotted(doc: Any, path: str) -> Any:
 
 
 AUTH_REFUSED = frozenset({401, 403})
+Status = Literal["ok", "degraded", "down", "junk", "timeout", "unknown"]  # HealthSample.status
 
 
 def _unresolved(exc: BaseException) -> socket.gaierror | None:
@@ -93,6 +94,7 @@ def interpret(replica: Replica, response: httpx.Response, latency_ms: float) -> 
         return HealthSample(status="junk", error=f"not JSON: {snippet!r}", **base)
     if not isinstance(doc, dict):
         return HealthSample(status="junk", error=f"expected a JSON object, got {type(doc).__name__}", **base)
+    status: Status
     if response.status_code >= 500:
         status, error = "down", _text(dotted(doc, "error")) or f"HTTP {response.status_code}"
     elif response.status_code >= 400:
@@ -109,7 +111,7 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
-def classify(replica: Replica, doc: dict[str, Any], path: str | None = None) -> tuple[str, str | None]:
+def classify(replica: Replica, doc: dict[str, Any], path: str | None = None) -> tuple[Status, str | None]:
     """(status, error) from the document's status field, through the replica's `status_values`."""
     reported = dotted(doc, path or replica.fields.status)
     word = replica.status_values.classify(reported)
@@ -123,7 +125,7 @@ def classify(replica: Replica, doc: dict[str, Any], path: str | None = None) -> 
 
 
 def from_document(
-    f: HealthFields, doc: dict[str, Any], status: str, error: str | None, **base: Any
+    f: HealthFields, doc: dict[str, Any], status: Status, error: str | None, **base: Any
 ) -> HealthSample:
     """A sample carrying what the document reports at the replica's field paths."""
     return HealthSample(
@@ -152,6 +154,9 @@ async def sample_replica(client: httpx.AsyncClient, replica: Replica, timeout_s:
         status = "unknown" if cannot_observe(exc) else "down"
         return HealthSample(replica=replica.name, status=status, error=describe_http_error(exc))
     return interpret(replica, response, (time.perf_counter() - started) * 1000)
+
+
+_NOT_RUN: dict[str, Status] = {"unknown": "unknown", "timeout": "timeout", "failed": "down"}
 
 
 @dataclass
@@ -202,15 +207,16 @@ async def run_health_command(replica: Replica, playbook: Playbook, timeout_s: fl
 
 async def sample_command(replica: Replica, playbook: Playbook, timeout_s: float) -> HealthSample:
     said = await run_health_command(replica, playbook, timeout_s)
-    base = {"replica": replica.name, "latency_ms": said.latency_ms}
+    name, latency = replica.name, said.latency_ms
+    status: Status
     if said.outcome != "ran":
-        status = {"unknown": "unknown", "timeout": "timeout", "failed": "down"}[said.outcome]
-        return HealthSample(status=status, error=said.error, **base)
+        status = _NOT_RUN[said.outcome]
+        return HealthSample(replica=name, status=status, error=said.error, latency_ms=latency)
     if said.doc is not None:
         status, error = classify(replica, said.doc)
-        return from_document(replica.fields, said.doc, status, error, **base)
+        return from_document(replica.fields, said.doc, status, error, replica=name, latency_ms=latency)
     status, error = classify(replica, {"status": said.value}, "status")
-    return HealthSample(status=status, error=error, **base)
+    return HealthSample(replica=name, status=status, error=error, latency_ms=latency)
 
 
 async def sample(
