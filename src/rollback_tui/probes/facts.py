@@ -74,10 +74,10 @@ class _Capture:
         self.environ = environ
         self._docs: dict[str, asyncio.Task[_Fetched]] = {}
         self._given = health_docs
-        self._prometheus: dict[str, PrometheusClient] = {}
+        self._servers: dict[str, PrometheusClient] = {}
 
     async def aclose(self) -> None:
-        for client in self._prometheus.values():
+        for client in self._servers.values():
             await client.aclose()
 
     def health_doc(self, replica: Replica) -> asyncio.Task[_Fetched]:
@@ -184,9 +184,9 @@ class _Capture:
         assert fact.query is not None
         server = self.playbook.prometheus_server(fact.server)
         assert server is not None, "validated: a query names a server, or there is exactly one"
-        if server.name not in self._prometheus:
-            self._prometheus[server.name] = PrometheusClient(server, self.environ)
-        client = self._prometheus[server.name]
+        if server.name not in self._servers:
+            self._servers[server.name] = PrometheusClient(server, self.environ)
+        client = self._servers[server.name]
         replicas = scoped(self.playbook, fact.replicas)
         keys = replicas if "{replica}" in fact.query else ["-"]
         queries = [
