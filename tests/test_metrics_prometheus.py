@@ -16,10 +16,12 @@ import httpx
 import pytest
 from prometheus_client import Gauge
 
-from conftest import holds_secret, require_prometheus
+from conftest import build_lab_playbook, holds_secret, require_prometheus, require_redis_server
 from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import guardrail_readings
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.lab.prometheus import LabPrometheus, Target
+from rollback_tui.lab.supervisor import Lab
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
 
@@ -261,3 +263,68 @@ async def test_auth_headers_never_reach_the_journal(
     for secret in (password, wrong, token):
         assert not holds_secret(text, secret), secret
     assert "Authorization" not in text and "Basic " not in text and "Bearer " not in text
+
+
+async def test_baseline_every_replica_slowed_alike_no_breach_candidate_alone_slowed_breach(
+    tmp_path: Path,
+) -> None:
+    """The real lab (replicas exporting /metrics) and its real Prometheus; synthetic traffic through the
+    balancer. The same comparison from both sources: Prometheus's histogram and the synthetic p95."""
+    require_redis_server()
+    require_prometheus()
+    histogram = (
+        "1000 * histogram_quantile(0.95, sum by (le) "
+        '(rate(lab_http_request_duration_seconds_bucket{replica=~"{replicas}",route="api"}[{window}])))'
+    )
+    count = (
+        'sum(increase(lab_http_request_duration_seconds_count{replica=~"{replicas}",route="api"}[{window}]))'
+    )
+    common = {"threshold": 2, "window_s": 4, "sustained_s": 2, "scope": "candidate", "severity": "P1"}
+    rails = [
+        {
+            "name": "prom-p95",
+            "title": "p95 against stable (Prometheus)",
+            "metric": "query",
+            "query": histogram,
+            "interval_s": 0.5,
+            "baseline": {"compare": "ratio", "min_samples": 10, "samples_query": f"{count} or vector(0)"},
+            **common,
+        },
+        {
+            "name": "p95",
+            "title": "p95 against stable (synthetic)",
+            "metric": "p95_latency_ms",
+            "baseline": {"compare": "ratio", "min_samples": 10},
+            **common,
+        },
+    ]
+    server = {"name": "lab-prometheus", "url": "http://127.0.0.1:19090", "lab": True}
+    source = build_lab_playbook(prometheus=[server], guardrails=rails)
+    async with Lab(source, redis="server", log_dir=tmp_path / "lab") as lab:
+        engine = Engine(lab.playbook, Journal(tmp_path / "j.jsonl"), operator="t")
+        await engine.start()
+        try:
+            engine.start_traffic(rate_rps=50)
+            for name in ("stable-a", "stable-b", "blue-next"):  # the host is slow: every replica alike
+                await lab.set_faults(name, latency_ms=120)
+
+            def slowed_alike(rail: str) -> bool:
+                sides = guardrail_readings(engine.playbook, engine.state, time.time())[rail].sides
+                return sides is not None and min(sides) >= 100
+
+            await until(lambda: slowed_alike("prom-p95") and slowed_alike("p95"), "both sides slowed", 40)
+            # A full window and the sustain time of nothing but host-wide slowness: no verdict against it.
+            await asyncio.sleep(common["window_s"] + common["sustained_s"] + 1)
+            assert breaches(engine) == []
+            readings = guardrail_readings(engine.playbook, engine.state, time.time())
+            assert all(0.5 < (readings[r].value or 0) < 2 for r in ("prom-p95", "p95")), readings
+            for name in ("stable-a", "stable-b"):  # now only blue-next is slow
+                await lab.set_faults(name, latency_ms=0)
+            await until(
+                lambda: {"prom-p95", "p95"} <= set(engine.state.traffic.breaches), "both breaches", 40
+            )
+        finally:
+            await engine.stop()
+    breach = engine.state.traffic.breaches["prom-p95"]
+    assert breach.candidate is not None and breach.baseline is not None
+    assert breach.candidate >= 120 and breach.value > 2 and breach.baseline < breach.candidate / 2

@@ -80,6 +80,9 @@ def _rehearsal_shape(pb: Playbook) -> None:
     for metric in ("http_5xx_rate", "ws_disconnects", "idempotency_collisions"):
         assert guardrails[metric].severity == "P0"
     assert guardrails["p95_latency_ms"].severity == "P1"
+    # Latency is judged against the stable replicas: host-wide slowness is not a bad release.
+    p95 = guardrails["p95_latency_ms"]
+    assert p95.scope == "candidate" and p95.baseline is not None and p95.baseline.compare == "ratio"
 
     rollback = next(a for a in pb.actions if isinstance(a, SelectorRemoval))
     assert rollback.remove_replicas == ["blue-next"] and rollback.replica_set == "blue-next"

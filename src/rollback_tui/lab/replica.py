@@ -132,8 +132,12 @@ class Metrics:
         build = prom.Gauge("lab_build_info", "The running build", [*labels, "image", "commit"], registry=r)
         build.labels(replica, image, commit).set(1)
         self.replica = replica
+        # Exported from the start at 0, so rate() and increase() see the first one (a series born at 1 has
+        # no earlier sample to count it from).
         for counter in (self.disconnects, self.collisions):
-            counter.labels(replica)  # exported from the start at 0, so rate() and increase() have a base
+            counter.labels(replica)
+        for code in ("200", "201", "409", "503"):
+            self.requests.labels(replica, "api", code)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self.requests.labels(self.replica, route, str(status)).inc()
