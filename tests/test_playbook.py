@@ -619,7 +619,8 @@ def test_query_guardrails_and_prometheus_facts_validate() -> None:
             "a Prometheus query needs server: naming one (none is defined under prometheus:)",
         ),
         (
-            PROM + "guardrails:\n  - {name: q, title: Q, metric: query, server: other, query: up, threshold: 1}\n",
+            PROM + "guardrails:\n  - {name: q, title: Q, metric: query, server: other, query: up,"
+            " threshold: 1}\n",
             "guardrails[0].server",
             "no Prometheus server named 'other' (known: prom)",
         ),

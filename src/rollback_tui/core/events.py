@@ -271,6 +271,7 @@ class GuardrailBreach(Event):
     # Judged against the baseline: `value` is the comparison, these are the two sides it compared.
     candidate: float | None = None
     baseline: float | None = None
+    compare: Literal["ratio", "difference"] | None = None
 
 
 class GuardrailRecovered(Event):

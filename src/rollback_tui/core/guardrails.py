@@ -209,6 +209,7 @@ class GuardrailEvaluator:
                     scope=rail.scope,
                     candidate=None if reading.sides is None else round(reading.sides[0], 4),
                     baseline=None if reading.sides is None else round(reading.sides[1], 4),
+                    compare=None if rail.baseline is None else rail.baseline.compare,
                 )
             return None
         track.first_bad_ts = None
