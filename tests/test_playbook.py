@@ -585,15 +585,20 @@ CANDIDATE = '  - {name: c, url: "http://127.0.0.1:2", role: candidate}\n'
 
 
 def test_query_guardrails_and_prometheus_facts_validate() -> None:
-    text = BASE.replace("steps:", CANDIDATE.rstrip("\n") + "\nsteps:") + PROM + (
-        "guardrails:\n"
-        "  - {name: q, title: Q, metric: query, query: 'sum(rate(x{replica=~\"{replicas}\"}[{window}]))',\n"
-        "     threshold: 0.05, interval_s: 1, unit: ratio, samples_query: 'sum(y)', min_samples: 10}\n"
-        "  - name: lat\n    title: L\n    metric: p95_latency_ms\n    threshold: 1.5\n    scope: candidate\n"
-        "    baseline: {compare: ratio, min_samples: 20}\n"
-        "facts:\n  - {name: f, title: F, source: prometheus, query: 'build_info{replica=\"{replica}\"}',"
-        " label: commit}\n"
-    )
+    rails = """\
+guardrails:
+  - {name: q, title: Q, metric: query, query: 'sum(rate(x{replica=~"{replicas}"}[{window}]))',
+     threshold: 0.05, interval_s: 1, unit: ratio, samples_query: 'sum(y)', min_samples: 10}
+  - name: lat
+    title: L
+    metric: p95_latency_ms
+    threshold: 1.5
+    scope: candidate
+    baseline: {compare: ratio, min_samples: 20}
+facts:
+  - {name: f, title: F, source: prometheus, query: 'build_info{replica="{replica}"}', label: commit}
+"""
+    text = BASE.replace("steps:", CANDIDATE.rstrip("\n") + "\nsteps:") + PROM + rails
     pb = load_playbook_text(text)
     assert pb.prometheus_server(None) is pb.prometheus[0] and pb.prometheus_server("nope") is None
     assert pb.guardrails[1].baseline is not None and pb.guardrails[1].baseline.compare == "ratio"
