@@ -88,7 +88,7 @@ async def test_query_crossing_its_threshold_breaches(
     assert (breach.metric, breach.value, breach.threshold, breach.window_s) == ("query", 0.2, 0.05, 5)
     samples = [e for e in read_journal(tmp_path / "j.jsonl").events if isinstance(e, ev.MetricSample)]
     assert samples and samples[-1].query == 'max(rtui_error_ratio{replica=~"blue-next"})'
-    assert breach.first_bad_ts == next(s.ts for s in samples if s.value == 0.2)
+    assert breach.first_bad_ts == next(s.ts for s in samples if s.value == 0.2) - 5  # its window's start
 
 
 async def test_broken_query_and_stopped_prometheus_are_unknown_no_breach_no_tick(

@@ -222,9 +222,12 @@ class GuardrailEvaluator:
         """Start of the earliest window (within the guardrail's window) that already held bad samples.
 
         Conservative: the first bad sample lies somewhere in that window, so time-to-detect measured from
-        its start can overstate the real figure by up to one traffic window, never understate it. Other
-        sources (health, probes, gates, queries): the observation that tripped it is the first bad one.
+        its start can overstate the real figure by up to one traffic window, never understate it. A query
+        over a window: likewise the start of the window it was evaluated over. Other sources (health,
+        probes, gates): the observation that tripped it is the first bad one.
         """
+        if rail.metric == "query":
+            return now - rail.window_s
         if rail.metric not in _TRAFFIC:
             return now
         for w in self._recent(rail, now):
