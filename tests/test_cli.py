@@ -458,3 +458,18 @@ def test_injected_values_are_read_as_json_scalars() -> None:
         ("stable-b:health_errors=true", "stable-b:error_rate=0.5", "b:transport=memory")
     )
     assert parsed == {"stable-b": {"health_errors": True, "error_rate": 0.5}, "b": {"transport": "memory"}}
+
+
+def test_a_baseline_breach_reads_with_both_sides_in_the_headless_log() -> None:
+    from rollback_tui.cli import progress_line
+    from rollback_tui.core import events as ev
+
+    breach = ev.GuardrailBreach(
+        ts=1767268800.0, guardrail="p95-latency", severity="P1", metric="p95_latency_ms", value=3.1,
+        threshold=2, window_s=10, candidate=310.0, baseline=100.0, compare="ratio",
+    )  # fmt: skip
+    line = progress_line(breach)
+    assert line is not None and line.endswith(
+        "P1 guardrail p95-latency breached: p95_latency_ms \N{MULTIPLICATION SIGN}3.10 >"
+        " \N{MULTIPLICATION SIGN}2.00 over 10 s (candidate 310 ms vs stable 100 ms)"
+    ), line
