@@ -179,6 +179,13 @@ def test_headless_rehearsal_detects_rolls_back_verifies_and_passes(tmp_path):
     log = result.stdout
     assert "P0 guardrail candidate-5xx breached" in log
     assert "verified ok: 100.0% of" in log and "  checklist: evidence 5/5 · exit criteria 3/3 checked" in log
+    # Its Prometheus guardrails run beside the synthetic ones, or the log says why they do not.
+    from rollback_tui.lab.prometheus import prometheus_binary
+
+    if prometheus_binary():
+        assert "Info from lab: Prometheus http://127.0.0.1:" in log and "scrapes 3 replicas every 1 s" in log
+    else:
+        assert "Warning from lab: Prometheus is not installed (apt-get install prometheus)" in log
     assert "✓ exit criteria hold" in log
     assert {p.name for p in out.iterdir()} >= {"report.md", "bundle.json", "journal.jsonl"}
     report = (out / "report.md").read_text()

@@ -23,6 +23,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -150,8 +151,9 @@ class PrometheusClient:
             return self._fail(f"query {kind} (HTTP {response.status_code}): {detail}")
         return self._answer(doc.get("data") or {})
 
-    def _answer(self, data: dict) -> Answer:
+    def _answer(self, data: dict[str, Any]) -> Answer:
         kind, result = data.get("resultType"), data.get("result")
+        points: list[tuple[dict[str, str], Any]]
         if kind == "scalar":
             points = [({}, result)]
         elif kind == "vector":
