@@ -403,3 +403,12 @@ def test_http_json_probe_value_is_a_generic_metric_source() -> None:
     assert probe(3, 120) == ["queue"]
     assert probe(4, "n/a") == []
     assert g.reading(g.playbook.guardrails[0], 4).unknown == "probe queue-depth value is not a number: 'n/a'"
+
+
+def test_a_query_over_its_threshold_must_hold_sustained_s_of_evaluations() -> None:
+    g = GuardrailEvaluator(_playbook_with_prometheus({**RAIL_QUERY, "sustained_s": 3}))
+    assert g.observe(_sample(100.0, 0.2)) == []  # over at once, but its window is not its history
+    assert g.observe(_sample(102.0, 0.2)) == []
+    out = g.observe(_sample(103.0, 0.2))
+    assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
+    assert out[0].first_bad_ts == 95.0  # TTD from the first crossing's window start: never understated

@@ -205,7 +205,9 @@ class GuardrailEvaluator:
                     value=round(value, 4),
                     threshold=rail.threshold,
                     window_s=rail.window_s,
-                    first_bad_ts=track.first_bad_ts,
+                    # A query's value covers its window: its first bad sample may lie at the window's start,
+                    # so TTD is measured from there (never understated); the sustain clock is not.
+                    first_bad_ts=track.first_bad_ts - (rail.window_s if rail.metric == "query" else 0.0),
                     scope=rail.scope,
                     candidate=None if reading.sides is None else round(reading.sides[0], 4),
                     baseline=None if reading.sides is None else round(reading.sides[1], 4),
@@ -222,12 +224,9 @@ class GuardrailEvaluator:
         """Start of the earliest window (within the guardrail's window) that already held bad samples.
 
         Conservative: the first bad sample lies somewhere in that window, so time-to-detect measured from
-        its start can overstate the real figure by up to one traffic window, never understate it. A query
-        over a window: likewise the start of the window it was evaluated over. Other sources (health,
-        probes, gates): the observation that tripped it is the first bad one.
+        its start can overstate the real figure by up to one traffic window, never understate it. Other
+        sources (health, probes, gates, queries): the observation that first crossed it.
         """
-        if rail.metric == "query":
-            return now - rail.window_s
         if rail.metric not in _TRAFFIC:
             return now
         for w in self._recent(rail, now):
