@@ -328,3 +328,75 @@ async def test_baseline_every_replica_slowed_alike_no_breach_candidate_alone_slo
     breach = engine.state.traffic.breaches["prom-p95"]
     assert breach.candidate is not None and breach.baseline is not None
     assert breach.candidate >= 120 and breach.value > 2 and breach.baseline < breach.candidate / 2
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files (the CA is the certificate itself)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rollback-tui test prometheus")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "prom.crt", directory / "prom.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_options_verify_the_server_with_the_given_ca(
+    exporter: tuple[Any, str], tmp_path: Path
+) -> None:
+    require_prometheus()
+    Gauge("rtui_error_ratio", "test", ["replica"], registry=exporter[0]).labels("blue-next").set(0.01)
+    cert, key = _self_signed(tmp_path)
+    tls = {"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}
+    server = LabPrometheus(
+        [Target(exporter[1])], work_dir=tmp_path, web_config=tls, scheme="https", ca_file=cert
+    )
+    async with server:
+        url = server.url
+        assert url.startswith("https://127.0.0.1:")
+        servers = [
+            {"name": "trusted", "url": url, "tls": {"ca_file": str(cert)}},
+            {"name": "system-cas", "url": url},  # the system CAs do not vouch for a self-signed server
+            {"name": "skip", "url": url, "tls": {"insecure_skip_verify": True}},
+        ]
+        rails = [{"name": s["name"], "server": s["name"], "query": RATIO, "threshold": 0.05} for s in servers]
+        engine = Engine(playbook(servers, rails), Journal(tmp_path / "j.jsonl"), operator="t")
+        await engine.start()
+        try:
+            await until(lambda: all(rail_status(engine, s["name"])[0] for s in servers), "every guardrail")
+            await until(lambda: rail_status(engine, "trusted")[0] == "observed", "the verified server")
+        finally:
+            await engine.stop()
+    assert rail_status(engine, "skip")[0] == "observed"
+    status, reason = rail_status(engine, "system-cas")
+    assert status == "unknown" and reason is not None, reason
+    # It reached the server: the certificate is what failed, not the connection.
+    assert reason.startswith(
+        "Prometheus system-cas: TLS handshake failed ([SSL: CERTIFICATE_VERIFY_FAILED]"
+    ), reason

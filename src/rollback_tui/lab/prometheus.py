@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,10 @@ class LabPrometheus:
         work_dir: Path,
         scrape_s: float = 1.0,
         port: int | None = None,
-        web_config: dict[str, Any] | None = None,  # --web.config.file contents (e.g. basic auth users)
+        web_config: dict[str, Any] | None = None,  # --web.config.file contents (basic auth users, TLS)
         auth: httpx.Auth | None = None,  # what the readiness check sends when web_config asks for it
+        scheme: str = "http",  # https when web_config serves TLS
+        ca_file: Path | None = None,  # what the readiness check trusts then
     ) -> None:
         self.targets = targets
         self.dir = Path(work_dir) / "prometheus"
@@ -55,6 +58,8 @@ class LabPrometheus:
         self.port = port
         self.web_config = web_config
         self.auth = auth
+        self.scheme = scheme
+        self.ca_file = ca_file
         self.child: Child | None = None
 
     async def __aenter__(self) -> LabPrometheus:
@@ -66,7 +71,7 @@ class LabPrometheus:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -127,7 +132,8 @@ class LabPrometheus:
     async def _ready(self) -> bool:
         assert self.child is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
-        async with httpx.AsyncClient(timeout=1.0, auth=self.auth) as client:
+        verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+        async with httpx.AsyncClient(timeout=1.0, auth=self.auth, verify=verify) as client:
             while time.monotonic() < deadline:
                 if not self.child.running:
                     return False

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from rollback_tui.core.events import Event, HealthSample
 from rollback_tui.playbook.model import Playbook, Replica
+
+E = TypeVar("E", bound=BaseException)
 
 
 def dotted(doc: Any, path: str) -> Any:
@@ -36,14 +39,19 @@ def dotted(doc: Any, path: str) -> Any:
 AUTH_REFUSED = frozenset({401, 403})
 
 
-def _unresolved(exc: BaseException) -> socket.gaierror | None:
-    """The name-resolution failure behind a connect error, if that is what it was."""
+def _behind(exc: BaseException, kind: type[E]) -> E | None:
+    """The exception of `kind` behind a connect error (its cause chain), if there is one."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _unresolved(exc: BaseException) -> socket.gaierror | None:
+    """The name-resolution failure behind a connect error, if that is what it was."""
+    return _behind(exc, socket.gaierror)
 
 
 def cannot_observe(exc: Exception) -> bool:
@@ -61,6 +69,9 @@ def describe_http_error(exc: Exception) -> str:
         unresolved = _unresolved(exc)
         if unresolved is not None:
             return f"host name does not resolve from here ({unresolved.strerror or unresolved})"[:200]
+        tls = _behind(exc, ssl.SSLError)  # it connected; the TLS handshake (e.g. verification) failed
+        if tls is not None:
+            return f"TLS handshake failed ({tls})"[:200]
         cause = exc.__cause__ or exc.__context__ or exc
         return f"connection refused or unreachable ({cause})"[:200]
     return f"{type(exc).__name__}: {exc or 'request failed'}"[:200]
