@@ -87,8 +87,9 @@ class SessionRuntime:
         if self.lab is not None:
             self.engine.notice("lab", f"{self.lab_notice} · Redis: {self.lab.redis_kind}")
             if self.lab.prometheus_note:  # last: the notice line shows it when the session opens
-                level = "info" if self.lab.prometheus_up else "warning"
-                self.engine.notice("lab", self.lab.prometheus_note, level)
+                self.engine.notice(
+                    "lab", self.lab.prometheus_note, "info" if self.lab.prometheus_up else "warning"
+                )
         return self.engine
 
     async def __aexit__(
