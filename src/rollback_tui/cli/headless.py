@@ -189,7 +189,10 @@ async def _rehearse(
     )
     session_traffic = TrafficTotals("whole session")
     async with runtime as engine:
-        engine.subscribe(_progress_printer(fmt, out))
+        printer = _progress_printer(fmt, out)
+        for notice in list(engine.state.notices):  # journaled as the session opened (the lab's, before us)
+            printer(notice)
+        engine.subscribe(printer)
         engine.subscribe(lambda e: session_traffic.add(e) if isinstance(e, ev.TrafficWindow) else None)
         await engine.start()
         for replica, faults in injections.items():

@@ -238,6 +238,7 @@ class TrafficWindow(Event):
     errors_5xx: dict[str, int] = {}
     p50_ms: float | None = None
     p95_ms: float | None = None
+    p95_by_replica: dict[str, float] = {}  # each replica's own p95, for judging a candidate against stable
     ws_disconnects: int = 0
     idempotency_collisions: int = 0
     transport_errors: int = 0
@@ -270,6 +271,10 @@ class GuardrailBreach(Event):
     window_s: float
     first_bad_ts: float | None = None
     scope: str | None = None  # candidate | stable | all: a candidate breach is mitigated by its rollback
+    # Judged against the baseline: `value` is the comparison, these are the two sides it compared.
+    candidate: float | None = None
+    baseline: float | None = None
+    compare: Literal["ratio", "difference"] | None = None
 
 
 class GuardrailRecovered(Event):
@@ -289,6 +294,30 @@ class GuardrailStatus(Event):
     guardrail: str
     status: Literal["observed", "unknown", "waiting"]
     reason: str | None = None
+
+
+class MetricSample(Event):
+    """One evaluation of a guardrail's metric query (a Prometheus instant query), as it came back.
+
+    `errors` says what could not be observed and why (server unreachable, a query error or timeout, no
+    series, NaN, an unset ${VAR}, auth refused), keyed by the part that failed: value, samples, baseline,
+    baseline_samples. The core judges it (core/guardrails.py): an error is *unknown*, never ok. With a
+    baseline, `value`/`samples` are the candidate's side and `baseline`/`baseline_samples` the stable one.
+    """
+
+    kind: Literal["metric_sample"] = "metric_sample"
+    high_rate: ClassVar[bool] = True
+    guardrail: str
+    server: str
+    query: str  # as evaluated: placeholders filled in (the candidate's side with a baseline)
+    window_s: float
+    value: float | None = None
+    samples: float | None = None
+    baseline: float | None = None
+    baseline_samples: float | None = None
+    series: str | None = None  # which series gave `value` when several answered (the largest is judged)
+    errors: dict[str, str] = {}
+    took_ms: float | None = None
 
 
 # The rollback is a state machine (core/rollback.py folds these): requested → applying → applied →
@@ -480,6 +509,7 @@ AnyEvent = Annotated[
     | GuardrailBreach
     | GuardrailRecovered
     | GuardrailStatus
+    | MetricSample
     | RollbackRequested
     | RollbackApplying
     | RollbackApplied

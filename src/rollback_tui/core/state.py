@@ -211,6 +211,7 @@ class SessionState:
     fanout: FanoutState = field(default_factory=FanoutState)
     traffic: TrafficState = field(default_factory=TrafficState)
     rails: dict[str, RailState] = field(default_factory=dict)  # guardrail → whether it can judge
+    metrics: dict[str, ev.MetricSample] = field(default_factory=dict)  # guardrail → its last query result
     facts: dict[str, ev.FactCaptured] = field(default_factory=dict)
     probes: dict[str, ev.ProbeResult] = field(default_factory=dict)
     # Recent results per probe, for guardrails over a window (dead-letter growth).
@@ -375,6 +376,10 @@ def _rail_status(s: SessionState, e: ev.GuardrailStatus) -> None:
         rail.observed_ts = e.ts
 
 
+def _metric_sample(s: SessionState, e: ev.MetricSample) -> None:
+    s.metrics[e.guardrail] = e
+
+
 def _rollback(s: SessionState, e: ev.Event) -> None:
     s.traffic.rollback.apply(e)
     if isinstance(e, ev.RollbackRequested):
@@ -434,6 +439,7 @@ _HANDLERS: dict[str, Any] = {
     "guardrail_breach": _breach,
     "guardrail_recovered": _recovered,
     "guardrail_status": _rail_status,
+    "metric_sample": _metric_sample,
     **dict.fromkeys(ROLLBACK_KINDS, _rollback),
     "gate_started": _gate_started,
     "gate_output": _gate_output,

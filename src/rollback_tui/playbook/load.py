@@ -435,6 +435,7 @@ _COLLECTIONS = {
     "facts": "fact",
     "gates": "gate",
     "probes": "probe",
+    "prometheus": "Prometheus server",
     "guardrails": "guardrail",
     "actions": "action",
     "steps": "step",
@@ -476,7 +477,7 @@ class _CrossCheck:
                 coll: [getattr(x, "name", None) for x in getattr(pb, coll)] for coll in _COLLECTIONS
             }
         else:
-            self.names = {coll: _raw_names(raw.get(coll)) for coll in _COLLECTIONS}
+            self.names = {coll: _raw_names(raw.get(coll), _DEFAULT_NAMES.get(coll)) for coll in _COLLECTIONS}
 
     def complete(self, *sections: str) -> bool:
         return self.incomplete.isdisjoint(sections)
@@ -616,13 +617,27 @@ class _CrossCheck:
                     "ws_disconnects cannot be measured: stream sessions need a realtime section "
                     "(its fanout protocol says how to open them)",
                 )
+            if g.metric == "query":
+                self.prometheus_ref((*here, "server"), g.server)
         for i, f in self.items("facts"):
             if f.replicas == "candidate" and know_roles and not has_candidate:
                 self.add(("facts", i, "replicas"), "replicas: candidate, but no replica has role: candidate")
+            if f.source == "prometheus":
+                self.prometheus_ref(("facts", i, "server"), f.server)
         for i, p in self.items("preconditions"):
             for coll, attr in (("facts", "fact"), ("gates", "gate"), ("probes", "probe")):
                 self.ref(("preconditions", i, attr), coll, getattr(p, attr))
             self.needs_check(("preconditions", i, "check"), p.check)
+
+    def prometheus_ref(self, path: FieldPath, name: str | None) -> None:
+        """A query names its server, or there is exactly one to default to."""
+        if name is not None:
+            self.ref(path, "prometheus", name)
+            return
+        servers = [n for n in self.names["prometheus"] if n]
+        if len(servers) != 1 and self.complete("prometheus"):
+            which = f"{len(servers)} are defined ({', '.join(servers)})" if servers else "none is defined"
+            self.add(path, f"a Prometheus query needs server: naming one ({which} under prometheus:)")
 
     def needs_check(self, path: FieldPath, check: str | None) -> None:
         if check == "fanout" and self.pb.realtime is None and self.complete("realtime"):
@@ -721,11 +736,16 @@ class _CrossCheck:
                 self.add((*here, "rule"), "rule all_checklist only applies to exit_criteria")
 
 
-def _raw_names(raw: Any) -> list[str | None]:
+_DEFAULT_NAMES = {"prometheus": "prometheus"}  # sections whose entries have a default name
+
+
+def _raw_names(raw: Any, default: str | None = None) -> list[str | None]:
     if not isinstance(raw, list):
         return []
     return [
-        item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
+        (item.get("name", default) if isinstance(item.get("name", default), str) else None)
+        if isinstance(item, dict)
+        else None
         for item in raw
     ]
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from rollback_tui.playbook.secrets import ENV_REF, looks_secret
+from rollback_tui.playbook.secrets import ENV_REF, is_env_ref, looks_secret
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Severity = Literal["P0", "P1"]
@@ -43,6 +43,12 @@ def _check_secret_mapping(mapping: dict[str, str], what: str) -> dict[str, str]:
         if looks_secret(key) and not ENV_REF.search(value):
             raise ValueError(f"{what} {key!r} looks like a secret: use a ${{ENV_VAR}} reference")
     return mapping
+
+
+def _env_ref_only(value: str, what: str) -> str:
+    if not is_env_ref(value):
+        raise ValueError(f"{what} is a secret: give only a ${{ENV_VAR}} reference, not the value")
+    return value
 
 
 def _check_secret_url(url: str) -> str:
@@ -598,8 +604,13 @@ class Fact(Strict):
 
     name: Name
     title: str
-    source: Literal["health", "http", "command", "env", "manual"]
+    source: Literal["health", "http", "command", "env", "manual", "prometheus"]
     field: str | None = Field(None, description="health/http: dotted JSON path.")
+    query: str | None = Field(
+        None, description="prometheus: an instant PromQL query; with {replica} it is asked once per replica."
+    )
+    server: str | None = Field(None, description="prometheus: which server (default: the only one).")
+    label: str | None = Field(None, description="prometheus: record this label of the series, not its value.")
     url: str | None = None
     command: CommandSpec | None = None
     regex: str | None = Field(None, description="command: first group (or whole match) is the value.")
@@ -610,12 +621,20 @@ class Fact(Strict):
 
     @model_validator(mode="after")
     def _source_needs(self) -> Fact:
-        need = {"health": ("field",), "http": ("url", "field"), "command": ("command",), "env": ("env_var",)}
+        need = {
+            "health": ("field",),
+            "http": ("url", "field"),
+            "command": ("command",),
+            "env": ("env_var",),
+            "prometheus": ("query",),
+        }
         missing = [f for f in need.get(self.source, ()) if getattr(self, f) is None]
         if missing:
             raise ValueError(f"source {self.source!r} needs {', '.join(missing)}")
         if self.regex is not None:
             re.compile(self.regex)
+        if self.source != "prometheus" and (self.query or self.server or self.label):
+            raise ValueError("query, server and label only apply to source: prometheus")
         return self
 
 
@@ -627,11 +646,98 @@ Metric = Literal[
     "dead_letters_growth",
     "health_failing",
     "gate_failed",
+    "query",
+    "http_json",
 ]
+# Metrics a baseline can judge: each is measured for the candidate and the stable replicas alike.
+BASELINE_METRICS = ("http_5xx_rate", "p95_latency_ms", "query")
+# The placeholders of a Prometheus query; any other brace (a label matcher) is PromQL's own.
+QUERY_PLACEHOLDERS = ("replica", "replicas", "scope", "window")
+
+
+class BasicAuth(Strict):
+    username: str
+    password: str = Field(description="Only a ${ENV_VAR} reference.")
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_ref(cls, v: str) -> str:
+        return _env_ref_only(v, "basic_auth.password")
+
+
+class TlsOptions(Strict):
+    ca_file: str | None = Field(None, description="CA bundle that signs the server's certificate.")
+    cert_file: str | None = Field(None, description="Client certificate (mutual TLS), with key_file.")
+    key_file: str | None = None
+    insecure_skip_verify: bool = Field(False, description="Do not verify the server's certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsOptions:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class PrometheusServer(Strict):
+    """A Prometheus server that guardrails and facts query (instant queries over its HTTP API)."""
+
+    name: Name = "prometheus"
+    url: str = Field(description="Base URL, e.g. https://prometheus.staging.internal (no /api/v1).")
+    bearer_token: str | None = Field(None, description="Only a ${ENV_VAR} reference.")
+    basic_auth: BasicAuth | None = None
+    headers: StrMapping = {}
+    tls: TlsOptions = TlsOptions()
+    timeout_s: float = Field(5.0, gt=0, le=300, description="A query slower than this is unknown.")
+    lab: bool = Field(False, description="The embedded lab runs this server, scraping its replicas.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_secret_url(cls, v: str) -> str:
+        return _check_secret_url(v)
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_is_ref(cls, v: str | None) -> str | None:
+        return None if v is None else _env_ref_only(v, "bearer_token")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "header")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusServer:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("give bearer_token or basic_auth, not both")
+        return self
+
+
+class Baseline(Strict):
+    """Judge the candidate against the stable replicas: the same metric over the same window, compared.
+
+    Load that slows every replica alike moves both sides and trips nothing; a bad candidate still does.
+    The guardrail's threshold then applies to the comparison (e.g. 1.5 for a ratio: 50 % slower).
+    """
+
+    compare: Literal["ratio", "difference"] = Field(
+        "ratio", description="ratio: candidate ÷ stable; difference: candidate - stable."
+    )
+    min_samples: int = Field(
+        10, ge=1, description="Each side needs this many samples (requests) in the window, else no verdict."
+    )
+    samples_query: str | None = Field(
+        None, description="metric query: PromQL giving a side's sample count ({replicas} is that side's)."
+    )
 
 
 class Guardrail(Strict):
-    """Breached when the metric's value over `window_s` exceeds `threshold` (held `sustained_s`)."""
+    """Breached when the metric's value over `window_s` exceeds `threshold` (held `sustained_s`).
+
+    `metric: query` reads an instant PromQL query from a Prometheus server (`server`, `query`), evaluated
+    every `interval_s`; `{replica}`, `{replicas}` (a regex alternation), `{scope}` and `{window}` are
+    filled in. `metric: http_json` reads the value of an HTTP JSON probe (its last value, or its growth
+    over the window). A source that cannot answer is unknown with its reason: never ok, never a breach.
+    """
 
     name: Name
     title: str
@@ -642,7 +748,54 @@ class Guardrail(Strict):
     scope: Literal["candidate", "stable", "all"] = "all"
     severity: Severity = "P0"
     gate: str | None = Field(None, description="gate_failed: which gate.")
-    probe: str | None = Field(None, description="dead_letters_growth: which HTTP probe.")
+    probe: str | None = Field(None, description="http_json / dead_letters_growth: which HTTP probe.")
+    reduce: Literal["last", "growth"] = Field(
+        "last", description="http_json: the probe's last value, or its growth over the window."
+    )
+    server: str | None = Field(None, description="query: which Prometheus server (default: the only one).")
+    query: str | None = Field(None, description="query: the PromQL instant query.")
+    interval_s: float = Field(5.0, gt=0, le=3600, description="query: how often it is evaluated.")
+    unit: Literal["ratio", "ms", "s", "count"] = Field("count", description="query: how values read.")
+    samples_query: str | None = Field(
+        None, description="query: PromQL giving the sample count in the window (with min_samples)."
+    )
+    min_samples: int | None = Field(
+        None, ge=1, description="query: no verdict below this many samples (needs samples_query)."
+    )
+    baseline: Baseline | None = Field(None, description="Judge the candidate against the stable replicas.")
+
+    @model_validator(mode="after")
+    def _metric_needs(self) -> Guardrail:
+        if self.metric == "query" and not self.query:
+            raise ValueError("metric query needs query: the PromQL to evaluate")
+        if self.metric != "query":
+            given = [f for f in ("query", "server", "samples_query", "min_samples") if getattr(self, f)]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to metric: query")
+        if self.metric == "http_json" and self.probe is None:
+            raise ValueError("metric http_json needs probe: the HTTP JSON probe whose value it judges")
+        if self.reduce != "last" and self.metric != "http_json":
+            raise ValueError("reduce only applies to metric: http_json")
+        if (self.min_samples is None) != (self.samples_query is None) and self.baseline is None:
+            raise ValueError("min_samples and samples_query go together")
+        if self.baseline is not None:
+            self._check_baseline(self.baseline)
+        return self
+
+    def _check_baseline(self, baseline: Baseline) -> None:
+        if self.metric not in BASELINE_METRICS:
+            raise ValueError(f"baseline applies to metric {', '.join(BASELINE_METRICS)}, not {self.metric}")
+        if self.scope != "candidate":
+            raise ValueError("baseline compares the candidate with the stable replicas: use scope: candidate")
+        if self.metric == "query":
+            if not baseline.samples_query:
+                raise ValueError("a query baseline needs baseline.samples_query to count each side's samples")
+            if "{replica}" in (self.query or ""):
+                raise ValueError("a baseline query takes each side's {replicas}, not one {replica}")
+            if self.samples_query or self.min_samples:
+                raise ValueError("with a baseline, samples_query and min_samples go under baseline")
+        elif baseline.samples_query:
+            raise ValueError("baseline.samples_query only applies to metric: query")
 
 
 # --- actions, steps, evidence ---------------------------------------------------------------------
@@ -866,6 +1019,9 @@ class Playbook(Strict):
     facts: list[Fact] = []
     gates: list[Gate] = []
     probes: list[HttpProbe] = []
+    prometheus: list[PrometheusServer] = Field(
+        default_factory=list, description="Prometheus servers that guardrails and facts query."
+    )
     guardrails: list[Guardrail] = []
     actions: list[Action] = []
     steps: list[Step] = Field(min_length=1)
@@ -881,6 +1037,12 @@ class Playbook(Strict):
 
     def gate(self, name: str) -> Gate:
         return next(g for g in self.gates if g.name == name)
+
+    def prometheus_server(self, name: str | None) -> PrometheusServer | None:
+        """The named Prometheus server; unnamed, the only one (None when that does not resolve)."""
+        if name is None:
+            return self.prometheus[0] if len(self.prometheus) == 1 else None
+        return next((p for p in self.prometheus if p.name == name), None)
 
     def action(self, name: str) -> SelectorRemoval | Redeploy | StabiliseFlags | CommandAction:
         return next(a for a in self.actions if a.name == name)

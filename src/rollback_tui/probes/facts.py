@@ -1,7 +1,8 @@
 """Baseline facts: values captured at the start and re-checked after rollback, each with its source.
 
 Sources: `health` (a dotted field of each replica's health JSON), `http` (url + dotted field),
-`command` (local or over SSH; the regex's first group, or the whole match), `env`, and `manual`
+`command` (local or over SSH; the regex's first group, or the whole match), `env`, `prometheus` (an
+instant query's value, or one of its labels; with `{replica}` one value per replica), and `manual`
 (recorded as pending: `values={"-": None}`, `source="manual:pending"`, for the operator to fill in).
 A `must_agree` health fact sets `agree` and raises a warning Notice when replicas differ. A fact that
 could not be observed (unset `${VAR}`, a host that does not resolve from here, a missing binary, auth
@@ -32,6 +33,7 @@ from rollback_tui.probes.health import (
     health_url,
     run_health_command,
 )
+from rollback_tui.probes.metrics.prometheus import Answer, PrometheusClient, render, scoped
 
 Phase = Literal["baseline", "after_rollback", "check"]
 MAX_VALUE = 500
@@ -89,6 +91,11 @@ class _Capture:
         self.environ = environ
         self._docs: dict[str, asyncio.Task[_Fetched]] = {}
         self._given = health_docs
+        self._servers: dict[str, PrometheusClient] = {}
+
+    async def aclose(self) -> None:
+        for client in self._servers.values():
+            await client.aclose()
 
     def health_doc(self, replica: Replica) -> asyncio.Task[_Fetched]:
         """Each replica's health document is fetched at most once per capture."""
@@ -192,8 +199,51 @@ class _Capture:
             observed=value is not None,
         )
 
+    async def _prometheus(self, fact: Fact, phase: Phase) -> FactCaptured:
+        assert fact.query is not None
+        server = self.playbook.prometheus_server(fact.server)
+        assert server is not None, "validated: a query names a server, or there is exactly one"
+        if server.name not in self._servers:
+            self._servers[server.name] = PrometheusClient(server, self.environ)
+        client = self._servers[server.name]
+        replicas = scoped(self.playbook, fact.replicas)
+        keys = replicas if "{replica}" in fact.query else ["-"]
+        queries = [
+            render(fact.query, replica=k, replicas=replicas, scope=fact.replicas, window_s=60) for k in keys
+        ]
+        answers = await asyncio.gather(*(client.query(q) for q in queries))
+        values = {key: _series_text(answer, fact.label) for key, answer in zip(keys, answers, strict=True)}
+        errors = [
+            f"{key}: {answer.error}" if key != "-" else answer.error
+            for key, answer in zip(keys, answers, strict=True)
+            if answer.error is not None
+        ]
+        errors += [f"{k}: no label {fact.label!r}" for k, v in values.items() if v is None and fact.label]
+        agree = None
+        if fact.must_agree and not errors:
+            agree = len(set(values.values())) == 1
+        return FactCaptured(
+            fact=fact.name,
+            phase=phase,
+            values=values,
+            source=f"prometheus:{server.name}:{fact.query}",
+            agree=agree,
+            error="; ".join(e for e in errors if e) or None,
+            observed=all(a.error is None for a in answers),  # a query that could not answer is unknown
+        )
+
     async def _manual(self, fact: Fact, phase: Phase) -> FactCaptured:
         return FactCaptured(fact=fact.name, phase=phase, values={"-": None}, source="manual:pending")
+
+
+def _series_text(answer: Answer, label: str | None) -> str | None:
+    """A query's answer as a fact's value: the value (`12`, `0.5`), or a label of its series."""
+    if not answer.series:
+        return None
+    if label is None:
+        return _text(", ".join(f"{s.value:g}" for s in answer.series))
+    found = sorted({s.labels[label] for s in answer.series if label in s.labels})
+    return _text(", ".join(found)) if found else None
 
 
 async def capture_facts(
@@ -213,10 +263,11 @@ async def capture_facts(
     environ = os.environ if environ is None else environ
     own_client = client is None
     http = client or httpx.AsyncClient(headers={"User-Agent": "rollback-tui/facts"})
+    capture = _Capture(playbook, http, health_docs, environ)
     try:
-        capture = _Capture(playbook, http, health_docs, environ)
         captured = await asyncio.gather(*(capture.fact(f, phase) for f in facts))
     finally:
+        await capture.aclose()
         if own_client:
             await http.aclose()
     emitted: list[FactCaptured] = []

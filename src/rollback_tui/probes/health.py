@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 from rollback_tui.core.events import Event, HealthSample
 from rollback_tui.playbook.model import HealthFields, Playbook, Replica
+
+E = TypeVar("E", bound=BaseException)
 
 
 def dotted(doc: Any, path: str) -> Any:
@@ -39,14 +42,19 @@ AUTH_REFUSED = frozenset({401, 403})
 Status = Literal["ok", "degraded", "down", "junk", "timeout", "unknown"]  # HealthSample.status
 
 
-def _unresolved(exc: BaseException) -> socket.gaierror | None:
-    """The name-resolution failure behind a connect error, if that is what it was."""
+def _behind(exc: BaseException, kind: type[E]) -> E | None:
+    """The exception of `kind` behind a connect error (its cause chain), if there is one."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _unresolved(exc: BaseException) -> socket.gaierror | None:
+    """The name-resolution failure behind a connect error, if that is what it was."""
+    return _behind(exc, socket.gaierror)
 
 
 def cannot_observe(exc: Exception) -> bool:
@@ -64,6 +72,9 @@ def describe_http_error(exc: Exception) -> str:
         unresolved = _unresolved(exc)
         if unresolved is not None:
             return f"host name does not resolve from here ({unresolved.strerror or unresolved})"[:200]
+        tls = _behind(exc, ssl.SSLError)  # it connected; the TLS handshake (e.g. verification) failed
+        if tls is not None:
+            return f"TLS handshake failed ({tls})"[:200]
         cause = exc.__cause__ or exc.__context__ or exc
         return f"connection refused or unreachable ({cause})"[:200]
     return f"{type(exc).__name__}: {exc or 'request failed'}"[:200]

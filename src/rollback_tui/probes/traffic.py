@@ -82,6 +82,7 @@ class Window:
     errors_5xx: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     unattributed: Counter[str] = field(default_factory=Counter)
+    by_replica: dict[str, list[float]] = field(default_factory=dict)  # latencies of each replica
     collisions: int = 0
     transport_errors: int = 0
     ws_disconnects: int = 0
@@ -98,6 +99,7 @@ class Window:
             errors_5xx=dict(self.errors_5xx),
             p50_ms=_round(percentile(self.latencies, 0.50)),
             p95_ms=_round(percentile(self.latencies, 0.95)),
+            p95_by_replica={r: round(percentile(v, 0.95) or 0.0, 2) for r, v in self.by_replica.items() if v},
             ws_disconnects=self.ws_disconnects,
             idempotency_collisions=self.collisions,
             transport_errors=self.transport_errors,
@@ -218,6 +220,7 @@ class TrafficGenerator:
             w.unattributed[unidentified(response.status_code)] += 1
         else:
             w.per_replica[replica] += 1
+            w.by_replica.setdefault(replica, []).append(latency)
             if response.status_code >= 500:
                 w.errors_5xx[replica] += 1
         if response.status_code == 409:

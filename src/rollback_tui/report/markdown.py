@@ -18,8 +18,16 @@ from pathlib import PurePath
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import ItemStatus, guardrail_gaps
+from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.read.checklist import how
-from rollback_tui.core.read.guardrails import metric_text, window_text
+from rollback_tui.core.read.guardrails import (
+    breach_number,
+    breach_sides,
+    metric_text,
+    sides_text,
+    value_text,
+    window_text,
+)
 from rollback_tui.core.read.steps import status_word
 from rollback_tui.core.read.summary import SessionSummary, summarize
 from rollback_tui.core.read.words import num, pct
@@ -395,13 +403,13 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         for e in log:
             if isinstance(e, ev.GuardrailBreach):
                 ttd = num(round(e.ts - e.first_bad_ts, 3), " s") if e.first_bad_ts is not None else "-"
-                threshold = metric_text(e.metric, e.threshold)
+                threshold = breach_number(e, e.threshold)
                 rows.append(
                     [
                         iso(e.ts),
                         e.guardrail,
                         f"breach {e.severity}",
-                        f"{e.metric} {metric_text(e.metric, e.value)}",
+                        f"{e.metric} {breach_number(e, e.value)}{breach_sides(e)}",
                         f"{threshold} {window_text(e.metric, e.window_s)}",
                         iso(e.first_bad_ts),
                         ttd,
@@ -416,6 +424,7 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         doc.p("No guardrail was breached.")
     if state.traffic.breaches:
         doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    _queried(doc, playbook, state)
     gaps = guardrail_gaps(playbook, state)
     if gaps:
         doc.p("Neither ok nor breached at the end (no verdict without data):")
@@ -459,6 +468,38 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         if v.time_to_mitigate_s is not None:
             doc.li(f"Time to mitigate (first bad sample → verified): {num(v.time_to_mitigate_s, ' s')}")
     doc.blank()
+
+
+def _queried(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
+    """The guardrails read from Prometheus: each query as evaluated, its window, last value and time."""
+    rails = [r for r in playbook.guardrails if r.metric == "query"]
+    if not rails:
+        return
+    evaluator = GuardrailEvaluator.from_state(playbook, state)
+    rows = []
+    for rail in rails:
+        sample = state.metrics.get(rail.name)
+        if sample is None:
+            rows.append(
+                [
+                    rail.name,
+                    rail.server or "-",
+                    _code(rail.query),
+                    f"{rail.window_s:g} s",
+                    "never evaluated",
+                    "-",
+                ]
+            )
+            continue
+        reading = evaluator.reading(rail, sample.ts)  # as judged then, not at export time
+        value = f"unknown: {reading.unknown}" if reading.unknown else value_text(rail, reading.value)
+        if reading.sides is not None:
+            value += f" ({sides_text(rail, reading.sides)})"
+        rows.append(
+            [rail.name, sample.server, _code(sample.query), f"{sample.window_s:g} s", value, iso(sample.ts)]
+        )
+    doc.p("Guardrails read from Prometheus, as last evaluated:")
+    doc.table(["Guardrail", "Server", "Query", "Window", "Last value", "Evaluated (UTC)"], rows)
 
 
 def _data_collection(doc: _Doc, evidence: Evidence) -> None:

@@ -164,6 +164,10 @@ class Engine:
             from rollback_tui.probes.http_json import poll_probes
 
             self.spawn("probes", poll_probes(self.playbook, self.emit))
+        if any(g.metric == "query" for g in self.playbook.guardrails):
+            from rollback_tui.probes.metrics.prometheus import MetricPoller
+
+            self.spawn("metrics", MetricPoller(self.playbook, self.emit).run())
         if self.playbook.load_balancer is not None:
             interval = 2.0 if self.playbook.load_balancer.traffic_control.driver == "lab" else 15.0
             self.spawn("routing", self._routing_loop(interval))

@@ -27,6 +27,10 @@ class LabHandle(Protocol):
 
     playbook: Playbook
     redis_kind: str
+    prometheus_note: str  # what to say about the lab's Prometheus ("" when the playbook asks for none)
+
+    @property
+    def prometheus_up(self) -> bool: ...
 
     async def start(self) -> None: ...
 
@@ -82,6 +86,10 @@ class SessionRuntime:
             self.engine.start_session()
         if self.lab is not None:
             self.engine.notice("lab", f"{self.lab_notice} · Redis: {self.lab.redis_kind}")
+            if self.lab.prometheus_note:  # last: the notice line shows it when the session opens
+                self.engine.notice(
+                    "lab", self.lab.prometheus_note, "info" if self.lab.prometheus_up else "warning"
+                )
         return self.engine
 
     async def __aexit__(

@@ -32,6 +32,7 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "guardrail_breach": frozenset({"traffic", "verdict", "steps"}),
     "guardrail_recovered": frozenset({"traffic", "verdict", "steps"}),
     "guardrail_status": frozenset({"traffic", "checklist"}),  # unknown / observed: the rules read it
+    "metric_sample": frozenset({"traffic", "steps"}),  # a guardrail's query value (its reading)
     # Every rollback stage changes the headline and the status bar, not only the traffic pane.
     **dict.fromkeys(
         [

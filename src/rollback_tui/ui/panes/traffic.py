@@ -234,6 +234,10 @@ class TrafficPane(StaticPane):
         )
         if status == "over" and rail.sustained_s:
             text.append(f" · breach if held {rail.sustained_s:g} s", style=view.tone("stale"))
+        if reading.against:  # judged against the baseline: both sides
+            text.append(f" · {reading.against}", style=view.tone("stale"))
+        if rail.metric == "query":  # a query: when it was last evaluated
+            text.append(f" · evaluated {clock(reading.evaluated_at)}", style=view.tone("stale"))
         text.no_wrap, text.overflow = True, "ellipsis"
         return text
 
