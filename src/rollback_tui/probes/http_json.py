@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -44,7 +45,7 @@ async def probe_http(
         blind = cannot_observe(exc)  # the host does not resolve from here, or the URL is malformed
         return ProbeResult(probe=probe.name, ok=False, error=describe_http_error(exc), observed=not blind)
     latency = round((time.perf_counter() - started) * 1000, 2)
-    base = {"probe": probe.name, "http_status": response.status_code, "latency_ms": latency}
+    base: dict[str, Any] = {"probe": probe.name, "http_status": response.status_code, "latency_ms": latency}
     value = None
     error = None
     if probe.json_path:

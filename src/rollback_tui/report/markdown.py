@@ -397,7 +397,22 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         for reading in summary.guardrails:
             doc.li(reading.line)
         doc.blank()
-    log = state.traffic.breach_log
+    _breach_table(doc, playbook, state.traffic.breach_log)
+    if state.traffic.breaches:
+        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    _queried(doc, playbook, state)
+    gaps = guardrail_gaps(playbook, state)
+    if gaps:
+        doc.p("Neither ok nor breached at the end (no verdict without data):")
+        for gap in gaps:
+            doc.li(gap)
+        doc.blank()
+    _rollback_section(doc, playbook, state)
+
+
+def _breach_table(
+    doc: _Doc, playbook: Playbook, log: list[ev.GuardrailBreach | ev.GuardrailRecovered]
+) -> None:
     if log:
         rows = []
         for e in log:
@@ -422,18 +437,13 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         )
     else:
         doc.p("No guardrail was breached.")
-    if state.traffic.breaches:
-        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
-    _queried(doc, playbook, state)
-    gaps = guardrail_gaps(playbook, state)
-    if gaps:
-        doc.p("Neither ok nor breached at the end (no verdict without data):")
-        for gap in gaps:
-            doc.li(gap)
-        doc.blank()
+
+
+def _rollback_section(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
     t = state.traffic
     if t.rollback.stage == "none":
         doc.p("No rollback was executed.")
+        doc.blank()
         return
     attempts = f" (after {t.rollback.attempts} attempts)" if t.rollback.attempts > 1 else ""
     doc.p(f"Rollback: **{t.rollback.words}**{attempts}")
