@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from rollback_tui import __version__, settings
+from rollback_tui.cli_watch import mirror_option, serve, watch
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook.model import Playbook
 
@@ -106,12 +107,14 @@ async def _run_cockpit(
     resumed: tuple[Any, Any] | None = None,  # (journal, state) of a resumed session
 ) -> Path:
     from rollback_tui.session.engine import Engine
+    from rollback_tui.session.mirror import start_mirror
     from rollback_tui.ui.app import CockpitApp
 
     journal, state = resumed if resumed else (_open_journal(playbook, opts.get("journal")), None)
     engine = Engine(
         playbook, journal, playbook_path=_absolute(playbook_path), operator=opts.get("operator"), state=state
     )
+    start_mirror(engine, opts.get("mirror"))
     if notices:
         if engine.state.started is None:
             engine.start_session()
@@ -153,6 +156,7 @@ cockpit_options = [
     ),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging to the log file."),
     click.option("--no-export", is_flag=True, help="Do not export the evidence automatically on quit."),
+    mirror_option,
 ]
 
 
@@ -377,6 +381,7 @@ def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--rollback", type=click.Choice(["on_breach", "always", "never"]), default="on_breach", show_default=True
 )
 @click.option("--allow-destructive", is_flag=True, help="Run redeploy/flag/destructive command actions too.")
+@mirror_option
 def rehearse(
     playbook_path: str,
     headless: bool,
@@ -390,6 +395,7 @@ def rehearse(
     watch_s: float,
     rollback: str,
     allow_destructive: bool,
+    mirror: str | None,
 ) -> None:
     """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
     from rollback_tui.session.rehearsal import RehearsalOptions
@@ -422,6 +428,7 @@ def rehearse(
                 injections=injections,
                 ticks=tick,
                 out=out,
+                mirror=mirror,
             )
         )
     except LabError as exc:
@@ -477,9 +484,11 @@ async def _rehearse(
     injections: dict[str, dict[str, Any]],
     ticks: tuple[str, ...],
     out: Output,
+    mirror: str | None = None,
 ) -> int:
     from rollback_tui.core.checklist import verdict
     from rollback_tui.session.engine import Engine, NotAvailable
+    from rollback_tui.session.mirror import start_mirror
     from rollback_tui.session.rehearsal import Rehearsal
 
     lab = None
@@ -496,6 +505,7 @@ async def _rehearse(
         operator=operator,
     )
     engine.subscribe(_progress_printer(fmt, out))
+    start_mirror(engine, mirror)
     try:
         await engine.start()
         if lab is not None:
@@ -824,3 +834,7 @@ def resume(
 
     asyncio.run(run())
     out.line(f"Journal: {journal_path}")
+
+
+main.add_command(watch)
+main.add_command(serve)

@@ -12,6 +12,19 @@ from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import Pane, View
 
 
+def checklist_entries(playbook: Playbook) -> list[tuple[str, str, str, str]]:
+    """(section, name, text, rule) of every checklist item, then every exit criterion."""
+    entries = [("item", c.name, c.text, c.rule) for c in playbook.checklist]
+    return entries + [("exit", e.name, e.text, e.rule) for e in playbook.exit_criteria]
+
+
+def checklist_progress(state: SessionState, playbook: Playbook) -> tuple[int, int]:
+    """(done, total) as the pane counts them: the presenter board shows the same x/y."""
+    entries = checklist_entries(playbook)
+    done = sum(1 for _, name, _, _ in entries if (e := state.checklist.get(name)) is not None and e.checked)
+    return done, len(entries)
+
+
 class ChecklistPane(Pane):
     TITLE = "Evidence checklist"
 
@@ -36,10 +49,9 @@ class ChecklistPane(Pane):
         return option_id.split(":", 1)[1] if ":" in option_id else None
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
-        entries = [("item", c.name, c.text, c.rule) for c in playbook.checklist]
-        entries += [("exit", e.name, e.text, e.rule) for e in playbook.exit_criteria]
+        entries = checklist_entries(playbook)
         checked = {name: e.checked for name, e in state.checklist.items()}
-        done = sum(1 for _, name, _, _ in entries if checked.get(name))
+        done, _ = checklist_progress(state, playbook)
         signature = (
             tuple(entries),
             tuple(sorted(checked.items())),
@@ -47,7 +59,8 @@ class ChecklistPane(Pane):
             tuple(sorted(view.colors.items())),
         )
         note = Text(f"{done}/{len(entries)} done", style="bold")
-        note.append("  · space/t ticks", style=view.tone("stale"))
+        if not view.read_only:
+            note.append("  · space/t ticks", style=view.tone("stale"))
         self.query_one("#checklist-note", Static).update(note, layout=False)
         self.border_subtitle = "" if "checklist" in view.features else "ticking arrives with #8"
         if signature == self._signature:
