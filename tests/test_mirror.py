@@ -18,9 +18,10 @@ import redis.asyncio as aioredis
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.follow import LineFold, line_n
-from rollback_tui.core.journal import Journal
+from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.resume import fold_journal, resume_session
+from rollback_tui.core.state import fold
 from rollback_tui.playbook.secrets import MissingVariable
 from rollback_tui.session.mirror import JournalMirror, MirrorError, MirrorTarget, StreamFollower, session_id
 from test_ui_support import demo_playbook, rehearsal_full_events
@@ -90,7 +91,7 @@ async def test_every_journal_line_reaches_the_stream_and_a_viewer_folds_them(red
     await wait_until(lambda: viewer.fold.state.last_n == fold_journal(path)[0].last_n, 10, "the viewer")
     follow.cancel()
     assert await stream_lines(mirror.target) == journal_lines(path)
-    assert state_digest(viewer.fold.state) == state_digest(fold_journal(path)[0])
+    assert state_digest(viewer.fold.state) == state_digest(fold(read_journal(path).events))
     assert mirror.target.session == session_id(path) == "calm-session"
     assert said == [("info", f"mirroring to Redis; viewers: rollback-tui watch {mirror.target.watch_url}")]
     assert (await viewer.playbook()) == demo_playbook()  # the viewer needs nothing but the URL
@@ -134,7 +135,7 @@ async def test_redis_restarted_mid_session_loses_no_mirrored_line(tmp_path) -> N
         await wait_until(lambda: viewer.fold.state.last_n == last, 15, "the viewer to catch up")
         follow.cancel()
         assert await stream_lines(mirror.target) == journal_lines(path)
-        assert state_digest(viewer.fold.state) == state_digest(fold_journal(path)[0])
+        assert state_digest(viewer.fold.state) == state_digest(fold(read_journal(path).events))
         levels = [level for level, _ in said]
         assert levels == ["info", "warning", "info"], said  # announced; down, once; back
         assert "the session goes on" in said[1][1] and "reachable again" in said[2][1]

@@ -12,6 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from rollback_tui.core import events as ev
+from rollback_tui.core.resume import fold_journal
 from rollback_tui.core.state import SessionState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +26,14 @@ def state_digest(state: SessionState) -> dict[str, Any]:
     fanout = state.fanout
     out["fanout"] = (list(fanout.frames), fanout.frames_total, fanout.sessions, fanout.results)
     return out
+
+
+def ended_journal(source: Path, path: Path, reason: str = "rehearsal finished") -> Path:
+    """`source` (a recorded journal) with its session ended a second after its last event, at `path`."""
+    state, _ = fold_journal(source)
+    ended = ev.SessionEnded(reason=reason, ts=(state.last_ts or 0) + 1, n=state.last_n + 1)
+    path.write_bytes(source.read_bytes() + ended.model_dump_json().encode() + b"\n")
+    return path
 
 
 def start_rehearsal(journal: Path, tmp: Path, *extra: str, watch_s: str = "3") -> subprocess.Popen[str]:

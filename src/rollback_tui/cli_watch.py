@@ -195,7 +195,9 @@ def serve(source: str, host: str, port: int, playbook_path: str | None, present:
     server = _token_server(token, host, port)
     shown = f"[{host}]" if ":" in host else host
     _echo(f"Serving the read-only view of {source} (share mode)")
-    _echo(f"Open: http://{shown}:{port}/?token={token}")
+    # Not through the redactor, which masks every `token=` in a URL: this one is for the operator to hand
+    # out, and it is the only line that carries it.
+    click.echo(f"Open: http://{shown}:{port}/?token={token}")
     _echo("Requests without the token are refused. Ctrl-C stops serving.")
     sys.stdout.flush()
     server.serve()

@@ -4,9 +4,10 @@
   holds (its `n` is not past the fold's last one) is skipped unparsed: a mirror may resend lines after a
   reconnect, and a file follower may see a journal again after the writer's `resume`.
 * `FileFollower` reads what a writer appended to a journal file since the last read, whole lines only:
-  a line being written (or torn by a crash) waits for its newline. The first read folds the backlog with
-  `fold_journal` (the fast fold resume uses); a journal replaced or cut shorter than what was read (not a
-  `resume`, which only drops a torn tail nobody read) starts the fold over.
+  a line being written (or torn by a crash) waits for its newline. A large backlog (a late viewer of a long
+  session) is folded first with `fold_journal`, the fast fold resume uses; a journal replaced or cut
+  shorter than what was read (not a `resume`, which only drops a torn tail nobody read) starts the fold
+  over.
 
 Nothing here writes: a viewer never appends to the session it watches.
 """
@@ -31,7 +32,8 @@ from rollback_tui.core.state import SessionState
 # found in its first bytes without parsing it.
 _N = re.compile(rb',"n":(\d+)[,}]')
 _N_WITHIN = 128
-READ_MAX = 4 << 20  # bytes read per poll: a huge backlog is folded in steps, the view stays responsive
+READ_MAX = 4 << 20  # bytes read per poll: a backlog is folded in steps, the view stays responsive
+FAST_FROM = 8 << 20  # a backlog at least this large is folded by fold_journal (seconds, not minutes)
 
 
 def line_n(raw: bytes) -> int | None:
@@ -85,6 +87,7 @@ class FileFollower:
         self.fold = fold or LineFold()
         self.on_status = on_status  # (level, words): how the viewer says what the follow is doing
         self.poll_s = poll_s
+        self.fast_from = FAST_FROM
         self.offset = 0  # bytes folded (always the end of a whole line)
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file being followed
         self.restarts = 0  # times the journal was replaced or cut and the fold started over
@@ -99,7 +102,7 @@ class FileFollower:
         if self._identity is not None and (identity != self._identity or st.st_size < self.offset):
             self._start_over()
         self._identity = identity
-        if self.offset == 0 and self.fold.state.last_n == 0 and st.st_size > 0:
+        if self.offset == 0 and self.fold.state.last_n == 0 and st.st_size >= self.fast_from:
             return self._catch_up()
         if st.st_size <= self.offset:
             return set()
