@@ -17,9 +17,11 @@ sends N frames, then drains them; its ingest rate is N over the time from its fi
   when it has folded the session's end, and reports a digest of every line it folded.
 
 A watcher ends complete when it holds every journal line (same n, same bytes) and its fold's last n is the
-journal's. On this 2-core box the watchers and the mirror's Redis run at nice 19: they stand in for other
-machines (viewers on the call, the team's Redis), so what the ratio measures is what mirroring and being
-watched cost the session itself, not what 20 more processes on its own two cores would.
+journal's. On this 2-core box the watchers and the mirror's Redis run as idle-class processes (SCHED_IDLE:
+they get the CPU only when nothing else wants it): they stand in for other machines (viewers on the call,
+the team's Redis), so the ratio measures what mirroring and being watched cost the session itself, not
+what 21 more busy processes on its own two cores would (`--no-idle` runs them at normal priority, to show
+that too).
 """
 
 from __future__ import annotations
@@ -89,16 +91,23 @@ async def watch(url: str, timeout_s: float) -> dict[str, object]:
     }
 
 
-def start_watchers(count: int, url: str, timeout_s: float) -> list[subprocess.Popen[str]]:
+def start_watchers(count: int, url: str, timeout_s: float, idle: bool) -> list[subprocess.Popen[str]]:
     argv = [sys.executable, __file__, "_watch", "--url", url, "--timeout", str(timeout_s)]
     return [
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_nice)
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_idle if idle else None,
+        )
         for _ in range(count)
     ]
 
 
-def _nice() -> None:
-    os.nice(19)
+def _idle(pid: int = 0) -> None:
+    """The idle scheduling class: CPU only when no other process wants it (another machine, in effect)."""
+    os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
 
 
 # --- one run of the session ---------------------------------------------------------------------------
@@ -176,6 +185,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the three configurations")
     parser.add_argument("--batch", type=int, default=1000, help="PUBLISH commands per pipeline write")
     parser.add_argument("--watch-timeout", type=float, default=600.0, help="seconds a watcher may take")
+    parser.add_argument(
+        "--no-idle",
+        dest="idle",
+        action="store_false",
+        help="watchers and the mirror's Redis at normal priority",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-mirror-"))
@@ -183,16 +198,18 @@ def main() -> None:
     (work / "mirror").mkdir()
     source, port, kind = start_redis(work / "source")
     target, mirror_port, _ = start_redis(work / "mirror")
-    os.setpriority(os.PRIO_PROCESS, target.pid, 19)  # the team's Redis: another machine, in effect
+    if args.idle:
+        _idle(target.pid)  # the team's Redis: another machine, in effect
+    where = "idle class" if args.idle else "normal priority"
     mirror_url = f"redis://127.0.0.1:{mirror_port}/0"
     rates: dict[str, list[float]] = {c: [] for c in CONFIGS}
     complete: list[int] = []
     rows: list[list[object]] = [["rep", "configuration", "frames/s", "seconds", "watchers complete"]]
     try:
         redis_call(port, "CONFIG", "SET", "client-output-buffer-limit", "pubsub 0 0 0")
-        print(f"{kind}: source on 127.0.0.1:{port}, mirror on 127.0.0.1:{mirror_port} (nice 19)")
+        print(f"{kind}: source on 127.0.0.1:{port}, mirror on 127.0.0.1:{mirror_port} ({where})")
         print(
-            f"{args.n:,} frames per run (backlog mode), {args.watchers} watchers (nice 19), {args.reps} reps"
+            f"{args.n:,} frames per run (backlog mode), {args.watchers} watchers ({where}), {args.reps} reps"
         )
         print()
         for rep in range(1, args.reps + 1):
@@ -202,9 +219,8 @@ def main() -> None:
                 mirror = mirror_url if config != "alone" else None
                 watchers = []
                 if config == "mirror+watchers":
-                    watchers = start_watchers(
-                        args.watchers, f"{mirror_url}/{journal.stem}", args.watch_timeout
-                    )
+                    url = f"{mirror_url}/{journal.stem}"
+                    watchers = start_watchers(args.watchers, url, args.watch_timeout, args.idle)
                     time.sleep(1.0)  # they are following (an empty stream) before the session starts
                 result = run_session(port, args.n, args.batch, journal, mirror)
                 done = ""

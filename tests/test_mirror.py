@@ -22,6 +22,7 @@ from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.resume import fold_journal, resume_session
 from rollback_tui.core.state import fold
+from rollback_tui.playbook.model import Mirror
 from rollback_tui.playbook.secrets import MissingVariable
 from rollback_tui.session.mirror import JournalMirror, MirrorError, MirrorTarget, StreamFollower, session_id
 from test_ui_support import demo_playbook, rehearsal_full_events
@@ -284,3 +285,27 @@ def test_mirror_urls_are_checked_before_anything_starts() -> None:
             MirrorTarget.parse(bad)
     with pytest.raises(MirrorError, match="name the session"):
         MirrorTarget.parse("redis://h/0", session_required=True)
+
+
+async def test_the_playbooks_mirror_section_mirrors_without_the_option(redis_server, tmp_path) -> None:
+    """`mirror:` in the playbook does what --mirror does (the option, when given, wins); the session says
+    where viewers find it, in its own journal."""
+    from rollback_tui.session.engine import Engine
+    from rollback_tui.session.mirror import start_mirror
+
+    playbook = demo_playbook().model_copy(update={"mirror": Mirror(redis_url=redis_server, max_len=500)})
+    assert start_mirror(Engine(demo_playbook(), Journal(tmp_path / "plain.jsonl")), None) is None
+    engine = Engine(playbook, Journal(tmp_path / "from-the-playbook.jsonl"), operator="alice")
+    mirror = start_mirror(engine, None)
+    assert mirror is not None and mirror.max_len == 500
+    engine.start_session()
+    engine.journal.flush()
+    await wait_until(lambda: mirror.top >= 1, 10, "the session's start mirrored")
+    await engine.stop("done")
+    assert await mirror.close(10)
+    journal = engine.journal.path
+    assert await stream_lines(mirror.target) == journal_lines(journal)
+    notices = [e for e in read_journal(journal).events if isinstance(e, ev.Notice) and e.source == "mirror"]
+    assert [n.message for n in notices] == [
+        f"mirroring to Redis; viewers: rollback-tui watch {redis_server}/from-the-playbook"
+    ]

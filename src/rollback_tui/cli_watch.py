@@ -222,7 +222,7 @@ def _token_server(token: str, host: str, port: int) -> Any:
         response.headers.setdefault("Referrer-Policy", "no-referrer")  # the token stays off other sites
         return response
 
-    class TokenServer(Server):  # type: ignore[misc]
+    class TokenServer(Server):
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
             app.middlewares.append(require_token)

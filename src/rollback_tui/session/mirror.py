@@ -389,6 +389,7 @@ class StreamFollower:
         self.block_ms = block_ms
         self.retry_s = retry_s
         self.last_id = b"0-0"
+        self.following = False
         self.trimmed = 0  # events older than the stream's first entry (trimmed before this viewer came)
 
     async def playbook(self) -> Playbook | None:
@@ -405,14 +406,15 @@ class StreamFollower:
         delay = self.retry_s[0]
         while True:
             client = self.target.client()
+            self.following = False
             try:
                 await self._follow(client, on_kinds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.on_status("warning", f"mirror unreachable ({_describe(exc)}); retrying")
+                delay = self.retry_s[0] if self.following else min(delay * 2, self.retry_s[1])
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_s[1])
             finally:
                 await _close_quietly(client)
 
@@ -421,6 +423,7 @@ class StreamFollower:
         if self.last_id == b"0-0":
             await self._head(client, on_kinds)
         self.on_status("info", "following")
+        self.following = True  # connected: after a drop, the first retry comes soon
         while True:
             reply = await client.xread({key: self.last_id}, count=64, block=self.block_ms)
             for _stream, entries in reply or ():

@@ -14,7 +14,7 @@ from rollback_tui.ui.panes.base import Pane, View
 
 def checklist_entries(playbook: Playbook) -> list[tuple[str, str, str, str]]:
     """(section, name, text, rule) of every checklist item, then every exit criterion."""
-    entries = [("item", c.name, c.text, c.rule) for c in playbook.checklist]
+    entries: list[tuple[str, str, str, str]] = [("item", c.name, c.text, c.rule) for c in playbook.checklist]
     return entries + [("exit", e.name, e.text, e.rule) for e in playbook.exit_criteria]
 
 
