@@ -154,3 +154,48 @@ def test_watch_refuses_what_it_cannot_show(tmp_path: Path, redis_server: str) ->
     assert nobody.returncode == 2 and "no mirrored session 'no-such-session'" in nobody.stderr
     inline = run("redis://:hunter22@127.0.0.1:1/0/s")
     assert inline.returncode == 2 and "inline credential" in inline.stderr and "hunter22" not in inline.stderr
+
+
+async def test_the_presenter_layout_hides_what_the_playbook_has_nothing_for(tmp_path: Path) -> None:
+    """A playbook with replicas, steps and a checklist only: no fanout, traffic or gates pane, and no
+    rollback, breach or timing tile — nothing on the call's screen that could only ever say 'nothing'."""
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.journal import Journal
+    from rollback_tui.playbook.model import Playbook
+    from rollback_tui.ui.panes.presenter import tiles
+
+    playbook = Playbook.model_validate(
+        {
+            "name": "bare",
+            "title": "Bare rollback",
+            "replicas": [{"name": "api", "url": "http://127.0.0.1:9", "role": "stable"}],
+            "steps": [{"name": "look", "title": "Look", "do": [{"manual": "look"}]}],
+            "checklist": [{"name": "looked", "text": "Looked around", "rule": "manual"}],
+        }
+    )
+    journal = tmp_path / "bare.jsonl"
+    writer = Journal(journal)
+    started = {"playbook": "bare.yaml", "playbook_name": "bare", "playbook_title": "Bare"}
+    writer.append(
+        ev.SessionStarted(**started, environment="staging", operator="alice", host="h", version="0")
+    )
+    writer.append(ev.HealthSample(replica="api", status="ok", latency_ms=3.0))
+    writer.close()
+    app = WatchApp(
+        FileFollower(journal), playbook, source=journal.name, journal_name=journal.name, present=True
+    )
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause(0.5)
+        shown = {
+            name
+            for name in ("fanout", "traffic", "gates", "steps", "checklist")
+            if app.cockpit.panes[name].display
+        }
+        assert shown == {"steps", "checklist"}
+        head, rows = tiles(app.state, playbook, app.view())
+        assert head.value == "HEALTHY" and [[t.label for t in row] for row in rows] == [["CHECKLIST"]]
+        text = screen_text(app)
+        assert "ROLLBACK" not in text and "ACTIVE BREACH" not in text and "0/1" in text
+        await pilot.press("p")  # back to the panes: all of them, as the cockpit lays them out
+        await pilot.pause()
+        assert all(app.cockpit.panes[name].display for name in ("fanout", "traffic", "gates", "health"))
