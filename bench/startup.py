@@ -75,7 +75,7 @@ BareApp().run()
 FLOOR_APP = """\
 import sys
 
-import rollback_tui.cli  # noqa: F401  (click, settings, the playbook model)
+import rollback_tui.cli  # noqa: F401  (click, settings, the playbook model, the command modules)
 import rollback_tui.session.engine  # noqa: F401
 import rollback_tui.ui.app  # noqa: F401
 from rollback_tui.playbook.load import load_playbook

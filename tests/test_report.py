@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 from conftest import encodings, holds_secret
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import read_journal
+from rollback_tui.core.read.timeline import describe
 from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.state import fold
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report import export as export_mod
 from rollback_tui.report.bundle import build_bundle
-from rollback_tui.report.evidence import TrafficHistory, describe
+from rollback_tui.report.evidence import TrafficHistory
 from rollback_tui.report.export import ExportError, export_session
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.report.redact_copy import redact_block
@@ -82,6 +83,7 @@ def test_the_report_follows_the_playbook_sections(session: Path, tmp_path: Path)
         "## Exit verdict: COMPLETE",
         "## Baseline facts",
         "## Timeline",
+        "## Runbook steps",
         "## Gates",
         "## Realtime fanout",
         "## Replica traffic distribution",
@@ -145,7 +147,7 @@ def test_bundle_holds_every_event_and_the_summary(session: Path, tmp_path: Path)
     assert [e["n"] for e in bundle["events"]] == [e.n for e in journal]
     assert [ev.parse_event(json.dumps(e)).kind for e in bundle["events"]] == [e.kind for e in journal]
     summary = bundle["summary"]
-    assert summary["verdict"] == {"complete": True, "missing": []}
+    assert summary["verdict"]["complete"] is True and summary["verdict"]["missing"] == []
     assert summary["rollback"]["rto_s"] == 12.5 and summary["rollback"]["time_to_detect_s"] == 3.01
     assert [g["outcome"] for g in summary["gates"]] == ["passed", "passed"]
     assert bundle["artefacts"] == [
@@ -265,8 +267,8 @@ def test_traffic_history_stays_within_its_row_budget() -> None:
     rows = history.rows()
     assert len(rows) <= 30
     assert sum(r.requests for r in rows) == 10_000
-    assert all(r.per_replica == {"a": r.requests * 7 // 10, "b": r.requests * 3 // 10} for r in rows)
-    assert rows[0].start == 999.0 and rows[-1].end == 1999.0
+    assert all(r.served == {"a": r.requests * 7 // 10, "b": r.requests * 3 // 10} for r in rows)
+    assert rows[0].first_ts == 999.0 and rows[-1].last_ts == 1999.0
 
 
 def test_requests_no_replica_answered_are_reported_as_failures_in_words() -> None:
@@ -428,3 +430,45 @@ def test_data_collection_failures_list_each_unknown_with_its_reason_and_when(
     assert "**Run r9: COULD NOT RUN**" in report
     summary = json.loads((tmp_path / "out" / "bundle.json").read_text())["summary"]
     assert [f["what"] for f in summary["data_collection_failures"]] == [r[0] for r in rows]
+
+
+def test_prometheus_guardrails_are_reported_with_query_window_value_and_time() -> None:
+    from rollback_tui.playbook.load import bundled_playbook
+
+    playbook = load_playbook(bundled_playbook("demo"))
+    t0 = 1767268800.0
+    query = '1000 * histogram_quantile(0.95, sum by (le) (rate(x{replica=~"blue-next"}[10s])))'
+    events: list[ev.Event] = [
+        ev.SessionStarted(ts=t0, playbook="demo.yaml", playbook_name="demo", playbook_title="Demo",
+                          environment="lab", operator="alice", host="h", version="0"),
+        ev.MetricSample(ts=t0 + 1, guardrail="prom-candidate-5xx", server="lab-prometheus", query="q5",
+                        window_s=3, value=0.02, samples=40),
+        ev.MetricSample(ts=t0 + 2, guardrail="prom-p95-latency", server="lab-prometheus", query=query,
+                        window_s=10, value=300.0, samples=60, baseline=100.0, baseline_samples=400),
+        ev.GuardrailBreach(ts=t0 + 7, guardrail="prom-p95-latency", severity="P1", metric="query", value=3.0,
+                           threshold=2, window_s=10, first_bad_ts=t0 + 2, candidate=300.0, baseline=100.0,
+                           compare="ratio"),
+        ev.MetricSample(ts=t0 + 8, guardrail="prom-idempotency-collisions", server="lab-prometheus",
+                        query="q", window_s=10, errors={"value": "Prometheus lab-prometheus: no series"}),
+    ]  # fmt: skip
+    report = render_markdown(playbook, fold(events), events)
+    section = report.split("## Guardrails, time to detect and RTO\n", 1)[1].split("\n## ", 1)[0]
+    times = "\N{MULTIPLICATION SIGN}"
+    assert (
+        f"| prom-p95-latency | breach P1 | query {times}3.00 (candidate 300 vs stable 100)"
+        f" | {times}2.00 over 10 s |"
+    ) in section
+    assert (
+        f"- ✗ BREACH P1 prom-p95-latency {times}3.00 > {times}2.00 over 10 s"
+        " · candidate 300 ms vs stable 100 ms"
+    ) in section
+    assert "| prom-candidate-5xx | lab-prometheus | `q5` | 3 s | 2.0% | 2026-01-01T12:00:01Z |" in section
+    assert (
+        "| prom-p95-latency | lab-prometheus | `1000 * histogram_quantile(0.95, sum by (le)"
+        ' (rate(x{replica=~"blue-next"}[10s])))` | 10 s | \N{MULTIPLICATION SIGN}3.00'
+        " (candidate 300 ms vs stable 100 ms) | 2026-01-01T12:00:02Z |"
+    ) in section
+    assert (
+        "| prom-idempotency-collisions | lab-prometheus | `q` | 10 s |"
+        " unknown: Prometheus lab-prometheus: no series | 2026-01-01T12:00:08Z |"
+    ) in section

@@ -124,6 +124,7 @@ def test_a_headless_browser_opens_the_served_url_and_reads_the_verdict(served) -
             time.sleep(0.5)
             text += received_text(driver)
         assert "SESSION ENDED" in text and "read-only view" in text
+        assert driver.current_url == url.rsplit("/t/", 1)[0] + "/"  # not the token, for a shared screen
         assert driver.find_elements("css selector", ".textual-terminal canvas")  # drawn by the page's xterm
         cookie = driver.get_cookie("rollback_tui_token")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -135,15 +136,17 @@ def test_a_request_without_the_token_is_refused(served) -> None:
     url, port, _ = served
     assert _listening(port) == ["0100007F"]  # 127.0.0.1 only (the default)
     base = f"http://127.0.0.1:{port}"
-    token = url.split("token=", 1)[1]
-    for path in ("/", "/?token=wrong", f"/?token={token[:-1]}", "/static/js/textual.js", "/ws"):
+    token = url.rsplit("/t/", 1)[1]
+    for path in ("/", "/t/wrong", f"/t/{token[:-1]}", f"/?token={token}", "/static/js/textual.js", "/ws"):
         assert httpx.get(base + path).status_code == 403, path
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}  # fmt: skip
     assert httpx.get(base + "/ws", headers=upgrade).status_code == 403  # no view process for it
     assert httpx.get(base + "/ws", headers=upgrade, cookies={"rollback_tui_token": "x"}).status_code == 403
-    page = httpx.get(url)
+    entry = httpx.get(url)  # the printed URL: a cookie, and on to / (the token leaves the address bar)
+    assert entry.status_code == 303 and entry.headers["location"] == "/"
+    assert entry.headers["referrer-policy"] == "no-referrer"
+    cookies = dict(entry.cookies)
+    page = httpx.get(base + "/", cookies=cookies)
     assert page.status_code == 200 and "textual-terminal" in page.text
-    assert page.headers["referrer-policy"] == "no-referrer"
-    with_cookie = httpx.get(base + "/static/js/textual.js", cookies=dict(page.cookies))
-    assert with_cookie.status_code == 200
+    assert httpx.get(base + "/static/js/textual.js", cookies=cookies).status_code == 200

@@ -547,10 +547,10 @@ async def test_panes_render_every_feature_from_a_recorded_journal(tmp_path: Path
         assert "✗ BREACH P0 candidate-5xx 50.0% > 2.0%" in traffic
         assert "blue-next out" in traffic and "stable-a 45 · stable-b 40" in traffic
         assert "⟲ rollback requested 12:00:34 by alice" in traffic.replace("  ", " ")
-        assert "✓ ROLLBACK VERIFIED · RTO 2.1 s · TTD 3.0 s" in traffic
+        assert "✓ ROLLBACK VERIFIED · RTO 2.1 s · TTD 3 s" in traffic
         steps = pane_text(app, "steps")
         assert "▶ 5. Verify the rollback" in steps and "Now: 5. Verify the rollback" in steps
-        assert "TTD 3.0 s · RTO 2.1 s" in plain(app.query_one("#status", Static))
+        assert "TTD 3 s · RTO 2.1 s" in plain(app.query_one("#status", Static))
         verdict = plain(app.query_one("#verdict", Static))
         assert "P0 candidate-5xx" in verdict and "gate api-tests failed" in verdict
 
@@ -626,7 +626,9 @@ async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         traffic = flat(pane_text(app, "traffic"))
-        assert "? unknown dl-growth ≤ 10 · no verdict ↳ probe dead-letters: environment" in traffic, traffic
+        # The window is said as in the report; the reason gets lines of its own.
+        assert "? unknown dl-growth ≤ 10 over 60 s" in traffic, traffic
+        assert "↳ probe dead-letters: environment" in traffic, traffic
         assert "? waiting dl-growth" not in traffic
         health = flat(pane_text(app, "health"))
         assert "? unknown" in health and "stable-a" in health
@@ -661,7 +663,7 @@ async def test_small_terminal_keeps_status_and_now_visible(tmp_path: Path) -> No
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         status = plain(app.query_one("#status", Static))
-        assert "TTD 3.0 s · RTO 2.1 s" in status and "…" not in status, status
+        assert "TTD 3 s · RTO 2.1 s" in status and "…" not in status, status
         assert len(status.rstrip("\n")) <= 100
         steps = pane_text(app, "steps")
         assert "Now: 5. Verify the" in steps and "1. 1." not in steps
@@ -881,3 +883,44 @@ async def test_actions_key_runs_a_playbook_command_action_and_journals_it(tmp_pa
     ran = [e.detail["name"] for e in read_journal(engine.journal.path).events if e.kind == "operator_action"]
     assert ran == ["inject"]
     assert any("inject: passed" in n.message for n in engine.state.notices)
+
+
+async def test_a_query_guardrail_row_shows_its_value_window_evaluation_time_and_baseline(
+    tmp_path: Path,
+) -> None:
+    from rollback_tui.playbook.load import bundled_playbook, load_playbook
+
+    engine = Engine(load_playbook(bundled_playbook("demo")), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    at = time.time()
+    engine.emit(
+        ev.MetricSample(ts=at, guardrail="prom-candidate-5xx", server="lab-prometheus", query="q", window_s=3,
+                        value=0.01, samples=30)
+    )  # fmt: skip
+    engine.emit(
+        ev.MetricSample(ts=at, guardrail="prom-p95-latency", server="lab-prometheus", query="q", window_s=10,
+                        value=240.0, samples=50, baseline=110.0, baseline_samples=200)
+    )  # fmt: skip
+    down = {"value": "Prometheus lab-prometheus: connection refused or unreachable"}
+    engine.emit(
+        ev.MetricSample(ts=at, guardrail="prom-idempotency-collisions", server="lab-prometheus", query="q",
+                        window_s=10, errors=down)
+    )  # fmt: skip
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 60)) as pilot:
+        app.query_one("#traffic").focus()
+        await pilot.press("z")  # zoomed: the whole row fits
+        await pilot.pause()
+        traffic = flat(pane_text(app, "traffic"))
+        stamp = time.strftime("%H:%M:%S", time.localtime(at))
+        assert f"✓ ok prom-candidate-5xx 1.0% ≤ 5.0% over 3 s · evaluated {stamp}" in traffic, traffic
+        # Over the ratio, not yet held its 5 s: both sides shown, never "ok".
+        times = "\N{MULTIPLICATION SIGN}"
+        assert (
+            f"! over prom-p95-latency {times}2.18 > {times}2.00 over 10 s · breach if held 5 s"
+            f" · candidate 240 ms vs stable 110 ms · evaluated {stamp}"
+        ) in traffic
+        assert (
+            f"? unknown prom-idempotency-collisions ≤ 0 over 10 s · no verdict · evaluated {stamp}" in traffic
+        )
+        assert "↳ Prometheus lab-prometheus: connection refused or unreachable" in traffic

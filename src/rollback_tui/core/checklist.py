@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import no_data
+from rollback_tui.core.read.guardrails import breach_text
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import ChecklistItem, ExitCriterion, Playbook, SelectorRemoval
 
@@ -56,10 +57,6 @@ class ChecklistReport:
 
     def get(self, name: str) -> ItemStatus | None:
         return next((s for s in self.items + self.exit_criteria if s.name == name), None)
-
-    @property
-    def done(self) -> int:
-        return sum(1 for s in self.items if s.checked)
 
 
 # --- formatting ----------------------------------------------------------------------------------
@@ -276,8 +273,7 @@ def _guardrails_rule(playbook: Playbook, state: SessionState) -> _Outcome:
         return _Outcome(
             False,
             [
-                f"guardrail {b.guardrail} ({b.severity}) breached since {hms(b.ts)}: "
-                f"{_num(b.value)} > {_num(b.threshold)}"
+                f"guardrail {b.guardrail} ({b.severity}) breached since {hms(b.ts)}: {breach_text(b)}"
                 for b in active
             ],
         )

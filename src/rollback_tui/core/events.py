@@ -2,14 +2,17 @@
 
 Events are pydantic models in a discriminated union on `kind`. The journal assigns `n` (a
 monotonically increasing sequence number) when it appends; `ts` is wall-clock epoch seconds.
-`DURABLE` kinds are fsync'd before the append returns; `HIGH_RATE` kinds are batched.
+
+Each kind declares its traits on its class (ClassVar flags, below on `Event`); the kind sets the hot paths
+test (`DURABLE`, `HIGH_RATE`, `EVIDENCE`, `TIMELINE`, `FOLDED`) are derived from the classes once, at import,
+so a per-event check stays one frozenset lookup on `event.kind`.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -22,6 +25,13 @@ class Event(BaseModel):
     # the few kinds a session emits before its first frame.
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
+    # Traits of the kind (tests/test_event_traits.py holds every kind to them):
+    durable: ClassVar[bool] = False  # fsync'd before the append returns (operator intents, outcomes)
+    high_rate: ClassVar[bool] = False  # flushed in batches (≤ 200 ms)
+    evidence: ClassVar[bool] = False  # may change an automatic checklist rule: the engine re-evaluates
+    timeline: ClassVar[bool] = False  # one line in the headless log and the report (core/read/timeline.py)
+    folded: ClassVar[bool] = True  # SessionState folds it (core/state.py has its handler)
+
     kind: str
     ts: float = Field(default_factory=time.time)
     n: int = 0
@@ -31,6 +41,8 @@ class Event(BaseModel):
 
 
 class SessionStarted(Event):
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["session_started"] = "session_started"
     playbook: str
     playbook_name: str
@@ -40,9 +52,15 @@ class SessionStarted(Event):
     host: str
     version: str
     replicas: list[dict[str, Any]] = []  # name, role, url, labels — what the panes lay out before samples
+    # The realtime transport every replica must report (the playbook's realtime.transport_expected);
+    # journals written before this field expect "redis".
+    transport_expected: str | None = None
 
 
 class SessionResumed(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["session_resumed"] = "session_resumed"
     operator: str
     recovered_events: int
@@ -50,6 +68,8 @@ class SessionResumed(Event):
 
 
 class SessionEnded(Event):
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["session_ended"] = "session_ended"
     reason: str = "quit"
 
@@ -57,6 +77,7 @@ class SessionEnded(Event):
 class Notice(Event):
     """Something the operator should see that is not a measurement (a feed went down, a warning)."""
 
+    timeline: ClassVar[bool] = True
     kind: Literal["notice"] = "notice"
     level: NoticeLevel = "info"
     source: str
@@ -64,6 +85,8 @@ class Notice(Event):
 
 
 class StepEntered(Event):
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["step_entered"] = "step_entered"
     step: str
     actor: str = "engine"
@@ -76,6 +99,7 @@ class HealthSample(Event):
     """One health poll. `unknown`: it could not observe the replica from here (its host name does not
     resolve, auth refused, a bad URL); `error` says why. A replica that does not answer is `down`."""
 
+    high_rate: ClassVar[bool] = True
     kind: Literal["health_sample"] = "health_sample"
     replica: str
     status: Literal["ok", "degraded", "down", "junk", "timeout", "unknown"]
@@ -92,6 +116,8 @@ class HealthSample(Event):
 
 
 class FactCaptured(Event):
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["fact_captured"] = "fact_captured"
     fact: str
     phase: Literal["baseline", "after_rollback", "check"] = "baseline"
@@ -116,6 +142,7 @@ class ProbeResult(Event):
     """One probe request. `ok` false with `observed` true: the target failed (refused, timed out, 5xx);
     `observed` false: it could not look (unset ${VAR}, unresolvable host, auth refused) — `error` says why."""
 
+    timeline: ClassVar[bool] = True
     kind: Literal["probe_result"] = "probe_result"
     probe: str
     ok: bool
@@ -134,6 +161,7 @@ class ProbeResult(Event):
 
 
 class FanoutFrame(Event):
+    high_rate: ClassVar[bool] = True
     kind: Literal["fanout_frame"] = "fanout_frame"
     run: str
     session: Literal["A", "B", "tap"]
@@ -158,6 +186,7 @@ class FanoutTapBatch(Event):
     would be tens. Rows follow TAP_COLUMNS; the fold turns the newest ones into frames for the panes.
     """
 
+    high_rate: ClassVar[bool] = True
     kind: Literal["fanout_tap_batch"] = "fanout_tap_batch"
     run: str
     rows: list[TapRow]
@@ -173,6 +202,8 @@ class FanoutSessionState(Event):
 
 
 class FanoutResult(Event):
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["fanout_result"] = "fanout_result"
     run: str
     thread_id: str
@@ -199,6 +230,7 @@ class TrafficWindow(Event):
     failure of the service: no replica answered it. `transport_errors` counts the unanswered ones.
     """
 
+    high_rate: ClassVar[bool] = True
     kind: Literal["traffic_window"] = "traffic_window"
     window_s: float
     requests: int
@@ -206,6 +238,7 @@ class TrafficWindow(Event):
     errors_5xx: dict[str, int] = {}
     p50_ms: float | None = None
     p95_ms: float | None = None
+    p95_by_replica: dict[str, float] = {}  # each replica's own p95, for judging a candidate against stable
     ws_disconnects: int = 0
     idempotency_collisions: int = 0
     transport_errors: int = 0
@@ -217,6 +250,7 @@ class TrafficWindow(Event):
 
 
 class SelectorState(Event):
+    timeline: ClassVar[bool] = True
     kind: Literal["selector_state"] = "selector_state"
     selector: dict[str, str]
     weights: dict[str, int] = {}
@@ -225,6 +259,9 @@ class SelectorState(Event):
 
 
 class GuardrailBreach(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["guardrail_breach"] = "guardrail_breach"
     guardrail: str
     severity: Literal["P0", "P1"]
@@ -234,9 +271,15 @@ class GuardrailBreach(Event):
     window_s: float
     first_bad_ts: float | None = None
     scope: str | None = None  # candidate | stable | all: a candidate breach is mitigated by its rollback
+    # Judged against the baseline: `value` is the comparison, these are the two sides it compared.
+    candidate: float | None = None
+    baseline: float | None = None
+    compare: Literal["ratio", "difference"] | None = None
 
 
 class GuardrailRecovered(Event):
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["guardrail_recovered"] = "guardrail_recovered"
     guardrail: str
     value: float
@@ -246,10 +289,35 @@ class GuardrailStatus(Event):
     """Whether a guardrail can judge: journaled when it first has data over its window (`observed`), when
     it cannot observe (`unknown`, with the reason) and when that clears (`observed` or `waiting`)."""
 
+    evidence: ClassVar[bool] = True
     kind: Literal["guardrail_status"] = "guardrail_status"
     guardrail: str
     status: Literal["observed", "unknown", "waiting"]
     reason: str | None = None
+
+
+class MetricSample(Event):
+    """One evaluation of a guardrail's metric query (a Prometheus instant query), as it came back.
+
+    `errors` says what could not be observed and why (server unreachable, a query error or timeout, no
+    series, NaN, an unset ${VAR}, auth refused), keyed by the part that failed: value, samples, baseline,
+    baseline_samples. The core judges it (core/guardrails.py): an error is *unknown*, never ok. With a
+    baseline, `value`/`samples` are the candidate's side and `baseline`/`baseline_samples` the stable one.
+    """
+
+    kind: Literal["metric_sample"] = "metric_sample"
+    high_rate: ClassVar[bool] = True
+    guardrail: str
+    server: str
+    query: str  # as evaluated: placeholders filled in (the candidate's side with a baseline)
+    window_s: float
+    value: float | None = None
+    samples: float | None = None
+    baseline: float | None = None
+    baseline_samples: float | None = None
+    series: str | None = None  # which series gave `value` when several answered (the largest is judged)
+    errors: dict[str, str] = {}
+    took_ms: float | None = None
 
 
 # The rollback is a state machine (core/rollback.py folds these): requested → applying → applied →
@@ -260,6 +328,8 @@ class GuardrailStatus(Event):
 class RollbackRequested(Event):
     """The operator (or the auto-rollback policy) confirmed a rollback; nothing has changed yet."""
 
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_requested"] = "rollback_requested"
     action: str
     actor: str
@@ -271,6 +341,8 @@ class RollbackRequested(Event):
 class RollbackApplying(Event):
     """The routing was read and the change is being made (journaled before the driver acts)."""
 
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_applying"] = "rollback_applying"
     action: str
     driver: str
@@ -278,6 +350,9 @@ class RollbackApplying(Event):
 
 
 class RollbackApplied(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_applied"] = "rollback_applied"
     action: str
     driver: str
@@ -288,6 +363,9 @@ class RollbackApplied(Event):
 
 
 class RollbackVerified(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_verified"] = "rollback_verified"
     action: str
     ok: bool
@@ -303,6 +381,9 @@ class RollbackFailed(Event):
     """A rollback that did not complete for a reason the other events cannot carry (a crash of the
     driver, the session ending mid-rollback, a resumed session finding it unfinished)."""
 
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_failed"] = "rollback_failed"
     action: str
     stage: str  # where it stopped: requested | applying | applied
@@ -312,6 +393,9 @@ class RollbackFailed(Event):
 class RollbackCancelled(Event):
     """The operator declined the rollback at its confirmation (journaled with who, and what was active)."""
 
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["rollback_cancelled"] = "rollback_cancelled"
     action: str
     actor: str
@@ -322,6 +406,8 @@ class RollbackCancelled(Event):
 
 
 class GateStarted(Event):
+    durable: ClassVar[bool] = True  # so that resume knows every gate that may have been running
+    timeline: ClassVar[bool] = True
     kind: Literal["gate_started"] = "gate_started"
     gate: str
     run: str
@@ -331,6 +417,7 @@ class GateStarted(Event):
 
 
 class GateOutput(Event):
+    high_rate: ClassVar[bool] = True
     kind: Literal["gate_output"] = "gate_output"
     gate: str
     run: str
@@ -343,6 +430,9 @@ class GateFinished(Event):
     cockpit); journaled on resume, with `last_seen_ts` — the run's last journaled line — and `duration_s`
     up to then, since when exactly it died is unknown."""
 
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["gate_finished"] = "gate_finished"
     gate: str
     run: str
@@ -370,6 +460,9 @@ class GateFinished(Event):
 class OperatorAction(Event):
     """Any operator key press that changes something; fsync'd before it is acknowledged."""
 
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    folded: ClassVar[bool] = False
     kind: Literal["operator_action"] = "operator_action"
     action: str
     actor: str
@@ -377,6 +470,9 @@ class OperatorAction(Event):
 
 
 class ChecklistTicked(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["checklist_ticked"] = "checklist_ticked"
     item: str
     checked: bool
@@ -386,6 +482,9 @@ class ChecklistTicked(Event):
 
 
 class ExportWritten(Event):
+    durable: ClassVar[bool] = True
+    evidence: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
     kind: Literal["export_written"] = "export_written"
     directory: str
     files: list[str]
@@ -410,6 +509,7 @@ AnyEvent = Annotated[
     | GuardrailBreach
     | GuardrailRecovered
     | GuardrailStatus
+    | MetricSample
     | RollbackRequested
     | RollbackApplying
     | RollbackApplied
@@ -432,27 +532,22 @@ def event_adapter() -> TypeAdapter[AnyEvent]:
     return TypeAdapter(AnyEvent)
 
 
-DURABLE = frozenset(
-    {
-        "session_started",
-        "session_resumed",
-        "session_ended",
-        "operator_action",
-        "step_entered",
-        "checklist_ticked",
-        "rollback_requested",
-        "rollback_applying",
-        "rollback_applied",
-        "rollback_verified",
-        "rollback_failed",
-        "rollback_cancelled",
-        "gate_started",  # so that resume knows every gate that may have been running
-        "gate_finished",
-        "guardrail_breach",
-        "export_written",
-    }
-)
-HIGH_RATE = frozenset({"fanout_frame", "fanout_tap_batch", "gate_output", "health_sample", "traffic_window"})
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(get_args(AnyEvent)[0])
+
+
+def kind_of(cls: type[Event]) -> str:
+    return cls.model_fields["kind"].default
+
+
+def _kinds(trait: str) -> frozenset[str]:
+    return frozenset(kind_of(cls) for cls in EVENT_CLASSES if getattr(cls, trait))
+
+
+DURABLE = _kinds("durable")
+HIGH_RATE = _kinds("high_rate")
+EVIDENCE = _kinds("evidence")
+TIMELINE = _kinds("timeline")
+FOLDED = _kinds("folded")
 
 
 _TRUSTED: dict[type, tuple[tuple[str, ...], str]] = {}  # class → (field names in order, kind)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.read.words import pct
 
 Stage = Literal["none", "requested", "applying", "applied", "verified", "failed", "cancelled"]
 IN_PROGRESS: frozenset[str] = frozenset({"requested", "applying", "applied"})
@@ -98,7 +99,7 @@ def _verified(s: RollbackStatus, e: ev.RollbackVerified) -> None:
     if e.ok:
         s.stage, s.ended_ts, s.verified = "verified", e.ts, e
     else:
-        share = f"{e.stable_share:.0%} of {e.requests} requests on stable"
+        share = f"{pct(e.stable_share)} of {e.requests} requests on stable"
         _fail(s, e.ts, e.error or f"verification did not reach 100 % stable ({share})")
 
 

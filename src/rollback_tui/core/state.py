@@ -211,6 +211,7 @@ class SessionState:
     fanout: FanoutState = field(default_factory=FanoutState)
     traffic: TrafficState = field(default_factory=TrafficState)
     rails: dict[str, RailState] = field(default_factory=dict)  # guardrail → whether it can judge
+    metrics: dict[str, ev.MetricSample] = field(default_factory=dict)  # guardrail → its last query result
     facts: dict[str, ev.FactCaptured] = field(default_factory=dict)
     probes: dict[str, ev.ProbeResult] = field(default_factory=dict)
     # Recent results per probe, for guardrails over a window (dead-letter growth).
@@ -236,9 +237,16 @@ class SessionState:
         return len(set(self.prefixes.values())) > 1
 
     @property
+    def transport_expected(self) -> str:
+        expected = self.started.transport_expected if self.started is not None else None
+        return expected or "redis"
+
+    @property
     def transport_mismatch(self) -> list[str]:
-        """Replicas whose realtime transport is not redis (they cannot fan out across replicas)."""
-        return [n for n, r in self.replicas.items() if r.transport not in (None, "redis")]
+        """Replicas reporting another realtime transport than the playbook expects (their events do not
+        fan out across replicas)."""
+        expected = self.transport_expected
+        return [n for n, r in self.replicas.items() if r.transport not in (None, expected)]
 
     # --- the fold -------------------------------------------------------------------------------
 
@@ -368,6 +376,10 @@ def _rail_status(s: SessionState, e: ev.GuardrailStatus) -> None:
         rail.observed_ts = e.ts
 
 
+def _metric_sample(s: SessionState, e: ev.MetricSample) -> None:
+    s.metrics[e.guardrail] = e
+
+
 def _rollback(s: SessionState, e: ev.Event) -> None:
     s.traffic.rollback.apply(e)
     if isinstance(e, ev.RollbackRequested):
@@ -427,6 +439,7 @@ _HANDLERS: dict[str, Any] = {
     "guardrail_breach": _breach,
     "guardrail_recovered": _recovered,
     "guardrail_status": _rail_status,
+    "metric_sample": _metric_sample,
     **dict.fromkeys(ROLLBACK_KINDS, _rollback),
     "gate_started": _gate_started,
     "gate_output": _gate_output,

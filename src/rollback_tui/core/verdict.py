@@ -1,13 +1,17 @@
 """The overall verdict the whole call reads at a glance: one level, one headline, the reasons.
 
-Pure functions over SessionState (no Textual), so the report can reuse them.
+Pure functions over SessionState (no Textual): the cockpit's verdict bar shows the reasons' short texts;
+the headless verdict ("why") and the report list the same reasons with their details.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.words import pct
 from rollback_tui.core.state import ReplicaState, SessionState
+from rollback_tui.playbook.model import Playbook
 
 LEVEL_GLYPH = {"ok": "✓", "mitigated": "⟲", "warn": "!", "fail": "✗", "stale": "?"}
 LEVEL_WORD = {
@@ -21,20 +25,45 @@ LEVEL_TONE = {"ok": "ok", "mitigated": "ok", "warn": "warn", "fail": "fail", "st
 _RANK = {"ok": 0, "mitigated": 0, "stale": 1, "warn": 2, "fail": 3}
 
 
+@dataclass(frozen=True)
+class Reason:
+    rank: int  # 0: said for the record (mitigated, out of traffic); above: what is wrong
+    text: str  # short, for the headline: "gate api-tests failed"
+    detail: str = ""  # the rest, for the headless verdict and the report: "exit 101"
+
+    @property
+    def line(self) -> str:
+        return f"{self.text} — {self.detail}" if self.detail else self.text
+
+
 @dataclass
 class Verdict:
     level: str = "stale"  # ok | mitigated | warn | fail | stale
-    ranked: list[tuple[int, str]] = field(default_factory=list)
+    ranked: list[Reason] = field(default_factory=list)
     summary: str = ""  # the words after the headline when nothing is wrong
 
     @property
     def tone(self) -> str:
         return LEVEL_TONE[self.level]
 
+    def _worst_first(self) -> list[Reason]:
+        return sorted(self.ranked, key=lambda r: -r.rank)
+
     @property
     def reasons(self) -> list[str]:
         """Worst first, so a truncated verdict line still names the failures."""
-        return [reason for _, reason in sorted(self.ranked, key=lambda r: -r[0])]
+        return [r.text for r in self._worst_first()]
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong, worst first, each with its detail (the headless "why", the report's list)."""
+        return [r.line for r in self._worst_first() if r.rank > 0]
+
+    @property
+    def headline(self) -> str:
+        """`✗ FAILING` / `⟲ MITIGATED — rolled back: …`."""
+        summary = f" — {self.summary}" if self.summary and not self.problems else ""
+        return f"{self.glyph} {self.word}{summary}"
 
     @property
     def glyph(self) -> str:
@@ -44,10 +73,19 @@ class Verdict:
     def word(self) -> str:
         return LEVEL_WORD[self.level]
 
-    def raise_to(self, level: str, reason: str) -> None:
+    def raise_to(self, level: str, reason: str, detail: str = "") -> None:
         if _RANK[level] > _RANK[self.level]:
             self.level = level
-        self.ranked.append((_RANK[level], reason))
+        self.ranked.append(Reason(_RANK[level], reason, detail))
+
+    def note(self, reason: str) -> None:
+        """For the record only: does not change the level."""
+        self.ranked.append(Reason(0, reason))
+
+
+def stale_after_s(playbook: Playbook) -> float:
+    """How old a replica's last health sample may be before its status is no longer trusted."""
+    return max(5.0, 3 * playbook.health_interval_s + playbook.health_timeout_s)
 
 
 def replica_status(replica: ReplicaState, now: float, stale_after_s: float) -> str:
@@ -77,39 +115,50 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
     breaches it answered no longer make the service degraded: the headline says it is mitigated."""
     v = Verdict(level="ok", summary="every replica healthy · prefixes and transport agree")
     if not state.replicas or all(r.samples == 0 for r in state.replicas.values()):
-        return Verdict(level="stale", ranked=[(_RANK["stale"], "no health samples yet")])
+        return Verdict(level="stale", ranked=[Reason(_RANK["stale"], "no health samples yet")])
     rollback = state.traffic.rollback
     removed = set(rollback.replicas) if rollback.after_rollback else set()
+    _replicas(v, state, now, stale_after_s, removed)
+    mismatch = prefix_mismatch_text(state)
+    if mismatch:
+        v.raise_to("fail", "channel prefix mismatch", mismatch)
+    for name in state.transport_mismatch:
+        if name not in removed:
+            v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
+    _breaches(v, state)
+    _gates(v, state)
+    last = state.fanout.last_result
+    if last is not None and not last.passed:
+        v.raise_to("fail", "fanout check failed", "; ".join(dict.fromkeys(last.reasons)))
+    _rollback(v, state)
+    return v
+
+
+def _replicas(v: Verdict, state: SessionState, now: float, stale_after_s: float, removed: set[str]) -> None:
     for r in state.replicas.values():
         status = replica_status(r, now, stale_after_s)
         if r.name in removed:
             if status != "ok":
-                v.ranked.append((0, f"{r.name} {status}, out of traffic"))
+                v.note(f"{r.name} {status}, out of traffic")
         elif status in ("down", "timeout", "junk"):
-            v.raise_to("fail", f"{r.name} {status}")
+            v.raise_to("fail", f"{r.name} {status}", r.error or "")
         elif status == "degraded":
             v.raise_to("warn", f"{r.name} degraded")
         elif status == "unobserved":
             v.raise_to("stale", f"{r.name} unknown: {r.error or 'not observed'}")
         elif status in ("stale", "unknown"):
             v.raise_to("stale", f"{r.name} {'no recent sample' if status == 'stale' else 'not sampled'}")
-    mismatch = prefix_mismatch_text(state)
-    if mismatch:
-        v.raise_to("fail", "channel prefix mismatch")
-    for name in state.transport_mismatch:
-        if name not in removed:
-            v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
-    _breaches(v, state)
+
+
+def _gates(v: Verdict, state: SessionState) -> None:
     for gate in state.gates.values():
         if gate.status in ("failed", "timed_out"):
-            v.raise_to("fail", f"gate {gate.name} {gate.status.replace('_', ' ')}")
+            code = f"exit {gate.exit_code}" if gate.exit_code is not None else ""
+            v.raise_to("fail", f"gate {gate.name} {gate.status.replace('_', ' ')}", code)
         elif gate.status == "error":  # it never ran: unknown, not a failure
             v.raise_to("stale", f"gate {gate.name} could not run")
-    last = state.fanout.last_result
-    if last is not None and not last.passed:
-        v.raise_to("fail", "fanout check failed")
-    _rollback(v, state)
-    return v
+        elif gate.status == "interrupted":  # the cockpit died while it ran: its outcome is unknown
+            v.raise_to("stale", f"gate {gate.name} interrupted")
 
 
 def _breaches(v: Verdict, state: SessionState) -> None:
@@ -122,9 +171,10 @@ def _breaches(v: Verdict, state: SessionState) -> None:
             and breach.ts <= rollback.applied_ts
         )
         if answered:
-            v.ranked.append((0, f"{breach.severity} {breach.guardrail} mitigated by the rollback"))
+            v.note(f"{breach.severity} {breach.guardrail} mitigated by the rollback")
         else:
-            v.raise_to("fail" if breach.severity == "P0" else "warn", f"{breach.severity} {breach.guardrail}")
+            level = "fail" if breach.severity == "P0" else "warn"
+            v.raise_to(level, f"{breach.severity} {breach.guardrail}", f"breached: {breach_text(breach)}")
 
 
 def _rollback(v: Verdict, state: SessionState) -> None:
@@ -134,10 +184,10 @@ def _rollback(v: Verdict, state: SessionState) -> None:
     elif rollback.in_progress:
         v.raise_to("warn", f"rollback {rollback.words}")
     elif rollback.stage == "cancelled" and state.traffic.breaches:
-        v.ranked.append((0, f"rollback declined by {rollback.actor}"))
+        v.note(f"rollback declined by {rollback.actor}")
     elif rollback.stage == "verified" and v.level == "ok":
         v.level = "mitigated"
         out = ", ".join(rollback.replicas) or rollback.action
         verified = rollback.verified
-        share = f" · {verified.stable_share:.0%} stable of {verified.requests} req" if verified else ""
+        share = f" · {pct(verified.stable_share)} stable of {verified.requests} req" if verified else ""
         v.summary = f"rolled back: {out} out of traffic{share}"

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.checklist import ItemStatus, evaluate
+from rollback_tui.core.checklist import ItemStatus
+from rollback_tui.core.read.summary import summarize
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.report.evidence import Evidence, iso
@@ -52,7 +53,8 @@ def build_summary(
     artefacts: Mapping[str, str] | None = None,
     warnings: Iterable[str] = (),
 ) -> dict[str, Any]:
-    report = evaluate(playbook, state)
+    read = summarize(playbook, state)  # what the report and the headless verdict say, as data
+    report = read.checklist
     started, t = state.started, state.traffic
     verified = t.rollback_verified
     action = next((a for a in playbook.actions if verified and a.name == verified.action), None)
@@ -94,7 +96,13 @@ def build_summary(
             "events": sum(state.counts.values()),
             "counts": dict(sorted(state.counts.items())),
         },
-        "verdict": {"complete": report.verdict.complete, "missing": report.verdict.missing},
+        "verdict": {
+            "complete": report.verdict.complete,
+            "missing": report.verdict.missing,
+            "session": read.verdict.word,
+            "why": read.verdict.problems,
+        },
+        "checklist_counts": read.counts.as_dict(),
         "checklist": [_status(s) for s in report.items],
         "exit_criteria": [_status(s) for s in report.exit_criteria],
         "rollback": {
@@ -110,6 +118,8 @@ def build_summary(
             "rto_budget_s": action.rto_budget_s if isinstance(action, SelectorRemoval) else None,
         },
         "guardrails": [{"event": e.kind, **(_dump(e) or {})} for e in t.breach_log],
+        "guardrail_values": {"at": iso(read.now), "values": [r.as_dict() for r in read.guardrails]},
+        "steps": [r.as_dict() for r in read.steps],
         "active_breaches": sorted(t.breaches),
         "gates": gates,
         "fanout": [_dump(r) for r in state.fanout.results[-SUMMARY_FANOUT:]],
@@ -118,10 +128,10 @@ def build_summary(
         "facts": [_dump(f) for f in state.facts.values()],
         "traffic": [
             {
-                "start": iso(row.start),
-                "end": iso(row.end),
+                "start": iso(row.first_ts),
+                "end": iso(row.last_ts),
                 "requests": row.requests,
-                "per_replica": dict(row.per_replica),
+                "per_replica": dict(row.served),
                 "errors_5xx": row.errors_5xx,
                 **({"unattributed": dict(row.unattributed)} if row.unattributed else {}),
             }
@@ -138,6 +148,7 @@ def build_summary(
             }
             for b in evidence.blind
         ],
+        "traffic_totals": [evidence.traffic_total.as_dict(), read.traffic.as_dict()],
         "exports": [_dump(e, "directory") for e in state.exports],
         "warnings": list(warnings) + evidence.warnings,
     }

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.read.timeline import describe
+from rollback_tui.core.read.traffic import TrafficTotals
 from rollback_tui.core.state import SessionState, TapFrame
-from rollback_tui.core.text import one_line
 from rollback_tui.core.unknown import KINDS as OBSERVING_KINDS
 from rollback_tui.core.unknown import observation
 
@@ -29,32 +29,7 @@ TIMELINE_HEAD = 400
 TIMELINE_TAIL = 400
 TRAFFIC_ROWS = 30
 MAX_BLIND = 200  # data-collection failure episodes kept for the report (the journal has them all)
-# Kinds that can appear in the timeline (high-rate kinds never do).
-TIMELINE_KINDS = frozenset(
-    {
-        "session_started",
-        "session_resumed",
-        "session_ended",
-        "step_entered",
-        "operator_action",
-        "notice",
-        "fact_captured",
-        "selector_state",
-        "guardrail_breach",
-        "guardrail_recovered",
-        "rollback_requested",
-        "rollback_applying",
-        "rollback_applied",
-        "rollback_verified",
-        "rollback_failed",
-        "rollback_cancelled",
-        "gate_started",
-        "gate_finished",
-        "fanout_result",
-        "checklist_ticked",
-        "export_written",
-    }
-)
+_TIMELINE = ev.TIMELINE  # kinds with a line in the timeline (core/read/timeline.py describes them)
 
 
 def iso(ts: float | None, *, ms: bool = False) -> str:
@@ -65,12 +40,6 @@ def iso(ts: float | None, *, ms: bool = False) -> str:
     if ms:
         base += f".{round((ts % 1) * 1000) % 1000:03d}"
     return base + "Z"
-
-
-def num(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    return f"{value:g}{unit}"
 
 
 @dataclass
@@ -90,37 +59,15 @@ class GateRun:
         return shlex.join(self.argv) if self.argv else "?"
 
 
-@dataclass
-class TrafficRow:
-    start: float
-    end: float
-    requests: int = 0
-    per_replica: dict[str, int] = field(default_factory=dict)
-    errors_5xx: int = 0
-    unattributed: Counter[str] = field(default_factory=Counter)  # reason → requests no replica answered
-    windows: int = 0
-    p95_ms: float | None = None
-
-    def merge(self, other: TrafficRow) -> None:
-        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
-        self.requests += other.requests
-        for name, count in other.per_replica.items():
-            self.per_replica[name] = self.per_replica.get(name, 0) + count
-        self.errors_5xx += other.errors_5xx
-        self.unattributed.update(other.unattributed)
-        self.windows += other.windows
-        if other.p95_ms is not None:
-            self.p95_ms = other.p95_ms if self.p95_ms is None else max(self.p95_ms, other.p95_ms)
-
-
 class TrafficHistory:
-    """Traffic windows folded into at most `rows` time buckets whose width doubles as the session grows."""
+    """Traffic windows folded into at most `rows` time buckets whose width doubles as the session grows
+    (each bucket the same totals the cockpit and the headless verdict add up)."""
 
     def __init__(self, rows: int = TRAFFIC_ROWS) -> None:
         self.max_rows = rows
         self.origin: float | None = None
         self.width = 1.0
-        self.buckets: dict[int, TrafficRow] = {}
+        self.buckets: dict[int, TrafficTotals] = {}
         self.replicas: list[str] = []
         self.unattributed: list[str] = []  # reasons no replica answered, in order of first sight
 
@@ -135,30 +82,14 @@ class TrafficHistory:
         index = max(index, 0)
         row = self.buckets.get(index)
         if row is None:
-            row = self.buckets[index] = TrafficRow(start, w.ts)
-        else:
-            row.start, row.end = min(row.start, start), max(row.end, w.ts)
-        row.requests += w.requests
-        per = row.per_replica
-        for name, count in w.per_replica.items():
-            if name in per:
-                per[name] += count
-            else:
-                per[name] = count
-                if name not in self.replicas:
-                    self.replicas.append(name)
-        if w.errors_5xx:
-            row.errors_5xx += sum(w.errors_5xx.values())
-        if w.unattributed:
-            row.unattributed.update(w.unattributed)
-            self.unattributed += [r for r in w.unattributed if r not in self.unattributed]
-        row.windows += 1
-        if w.p95_ms is not None and (row.p95_ms is None or w.p95_ms > row.p95_ms):
-            row.p95_ms = w.p95_ms
+            row = self.buckets[index] = TrafficTotals("time bucket")
+        row.add(w)
+        self.replicas += [name for name in w.per_replica if name not in self.replicas]
+        self.unattributed += [r for r in w.unattributed if r not in self.unattributed]
 
     def _halve(self) -> None:
         self.width *= 2
-        merged: dict[int, TrafficRow] = {}
+        merged: dict[int, TrafficTotals] = {}
         for index in sorted(self.buckets):
             row = self.buckets[index]
             if index // 2 in merged:
@@ -167,7 +98,7 @@ class TrafficHistory:
                 merged[index // 2] = row
         self.buckets = merged
 
-    def rows(self) -> list[TrafficRow]:
+    def rows(self) -> list[TrafficTotals]:
         return [self.buckets[i] for i in sorted(self.buckets)]
 
 
@@ -202,6 +133,7 @@ class Evidence:
         self.gate_runs_dropped = 0
         self.frames: OrderedDict[str, list[ev.FanoutFrame | TapFrame]] = OrderedDict()
         self.traffic = TrafficHistory()
+        self.traffic_total = TrafficTotals("whole session")
         self.warnings: list[str] = []
         self.blind: list[Blind] = []  # oldest first, at most MAX_BLIND
         self.blind_dropped = 0
@@ -248,6 +180,7 @@ class Evidence:
             return
         if kind == "traffic_window":
             self.traffic.add(event)  # type: ignore[arg-type]
+            self.traffic_total.add(event)  # type: ignore[arg-type]
             return
         if kind == "gate_output":
             run = self.gate_runs.get(event.run)  # type: ignore[attr-defined]
@@ -265,8 +198,9 @@ class Evidence:
                 event.ts,
             )
         elif kind == "gate_finished":
-            self._gate_run(event.gate, event.run).finished = event  # type: ignore[attr-defined]
-        if kind in TIMELINE_KINDS:
+            assert isinstance(event, ev.GateFinished)
+            self._gate_run(event.gate, event.run).finished = event
+        if kind in _TIMELINE:
             text = describe(event)
             if text is not None:
                 self._timeline(TimelineEntry(event.ts, kind, text))
@@ -321,99 +255,3 @@ class Evidence:
             self.timeline_head.append(entry)
         else:
             self.timeline_tail.append(entry)
-
-
-# --- one line per timeline-worthy event -----------------------------------------------------------
-
-
-DETAIL_MAX = 100  # characters of one detail value in the timeline (the journal copy keeps it whole)
-
-
-def _detail(detail: dict[str, Any]) -> str:
-    """`k=v, …` with each value on one line: an argv joined, a script cut to its first line with …."""
-    parts = []
-    for key, value in detail.items():
-        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
-        parts.append(f"{key}={one_line(text, DETAIL_MAX + 1)}")
-    return ", ".join(parts)
-
-
-def describe(e: ev.Event) -> str | None:
-    """The timeline text for an event, or None for kinds the timeline leaves out."""
-    if isinstance(e, ev.SessionStarted):
-        return (
-            f"Session started by {e.operator} on {e.host} "
-            f"(playbook {e.playbook_name}, environment {e.environment}, rollback-tui {e.version})"
-        )
-    if isinstance(e, ev.SessionResumed):
-        return (
-            f"Session resumed by {e.operator} ({e.recovered_events} events recovered, "
-            f"{e.skipped_lines} lines skipped)"
-        )
-    if isinstance(e, ev.SessionEnded):
-        return f"Session ended ({e.reason})"
-    if isinstance(e, ev.StepEntered):
-        return f"Step {e.step} entered (by {e.actor})"
-    if isinstance(e, ev.OperatorAction):
-        return f"Operator {e.actor}: {e.action}" + (f" ({_detail(e.detail)})" if e.detail else "")
-    if isinstance(e, ev.Notice):
-        if e.level == "info":
-            return None
-        return f"{e.level.capitalize()} from {e.source}: {e.message}"
-    if isinstance(e, ev.FactCaptured):
-        agree = "" if e.agree is None else (" — agree" if e.agree else " — DISAGREE")
-        return f"Fact {e.fact} captured ({e.phase}): {e.values_text()}{agree}" + (
-            f" — {e.error}" if e.error else ""
-        )
-    if isinstance(e, ev.SelectorState):
-        return (
-            f"Routing ({e.source}): selector {_detail(e.selector)}; backends {', '.join(e.backends) or '-'}"
-        )
-    if isinstance(e, ev.GuardrailBreach):
-        ttd = f"; time to detect {e.ts - e.first_bad_ts:.3g} s" if e.first_bad_ts is not None else ""
-        return (
-            f"{e.severity} guardrail {e.guardrail} breached: {e.metric} {e.value:g} > {e.threshold:g} "
-            f"over {e.window_s:g} s{ttd}"
-        )
-    if isinstance(e, ev.GuardrailRecovered):
-        return f"Guardrail {e.guardrail} recovered ({e.value:g})"
-    if isinstance(e, ev.RollbackRequested):
-        return f"Rollback {e.action} requested by {e.actor} (typed {e.confirmed_text!r}): {e.reason or '-'}"
-    if isinstance(e, ev.RollbackApplied):
-        if not e.ok:
-            return f"Rollback {e.action} via {e.driver} FAILED: {e.error}"
-        before = ", ".join(e.before.get("backends", [])) or "-"
-        after = ", ".join(e.after.get("backends", [])) or "-"
-        return f"Rollback {e.action} applied via {e.driver}: backends {before} → {after}"
-    if isinstance(e, ev.RollbackApplying):
-        before = ", ".join(e.before.get("backends", [])) or "-"
-        return f"Rollback {e.action} applying via {e.driver} (backends before: {before})"
-    if isinstance(e, ev.RollbackVerified):
-        text = (
-            f"Rollback {e.action} verified {'ok' if e.ok else 'NOT ok'}: {e.stable_share * 100:.1f}% of "
-            f"{e.requests} requests on stable; time to detect {num(e.time_to_detect_s, ' s')}; "
-            f"RTO {num(e.rto_s, ' s')}"
-        )
-        if e.time_to_mitigate_s is not None:
-            text += f"; time to mitigate {num(e.time_to_mitigate_s, ' s')}"
-        return text + (f" — {e.error}" if e.error else "")
-    if isinstance(e, ev.RollbackFailed):
-        return f"Rollback {e.action} FAILED while {e.stage}: {e.reason}"
-    if isinstance(e, ev.RollbackCancelled):
-        return f"Rollback {e.action} declined by {e.actor}" + (f": {e.reason}" if e.reason else "")
-    if isinstance(e, ev.GateStarted):
-        return f"Gate {e.gate} started (run {e.run}, {e.where}, by {e.actor})"
-    if isinstance(e, ev.GateFinished):
-        code = f"exit {e.exit_code}" if e.exit_code is not None else "no exit code"
-        outcome = "could not run" if e.outcome == "error" else e.outcome.replace("_", " ")
-        return f"Gate {e.gate} {outcome} (run {e.run}, {code}, {e.duration_s:.3g} s)"
-    if isinstance(e, ev.FanoutResult):
-        verdict = "passed" if e.passed else "FAILED"
-        return f"Fanout run {e.run} ({e.phase}) {verdict}: {len(e.sent)} events sent on {e.thread_id}"
-    if isinstance(e, ev.ChecklistTicked):
-        how = "automatically" if e.auto else f"by {e.actor}"
-        verb = "ticked" if e.checked else "unticked"
-        return f"Checklist {e.item} {verb} {how}" + (f": {e.note}" if e.note else "")
-    if isinstance(e, ev.ExportWritten):
-        return f"Evidence exported ({len(e.files)} files) by {e.actor}"
-    return None

@@ -1,10 +1,13 @@
 """The Markdown evidence report: what the incident review reads.
 
-Sections follow the playbook: header, exit verdict, baseline facts, timeline, gates, fanout, traffic
-distribution, guardrails with time-to-detect and RTO, data-collection failures (what could not be observed,
-why and when), the evidence checklist, exit criteria and (when the playbook asks for one) the incident
-follow-up skeleton. Output depends only on the journal — no clock reads — so a recorded journal has a
-golden report. The whole text passes through the Redactor last.
+Sections follow the playbook: header, exit verdict, baseline facts, timeline, runbook steps, gates, fanout,
+traffic distribution, guardrails with time-to-detect and RTO, data-collection failures (what could not be
+observed, why and when), the evidence checklist, exit criteria and (when the playbook asks for one) the
+incident follow-up skeleton. Output depends only on the journal — no clock reads — so a recorded journal has
+a golden report. The whole text passes through the Redactor last.
+
+Counts, guardrail values, step statuses, traffic totals, verdict reasons and timeline lines come from the
+read model (core/read/), as on the screen and in the headless log: this module only lays them out.
 """
 
 from __future__ import annotations
@@ -14,11 +17,24 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.checklist import ChecklistReport, ItemStatus, evaluate, guardrail_gaps
+from rollback_tui.core.checklist import ItemStatus, guardrail_gaps
+from rollback_tui.core.guardrails import GuardrailEvaluator
+from rollback_tui.core.read.checklist import how
+from rollback_tui.core.read.guardrails import (
+    breach_number,
+    breach_sides,
+    metric_text,
+    sides_text,
+    value_text,
+    window_text,
+)
+from rollback_tui.core.read.steps import status_word
+from rollback_tui.core.read.summary import SessionSummary, summarize
+from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
-from rollback_tui.report.evidence import Evidence, GateRun, iso, num
+from rollback_tui.report.evidence import Evidence, GateRun, iso
 
 FANOUT_RESULTS_SHOWN = 50
 
@@ -38,15 +54,17 @@ def render_markdown(
     `artefacts` maps a GateFinished.artefact path to where the export put it (relative to the report).
     """
     evidence = events if isinstance(events, Evidence) else Evidence.from_events(events)
-    report = evaluate(playbook, state)
+    summary = summarize(playbook, state)
+    report = summary.checklist
     doc = _Doc()
-    _header(doc, playbook, state, evidence, journal_name, report)
+    _header(doc, playbook, state, journal_name, summary)
     _facts(doc, playbook, state)
     _timeline(doc, evidence)
+    _steps(doc, summary)
     _gates(doc, playbook, evidence, artefacts or {})
     _fanout(doc, state, evidence)
-    _traffic(doc, state, evidence)
-    _guardrails(doc, playbook, state)
+    _traffic(doc, state, evidence, summary)
+    _guardrails(doc, playbook, state, summary)
     _data_collection(doc, evidence)
     _checklist(doc, "Evidence checklist", report.items, "This playbook has no evidence checklist.")
     _checklist(doc, "Exit criteria", report.exit_criteria, "This playbook has no exit criteria.")
@@ -125,12 +143,7 @@ def _check(ok: bool | None) -> str:
 
 
 def _header(
-    doc: _Doc,
-    playbook: Playbook,
-    state: SessionState,
-    evidence: Evidence,
-    journal_name: str | None,
-    report: ChecklistReport,
+    doc: _Doc, playbook: Playbook, state: SessionState, journal_name: str | None, summary: SessionSummary
 ) -> None:
     started = state.started
     doc.h(1, f"Rollback evidence report — {playbook.title}")
@@ -154,7 +167,7 @@ def _header(
         ["rollback-tui", started.version if started else "-"],
     ]
     doc.table(["", ""], rows)
-    verdict = report.verdict
+    verdict = summary.checklist.verdict
     if verdict.complete:
         doc.h(2, "Exit verdict: COMPLETE")
         doc.p("Every exit criterion holds.")
@@ -164,7 +177,12 @@ def _header(
         for line in verdict.missing:
             doc.li(line)
         doc.blank()
-    doc.p(f"Evidence checklist: {report.done}/{len(report.items)} checked.")
+    doc.p(f"Checklist: {summary.counts.text} checked.")
+    health = summary.verdict
+    doc.p(f"Session at its end ({iso(summary.now)}): {health.headline}")
+    for problem in health.problems:
+        doc.li(f"Why: {problem}")
+    doc.blank()
     if playbook.objective:
         doc.p(f"Objective: {playbook.objective.strip()}")
 
@@ -220,6 +238,19 @@ def _timeline(doc: _Doc, evidence: Evidence) -> None:
         rows.append(["…", f"{evidence.timeline_omitted} entries omitted (see journal.jsonl)"])
     rows += [[iso(e.ts), e.text] for e in evidence.timeline_tail]
     doc.table(["Time (UTC)", "Event"], rows)
+
+
+def _steps(doc: _Doc, summary: SessionSummary) -> None:
+    doc.h(2, "Runbook steps")
+    if not summary.steps:
+        doc.p("This playbook has no runbook steps.")
+        return
+    for row in summary.steps:
+        where = " (the tracker's step at the end)" if row.current else ""
+        doc.li(f"**{row.index + 1}. {row.title}** ({row.name}): {status_word(row.status)}{where}")
+        for item in row.items:
+            doc.li(item.text + (f" (when {item.when.replace('_', ' ')})" if item.when != "always" else ""), 1)
+    doc.blank()
 
 
 def _gates(doc: _Doc, playbook: Playbook, evidence: Evidence, artefacts: Mapping[str, str]) -> None:
@@ -324,7 +355,7 @@ def _fanout(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
             doc.p("Receive timestamps: frames of this run are not retained (see journal.jsonl).")
 
 
-def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
+def _traffic(doc: _Doc, state: SessionState, evidence: Evidence, summary: SessionSummary) -> None:
     doc.h(2, "Replica traffic distribution")
     rows = evidence.traffic.rows()
     if not rows:
@@ -332,6 +363,11 @@ def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
         return
     order = [n for n in state.replicas if n in evidence.traffic.replicas]
     order += [n for n in evidence.traffic.replicas if n not in order]
+    for totals in (evidence.traffic_total, summary.traffic):
+        doc.li(totals.text())
+        if totals.requests:
+            doc.li(totals.split_text(order), 1)
+    doc.blank()
     applied = state.traffic.rollback_applied
     doc.p(
         f"Share of requests per replica, in {len(rows)} time buckets of {evidence.traffic.width:g} s or less."
@@ -341,41 +377,46 @@ def _traffic(doc: _Doc, state: SessionState, evidence: Evidence) -> None:
         doc.p("Columns after the replicas count requests no replica answered: failures of the service.")
     table = []
     for row in rows:
-        shares = [_percent(row.per_replica.get(n, 0), row.requests) for n in order]
+        shares = [_percent(row.served.get(n, 0), row.requests) for n in order]
         failed = [_percent(row.unattributed.get(r, 0), row.requests) for r in unattributed]
-        note = "rollback applied" if applied and row.start <= applied.ts <= row.end else ""
+        start, end = row.first_ts or 0.0, row.last_ts or 0.0
+        note = "rollback applied" if applied and start <= applied.ts <= end else ""
         err = _percent(row.errors_5xx, row.requests)
-        table.append(
-            [f"{iso(row.start)} to {iso(row.end)[11:]}", str(row.requests), *shares, *failed, err, note]
-        )
+        table.append([f"{iso(start)} to {iso(end)[11:]}", str(row.requests), *shares, *failed, err, note])
     doc.table(["Window (UTC)", "Requests", *order, *unattributed, "5xx", "Note"], table)
 
 
 def _percent(count: int, total: int) -> str:
-    return f"{count / total * 100:.1f}%" if total else "-"
+    return pct(count / total) if total else "-"
 
 
-def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
+def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: SessionSummary) -> None:
     doc.h(2, "Guardrails, time to detect and RTO")
+    if summary.guardrails:
+        doc.p(f"At the end of the session ({iso(summary.now)}):")
+        for reading in summary.guardrails:
+            doc.li(reading.line)
+        doc.blank()
     log = state.traffic.breach_log
     if log:
         rows = []
         for e in log:
             if isinstance(e, ev.GuardrailBreach):
                 ttd = num(round(e.ts - e.first_bad_ts, 3), " s") if e.first_bad_ts is not None else "-"
+                threshold = breach_number(e, e.threshold)
                 rows.append(
                     [
                         iso(e.ts),
                         e.guardrail,
                         f"breach {e.severity}",
-                        f"{e.metric} = {e.value:g}",
-                        f"{e.threshold:g} over {e.window_s:g} s",
+                        f"{e.metric} {breach_number(e, e.value)}{breach_sides(e)}",
+                        f"{threshold} {window_text(e.metric, e.window_s)}",
                         iso(e.first_bad_ts),
                         ttd,
                     ]
                 )
             else:
-                rows.append([iso(e.ts), e.guardrail, "recovered", f"{e.value:g}", "", "", ""])
+                rows.append([iso(e.ts), e.guardrail, "recovered", _recovered_value(e, playbook), "", "", ""])
         doc.table(
             ["Time (UTC)", "Guardrail", "Event", "Value", "Threshold", "First bad sample", "Detect"], rows
         )
@@ -383,6 +424,7 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         doc.p("No guardrail was breached.")
     if state.traffic.breaches:
         doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    _queried(doc, playbook, state)
     gaps = guardrail_gaps(playbook, state)
     if gaps:
         doc.p("Neither ok nor breached at the end (no verdict without data):")
@@ -404,9 +446,11 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         doc.li(f"{state_word.capitalize() if a.ok else state_word} {iso(a.ts)} via {a.driver}")
         for label, routing in (("before", a.before), ("after", a.after)):
             if routing:
+                weights = routing.get("weights") or {}
+                shown = f", weights {', '.join(f'{k} {v}' for k, v in weights.items())}" if weights else ""
                 doc.li(
                     f"{label}: selector {routing.get('selector', {})}, backends "
-                    f"{', '.join(routing.get('backends', [])) or '-'}",
+                    f"{', '.join(routing.get('backends', [])) or '-'}{shown}",
                     1,
                 )
     if t.rollback_verified:
@@ -415,7 +459,7 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         budget = action.rto_budget_s if isinstance(action, SelectorRemoval) else None
         doc.li(
             f"Verified {iso(v.ts)}: {'ok' if v.ok else 'NOT ok'}, "
-            f"{v.stable_share * 100:.1f}% of {v.requests} requests on stable"
+            f"{pct(v.stable_share)} of {v.requests} requests on stable"
         )
         if v.error:
             doc.li(f"Not verified: {v.error}", 1)
@@ -424,6 +468,38 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         if v.time_to_mitigate_s is not None:
             doc.li(f"Time to mitigate (first bad sample → verified): {num(v.time_to_mitigate_s, ' s')}")
     doc.blank()
+
+
+def _queried(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
+    """The guardrails read from Prometheus: each query as evaluated, its window, last value and time."""
+    rails = [r for r in playbook.guardrails if r.metric == "query"]
+    if not rails:
+        return
+    evaluator = GuardrailEvaluator.from_state(playbook, state)
+    rows = []
+    for rail in rails:
+        sample = state.metrics.get(rail.name)
+        if sample is None:
+            rows.append(
+                [
+                    rail.name,
+                    rail.server or "-",
+                    _code(rail.query),
+                    f"{rail.window_s:g} s",
+                    "never evaluated",
+                    "-",
+                ]
+            )
+            continue
+        reading = evaluator.reading(rail, sample.ts)  # as judged then, not at export time
+        value = f"unknown: {reading.unknown}" if reading.unknown else value_text(rail, reading.value)
+        if reading.sides is not None:
+            value += f" ({sides_text(rail, reading.sides)})"
+        rows.append(
+            [rail.name, sample.server, _code(sample.query), f"{sample.window_s:g} s", value, iso(sample.ts)]
+        )
+    doc.p("Guardrails read from Prometheus, as last evaluated:")
+    doc.table(["Guardrail", "Server", "Query", "Window", "Last value", "Evaluated (UTC)"], rows)
 
 
 def _data_collection(doc: _Doc, evidence: Evidence) -> None:
@@ -450,15 +526,19 @@ def _data_collection(doc: _Doc, evidence: Evidence) -> None:
     doc.table(["What", "Why", "Unknown since (UTC)", "Last (UTC)", "Times", "Until (UTC)"], rows)
 
 
+def _recovered_value(e: ev.GuardrailRecovered, playbook: Playbook) -> str:
+    rail = next((g for g in playbook.guardrails if g.name == e.guardrail), None)
+    return f"{e.value:g}" if rail is None else f"{rail.metric} {metric_text(rail.metric, e.value)}"
+
+
 def _checklist(doc: _Doc, title: str, statuses: list[ItemStatus], empty: str) -> None:
     doc.h(2, title)
     if not statuses:
         doc.p(empty)
         return
     for s in statuses:
-        how = "manual" if s.rule == "manual" else ("auto" if s.auto else "overridden by hand")
         flag = " — **was ticked automatically, no longer holds**" if s.held_before_but_not_now else ""
-        doc.li(f"[{'x' if s.checked else ' '}] **{s.text}** ({s.name}, {how}: {s.rule}){flag}")
+        doc.li(f"[{'x' if s.checked else ' '}] **{s.text}** ({s.name}, {how(s)}: {s.rule}){flag}")
         for line in s.evidence:
             doc.li(line, 1)
     doc.blank()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[ev.Event], None]
+_EVIDENCE = ev.EVIDENCE  # kinds that may change a checklist rule (a module global: emit is a hot path)
 
 
 class NotAvailable(Exception):
@@ -106,7 +107,7 @@ class Engine:
             self.emit(derived)
         if isinstance(event, ev.GuardrailBreach):
             self._on_breach(event)
-        if event.kind in _EVIDENCE_KINDS and not (isinstance(event, ev.ChecklistTicked) and event.auto):
+        if event.kind in _EVIDENCE and not (isinstance(event, ev.ChecklistTicked) and event.auto):
             self._auto_tick()
         return event
 
@@ -146,6 +147,7 @@ class Engine:
                     {"name": r.name, "role": r.role, "url": r.url, "labels": r.labels}
                     for r in self.playbook.replicas
                 ],
+                transport_expected=rt.transport_expected if (rt := self.playbook.realtime) else None,
             )
         )
 
@@ -155,15 +157,27 @@ class Engine:
 
         if self.state.started is None:
             self.start_session()
+        self._readiness()
         self._flusher = asyncio.create_task(self._flush_loop(), name="journal-flush")
         self.spawn("health", HealthProbe(self.playbook, self.emit).run())
         if any(p.interval_s for p in self.playbook.probes):
             from rollback_tui.probes.http_json import poll_probes
 
             self.spawn("probes", poll_probes(self.playbook, self.emit))
+        if any(g.metric == "query" for g in self.playbook.guardrails):
+            from rollback_tui.probes.metrics.prometheus import MetricPoller
+
+            self.spawn("metrics", MetricPoller(self.playbook, self.emit).run())
         if self.playbook.load_balancer is not None:
             interval = 2.0 if self.playbook.load_balancer.traffic_control.driver == "lab" else 15.0
             self.spawn("routing", self._routing_loop(interval))
+
+    def _readiness(self) -> None:
+        """What would fail only when it runs (a traffic-control program not on PATH) is said at the start."""
+        from rollback_tui.playbook.load import format_path, readiness_warnings
+
+        for path, message in readiness_warnings(self.playbook):
+            self.notice("readiness", f"{format_path(path)}: {message}", "warning")
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a feed or action as a named task; a crash becomes a journaled notice, not a dead app."""
@@ -251,7 +265,10 @@ class Engine:
             phase = "after_rollback" if self.state.traffic.rollback.after_rollback else "before_rollback"
         if actor != "engine":
             self.operator_action("run_fanout_check", phase=phase)
-        verifier = FanoutVerifier(self.playbook, self.emit, phase=phase)
+        try:
+            verifier = FanoutVerifier(self.playbook, self.emit, phase=phase)
+        except ValueError as exc:  # e.g. an unset ${VAR} in a stream header: nothing could be checked
+            raise NotAvailable(str(exc)) from exc
         result = await self.spawn("fanout", verifier.run())
         if result is None:  # the task crashed; `spawn` journaled why
             raise NotAvailable("The fanout check stopped unexpectedly; see the notices.")
@@ -269,10 +286,14 @@ class Engine:
         rate = rate_rps or self.playbook.synthetic_rps
         if self.running("traffic"):
             return rate
+        try:
+            generator = TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw)
+        except ValueError as exc:  # e.g. an unset ${VAR} in a send header: nothing would be sent
+            raise NotAvailable(str(exc)) from exc
         self.operator_action("start_traffic", actor=actor, rate_rps=rate)
         for problem in thin_evidence(self.playbook, rate):
             self.notice("guardrails", problem, "warning")
-        self.spawn("traffic", TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw).run())
+        self.spawn("traffic", generator.run())
         return rate
 
     def stop_traffic(self, *, actor: str | None = None) -> bool:
@@ -468,12 +489,18 @@ class Engine:
     async def _verify_removal(
         self, spec: SelectorRemoval, requested: ev.Event, breach: ev.GuardrailBreach | None
     ) -> ev.RollbackVerified:
+        from rollback_tui.probes.protocol import identifier, verification_request
         from rollback_tui.probes.traffic import verify_stable
 
         assert self.playbook.load_balancer is not None
         stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
         ok, share, total, served = await verify_stable(
-            self.playbook.load_balancer.url, stable, need=spec.verify_requests, timeout_s=spec.rto_budget_s
+            self.playbook.load_balancer.url,
+            stable,
+            need=spec.verify_requests,
+            timeout_s=spec.rto_budget_s,
+            request=verification_request(self.playbook),
+            identify=identifier(self.playbook),
         )
         verified = ev.RollbackVerified(
             action=spec.name,
@@ -608,25 +635,6 @@ class Engine:
             self.emit(ev.SessionEnded(reason=reason))
         if close:
             self.journal.close()
-
-
-_EVIDENCE_KINDS = frozenset(
-    {
-        "gate_finished",
-        "fanout_result",
-        "rollback_applied",
-        "rollback_verified",
-        "rollback_failed",
-        "rollback_cancelled",
-        "fact_captured",
-        "guardrail_breach",
-        "guardrail_recovered",
-        "guardrail_status",
-        "export_written",
-        "checklist_ticked",
-        "session_resumed",
-    }
-)
 
 
 def tick_refusal(playbook: Playbook, item: str, note: str) -> str | None:

@@ -191,12 +191,6 @@ class JournalMirror:
     async def _run_until_done(self) -> None:
         try:
             await self.run()
-        except asyncio.CancelledError:
-            # The event loop is shutting down (asyncio.run cancels what is left): the session has ended,
-            # so mirror its last lines — its end, for every viewer — if Redis lets us, briefly.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._drain(), 3.0)
-            raise
         finally:
             await self._disconnect()
             if not self.caught_up():
@@ -236,12 +230,6 @@ class JournalMirror:
             return self.path.stat().st_size > 0
         except OSError:
             return False
-
-    async def _drain(self) -> None:
-        if self._redis is None and not await self._connect():
-            return
-        while await self.step():
-            pass
 
     # --- the work -------------------------------------------------------------------------------------
 
@@ -457,9 +445,9 @@ class StreamFollower:
 def start_mirror(engine: Engine, url: str | None) -> JournalMirror | None:
     """Mirror `engine`'s journal when asked: `url` (the --mirror option), else the playbook's `mirror:`.
 
-    The mirror runs on its own task and ends once the journal is closed and mirrored; at the end of the
-    event loop it gets a last, brief chance (see JournalMirror._run_until_done). What happens to it is
-    journaled as notices from the session's first line on, and logged once the journal is closed.
+    The mirror runs on its own task and ends once the journal is closed and mirrored: whoever closes the
+    journal awaits `close()` (session/runtime.py does). What happens to it is journaled as notices from
+    the session's first line on, and logged once the journal is closed.
     """
     spec = engine.playbook.mirror
     text = url or (spec.redis_url if spec is not None else None)

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.guardrails import guardrail_readings, no_data
+from rollback_tui.core.read.guardrails import readings
+from rollback_tui.core.read.traffic import recent_traffic, split_window_s
 from rollback_tui.exec.commands import fill
 from rollback_tui.playbook.model import (
     CommandAction,
@@ -114,19 +115,13 @@ class Rehearsal:
         self.note(f"manual task for the operator: {text}")
 
     async def _guardrail(self, name: str, item: StepItem) -> None:
-        breach = self.engine.state.traffic.breaches.get(name)
-        if breach is not None:
-            self.note(f"guardrail {name} is breached ({breach.value} > {breach.threshold})", "warning")
-            return
-        # "Holds" only with data to hold on: unknown or waiting is said as such, never as ok.
-        reading = guardrail_readings(self.playbook, self.engine.state, time.time())[name]
-        if reading.unknown:
-            self.note(f"guardrail {name} unknown (could not observe): {reading.unknown}", "warning")
-        elif reading.value is None:
-            rail = next(g for g in self.playbook.guardrails if g.name == name)
-            self.note(f"guardrail {name} has no data yet: {no_data(rail)}", "warning")
-        else:
-            self.note(f"guardrail {name} holds")
+        # "Holds" only with data to hold on: unknown or waiting is said as such, never as ok — in the
+        # words the traffic pane and the report use for it.
+        now = readings(self.playbook, self.engine.state, time.time())
+        reading = next(r for r in now if r.rail.name == name)
+        why = f": {reading.why}" if reading.why else ""
+        level: ev.NoticeLevel = "info" if reading.status == "ok" else "warning"
+        self.note(f"guardrail {reading.glyph} {reading.label} {reading.text}{why}", level)
 
     async def _check(self, check: str, item: StepItem) -> None:
         if check == "fanout":
@@ -148,13 +143,11 @@ class Rehearsal:
             raise NotAvailable("no load balancer in the playbook")
         self.engine.start_traffic(self.opts.traffic_rps, actor=HEADLESS)
         await asyncio.sleep(self.opts.canary_s)
-        window = self.engine.state.traffic.last_window
-        if window is None or not window.requests:
+        totals = recent_traffic(self.engine.state, time.time(), split_window_s(self.playbook))
+        if not totals.requests:
             self.note("synthetic traffic produced no responses yet", "warning")
             return
-        counts = sorted(window.per_replica.items()) + sorted(window.unattributed.items())
-        shares = ", ".join(f"{r} {n / window.requests:.0%}" for r, n in counts)
-        self.note(f"traffic split over the last window: {shares}")
+        self.note(f"traffic {totals.text()}; {totals.split_text(r.name for r in self.playbook.replicas)}")
 
     async def _watch(self) -> None:
         """Watch guardrails; stop early once a P0 breach has been handled (rolled back) or seen."""

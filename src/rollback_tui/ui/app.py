@@ -24,7 +24,10 @@ from textual.screen import ModalScreen
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.events import Event
+from rollback_tui.core.read import session_now
+from rollback_tui.core.read.words import pct
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.verdict import stale_after_s
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui import theme_store
@@ -94,7 +97,7 @@ class PanesApp(App[None]):
         self.redact = make_redactor(redact_base, share, playbook.sensitive_patterns)
         self._sensitive = frozenset(r.name for r in playbook.replicas if r.sensitive)
         self._features = features
-        self._stale_after = max(5.0, 3 * playbook.health_interval_s + playbook.health_timeout_s)
+        self._stale_after = stale_after_s(playbook)
         self.repaint = RepaintScheduler(self._paint, live=live, post=self.post_message, hold=self._hold)
         self.sub_title = playbook.title
         # Before mount, so the stylesheet is parsed once, with the right theme.
@@ -165,10 +168,9 @@ class PanesApp(App[None]):
         self.cockpit.paint(names, self.state, self.playbook, self.view())
 
     def now(self) -> float:
-        """The panes' clock: now, live; a replay's time stands still at the journal's last event."""
-        state = self.state
-        replay_now = state.ended.ts if state.ended else (state.last_ts or 0.0)
-        return time.time() if self.live else replay_now
+        """The panes' clock: now, live; a replay's time stands still at the journal's end, the moment the
+        report describes too."""
+        return time.time() if self.live else session_now(self.state)
 
     def view(self) -> View:
         theme_vars = {**VARIABLE_DEFAULTS, **self.current_theme.variables}
@@ -325,7 +327,7 @@ class CockpitApp(PanesApp):
             )
             severity = "information" if result.passed else "error"
         elif isinstance(result, ev.RollbackVerified):
-            message = f"{'✓' if result.ok else '✗'} rollback verified: {result.stable_share:.0%} on stable"
+            message = f"{'✓' if result.ok else '✗'} rollback verified: {pct(result.stable_share)} on stable"
             severity = "information" if result.ok else "error"
         elif isinstance(result, ev.ChecklistTicked):
             message = f"{'☑ ticked' if result.checked else '☐ unticked'}: {result.item}"

@@ -23,14 +23,17 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "step_entered": frozenset({"steps"}),
     "health_sample": frozenset({"health", "verdict"}),
     "fact_captured": frozenset({"steps", "checklist"}),
-    "probe_result": frozenset({"traffic"}),
+    "probe_result": frozenset({"traffic", "steps"}),
     "fanout_frame": frozenset({"fanout"}),
+    "fanout_tap_batch": frozenset({"fanout"}),
     "fanout_session": frozenset({"fanout"}),
     "fanout_result": frozenset({"fanout", "verdict", "steps", "checklist"}),
-    "traffic_window": frozenset({"traffic"}),
+    "traffic_window": frozenset({"traffic", "steps"}),
     "selector_state": frozenset({"traffic"}),
-    "guardrail_breach": frozenset({"traffic", "verdict"}),
-    "guardrail_recovered": frozenset({"traffic", "verdict"}),
+    "guardrail_breach": frozenset({"traffic", "verdict", "steps"}),
+    "guardrail_recovered": frozenset({"traffic", "verdict", "steps"}),
+    "guardrail_status": frozenset({"traffic", "checklist"}),  # unknown / observed: the rules read it
+    "metric_sample": frozenset({"traffic", "steps"}),  # a guardrail's query value (its reading)
     # Every rollback stage changes the headline and the status bar, not only the traffic pane.
     **dict.fromkeys(
         [

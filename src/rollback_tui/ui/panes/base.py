@@ -18,6 +18,7 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
+from rollback_tui.core.read.words import ms as ms  # the panes' `ms` is the report's (re-exported)
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 
@@ -40,6 +41,10 @@ STATUS = {
     "unobserved": ("?", "unknown", "warn"),  # sampled, but it could not look (the error says why)
     "stale": ("?", "stale", "stale"),
     "not_run": ("·", "not run", "stale"),
+    # Runbook steps and items (core/read/steps.py): what the journal records about them.
+    "partial": ("◐", "partial", "warn"),
+    "manual": ("·", "manual", "stale"),
+    "no_record": ("·", "no record", "stale"),
 }
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -132,12 +137,6 @@ def short_image(image: str | None, width: int = 12) -> str:
     if ":" in image and image.split(":", 1)[0] in ("sha256", "sha512"):
         return image.split(":", 1)[1][:width]
     return image if len(image) <= width + 8 else image[: width + 7] + "…"
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
 def duration(seconds: float | None) -> str:

@@ -1,4 +1,7 @@
-"""Evidence checklist and exit criteria: ☐/☑, auto or manual; space/t ticks the highlighted item."""
+"""Evidence checklist and exit criteria: ☐/☑, auto or manual; space/t ticks the highlighted item.
+
+The ticks and the counts are the report's (core/checklist.py evaluated, counted by core/read/checklist.py).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +10,11 @@ from textual.app import ComposeResult
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from rollback_tui.core.checklist import evaluate
+from rollback_tui.core.read.checklist import ChecklistCounts, how
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import Pane, View
-
-
-def checklist_entries(playbook: Playbook) -> list[tuple[str, str, str, str]]:
-    """(section, name, text, rule) of every checklist item, then every exit criterion."""
-    entries: list[tuple[str, str, str, str]] = [("item", c.name, c.text, c.rule) for c in playbook.checklist]
-    return entries + [("exit", e.name, e.text, e.rule) for e in playbook.exit_criteria]
-
-
-def checklist_progress(state: SessionState, playbook: Playbook) -> tuple[int, int]:
-    """(done, total) as the pane counts them: the presenter board shows the same x/y."""
-    entries = checklist_entries(playbook)
-    done = sum(1 for _, name, _, _ in entries if (e := state.checklist.get(name)) is not None and e.checked)
-    return done, len(entries)
 
 
 class ChecklistPane(Pane):
@@ -49,16 +41,12 @@ class ChecklistPane(Pane):
         return option_id.split(":", 1)[1] if ":" in option_id else None
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
-        entries = checklist_entries(playbook)
-        checked = {name: e.checked for name, e in state.checklist.items()}
-        done, _ = checklist_progress(state, playbook)
-        signature = (
-            tuple(entries),
-            tuple(sorted(checked.items())),
-            view.share,
-            tuple(sorted(view.colors.items())),
-        )
-        note = Text(f"{done}/{len(entries)} done", style="bold")
+        # The ticks as the report has them: the rules evaluated, manual ticks and overrides applied.
+        report = evaluate(playbook, state)
+        entries = [("item", s.name, s.text, s.checked, how(s)) for s in report.items]
+        entries += [("exit", s.name, s.text, s.checked, how(s)) for s in report.exit_criteria]
+        signature = (tuple(entries), view.share, tuple(sorted(view.colors.items())))
+        note = Text(ChecklistCounts.of(report).text, style="bold")
         if not view.read_only:
             note.append("  · space/t ticks", style=view.tone("stale"))
         self.query_one("#checklist-note", Static).update(note, layout=False)
@@ -70,20 +58,19 @@ class ChecklistPane(Pane):
         keep = ol.highlighted
         options: list[Option | None] = []
         section = None
-        for kind, name, text, rule in entries:
+        for kind, name, text, is_checked, decided in entries:
             if kind != section:
                 section = kind
                 heading = "Evidence" if kind == "item" else "Exit criteria"
                 options.append(
                     Option(Text(heading, style="bold underline"), id=f"heading-{kind}", disabled=True)
                 )
-            is_checked = checked.get(name, False)
             prompt = Text()
             prompt.append(
                 "☑ " if is_checked else "☐ ", style=view.tone("ok", bold=True) if is_checked else "bold"
             )
             prompt.append(view.redact(text))
-            prompt.append(f" ({'auto' if rule != 'manual' else 'manual'})", style="dim")
+            prompt.append(f" ({decided})", style="dim")
             options.append(Option(prompt, id=f"{kind}:{name}"))
         ol.clear_options()
         ol.add_options([o for o in options if o is not None])

@@ -3,8 +3,8 @@
 The verdict, the rollback's state, the active breach, time to detect / mitigate, RTO and the checklist's
 x/y — each a tile with a small label, the value in the large font (ui/bigtext.py) when it fits its tile,
 and one line of detail. Tiles the playbook has nothing for are left out (no load balancer: no rollback,
-no RTO; no guardrails: no breach; no checklist: no x/y). The values come from the same state and the same
-helpers as the panes, so the board and the panes agree.
+no RTO; no guardrails: no breach; no checklist: no x/y). The values and their formats are the read model's
+(core/read), the panes' and the report's, so the board, the panes and the report agree.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from rollback_tui.core.checklist import evaluate
+from rollback_tui.core.read.checklist import ChecklistCounts
+from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.words import pct, secs
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import verdict
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.ui import bigtext
 from rollback_tui.ui.panes.base import StaticPane, View
-from rollback_tui.ui.panes.checklist import checklist_progress
-from rollback_tui.ui.panes.status import _secs
 
 STAGE_TONE = {
     "none": "stale",
@@ -60,7 +62,7 @@ def tiles(state: SessionState, playbook: Playbook, view: View) -> tuple[Tile, li
         detail = rollback.words
         if rollback.stage == "verified" and rollback.verified is not None:
             detail = (
-                f"{', '.join(rollback.replicas) or '?'} out · {rollback.verified.stable_share:.0%} on stable"
+                f"{', '.join(rollback.replicas) or '?'} out · {pct(rollback.verified.stable_share)} on stable"
             )
         first.append(
             Tile(
@@ -80,7 +82,7 @@ def tiles(state: SessionState, playbook: Playbook, view: View) -> tuple[Tile, li
                     "ACTIVE BREACH",
                     f"{b.severity} {b.guardrail}",
                     "fail",
-                    f"{b.metric} {b.value} > {b.threshold}{more}",
+                    breach_text(b) + more,
                 )
             )
         else:
@@ -94,19 +96,25 @@ def tiles(state: SessionState, playbook: Playbook, view: View) -> tuple[Tile, li
             ("TIME TO MITIGATE", verified.time_to_mitigate_s if verified else None),
             ("RTO", verified.rto_s if verified else None),
         ):
-            shown = _secs(value)
             timings.append(
                 Tile(
                     label,
-                    shown.removesuffix(" s"),
+                    secs(value).removesuffix(" s"),
                     "plain" if value is not None else "stale",
                     "seconds" if value is not None else "after a verified rollback",
                 )
             )
-    done, total = checklist_progress(state, playbook)
-    if total:
-        timings.append(Tile("CHECKLIST", f"{done}/{total}", "ok" if done == total else "warn", "items done"))
+    counts = ChecklistCounts.of(evaluate(playbook, state))  # the pane's and the report's counts
+    if counts.items:
+        criteria = f"evidence items · exit criteria {counts.criteria_checked}/{counts.criteria}"
+        timings.append(_count_tile("CHECKLIST", counts.items_checked, counts.items, criteria))
+    elif counts.criteria:
+        timings.append(_count_tile("EXIT CRITERIA", counts.criteria_checked, counts.criteria, "holding"))
     return head, [row for row in (first, timings) if row]
+
+
+def _count_tile(label: str, done: int, total: int, detail: str) -> Tile:
+    return Tile(label, f"{done}/{total}", "ok" if done == total else "warn", detail)
 
 
 class PresenterBoard(StaticPane, can_focus=False):

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
+from rollback_tui.core.read.words import secs
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import verdict
 from rollback_tui.playbook.model import Playbook
@@ -93,8 +94,8 @@ def status_text(
     verified = rollback.verified
     if verified is not None:
         rto = Text(
-            f"TTD {_secs(verified.time_to_detect_s)} · RTO {_secs(verified.rto_s)}"
-            f" · TTM {_secs(verified.time_to_mitigate_s)}",
+            f"TTD {secs(verified.time_to_detect_s)} · RTO {secs(verified.rto_s)}"
+            f" · TTM {secs(verified.time_to_mitigate_s)}",
             style="bold",
         )
     elif rollback.stage != "none":
@@ -136,7 +137,3 @@ def status_text(
     text = assemble(chosen)
     text.no_wrap, text.overflow = True, "ellipsis"
     return text
-
-
-def _secs(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f} s"

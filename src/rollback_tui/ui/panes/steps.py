@@ -1,4 +1,7 @@
-"""Runbook step tracker: where we are in the playbook and what the current step needs."""
+"""Runbook step tracker: where we are in the playbook and what the current step needs.
+
+Each step's and item's status comes from the read model (core/read/steps.py), as in the report.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +10,13 @@ import re
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from rollback_tui.core.read.steps import next_step, step_rows
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Playbook, StepItem
+from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import StaticPane, View
 
-
-def item_status(item: StepItem, state: SessionState) -> str:
-    """Best knowledge of one step item from the state: passed / failed / unobserved / running / not_run."""
-    kind, ref = item.ref
-    if kind == "gate":
-        gate = state.gates.get(ref)
-        return gate.status if gate else "not_run"
-    if kind == "fact":
-        facts = [f for f in state.facts.values() if f.fact == ref]
-        if not facts:
-            return "not_run"
-        if not facts[-1].observed:  # could not look: unknown, not failed
-            return "unobserved"
-        return "failed" if facts[-1].error or facts[-1].agree is False else "passed"
-    if kind == "probe":
-        probe = state.probes.get(ref)
-        if probe is None:
-            return "not_run"
-        return {"ok": "passed", "failed": "failed", "unknown": "unobserved"}[probe.status]
-    if kind == "check" and ref == "fanout":
-        last = state.fanout.last_result
-        return "not_run" if last is None else ("passed" if last.passed else "failed")
-    if kind == "check" and ref == "export":
-        return "passed" if state.exports else "not_run"
-    if kind == "action":
-        rollback = state.traffic.rollback
-        if rollback.action == ref:
-            return _ROLLBACK_STEP.get(rollback.stage, "not_run")
-    return "not_run"
-
-
-_ROLLBACK_STEP = {
-    "requested": "running",
-    "applying": "running",
-    "applied": "running",
-    "verified": "passed",
-    "failed": "failed",
-}
-
+# The mark of a step that is not the current one: its status, never its position ("✓" only if it passed).
+STEP_GLYPH = {"passed": "✓", "failed": "✗", "partial": "◐", "running": "…", "unobserved": "?"}
 
 LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)
 
@@ -59,43 +26,38 @@ def step_title(title: str) -> str:
     return LEADING_NUMBER.sub("", title, count=1) or title
 
 
-def next_step(state: SessionState, playbook: Playbook) -> int:
-    """No step entered yet: the first step whose automatic items are not all passed."""
-    for i, step in enumerate(playbook.steps):
-        auto = [item for item in step.do if item.ref[0] != "manual"]
-        if not auto or any(item_status(item, state) != "passed" for item in auto):
-            return i
-    return len(playbook.steps) - 1
-
-
 class StepsPane(StaticPane):
     TITLE = "Runbook"
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         names = [s.name for s in playbook.steps]
+        rows = step_rows(playbook, state, view.now)
         current = names.index(state.step) if state.step in names else None
-        focus_i = current if current is not None else next_step(state, playbook)
+        focus_i = current if current is not None else next_step(rows)
         focus = playbook.steps[focus_i]
         # "Now" (what the current step needs) is what matters: it gets its room first.
         height = max(4, self.content_size.height)
-        need = [item for item in focus.do]
+        need = rows[focus_i].items
         now_rows = 1 + min(len(need), max(1, height // 2 - 1))
         list_rows = max(1, height - now_rows - (0 if view.compact else 1))
         parts: list[RenderableType] = []
         shown = _window(len(playbook.steps), focus_i, list_rows)
         if shown.start > 0:
-            parts.append(Text(f"✓ steps 1-{shown.start} above", style=view.tone("stale")))
+            above = {r.status for r in rows[: shown.start]}
+            mark = "✗" if "failed" in above else "✓" if above == {"passed"} else "·"
+            parts.append(Text(f"{mark} steps 1-{shown.start} above", style=view.tone("stale")))
         for i in shown:
             step = playbook.steps[i]
             title = f"{i + 1}. {step_title(step.title)}"
+            mark = STEP_GLYPH.get(rows[i].status, " ")
             if i == current:
                 line = Text(f"▶ {title}", style=view.tone("warn", bold=True))
-            elif current is not None and i < current:
-                line = Text(f"✓ {title}", style=view.tone("stale"))
             elif current is None and i == focus_i:
                 line = Text(f"→ {title}", style="bold")
+            elif mark == "✗":
+                line = Text(f"✗ {title}", style=view.tone("fail", bold=True))
             else:
-                line = Text(f"  {title}")
+                line = Text(f"{mark} {title}", style=view.tone("stale") if mark != " " else "")
             line.no_wrap, line.overflow = True, "ellipsis"
             parts.append(line)
         if shown.stop < len(playbook.steps):
@@ -108,13 +70,11 @@ class StepsPane(StaticPane):
         head.no_wrap, head.overflow = True, "ellipsis"
         parts.append(head)
         room = now_rows - 1
-        for item in need[:room] if len(need) <= room else need[: room - 1]:
-            kind, ref = item.ref
-            status = item_status(item, state) if kind != "manual" else "manual"
+        for row in need[:room] if len(need) <= room else need[: room - 1]:
             line = Text("  ")
-            line.append_text(view.status(status if status != "manual" else "not_run", pad=10))
-            line.append(f" {kind}: {view.redact(ref)}")
-            if item.when == "on_breach":
+            line.append_text(view.status(row.status, pad=10))
+            line.append(f" {view.redact(row.label)}")
+            if row.when == "on_breach":
                 line.append(" (on breach)", style=view.tone("stale"))
             line.no_wrap, line.overflow = True, "ellipsis"
             parts.append(line)

@@ -1,4 +1,8 @@
-"""Traffic: who serves the requests (split bar, 5xx, share trend), routing, guardrails, the rollback."""
+"""Traffic: who serves the requests (split bar, 5xx, share trend), routing, guardrails, the rollback.
+
+The split and the guardrail values come from the read model (core/read/): the split is over the window
+the 5xx guardrail judges, and every rate says which window it is over — as in the report.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from rich.table import Table
 from rich.text import Text
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.guardrails import Reading, guardrail_readings
+from rollback_tui.core.read.guardrails import GuardrailReading, readings
+from rollback_tui.core.read.traffic import TrafficTotals, recent_traffic, split_window_s
+from rollback_tui.core.read.words import pct, secs
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Guardrail, Playbook
-from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, ms, pending, sparkline
+from rollback_tui.core.text import weight_changes
+from rollback_tui.playbook.model import Playbook
+from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, pending, sparkline
 
 TREND = 12  # windows in the share sparkline
 REASON_LINES = 3  # lines for why a guardrail is unknown (one when the pane is short of room)
@@ -23,20 +30,6 @@ def split_bar(share: float, width: int) -> str:
     return "█" * full + "░" * (width - full)
 
 
-def seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f} s"
-
-
-def metric_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "no data"
-    if metric == "http_5xx_rate":
-        return f"{value:.1%}"
-    if metric == "p95_latency_ms":
-        return ms(value)
-    return f"{value:g}"
-
-
 class TrafficPane(StaticPane):
     TITLE = "Traffic split · guardrails · rollback"
 
@@ -44,28 +37,27 @@ class TrafficPane(StaticPane):
         traffic = state.traffic
         running = self._running_line(view, playbook, state)
         routing = self._routing(traffic.selector, playbook, view)
-        window = traffic.last_window
+        totals = recent_traffic(state, view.now, split_window_s(playbook))
         split: list[RenderableType] = []
         summary: list[Text] = []
-        if window is not None:
-            split.append(self._split(state, playbook, view))
-            split.extend(self._unattributed(window, view))
-            line = Text(
-                f"{window.requests} req/{window.window_s:.1f}s · p50 {ms(window.p50_ms)}"
-                f" · p95 {ms(window.p95_ms)}"
-                f" · ws drops {window.ws_disconnects} · idem. {window.idempotency_collisions}",
-                style=view.tone("stale"),
-            )
+        split_rows = 1  # the pending or "no traffic" line
+        if totals.requests:
+            names = totals.replicas(r.name for r in playbook.replicas)
+            split.append(self._split(state, names, totals, view))
+            unattributed = self._unattributed(totals, view)
+            split.extend(unattributed)
+            split_rows = len(names) + len(unattributed)
+            line = Text(totals.text(), style=view.tone("stale"))
             line.no_wrap, line.overflow = True, "ellipsis"
             summary.append(line)
+        elif traffic.last_window is not None:
+            hint = "" if view.read_only else " — s sends synthetic traffic"
+            split.append(Text(f"{totals.text()}{hint}.", style="dim"))
         elif "traffic" not in view.features:
             split.append(pending("Traffic split", 5, None, view))
         else:
             hint = "" if view.read_only else " — s sends synthetic traffic"
             split.append(Text(f"No traffic window yet{hint}.", style="dim"))
-        split_rows = len(split)  # the pending or "no traffic yet" line
-        if window is not None:
-            split_rows = len(playbook.replicas) + len(window.unattributed)
         rails = self._guardrails(state, playbook, view, collapse=view.compact)
         rollback = self._rollback(state, playbook, view)
         # Fit the height: the rollback and the breaches matter most; ok guardrails, the request
@@ -140,27 +132,29 @@ class TrafficPane(StaticPane):
             line.no_wrap, line.overflow = True, "ellipsis"
         return [text, backends]
 
-    def _split(self, state: SessionState, playbook: Playbook, view: View) -> Table:
+    def _split(self, state: SessionState, names: list[str], totals: TrafficTotals, view: View) -> Table:
+        """Share and 5xx of each replica over the totals' window; the trend is per traffic window."""
         windows = list(state.traffic.windows)[-TREND:]
-        window = windows[-1]
-        names = [r.name for r in playbook.replicas]
-        names += sorted({n for w in windows for n in w.per_replica} - set(names))
         backends = set(state.traffic.selector.backends) if state.traffic.selector else None
         width = self.content_size.width
-        bar_w = max(5, min(20, width - 38))
-        trend_w = TREND if width >= 44 else 0
+        # The name (with " out"), the share and the 5xx count always show; the bar and the trend get the
+        # room that is left (the bar first), one space between columns.
+        bad_w = max(len(f"✗ {n} 5xx") for n in [0, *totals.errors.values()])
+        fixed = max(len(view.redact(n)) for n in names) + 4 + 1 + len("100.0%") + 1 + bad_w
+        trend_w = TREND if width >= fixed + 1 + 5 + 1 + TREND else 0
+        bar_w = min(20, width - fixed - 1 - (trend_w + 1 if trend_w else 0))
+        bar_w = bar_w if bar_w >= 3 else 0
         table = Table(box=None, padding=(0, 1, 0, 0), pad_edge=False, show_header=False)
         table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
+        if bar_w:
+            table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         if trend_w:
             table.add_column(no_wrap=True)
-        total = max(1, window.requests)
         for name in names:
-            count = window.per_replica.get(name, 0)
-            errors = window.errors_5xx.get(name, 0)
-            share = count / total
+            errors = totals.errors.get(name, 0)
+            share = totals.share(name)
             removed = backends is not None and name not in backends
             label = Text(view.redact(name), style="bold" if not removed else view.tone("stale"))
             if removed:
@@ -170,23 +164,21 @@ class TrafficPane(StaticPane):
                 style=view.tone("fail", bold=True) if errors else view.tone("stale"),
             )
             trend = [w.per_replica.get(name, 0) / max(1, w.requests) for w in windows]
-            cells = [
-                label,
-                Text(split_bar(share, bar_w), style=view.tone("warn" if errors else "ok")),
-                f"{share:4.0%}",
-                bad,
-            ]
+            cells: list[RenderableType] = [label]
+            if bar_w:
+                cells.append(Text(split_bar(share, bar_w), style=view.tone("warn" if errors else "ok")))
+            cells += [pct(share), bad]
             if trend_w:
                 cells.append(Text(sparkline(trend, trend_w, 1.0), style=view.tone("stale")))
             table.add_row(*cells)
         return table
 
     @staticmethod
-    def _unattributed(window: ev.TrafficWindow, view: View) -> list[Text]:
-        """Requests no replica answered, by reason: failures of the service, not of a replica."""
+    def _unattributed(totals: TrafficTotals, view: View) -> list[Text]:
+        """Requests no replica answered, by reason, over the split's window: failures of the service."""
         lines = []
-        for reason, count in sorted(window.unattributed.items()):
-            line = Text(f"✗ {count}/{window.requests} failed: {reason}", style=view.tone("fail"))
+        for reason, count in sorted(totals.unattributed.items()):
+            line = Text(f"✗ {count}/{totals.requests} failed: {reason}", style=view.tone("fail"))
             line.no_wrap, line.overflow = True, "ellipsis"
             lines.append(line)
         return lines
@@ -196,22 +188,17 @@ class TrafficPane(StaticPane):
     ) -> list[Text]:
         if not playbook.guardrails:
             return []
-        readings = guardrail_readings(playbook, state, view.now)
-        breaches = state.traffic.breaches
         lines: list[Text] = []
         ok = waiting = 0
-        for rail in playbook.guardrails:
-            breach, reading = breaches.get(rail.name), readings[rail.name]
-            value = reading.value
-            quiet = not reading.unknown and (value is None or value <= rail.threshold)
+        for reading in readings(playbook, state, view.now):
             # Over the threshold but not yet for `sustained_s`, or unknown, is shown, never folded into "ok".
-            if breach is None and collapse and quiet:
-                ok += value is not None
-                waiting += value is None
+            if collapse and reading.status in ("ok", "waiting"):
+                ok += reading.status == "ok"
+                waiting += reading.status == "waiting"
                 continue
-            lines.append(self._guardrail_line(rail, breach, reading, view))
-            if breach is None and reading.unknown:  # the reason gets lines of its own: it is what to fix
-                lines += self._reason(view.redact(reading.unknown), view, 1 if collapse else REASON_LINES)
+            lines.append(self._guardrail_line(reading, view))
+            if reading.status == "unknown" and reading.why:  # the reason gets lines of its own: what to fix
+                lines += self._reason(view.redact(reading.why), view, 1 if collapse else REASON_LINES)
         if ok or waiting:
             text = Text(f"✓ {ok} guardrail{'s' if ok != 1 else ''} ok", style=view.tone("ok"))
             if waiting:
@@ -233,44 +220,28 @@ class TrafficPane(StaticPane):
         return lines
 
     @staticmethod
-    def _guardrail_line(
-        rail: Guardrail, breach: ev.GuardrailBreach | None, reading: Reading, view: View
-    ) -> Text:
-        value = reading.value
-        if breach is not None:
-            tone = "fail" if breach.severity == "P0" else "warn"
-            text = Text(f"✗ BREACH {breach.severity} ", style=view.tone(tone, bold=True))
-            text.append(rail.name, style="bold")
-            text.append(
-                f" {metric_value(rail.metric, breach.value)} > {metric_value(rail.metric, rail.threshold)}",
-                style=view.tone(tone, bold=True),
-            )
-        elif reading.unknown:  # it could not observe: neither ok nor a breach (the next line says why)
-            text = Text("? unknown   ", style=view.tone("warn", bold=True))
-            text.append(rail.name, style="bold")
-            text.append(
-                f" ≤ {metric_value(rail.metric, rail.threshold)} · no verdict", style=view.tone("warn")
-            )
-        elif value is None:
-            text = Text("? waiting   ", style=view.tone("stale"))
-            text.append(rail.name)
-            text.append(f" ≤ {metric_value(rail.metric, rail.threshold)}", style=view.tone("stale"))
-        elif value > rail.threshold:  # over, but not yet for long enough to be a breach
-            text = Text("! over      ", style=view.tone("warn", bold=True))
-            text.append(rail.name, style="bold")
-            text.append(
-                f" {metric_value(rail.metric, value)} > {metric_value(rail.metric, rail.threshold)}",
-                style=view.tone("warn"),
-            )
-            if rail.sustained_s:
-                text.append(f" · breach if held {rail.sustained_s:g} s", style=view.tone("stale"))
-        else:
-            text = Text("✓ ok        ", style=view.tone("ok"))
-            text.append(rail.name)
-            text.append(
-                f" {metric_value(rail.metric, value)} ≤ {metric_value(rail.metric, rail.threshold)}",
-                style=view.tone("stale"),
-            )
+    def _guardrail_line(reading: GuardrailReading, view: View) -> Text:
+        """`✗ BREACH P0 candidate-5xx 50.0% > 2.0% over 10 s` (the report's words, padded)."""
+        status, rail = reading.status, reading.rail
+        tone = {
+            "breach": "fail" if rail.severity == "P0" else "warn",
+            "unknown": "warn",
+            "over": "warn",
+            "ok": "ok",
+        }.get(status, "stale")
+        loud = status in ("breach", "unknown", "over")
+        text = Text(f"{reading.glyph} {reading.label}".ljust(12), style=view.tone(tone, bold=loud))
+        text.append(rail.name, style="bold" if loud else "")
+        text.append(
+            f" {reading.measure}",
+            style=view.tone(tone, bold=status == "breach") if loud else view.tone("stale"),
+        )
+        if status == "over" and rail.sustained_s:
+            text.append(f" · breach if held {rail.sustained_s:g} s", style=view.tone("stale"))
+        if reading.against:  # judged against the baseline: both sides
+            text.append(f" · {reading.against}", style=view.tone("stale"))
+        if rail.metric == "query":  # a query: when it was last evaluated
+            text.append(f" · evaluated {clock(reading.evaluated_at)}", style=view.tone("stale"))
         text.no_wrap, text.overflow = True, "ellipsis"
         return text
 
@@ -292,7 +263,11 @@ class TrafficPane(StaticPane):
         a = t.rollback_applied
         if status.after_rollback and a is not None:
             after = a.after.get("backends") if isinstance(a.after, dict) else None
-            text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
+            moved = weight_changes(a.before, a.after)
+            if moved and a.before.get("selector") == a.after.get("selector"):  # a weight-based driver
+                text = Text(f"✓ weights changed via {a.driver}: {moved}", style=view.tone("ok", bold=True))
+            else:
+                text = Text(f"✓ selector changed via {a.driver}", style=view.tone("ok", bold=True))
             if after:
                 text.append(f" → {', '.join(view.redact(b) for b in after)}")
             lines.append(text)
@@ -303,9 +278,9 @@ class TrafficPane(StaticPane):
             lines.append(text)
         elif status.stage == "verified" and status.verified is not None:
             v = status.verified
-            text = Text(f"✓ ROLLBACK VERIFIED · RTO {seconds(v.rto_s)}", style=view.tone("ok", bold=True))
-            text.append(f" · TTD {seconds(v.time_to_detect_s)} · TTM {seconds(v.time_to_mitigate_s)}")
-            text.append(f" · {v.stable_share:.0%} stable of {v.requests} req")
+            text = Text(f"✓ ROLLBACK VERIFIED · RTO {secs(v.rto_s)}", style=view.tone("ok", bold=True))
+            text.append(f" · TTD {secs(v.time_to_detect_s)} · TTM {secs(v.time_to_mitigate_s)}")
+            text.append(f" · {pct(v.stable_share)} stable of {v.requests} req")
             lines.append(text)
         elif status.in_progress:
             since = view.activity.rollback_since or status.requested_ts or view.now

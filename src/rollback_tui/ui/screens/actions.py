@@ -62,7 +62,9 @@ class ActionsScreen(ModalScreen[tuple[str, str] | None]):
         field.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if self.chosen is not None and event.value.strip() == self.chosen.name:
+        if self.chosen is None:
+            return
+        if event.value.strip() == self.chosen.name:
             self.dismiss((self.chosen.name, event.value.strip()))
         else:
             self.query_one("#actions-prompt", Static).update(f"{event.value!r} is not {self.chosen.name!r}")

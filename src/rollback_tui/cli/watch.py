@@ -5,11 +5,10 @@
   `--mirror`). The playbook comes with the mirror, or from where the journal's session started.
 * `serve SOURCE`: the same view in browsers, through textual-serve: each browser gets its own `watch`
   process, in share mode whatever it asks. It listens on 127.0.0.1 unless told otherwise and answers only
-  requests that carry its random access token (the URL it prints; a cookie after the first page).
-* `--mirror URL`: checked before anything starts (shape, no inline credential, every ${VAR} set); the
-  session side is session/mirror.py.
-
-Everything printed goes through a Redactor, like the rest of the CLI.
+  requests that carry its random access token: the URL it prints (`/t/<token>`) sets a cookie and sends
+  the browser on to `/`, so the token is not left in the address bar of a screen-shared browser.
+* `--mirror URL` (cockpit commands and `rehearse`): checked before anything starts (shape, no inline
+  credential, every ${VAR} set); the session side is session/mirror.py, run by session/runtime.py.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from typing import Any
 
 import click
 
-from rollback_tui.core.redact import Redactor
+from rollback_tui.cli.common import Output
 
 SERVE_ENV = "ROLLBACK_TUI_SERVE"  # what a served `watch` process is to show (JSON), set by `serve`
 PYTHON_ENV = "ROLLBACK_TUI_PYTHON"
@@ -34,14 +33,11 @@ PYTHON_ENV = "ROLLBACK_TUI_PYTHON"
 # the environment (no value is ever spliced into shell code).
 SERVED_COMMAND = f'exec "${PYTHON_ENV}" -m rollback_tui watch --served'
 TOKEN_COOKIE = "rollback_tui_token"
-
-
-def _echo(text: str, *, err: bool = False) -> None:
-    click.echo(Redactor.from_env()(text), err=err)
+TOKEN_PATH = "/t/"  # the printed URL: /t/<token> sets the cookie, then the browser goes on to /
 
 
 def _fail(message: str) -> None:
-    _echo(f"error: {message}", err=True)
+    Output().line(f"error: {message}", err=True)
     sys.exit(2)
 
 
@@ -194,11 +190,10 @@ def serve(source: str, host: str, port: int, playbook_path: str | None, present:
     os.environ[SERVE_ENV] = json.dumps({"source": source, "playbook": playbook_path, "present": present})
     server = _token_server(token, host, port)
     shown = f"[{host}]" if ":" in host else host
-    _echo(f"Serving the read-only view of {source} (share mode)")
-    # Not through the redactor, which masks every `token=` in a URL: this one is for the operator to hand
-    # out, and it is the only line that carries it.
-    click.echo(f"Open: http://{shown}:{port}/?token={token}")
-    _echo("Requests without the token are refused. Ctrl-C stops serving.")
+    out = Output()
+    out.line(f"Serving the read-only view of {source} (share mode)")
+    out.line(f"Open: http://{shown}:{port}{TOKEN_PATH}{token}")
+    out.line("Requests without the token are refused. Ctrl-C stops serving.")
     sys.stdout.flush()
     server.serve()
 
@@ -210,16 +205,20 @@ def _token_server(token: str, host: str, port: int) -> Any:
     from aiohttp import web
     from textual_serve.server import Server
 
+    def allowed(given: str) -> bool:
+        return hmac.compare_digest(given.encode(), token.encode())
+
     @web.middleware
     async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
-        given = request.query.get("token") or request.cookies.get(TOKEN_COOKIE, "")
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return web.Response(status=403, text="403: this view needs the access token `serve` printed\n")
-        response = await handler(request)
-        if request.path == "/" and isinstance(response, web.Response):
+        if request.path.startswith(TOKEN_PATH) and allowed(request.path[len(TOKEN_PATH) :]):
             # The page's scripts, styles and websocket carry the token as a cookie from here on.
+            response: web.StreamResponse = web.Response(status=303, headers={"Location": "/"})
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")  # the token stays off other sites
+        elif allowed(request.cookies.get(TOKEN_COOKIE, "")) and not request.path.startswith(TOKEN_PATH):
+            response = await handler(request)
+        else:
+            return web.Response(status=403, text="403: this view needs the access token `serve` printed\n")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
     class TokenServer(Server):

@@ -1,0 +1,288 @@
+"""Headless `rehearse`: the playbook's runbook without a UI, for CI and scripted drills; its progress log
+and verdict are formatted from the same read model as the cockpit and the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from rollback_tui import settings
+from rollback_tui.cli.common import Output, load_or_exit, open_journal, session_redactor
+from rollback_tui.cli.watch import mirror_option
+from rollback_tui.playbook.model import Playbook
+
+if TYPE_CHECKING:
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.read.summary import SessionSummary
+    from rollback_tui.core.read.traffic import TrafficTotals
+
+
+def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`blue-next:error_rate=0.5` → {"blue-next": {"error_rate": 0.5}} (numbers parsed, else strings)."""
+    out: dict[str, dict[str, Any]] = {}
+    for raw in values:
+        replica, sep, assignment = raw.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and replica and key):
+            raise click.BadParameter(f"{raw!r}: expected REPLICA:KEY=VALUE, e.g. blue-next:error_rate=0.5")
+        try:  # numbers, true/false and null as JSON reads them; anything else is a string
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        if not isinstance(parsed, bool | int | float | None):
+            parsed = value
+        out.setdefault(replica, {})[key] = parsed
+    return out
+
+
+@click.command()
+@click.argument("playbook_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--headless", is_flag=True, required=True, help="Run without the UI (required for now).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", help="Progress output."
+)
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Export the evidence here.")
+@click.option("--journal", type=click.Path(dir_okay=False), help="Journal file (default: per-user data dir).")
+@click.option("--operator", help="Name recorded with operator actions (default: $USER).")
+@click.option(
+    "--lab/--no-lab",
+    "use_lab",
+    default=None,
+    help="Start the embedded lab (default: if the playbook has lab sections).",
+)
+@click.option("--inject", multiple=True, help="Lab fault before the run: REPLICA:KEY=VALUE (repeatable).")
+@click.option("--tick", multiple=True, help="Tick a manual checklist item / exit criterion: NAME[=note].")
+@click.option("--watch", "watch_s", type=float, default=20.0, show_default=True, help="Guardrail watch (s).")
+@click.option(
+    "--rollback", type=click.Choice(["on_breach", "always", "never"]), default="on_breach", show_default=True
+)
+@click.option("--allow-destructive", is_flag=True, help="Run redeploy/flag/destructive command actions too.")
+@mirror_option
+def rehearse(
+    playbook_path: str,
+    headless: bool,
+    fmt: str,
+    export_dir: str | None,
+    journal: str | None,
+    operator: str | None,
+    use_lab: bool | None,
+    inject: tuple[str, ...],
+    tick: tuple[str, ...],
+    watch_s: float,
+    rollback: str,
+    allow_destructive: bool,
+    mirror: str | None,
+) -> None:
+    """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
+    from rollback_tui.session.rehearsal import RehearsalOptions
+
+    playbook = load_or_exit(playbook_path)
+    out = Output(session_redactor(playbook))  # the journal's redactor too: stdout masks what it masks
+    out.capture_logs()
+    injections = _parse_injections(inject)
+    _refuse_bad_ticks_and_faults(playbook, tick, injections, out)
+    if use_lab is None:
+        use_lab = any(r.lab is not None for r in playbook.replicas)
+    if injections and not use_lab:
+        raise click.BadParameter("--inject needs the embedded lab (--lab)")
+    options = RehearsalOptions(watch_s=watch_s, rollback=rollback, allow_destructive=allow_destructive)
+    if export_dir:
+        _refuse_export_over_journal(playbook, journal, export_dir, out)
+    from rollback_tui.lab.supervisor import LabError
+
+    try:
+        code = asyncio.run(
+            _rehearse(
+                playbook,
+                playbook_path,
+                options,
+                fmt=fmt,
+                export_dir=export_dir,
+                journal=journal,
+                operator=operator,
+                use_lab=use_lab,
+                injections=injections,
+                ticks=tick,
+                out=out,
+                mirror=mirror,
+            )
+        )
+    except LabError as exc:
+        out.line(f"error: the lab did not start: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+def _refuse_bad_ticks_and_faults(
+    playbook: Playbook, ticks: tuple[str, ...], injections: dict[str, dict[str, Any]], out: Output
+) -> None:
+    """Before the lab starts: a typo in --tick or --inject is an error, never journaled as evidence."""
+    from rollback_tui.session.engine import tick_refusal
+
+    problems = []
+    for raw in ticks:
+        name, _, note = raw.partition("=")
+        if refusal := tick_refusal(playbook, name, note):
+            problems.append(f"--tick: {refusal}")
+    replicas = {r.name for r in playbook.replicas}
+    problems += [f"--inject: no replica named {name!r}" for name in injections if name not in replicas]
+    if problems:
+        for problem in problems:
+            out.line(f"error: {problem}", err=True)
+        sys.exit(2)
+
+
+def _refuse_export_over_journal(
+    playbook: Playbook, journal: str | None, export_dir: str, out: Output
+) -> None:
+    """Before the rehearsal runs (minutes): an export into the journal's own directory is refused."""
+    from rollback_tui.report.export import ExportError, check_export_target
+    from rollback_tui.session.engine import default_journal_path
+
+    path = Path(journal) if journal else default_journal_path(playbook, settings.journal_dir())
+    try:
+        check_export_target(path, Path(export_dir))
+    except ExportError as exc:
+        out.line(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+async def _rehearse(
+    playbook: Playbook,
+    playbook_path: str,
+    options: Any,
+    *,
+    fmt: str,
+    export_dir: str | None,
+    journal: str | None,
+    operator: str | None,
+    use_lab: bool,
+    injections: dict[str, dict[str, Any]],
+    ticks: tuple[str, ...],
+    out: Output,
+    mirror: str | None = None,
+) -> int:
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.read.summary import summarize
+    from rollback_tui.core.read.traffic import TrafficTotals
+    from rollback_tui.session.engine import NotAvailable
+    from rollback_tui.session.rehearsal import Rehearsal
+    from rollback_tui.session.runtime import SessionRuntime
+
+    lab = None
+    if use_lab:
+        from rollback_tui.lab.supervisor import Lab
+
+        lab = Lab(playbook)
+    runtime = SessionRuntime(
+        playbook,
+        playbook_path,
+        journal=lambda pb: open_journal(pb, journal, out.redact),
+        operator=operator,
+        lab=lab,
+        export_on_exit=bool(export_dir),
+        export_dir=Path(export_dir) if export_dir else None,
+        end_reason="rehearsal finished",
+        mirror=mirror,
+    )
+    session_traffic = TrafficTotals("whole session")
+    async with runtime as engine:
+        printer = _progress_printer(fmt, out)
+        for notice in list(engine.state.notices):  # journaled as the session opened (the lab's, before us)
+            printer(notice)
+        engine.subscribe(printer)
+        engine.subscribe(lambda e: session_traffic.add(e) if isinstance(e, ev.TrafficWindow) else None)
+        await engine.start()
+        for replica, faults in injections.items():
+            assert lab is not None  # --inject needs the lab (checked before it starts)
+            try:
+                await engine.inject_fault(replica, faults, partial(lab.set_faults, replica, **faults))
+            except NotAvailable as exc:  # journaled as an error notice; nothing to rehearse without it
+                out.line(f"error: --inject {replica}: {exc}", err=True)
+                return 2
+        for raw in ticks:
+            name, _, note = raw.partition("=")
+            engine.tick(name, True, note)
+        await Rehearsal(engine, options).run()
+    summary = summarize(engine.playbook, engine.state)  # after the end and the export were journaled
+    order = [r.name for r in engine.playbook.replicas]
+    if fmt == "jsonl":
+        out.json(json.dumps(verdict_doc(summary, session_traffic, engine.journal.path)))
+    else:
+        for line in verdict_lines(summary, session_traffic, engine.journal.path, order):
+            out.line(line)
+    if runtime.export_error:
+        out.line(f"error: export failed: {runtime.export_error}", err=True)
+        return 2
+    return 0 if summary.checklist.verdict.complete else 1
+
+
+def verdict_lines(
+    summary: SessionSummary, session_traffic: TrafficTotals, journal: Path, order: list[str]
+) -> list[str]:
+    """The headless verdict in words: the read model the report is written from, line for line."""
+    exit_verdict = summary.checklist.verdict
+    head = "✓ exit criteria hold" if exit_verdict.complete else "✗ exit criteria not met"
+    lines = [
+        f"{head} — journal {journal}",
+        f"  checklist: {summary.counts.text} checked",
+        f"  session: {summary.verdict.headline}",
+    ]
+    for totals in (session_traffic, summary.traffic):
+        lines.append(f"  traffic {totals.text()}")
+        if totals.requests:
+            lines.append(f"    {totals.split_text(order)}")
+    lines += [f"  guardrail {r.line}" for r in summary.guardrails]
+    lines += [f"  step {row.text}" for row in summary.steps]
+    lines += [f"  - missing: {missing}" for missing in exit_verdict.missing]
+    lines += [f"  - why: {why}" for why in summary.verdict.problems]
+    return lines
+
+
+def verdict_doc(summary: SessionSummary, session_traffic: TrafficTotals, journal: Path) -> dict[str, Any]:
+    """The headless verdict as one JSON document (`--format jsonl`, the last line)."""
+    return {
+        "kind": "rehearsal_verdict",
+        "complete": summary.checklist.verdict.complete,
+        "missing": summary.checklist.verdict.missing,
+        "why": summary.verdict.problems,
+        "session": summary.verdict.word,
+        "checklist": summary.counts.as_dict(),
+        "guardrails": [r.as_dict() for r in summary.guardrails],
+        "steps": [row.as_dict() for row in summary.steps],
+        "traffic": [session_traffic.as_dict(), summary.traffic.as_dict()],
+        "journal": str(journal),
+    }
+
+
+def _progress_printer(fmt: str, out: Output) -> Callable[[ev.Event], None]:
+    def jsonl(event: ev.Event) -> None:
+        out.json(event.model_dump_json())
+
+    def text(event: ev.Event) -> None:
+        line = progress_line(event)
+        if line is not None:
+            out.line(line)
+
+    return jsonl if fmt == "jsonl" else text
+
+
+def progress_line(event: ev.Event) -> str | None:
+    """One line of the headless text log: the clock, a glyph and the report timeline's own words."""
+    from rollback_tui.core.events import TIMELINE
+    from rollback_tui.core.read.timeline import describe, glyph
+
+    if event.kind not in TIMELINE:
+        return None
+    text = describe(event)
+    if text is None:
+        return None
+    return f"{time.strftime('%H:%M:%S', time.gmtime(event.ts))}Z {glyph(event)} {text}"

@@ -1,0 +1,205 @@
+"""Each guardrail's value, the window it is over, and its status — judged as the engine judges it.
+
+The value comes from `guardrail_readings` (the engine's own evaluator over the session state), so the
+screen, the headless log and the report show the number that decides a breach, with its window — or, when
+there is none, that it is unknown (with what could not be observed) or still waiting for data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import Reading, guardrail_readings, no_data
+from rollback_tui.core.read.words import ms, pct
+from rollback_tui.core.state import SessionState
+from rollback_tui.playbook.model import Guardrail, Playbook
+
+# Metrics judged on the latest observation rather than over `window_s`.
+_POINT_IN_TIME = {"health_failing": "latest samples", "gate_failed": "last run"}
+_GLYPH = {"breach": "✗", "unknown": "?", "waiting": "?", "over": "!", "ok": "✓"}
+
+
+def metric_text(metric: str, value: float | None) -> str:
+    """`4.2%` for a 5xx rate, `250 ms` for a p95, the count otherwise."""
+    if value is None:
+        return "no data"
+    if metric == "http_5xx_rate":
+        return pct(value)
+    if metric == "p95_latency_ms":
+        return ms(value)
+    return f"{value:g}"
+
+
+def _unit(rail: Guardrail) -> str:
+    if rail.metric == "query":
+        return rail.unit
+    return {"http_5xx_rate": "ratio", "p95_latency_ms": "ms"}.get(rail.metric, "count")
+
+
+def _in_unit(unit: str, value: float) -> str:
+    if unit == "ratio":
+        return pct(value)
+    if unit == "ms":
+        return ms(value)
+    return f"{value:.2f} s" if unit == "s" else f"{value:g}"
+
+
+def compared(how: str | None, text: str, value: float) -> str:
+    """A comparison against the baseline: `x1.30` with the multiplication sign (a ratio), `+35 ms` (a
+    difference); else `text`."""
+    if how == "ratio":
+        return f"\N{MULTIPLICATION SIGN}{value:.2f}"
+    if how == "difference" and value >= 0:
+        return f"+{text}"
+    return text
+
+
+def value_text(rail: Guardrail, value: float | None) -> str:
+    """A guardrail's value (or threshold) in its unit (a query's `unit`), or as a baseline comparison."""
+    if value is None:
+        return "no data"
+    how = rail.baseline.compare if rail.baseline is not None else None
+    return compared(how, _in_unit(_unit(rail), value), value)
+
+
+def sides_text(rail: Guardrail, sides: tuple[float, float]) -> str:
+    """`candidate 212 ms vs stable 118 ms`: the two sides a baseline comparison compared."""
+    unit = _unit(rail)
+    return f"candidate {_in_unit(unit, sides[0])} vs stable {_in_unit(unit, sides[1])}"
+
+
+def window_text(metric: str, window_s: float) -> str:
+    """What the value is over: `over 30 s`, or `latest samples` / `last run` for point-in-time metrics."""
+    return _POINT_IN_TIME.get(metric) or f"over {window_s:g} s"
+
+
+def breach_number(breach: ev.GuardrailBreach, value: float) -> str:
+    """A breach's value or threshold: in its metric's unit, or as the comparison it was judged by."""
+    return compared(breach.compare, metric_text(breach.metric, value), value)
+
+
+def breach_sides(breach: ev.GuardrailBreach) -> str:
+    """` (candidate 310 ms vs stable 100 ms)` for a breach judged against the baseline, else ``."""
+    if breach.candidate is None or breach.baseline is None:
+        return ""
+    candidate, stable = (
+        metric_text(breach.metric, breach.candidate),
+        metric_text(breach.metric, breach.baseline),
+    )
+    return f" (candidate {candidate} vs stable {stable})"
+
+
+def breach_text(breach: ev.GuardrailBreach) -> str:
+    """`http_5xx_rate 20.0% > 2.0% over 10 s` — a breach as it was journaled; against the baseline, the
+    comparison and both sides: `p95_latency_ms x3.10 > x2.00 over 10 s (candidate 310 ms vs stable 100
+    ms)`."""
+    return (
+        f"{breach.metric} {breach_number(breach, breach.value)} > "
+        f"{breach_number(breach, breach.threshold)} {window_text(breach.metric, breach.window_s)}"
+        + breach_sides(breach)
+    )
+
+
+@dataclass(frozen=True)
+class GuardrailReading:
+    rail: Guardrail
+    reading: Reading  # the value now over the window, or why there is none (core/guardrails.py)
+    breach: ev.GuardrailBreach | None = None  # the active breach, if any
+
+    @property
+    def value(self) -> float | None:
+        return self.reading.value
+
+    @property
+    def status(self) -> str:
+        """breach | unknown (could not observe) | waiting (no data yet) | over (over the threshold, not yet
+        held `sustained_s`) | ok."""
+        if self.breach is not None:
+            return "breach"
+        if self.reading.unknown:
+            return "unknown"
+        if self.value is None:
+            return "waiting"
+        return "over" if self.value > self.rail.threshold else "ok"
+
+    @property
+    def glyph(self) -> str:
+        return _GLYPH[self.status]
+
+    @property
+    def label(self) -> str:
+        """`BREACH P0`, `unknown`, `waiting`, `over`, `ok`."""
+        return f"BREACH {self.breach.severity}" if self.breach is not None else self.status
+
+    @property
+    def shown(self) -> float | None:
+        """The value shown: while breached, the one that tripped it."""
+        return self.breach.value if self.breach is not None else self.value
+
+    @property
+    def window(self) -> str:
+        return window_text(self.rail.metric, self.rail.window_s)
+
+    @property
+    def measure(self) -> str:
+        """`20.0% > 2.0% over 10 s`; `≤ 2.0% over 10 s` while waiting; `… · no verdict` when unknown."""
+        threshold = value_text(self.rail, self.rail.threshold)
+        status = self.status
+        if status in ("waiting", "unknown"):
+            return f"≤ {threshold} {self.window}" + (" · no verdict" if status == "unknown" else "")
+        op = ">" if status in ("breach", "over") else "≤"
+        return f"{value_text(self.rail, self.shown)} {op} {threshold} {self.window}"
+
+    @property
+    def against(self) -> str | None:
+        """Against the baseline: `candidate 240 ms vs stable 110 ms` (while breached, what tripped it)."""
+        breach = self.breach
+        if breach is not None and breach.candidate is not None and breach.baseline is not None:
+            return sides_text(self.rail, (breach.candidate, breach.baseline))
+        return sides_text(self.rail, self.reading.sides) if self.reading.sides is not None else None
+
+    @property
+    def evaluated_at(self) -> float | None:
+        """When its query was last evaluated (metric: query), for the front ends to show in their clock."""
+        return self.reading.at
+
+    @property
+    def text(self) -> str:
+        """`candidate-5xx 20.0% > 2.0% over 10 s` — what every front end shows after the status."""
+        against = f" · {self.against}" if self.against else ""
+        return f"{self.rail.name} {self.measure}{against}"
+
+    @property
+    def why(self) -> str | None:
+        """Why there is no value: what could not be observed, or what data it still waits for."""
+        if self.status == "unknown":
+            return self.reading.unknown
+        return no_data(self.rail) if self.status == "waiting" else None
+
+    @property
+    def line(self) -> str:
+        """`✗ BREACH P0 candidate-5xx 20.0% > 2.0% over 10 s`, with why there is no value when there is
+        none (report, headless verdict; the traffic pane puts the why of an unknown on lines of its own)."""
+        return f"{self.glyph} {self.label} {self.text}" + (f" — {self.why}" if self.why else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "guardrail": self.rail.name,
+            "status": self.status,
+            "metric": self.rail.metric,
+            "value": None if self.shown is None else round(self.shown, 4),
+            "threshold": self.rail.threshold,
+            "window": self.window,
+            "against": self.against,
+            "evaluated_at": self.evaluated_at,
+            "text": self.text,
+            "why": self.why,
+        }
+
+
+def readings(playbook: Playbook, state: SessionState, now: float) -> list[GuardrailReading]:
+    """Every guardrail of the playbook, in its order, at `now` (judged as the engine judges it)."""
+    found = guardrail_readings(playbook, state, now)
+    breaches = state.traffic.breaches
+    return [GuardrailReading(rail, found[rail.name], breaches.get(rail.name)) for rail in playbook.guardrails]

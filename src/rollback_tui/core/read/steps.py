@@ -1,0 +1,177 @@
+"""The status of each runbook step and item, from what the journal recorded.
+
+An item's status is what the journal shows about it: a gate's outcome, a fact's agreement, a probe's
+result, a fanout check, the rollback's stage. Items whose outcome is never journaled as such (a manual
+task, cleanup, a command action whose outcome is only a notice) are `manual` / `no_record`, never "not
+run": the evidence must not claim what did not happen, nor that something did not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rollback_tui.core.read.guardrails import readings
+from rollback_tui.core.state import SessionState
+from rollback_tui.playbook.model import Playbook, SelectorRemoval, Step, StepItem
+
+_PROBE = {"ok": "passed", "failed": "failed", "unknown": "unobserved"}
+_GUARDRAIL = {"breach": "failed", "unknown": "unobserved", "ok": "ok"}  # over, waiting: not judged yet
+_ROLLBACK_STAGE = {
+    "requested": "running",
+    "applying": "running",
+    "applied": "running",
+    "verified": "passed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+FAILED = frozenset({"failed", "timed_out"})
+DONE = frozenset({"passed", "ok"})
+# Could not look (a gate that could not run, a probe or fact that could not observe): neither done nor failed.
+UNKNOWN = frozenset({"unobserved", "error", "interrupted"})
+# The words the steps pane shows too (ui/panes/base.py STATUS; tests/test_read_model.py keeps them equal).
+_WORDS = {
+    "timed_out": "timed out",
+    "error": "can't run",
+    "unobserved": "unknown",
+    "not_run": "not run",
+    "no_record": "no record",
+}
+
+
+def status_word(status: str) -> str:
+    """`timed_out` → `timed out`, `unobserved` → `unknown`, `not_run` → `not run`…"""
+    return _WORDS.get(status, status)
+
+
+def item_status(
+    item: StepItem, state: SessionState, playbook: Playbook, guardrails: Mapping[str, str] | None = None
+) -> str:
+    """passed | ok | failed | timed_out | error | cancelled | interrupted | unobserved | running | queued |
+    not_run | manual | no_record. `guardrails`: each guardrail's reading status now (read/guardrails.py)."""
+    kind, ref = item.ref
+    if kind == "manual":
+        return "manual"
+    if kind == "gate":
+        gate = state.gates.get(ref)
+        return gate.status if gate else "not_run"
+    if kind == "fact":
+        facts = [f for f in state.facts.values() if f.fact == ref]
+        if not facts:
+            return "not_run"
+        last = max(facts, key=lambda f: f.ts)
+        if last.source == "manual:pending":  # waits for the operator to record it
+            return "manual"
+        if not last.observed:  # could not look: unknown, not failed
+            return "unobserved"
+        return "failed" if last.error or last.agree is False else "passed"
+    if kind == "probe":
+        result = state.probes.get(ref)
+        return "not_run" if result is None else _PROBE[result.status]
+    if kind == "check":
+        return _check_status(ref, state)
+    if kind == "action" and isinstance(_action(playbook, ref), SelectorRemoval):
+        rollback = state.traffic.rollback
+        return _ROLLBACK_STAGE.get(rollback.stage, "not_run") if rollback.action == ref else "not_run"
+    if kind == "guardrail":  # "confirm it is clear now": what its reading says now
+        return _GUARDRAIL.get((guardrails or {}).get(ref, ""), "no_record")
+    return "no_record"  # other actions: their outcome is only in a notice
+
+
+def _action(playbook: Playbook, name: str) -> object:
+    return next((a for a in playbook.actions if a.name == name), None)
+
+
+def _check_status(check: str, state: SessionState) -> str:
+    if check == "fanout":
+        last = state.fanout.last_result
+        return "not_run" if last is None else ("passed" if last.passed else "failed")
+    if check == "export":
+        return "passed" if state.exports else "not_run"
+    if check == "traffic":  # the canary: traffic flowed (what it showed is the split and the guardrails)
+        return "ok" if any(w.requests for w in state.traffic.windows) else "not_run"
+    return "no_record"  # guardrail_watch, cleanup
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    kind: str
+    ref: str
+    status: str
+    when: str = "always"
+
+    @property
+    def label(self) -> str:
+        """`gate: release-gates` (what the steps pane shows after the status)."""
+        return f"{self.kind}: {self.ref}"
+
+    @property
+    def text(self) -> str:
+        """`gate: release-gates passed`; a manual task is only named."""
+        return self.label if self.status == "manual" else f"{self.label} {status_word(self.status)}"
+
+
+@dataclass(frozen=True)
+class StepRow:
+    index: int  # 0-based position in the runbook
+    name: str
+    title: str
+    items: tuple[ItemRow, ...]
+    status: str  # passed | failed | running | unobserved | partial | not_run | manual | no_record
+    current: bool = False  # the step the tracker is on
+
+    @property
+    def text(self) -> str:
+        """`1. baseline: failed — gate: release-gates passed · gate: api-tests failed · manual: …`."""
+        items = " · ".join(i.text for i in self.items)
+        return f"{self.index + 1}. {self.name}: {status_word(self.status)}" + (f" — {items}" if items else "")
+
+    def as_dict(self) -> dict[str, object]:
+        items = [{"item": i.label, "when": i.when, "status": i.status} for i in self.items]
+        return {"step": self.name, "status": self.status, "current": self.current, "items": items}
+
+
+def step_status(items: tuple[ItemRow, ...]) -> str:
+    """A step failed if an item failed; passed when every judged item passed; unknown when an item could
+    not be observed; partial in between. Conditional items (on breach, on failure, optional) that did
+    not run are not held against it."""
+    judged = [
+        i.status
+        for i in items
+        if i.status not in ("manual", "no_record") and not (i.when != "always" and i.status == "not_run")
+    ]
+    if any(s in FAILED for s in judged):
+        return "failed"
+    if any(s in ("running", "queued") for s in judged):
+        return "running"
+    if not judged:
+        statuses = {i.status for i in items}
+        return "manual" if "manual" in statuses else "no_record" if "no_record" in statuses else "not_run"
+    done = sum(s in DONE for s in judged)
+    if done == len(judged):
+        return "passed"
+    if any(s in UNKNOWN for s in judged):
+        return "unobserved"
+    return "partial" if done else "not_run"
+
+
+def step_row(
+    index: int, step: Step, state: SessionState, playbook: Playbook, guardrails: Mapping[str, str]
+) -> StepRow:
+    items = tuple(ItemRow(*i.ref, item_status(i, state, playbook, guardrails), i.when) for i in step.do)
+    return StepRow(index, step.name, step.title, items, step_status(items), state.step == step.name)
+
+
+def step_rows(playbook: Playbook, state: SessionState, now: float) -> list[StepRow]:
+    """Every step at `now` (a guardrail item is judged by the guardrail's reading at that moment)."""
+    asked = any(item.guardrail for step in playbook.steps for item in step.do)
+    guardrails = {r.rail.name: r.status for r in readings(playbook, state, now)} if asked else {}
+    return [step_row(i, step, state, playbook, guardrails) for i, step in enumerate(playbook.steps)]
+
+
+def next_step(rows: list[StepRow]) -> int:
+    """No step entered yet: the first step that has not passed."""
+    for row in rows:
+        if row.status != "passed":
+            return row.index
+    return len(rows) - 1

@@ -1,0 +1,185 @@
+"""One line per event: the headless progress log and the report's timeline say the same thing.
+
+`describe(event)` is the text, or None for an event the timeline leaves out (kinds without the `timeline`
+trait, an info-less one such as a probe that answered). `glyph(event)` is the mark the headless log puts
+in front of it. Every kind with the `timeline` trait has a describer here (tests/test_event_traits.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.words import num, pct
+from rollback_tui.core.text import one_line, weight_changes
+
+DETAIL_MAX = 100  # characters of one detail value (the journal keeps it whole)
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    """`k=v, …` with each value on one line: an argv joined, a script cut to its first line with …."""
+    parts = []
+    for key, value in detail.items():
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{key}={one_line(text, DETAIL_MAX + 1)}")
+    return ", ".join(parts)
+
+
+def _backends(routing: dict[str, Any]) -> str:
+    return ", ".join(routing.get("backends", [])) or "-"
+
+
+def _session_started(e: ev.SessionStarted) -> str:
+    return (
+        f"Session started by {e.operator} on {e.host} "
+        f"(playbook {e.playbook_name}, environment {e.environment}, rollback-tui {e.version})"
+    )
+
+
+def _session_resumed(e: ev.SessionResumed) -> str:
+    return (
+        f"Session resumed by {e.operator} ({e.recovered_events} events recovered, "
+        f"{e.skipped_lines} lines skipped)"
+    )
+
+
+def _operator_action(e: ev.OperatorAction) -> str:
+    return f"Operator {e.actor}: {e.action}" + (f" ({_detail(e.detail)})" if e.detail else "")
+
+
+def _fact(e: ev.FactCaptured) -> str:
+    agree = "" if e.agree is None else (" — agree" if e.agree else " — DISAGREE")
+    return f"Fact {e.fact} captured ({e.phase}): {e.values_text()}{agree}" + (
+        f" — {e.error}" if e.error else ""
+    )
+
+
+def _probe(e: ev.ProbeResult) -> str | None:
+    if e.ok:
+        return None  # a value is a measurement (steps and guardrails show it); a failure is an event
+    if not e.observed:  # it could not look: unknown, not a failure of the target
+        return f"Probe {e.probe} could not observe: {e.error or 'no detail'}"
+    return f"Probe {e.probe} FAILED: {e.error or f'value {e.value}'}"
+
+
+def _selector(e: ev.SelectorState) -> str:
+    return f"Routing ({e.source}): selector {_detail(e.selector)}; backends {', '.join(e.backends) or '-'}"
+
+
+def _breach(e: ev.GuardrailBreach) -> str:
+    ttd = f"; time to detect {e.ts - e.first_bad_ts:.3g} s" if e.first_bad_ts is not None else ""
+    return f"{e.severity} guardrail {e.guardrail} breached: {breach_text(e)}{ttd}"
+
+
+def _applied(e: ev.RollbackApplied) -> str:
+    if not e.ok:
+        return f"Rollback {e.action} via {e.driver} FAILED: {e.error}"
+    change = f"{_backends(e.before)} → {_backends(e.after)}"
+    weights = weight_changes(e.before, e.after)  # a weight-based driver: which weights it moved
+    moved = f"; weights {weights}" if weights else ""
+    return f"Rollback {e.action} applied via {e.driver}: backends {change}{moved}"
+
+
+def _verified(e: ev.RollbackVerified) -> str:
+    text = (
+        f"Rollback {e.action} verified {'ok' if e.ok else 'NOT ok'}: {pct(e.stable_share)} of "
+        f"{e.requests} requests on stable; time to detect {num(e.time_to_detect_s, ' s')}; "
+        f"RTO {num(e.rto_s, ' s')}"
+    )
+    if e.time_to_mitigate_s is not None:
+        text += f"; time to mitigate {num(e.time_to_mitigate_s, ' s')}"
+    return text + (f" — {e.error}" if e.error else "")
+
+
+def _gate_finished(e: ev.GateFinished) -> str:
+    code = f"exit {e.exit_code}" if e.exit_code is not None else "no exit code"
+    outcome = "could not run" if e.outcome == "error" else e.outcome.replace("_", " ")
+    return f"Gate {e.gate} {outcome} (run {e.run}, {code}, {e.duration_s:.3g} s)"
+
+
+def _fanout(e: ev.FanoutResult) -> str:
+    verdict = "passed" if e.passed else "FAILED"
+    text = f"Fanout run {e.run} ({e.phase}) {verdict}: {len(e.sent)} events sent on {e.thread_id}"
+    return text + (f" — {'; '.join(dict.fromkeys(e.reasons))}" if e.reasons and not e.passed else "")
+
+
+def _ticked(e: ev.ChecklistTicked) -> str:
+    how = "automatically" if e.auto else f"by {e.actor}"
+    return f"Checklist {e.item} {'ticked' if e.checked else 'unticked'} {how}" + (
+        f": {e.note}" if e.note else ""
+    )
+
+
+DESCRIBERS: dict[type[ev.Event], Callable[[Any], str | None]] = {
+    ev.SessionStarted: _session_started,
+    ev.SessionResumed: _session_resumed,
+    ev.SessionEnded: lambda e: f"Session ended ({e.reason})",
+    ev.StepEntered: lambda e: f"Step {e.step} entered (by {e.actor})",
+    ev.OperatorAction: _operator_action,
+    ev.Notice: lambda e: f"{e.level.capitalize()} from {e.source}: {e.message}",
+    ev.FactCaptured: _fact,
+    ev.ProbeResult: _probe,
+    ev.SelectorState: _selector,
+    ev.GuardrailBreach: _breach,
+    ev.GuardrailRecovered: lambda e: f"Guardrail {e.guardrail} recovered ({e.value:g})",
+    ev.RollbackRequested: lambda e: (
+        f"Rollback {e.action} requested by {e.actor} (typed {e.confirmed_text!r}): {e.reason or '-'}"
+    ),
+    ev.RollbackApplying: lambda e: (
+        f"Rollback {e.action} applying via {e.driver} (backends before: {_backends(e.before)})"
+    ),
+    ev.RollbackApplied: _applied,
+    ev.RollbackVerified: _verified,
+    ev.RollbackFailed: lambda e: f"Rollback {e.action} FAILED while {e.stage}: {e.reason}",
+    ev.RollbackCancelled: lambda e: (
+        f"Rollback {e.action} declined by {e.actor}" + (f": {e.reason}" if e.reason else "")
+    ),
+    ev.GateStarted: lambda e: f"Gate {e.gate} started (run {e.run}, {e.where}, by {e.actor})",
+    ev.GateFinished: _gate_finished,
+    ev.FanoutResult: _fanout,
+    ev.ChecklistTicked: _ticked,
+    ev.ExportWritten: lambda e: f"Evidence exported ({len(e.files)} files) by {e.actor}",
+}
+
+
+def describe(e: ev.Event) -> str | None:
+    """The one-line text for an event, or None for one the timeline leaves out."""
+    describer = DESCRIBERS.get(type(e))
+    return describer(e) if describer is not None else None
+
+
+_OK_GLYPH = {True: "✓", False: "✗"}
+_NOTICE_GLYPH = {"info": "·", "warning": "!", "error": "✗"}
+_GATE_GLYPH = {"passed": "✓", "failed": "✗", "timed_out": "✗", "cancelled": "!"}
+
+
+def glyph(e: ev.Event) -> str:
+    """The mark in front of the line in the headless log: ✓ / ✗ for outcomes, ! for warnings, ⟲ …"""
+    if isinstance(e, ev.Notice):
+        return _NOTICE_GLYPH.get(e.level, "·")
+    if isinstance(e, ev.GateFinished):  # could not run, interrupted: its outcome is unknown
+        return _GATE_GLYPH.get(e.outcome, "?")
+    if isinstance(e, ev.FanoutResult):
+        return _OK_GLYPH[e.passed]
+    if isinstance(e, ev.RollbackApplied | ev.RollbackVerified):
+        return _OK_GLYPH[e.ok]
+    if isinstance(e, ev.FactCaptured):
+        return "?" if not e.observed else "✗" if e.error or e.agree is False else "·"
+    if isinstance(e, ev.ProbeResult):
+        return "?" if not e.observed else "✗"
+    if isinstance(e, ev.ChecklistTicked):
+        return "☑" if e.checked else "☐"
+    return _KIND_GLYPH.get(e.kind, "·")
+
+
+_KIND_GLYPH = {
+    "step_entered": "▶",
+    "guardrail_breach": "!",
+    "guardrail_recovered": "✓",
+    "rollback_requested": "⟲",
+    "rollback_applying": "⟲",
+    "rollback_failed": "✗",
+    "rollback_cancelled": "⟲",
+}

@@ -1,0 +1,27 @@
+"""Number formats shared by every front end, so a value reads the same on screen, in the log and report."""
+
+from __future__ import annotations
+
+
+def num(value: float | None, unit: str = "") -> str:
+    """`3.01 s`; `-` when there is no value."""
+    if value is None:
+        return "-"
+    return f"{value:g}{unit}"
+
+
+def ms(value: float | None) -> str:
+    """`9.0 ms`, `25 ms`; `—` when there is no value."""
+    if value is None:
+        return "—"
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def pct(fraction: float | None) -> str:
+    """`4.2%` of a fraction (0.042); `—` when there is no value."""
+    return "—" if fraction is None else f"{fraction:.1%}"
+
+
+def secs(value: float | None) -> str:
+    """`3.01 s` (as journaled, like the report's `num(value, " s")`); `—` when there is no value."""
+    return "—" if value is None else f"{value:g} s"
