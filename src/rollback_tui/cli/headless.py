@@ -16,6 +16,7 @@ import click
 
 from rollback_tui import settings
 from rollback_tui.cli.common import Output, load_or_exit, open_journal, session_redactor
+from rollback_tui.cli.watch import mirror_option
 from rollback_tui.playbook.model import Playbook
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--rollback", type=click.Choice(["on_breach", "always", "never"]), default="on_breach", show_default=True
 )
 @click.option("--allow-destructive", is_flag=True, help="Run redeploy/flag/destructive command actions too.")
+@mirror_option
 def rehearse(
     playbook_path: str,
     headless: bool,
@@ -77,6 +79,7 @@ def rehearse(
     watch_s: float,
     rollback: str,
     allow_destructive: bool,
+    mirror: str | None,
 ) -> None:
     """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
     from rollback_tui.session.rehearsal import RehearsalOptions
@@ -109,6 +112,7 @@ def rehearse(
                 injections=injections,
                 ticks=tick,
                 out=out,
+                mirror=mirror,
             )
         )
     except LabError as exc:
@@ -164,6 +168,7 @@ async def _rehearse(
     injections: dict[str, dict[str, Any]],
     ticks: tuple[str, ...],
     out: Output,
+    mirror: str | None = None,
 ) -> int:
     from rollback_tui.core import events as ev
     from rollback_tui.core.read.summary import summarize
@@ -186,6 +191,7 @@ async def _rehearse(
         export_on_exit=bool(export_dir),
         export_dir=Path(export_dir) if export_dir else None,
         end_reason="rehearsal finished",
+        mirror=mirror,
     )
     session_traffic = TrafficTotals("whole session")
     async with runtime as engine:

@@ -551,6 +551,25 @@ class Realtime(Strict):
         return _check_secret_url(v)
 
 
+class Mirror(Strict):
+    """A live, read-only copy of the session for viewers elsewhere (`rollback-tui watch redis://…/<session>`):
+    every journal line, already redacted, is appended to a Redis Stream named after the session."""
+
+    redis_url: str = Field(description="redis://host:port/db to mirror to; a password only as ${ENV_VAR}.")
+    max_len: int = Field(
+        10_000, ge=100, description="Stream entries kept (each a batch of journal lines); older are trimmed."
+    )
+    ttl_s: int = Field(7 * 86400, gt=0, description="The mirror expires this long after its last line.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _mirror_url(cls, v: str) -> str:
+        _check_secret_url(v)
+        if not re.match(r"^rediss?://[^/?#]*(/\d+)?/?$", v):
+            raise ValueError("expected redis://[:${PASSWORD}@]host[:port][/db] (the session id is added)")
+        return v
+
+
 class SshHost(Strict):
     name: Name
     host: str
@@ -1015,6 +1034,7 @@ class Playbook(Strict):
     replicas: list[Replica] = Field(min_length=1)
     load_balancer: LoadBalancer | None = None
     realtime: Realtime | None = None
+    mirror: Mirror | None = None
     hosts: list[SshHost] = []
     facts: list[Fact] = []
     gates: list[Gate] = []

@@ -4,7 +4,8 @@
         ...  # the cockpit runs, or the headless rehearsal walks the runbook
 
 On the way out, whatever happened inside: the engine stops (feeds cancelled, the session's end journaled),
-the evidence is exported unless a front end already did, the journal is closed, the lab is stopped.
+the evidence is exported unless a front end already did, the journal is closed, its mirror (`mirror=`, or
+the playbook's `mirror:`; session/mirror.py) gets what is left of it, the lab is stopped.
 The session layer never imports the lab: the CLI hands it in as anything with start/stop/playbook.
 """
 
@@ -14,12 +15,17 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
+
+if TYPE_CHECKING:
+    from rollback_tui.session.mirror import JournalMirror
+
+MIRROR_FINAL_S = 10.0  # how long the end of a session waits for its mirror to take the last lines
 
 
 class LabHandle(Protocol):
@@ -51,6 +57,7 @@ class SessionRuntime:
         export_on_exit: bool = False,
         export_dir: Path | None = None,
         end_reason: str = "quit",
+        mirror: str | None = None,
     ) -> None:
         self.playbook = playbook
         self.playbook_path = str(Path(playbook_path).resolve()) if playbook_path else playbook_path
@@ -66,6 +73,8 @@ class SessionRuntime:
         self.engine: Engine | None = None
         self.exported: list[Path] | None = None  # set by a front end that exported itself (with its SVG)
         self.export_error: str | None = None
+        self.mirror_url = mirror
+        self.mirror: JournalMirror | None = None
 
     async def __aenter__(self) -> Engine:
         playbook = self.playbook
@@ -82,6 +91,10 @@ class SessionRuntime:
         self.engine = Engine(
             playbook, self.journal, playbook_path=self.playbook_path, operator=self.operator, state=self.state
         )
+        if self.mirror_url or playbook.mirror is not None:  # imported only then: startup stays as fast
+            from rollback_tui.session.mirror import start_mirror
+
+            self.mirror = start_mirror(self.engine, self.mirror_url)
         if self.engine.state.started is None:
             self.engine.start_session()
         if self.lab is not None:
@@ -103,6 +116,8 @@ class SessionRuntime:
                 await self._export(engine)
         finally:
             journal.close()
+            if self.mirror is not None:  # before the lab: the mirror may be the lab's own Redis
+                await self.mirror.close(MIRROR_FINAL_S)
             if self.lab is not None:
                 with contextlib.suppress(Exception):
                     await self.lab.stop()

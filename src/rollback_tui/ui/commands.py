@@ -2,6 +2,8 @@
 
 The cockpit screen's and the app's key bindings, the command palette and the `?` help are generated from
 COMMANDS, so a command is added, renamed or rebound in one place and the three surfaces cannot drift apart.
+A `watch` viewer gets the same surfaces from the same table, with only the commands marked `watch` (views:
+nothing a viewer does reaches the session).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Command:
     palette: tuple[str, str] | None = None  # (title, line) in the command palette; None keeps it out
     footer: bool = True
     scope: Literal["screen", "app"] = "screen"
+    watch: bool = False  # a `watch` viewer's too: a view of the session that changes nothing in it
+    cockpit: bool = True  # the cockpit's (False: a viewer's own, e.g. its quit, which stops nothing)
 
     def __post_init__(self) -> None:
         if parse(self.action)[0]:
@@ -140,6 +144,7 @@ COMMANDS: tuple[Command, ...] = (
         help="Show every notice (feed failures, errors)",
         palette=("Show notices", "Feed failures, warnings and action errors"),
         footer=False,
+        watch=True,
     ),
     Command(
         id="zoom",
@@ -149,6 +154,17 @@ COMMANDS: tuple[Command, ...] = (
         help="Zoom the focused pane (Tab moves focus; z again restores)",
         palette=("Zoom pane", "Zoom the focused pane; z again restores"),
         footer=False,
+        watch=True,
+    ),
+    Command(
+        id="present",
+        keys=(Key("p"),),
+        action="present",
+        label="Present",
+        help="Presenter layout for the call: verdict, rollback, breach, TTD/RTO, checklist in large text",
+        palette=("Presenter layout", "Large text for the call; p again returns to the panes"),
+        footer=False,
+        watch=True,
     ),
     Command(
         id="help",
@@ -157,6 +173,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Help",
         help="This help",
         palette=("Help", "Keys and status glyphs"),
+        watch=True,
     ),
     # App-wide: bound on the app.
     Command(
@@ -168,6 +185,7 @@ COMMANDS: tuple[Command, ...] = (
         palette=None,  # it is the palette
         footer=False,
         scope="app",
+        watch=True,
     ),
     Command(
         id="cycle-theme",
@@ -178,6 +196,7 @@ COMMANDS: tuple[Command, ...] = (
         palette=("Cycle theme", "dark → high contrast → light"),
         footer=False,
         scope="app",
+        watch=True,
     ),
     Command(
         id="quit",
@@ -188,12 +207,28 @@ COMMANDS: tuple[Command, ...] = (
         palette=("Quit", "Stop the feeds, close the journal and exit"),
         scope="app",
     ),
+    Command(
+        id="quit-viewer",
+        keys=(Key("q"), Key("ctrl+c", footer=False, priority=True, help="Quit")),
+        action="quit",
+        label="Quit",
+        help="Quit this view (the session goes on)",
+        palette=("Quit", "Close this view; the session it watches goes on"),
+        scope="app",
+        watch=True,
+        cockpit=False,
+    ),
 )
 
-SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen")
+SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen" and c.cockpit)
 
 
-def bindings(scope: Literal["screen", "app"]) -> list[BindingType]:
+def commands(watch: bool = False) -> tuple[Command, ...]:
+    """The cockpit's commands, or a `watch` viewer's (views only)."""
+    return tuple(c for c in COMMANDS if (c.watch if watch else c.cockpit))
+
+
+def bindings(scope: Literal["screen", "app"], *, watch: bool = False) -> list[BindingType]:
     """The key bindings of one scope, in table order (the footer's order)."""
     return [
         Binding(
@@ -206,18 +241,18 @@ def bindings(scope: Literal["screen", "app"]) -> list[BindingType]:
             tooltip=key.help or command.help,
             id=command.id,
         )
-        for command in COMMANDS
+        for command in commands(watch)
         if command.scope == scope
         for key in command.keys
         if key.bound
     ]
 
 
-def help_bindings() -> list[Binding]:
+def help_bindings(watch: bool = False) -> list[Binding]:
     """Every key with its long description, in table order (the help screen groups keys sharing one)."""
     return [
         Binding(key.key, command.action, key.help or command.help, key_display=key.display)
-        for command in COMMANDS
+        for command in commands(watch)
         for key in command.keys
     ]
 
@@ -226,6 +261,7 @@ class Runner(Protocol):
     """What the palette needs from the app: run a command, switch to a theme."""
 
     available_themes: dict[str, Any]
+    read_only: bool
 
     def run_command(self, command: Command) -> Any: ...
 
@@ -237,7 +273,7 @@ PaletteEntry = tuple[str, str, Callable[[], Any]]
 
 def palette_entries(runner: Runner) -> Iterator[PaletteEntry]:
     """(title, help, callback) for every palette command, then one per bundled theme."""
-    for command in COMMANDS:
+    for command in commands(runner.read_only):
         if command.palette is not None:
             title, line = command.palette
             first = command.keys[0]  # the palette names the key, so the operator learns it

@@ -12,6 +12,7 @@ from textual.message import Message
 
 ALL_PANES = frozenset(
     {"verdict", "health", "fanout", "traffic", "gates", "checklist", "steps", "notice", "status"}
+    | {"presenter", "watch"}  # the presenter board (when shown) and a viewer's follow line
 )
 
 PANES_FOR_KIND: dict[str, frozenset[str]] = {

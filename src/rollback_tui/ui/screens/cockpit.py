@@ -1,40 +1,25 @@
-"""The cockpit screen: it owns the panes and the operator's keys.
+"""The cockpit screen: the panes (ui/screens/panes.py) plus the operator's keys.
 
-Verdict bar on top, health full width, five panes below, notice line, status bar and footer. Its bindings
-come from the command table (ui/commands.py); its actions open the dialogs and run engine calls through the
-app, which turns every outcome into a toast and every failure into a notification, never a crash.
+Its bindings come from the command table (ui/commands.py); its actions open the dialogs and run engine calls
+through the app, which turns every outcome into a toast and every failure into a notification, never a crash.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from textual import on, work
-from textual.app import ComposeResult
-from textual.containers import Container
-from textual.geometry import Size
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer
+from textual import work
+from textual.screen import ModalScreen
 
-from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import CommandAction, Playbook
+from rollback_tui.playbook.model import CommandAction
 from rollback_tui.session.engine import Engine, NotAvailable
-from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, help_bindings
-from rollback_tui.ui.panes.base import Activity, View
-from rollback_tui.ui.panes.checklist import ChecklistPane
-from rollback_tui.ui.panes.fanout import FanoutPane
-from rollback_tui.ui.panes.gates import GatesPane
-from rollback_tui.ui.panes.health import HealthPane
-from rollback_tui.ui.panes.status import NoticeLine, StatusBar, VerdictBar
-from rollback_tui.ui.panes.steps import StepsPane
-from rollback_tui.ui.panes.traffic import TrafficPane
+from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings
+from rollback_tui.ui.panes.base import Activity
 from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmRollback
-from rollback_tui.ui.screens.gate_detail import GateDetail
-from rollback_tui.ui.screens.help import HelpScreen
-from rollback_tui.ui.screens.notices import NoticesScreen
+from rollback_tui.ui.screens.panes import PanesScreen
 from rollback_tui.ui.screens.reason import ReasonPrompt
 
 if TYPE_CHECKING:
@@ -43,30 +28,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVITY_HZ = 8  # spinners and elapsed times while something runs
-WIDE_AT = 160  # terminal columns from which the wide layout is used
-COMPACT_BELOW = (120, 36)  # width, height under which panes drop their least useful lines
-LOWER_PANES = ("fanout", "traffic", "steps", "gates", "checklist")
 
 
-def is_compact(size: Size) -> bool:
-    return size.width < COMPACT_BELOW[0] or size.height < COMPACT_BELOW[1]
-
-
-def layout_classes(size: Size) -> dict[str, bool]:
-    """The lower grid's classes for a terminal size: which are on."""
-    return {"-wide": size.width >= WIDE_AT, "-compact": is_compact(size)}
-
-
-class CockpitScreen(Screen[None]):
+class CockpitScreen(PanesScreen):
     BINDINGS = bindings("screen")
     if TYPE_CHECKING:
         app: CockpitApp  # the app this screen is made for: its engine wiring, workers and toasts
 
-    def __init__(self, engine: Engine, *, share: bool) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine, *, share: bool, present: bool = False) -> None:
+        super().__init__(engine.journal.path, engine.operator, engine.playbook, share=share, present=present)
         self.engine = engine
-        self.share = share
-        self.panes: dict[str, Any] = {}
         # What the operator started and is still running (spinners, elapsed times).
         self._gates_queued: frozenset[str] = frozenset()
         self._gates_requested_at: float | None = None
@@ -74,52 +45,6 @@ class CockpitScreen(Screen[None]):
         self._traffic_since: float | None = None
         self._traffic_rps: float | None = None
         self._rollback_since: float | None = None
-
-    # --- layout ---------------------------------------------------------------------------------
-
-    def compose(self) -> ComposeResult:
-        p = self.panes = {
-            "verdict": VerdictBar(id="verdict", classes="share" if self.share else ""),
-            "health": HealthPane(id="health"),
-            "fanout": FanoutPane(id="fanout"),
-            "traffic": TrafficPane(id="traffic"),
-            "steps": StepsPane(id="steps"),
-            "gates": GatesPane(id="gates"),
-            "checklist": ChecklistPane(id="checklist"),
-            "notice": NoticeLine(id="notice"),
-            "status": StatusBar(self.engine.journal.path, self.engine.operator, id="status"),
-        }
-        yield p["verdict"]
-        with Container(id="body"):
-            yield p["health"]
-            # The starting size's classes, so the first layout is already the right one.
-            classes = " ".join(name for name, wanted in layout_classes(self.app.size).items() if wanted)
-            with Container(id="lower", classes=classes):
-                for name in LOWER_PANES:
-                    yield p[name]
-        yield p["notice"]
-        yield p["status"]
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.app.cockpit_mounted()
-
-    def fit(self, size: Size) -> None:
-        """Follow the terminal's size. Layout classes live on the containers they affect (a class on the
-        screen would restyle every node); unchanged classes cost no restyle."""
-        for lower in self.query("#lower"):
-            for name, wanted in layout_classes(size).items():
-                lower.set_class(wanted, name)
-
-    def paint(self, names: list[str], state: SessionState, playbook: Playbook, view: View) -> None:
-        for name in names:
-            widget = self.panes.get(name)
-            if widget is None or not widget.is_mounted:
-                continue
-            try:
-                widget.refresh_from(state, playbook, view)
-            except Exception:  # a pane bug must not take the cockpit down
-                log.exception("pane %s failed to render", name)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While a dialog is open the operator's actions wait (and leave the footer behind it).
@@ -188,11 +113,6 @@ class CockpitScreen(Screen[None]):
         except Exception as exc:
             self.app.report_failure("cancel", exc)
             return False
-
-    @on(GatesPane.Opened)
-    def _open_gate(self, message: GatesPane.Opened) -> None:
-        name = message.gate
-        self.app.push_screen(GateDetail(name, lambda: self.engine.state.gates.get(name), self.app.view))
 
     # --- fanout and traffic -----------------------------------------------------------------------
 
@@ -307,27 +227,3 @@ class CockpitScreen(Screen[None]):
 
     def action_export(self) -> None:
         self.app.launch("export", self.engine.export)
-
-    # --- views --------------------------------------------------------------------------------------
-
-    def action_zoom(self) -> None:
-        """Zoom the focused pane to the whole screen (z again, or Esc, restores)."""
-        if self.maximized is not None:
-            self.minimize()
-            return
-        focused = self.focused
-        pane = next(
-            (w for w in (focused, *(focused.ancestors if focused else ())) if w in self.panes.values()), None
-        )
-        target = pane or self.panes.get("fanout")
-        if target is not None:
-            self.maximize(target, container=False)
-
-    def action_help(self) -> None:
-        # Built once and kept installed: reopening it costs a paint, not a compose.
-        if not self.app.is_screen_installed("help"):
-            self.app.install_screen(HelpScreen(help_bindings()), "help")
-        self.app.push_screen("help")
-
-    def action_notices(self) -> None:
-        self.app.push_screen(NoticesScreen(list(self.engine.state.notices), self.app.redact))
