@@ -78,6 +78,7 @@ class SessionRuntime:
         self.engine = Engine(
             playbook, self.journal, playbook_path=self.playbook_path, operator=self.operator, state=self.state
         )
+        self.engine.export_dir = self.export_dir
         if self.engine.state.started is None:
             self.engine.start_session()
         if self.lab is not None:
