@@ -244,7 +244,9 @@ def _would(playbook: Playbook, step: str, item: Any, options: Any) -> str:
 
     condition = f" ({item.condition.strip()})" if item.condition.strip() else ""
     if item.when == "optional":
-        return "skipped: optional, the operator decides" + condition
+        return "skipped: optional, the operator decides" + (
+            f": {item.condition.strip()}" if condition else ""
+        )
     when = {
         "on_breach": "runs only after a guardrail breach",
         "on_failure": "runs only if an item above fails",

@@ -84,6 +84,7 @@ class Engine:
         self._ended = False
         self.screenshot: Callable[[], str] | None = None  # the UI sets this: SVG of the screen for exports
         self.export_dir: Path | None = None  # where an export without a directory goes (default: per user)
+        self.watch_interval_s = 5.0  # how often a watched action's probes are polled (see watch_probes)
         self._subscribers: list[Subscriber] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -650,10 +651,12 @@ class Engine:
             raise NotAvailable(f"No probe named {probe!r}.")
         return await inspect_dead_letters(spec, self.emit)
 
-    def watch_probes(self, names: list[str], interval_s: float = 5.0) -> None:
-        """Poll these probes every `interval_s` (or their own, shorter, interval) for the rest of the
+    def watch_probes(self, names: list[str]) -> None:
+        """Poll these probes every `watch_interval_s` (or their own, shorter, interval) for the rest of the
         session: a watched action's effect on them (a queue poisoned again) shows while it happens."""
         from rollback_tui.probes.http_json import probe_once
+
+        interval_s = self.watch_interval_s
 
         async def poll(name: str, every: float) -> None:
             while True:

@@ -212,7 +212,8 @@ class Runbook:
                 return "nothing failed earlier in this step (what could not run is unknown, not a failure)"
             return "nothing failed earlier in this step"
         if item.when == "optional":
-            return f"optional: the operator decides ({item.condition.strip() or 'only if needed'})"
+            condition = item.condition.strip()
+            return "optional, the operator decides" + (f": {condition}" if condition else "")
         return None
 
     def _forced(self, item: StepItem) -> bool:
