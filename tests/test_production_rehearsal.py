@@ -195,11 +195,9 @@ def test_with_allow_destructive_the_production_rollback_runs_and_refuses_to_rela
     inspected = [e.count for e in events if e.kind == "dead_letters_inspected"]
     assert inspected == [7, 0]
     confirmed = [e for e in events if e.kind == "action_confirmed"]
-    assert {e.action for e in confirmed} == {
-        "redeploy-last-known-good",
-        "stabilise-flags",
-        "replay-dead-letters",
-    }
+    # Nobody was asked to confirm a flag change that must not happen: refused on the read, before it.
+    assert {e.action for e in confirmed} == {"redeploy-last-known-good", "replay-dead-letters"}
+    assert not [e for e in events if e.kind == "action_started" and e.action == "stabilise-flags"]
     assert all(e.via == "--allow-destructive" and e.actor == "headless-rehearsal" for e in confirmed)
     # The evidence says all of it, and none of the secrets the commands were given.
     report = (export / "report.md").read_text()

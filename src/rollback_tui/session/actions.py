@@ -183,17 +183,25 @@ class ActionRun:
 
 
 def _refuse_unless_protected(action: StabiliseFlags, before: ev.FlagsRead) -> None:
+    refusal = protection_refusal(action, before)
+    if refusal:
+        raise Refused(refusal)
+
+
+def protection_refusal(action: StabiliseFlags, before: ev.FlagsRead) -> str | None:
+    """Why no flag may change, as the flags read now (a protection off or unreadable), or None."""
     if not action.must_stay_on:
-        return
+        return None
     if not before.observed or before.error:
-        raise Refused(f"the flags could not be read, so the protections cannot be verified: {before.error}")
+        return f"the flags could not be read, so the protections cannot be verified: {before.error}"
     off = [
         f"{f}={before.values.get(f) or '(not set)'}"
         for f in action.must_stay_on
         if not is_on(before.values.get(f))
     ]
     if off:
-        raise Refused(f"protections not on before any change ({', '.join(off)}): not changing anything")
+        return f"protections not on before any change ({', '.join(off)}): not changing anything"
+    return None
 
 
 def _why(result: CaptureResult) -> str | None:

@@ -35,6 +35,7 @@ from rollback_tui.core.read.guardrails import readings
 from rollback_tui.core.read.traffic import recent_traffic, split_window_s
 from rollback_tui.core.read.words import pct
 from rollback_tui.playbook.model import Fact, Redeploy, SelectorRemoval, StabiliseFlags, Step, StepItem
+from rollback_tui.session.actions import protection_refusal
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.session.preview import ActionPreview, StepPreview
 
@@ -350,7 +351,9 @@ class Runbook:
         if refusal:
             return "unknown", refusal
         if isinstance(action, StabiliseFlags):  # current values first: the preview shows current → new
-            await self.engine.read_flags(name, "before")
+            refusal = protection_refusal(action, await self.engine.read_flags(name, "before"))
+            if refusal:  # nobody is asked to confirm a change that must not happen
+                return "failed", refusal
         preview = self.engine.preview_action(name)
         typed = None
         if preview.changes:
