@@ -132,8 +132,9 @@ class ActionRun:
             parts.append(("prepare", action.prepare))
         parts += list(action.services.items())
         for i, (part, spec) in enumerate(parts):
+            values = {"commit": commit} if part == "prepare" else {"commit": commit, "service": part}
             try:
-                filled = fill(spec, {"commit": commit, "service": part})
+                filled = fill(spec, values)
             except CommandError as exc:
                 return "error", f"{part}: {exc}"
             result = await self.part(part, filled)
@@ -169,15 +170,16 @@ class ActionRun:
         after = await self.engine.read_flags(action.name, "after")
         if not after.observed or after.error:
             return "error", f"changed, but the flags could not be read back: {after.error}"
+        was, now = before.values, after.values
         problems = [
-            f"{flag} changed {before.values.get(flag)} → {after.values.get(flag)}: a protection was relaxed"
+            f"{flag} changed {_shown(was.get(flag))} → {_shown(now.get(flag))}: a protection was relaxed"
             for flag in action.must_stay_on
-            if after.values.get(flag) != before.values.get(flag)
+            if now.get(flag) != was.get(flag)
         ]
         problems += [
-            f"{c.flag} reads {after.values.get(c.flag)}, not {c.value}"
+            f"{c.flag} reads {_shown(now.get(c.flag))}, not {c.value}"
             for c in changes
-            if after.values.get(c.flag) != c.value
+            if now.get(c.flag) != c.value
         ]
         return ("failed", "; ".join(problems)) if problems else ("passed", None)
 
@@ -195,13 +197,15 @@ def protection_refusal(action: StabiliseFlags, before: ev.FlagsRead) -> str | No
     if not before.observed or before.error:
         return f"the flags could not be read, so the protections cannot be verified: {before.error}"
     off = [
-        f"{f}={before.values.get(f) or '(not set)'}"
-        for f in action.must_stay_on
-        if not is_on(before.values.get(f))
+        f"{f}={_shown(before.values.get(f))}" for f in action.must_stay_on if not is_on(before.values.get(f))
     ]
     if off:
         return f"protections not on before any change ({', '.join(off)}): not changing anything"
     return None
+
+
+def _shown(value: str | None) -> str:
+    return "(not set)" if value is None else value
 
 
 def _why(result: CaptureResult) -> str | None:
