@@ -27,6 +27,7 @@ from rollback_tui.core.text import command_line
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.health import HealthProbe
 from rollback_tui.session.engine import Engine, NotAvailable
+from rollback_tui.session.runbook import Runbook
 from rollback_tui.settings import settings_path
 from rollback_tui.ui import theme_store
 from rollback_tui.ui.app import CockpitApp
@@ -603,6 +604,10 @@ async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path
         assert "✓ ok dl-growth 5 ≤ 10" in flat(pane_text(app, "traffic"))  # 9 - 4 within the window
 
 
+async def _nobody(_: object) -> None:
+    return None
+
+
 @pytest.mark.parametrize("size", [(160, 45), (100, 30)])
 async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
@@ -620,7 +625,9 @@ async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     book = Playbook.model_validate(data)
     engine = Engine(book, Journal(tmp_path / "j.jsonl"), operator="alice")
     engine.start_session()
-    await engine.run_probes()
+    await Runbook(engine, ask=_nobody, confirm=_nobody).run_step(
+        "dlq"
+    )  # the step's item, as the runner runs it
     await HealthProbe(book, engine.emit).once()
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=size) as pilot:
@@ -880,9 +887,9 @@ async def test_actions_key_runs_a_playbook_command_action_and_journals_it(tmp_pa
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ActionsScreen)
-    ran = [e.detail["name"] for e in read_journal(engine.journal.path).events if e.kind == "operator_action"]
-    assert ran == ["inject"]
-    assert any("inject: passed" in n.message for n in engine.state.notices)
+    events = read_journal(engine.journal.path).events
+    assert [e.action for e in events if e.kind == "action_started"] == ["inject"]
+    assert [(e.action, e.outcome) for e in events if e.kind == "action_finished"] == [("inject", "passed")]
 
 
 async def test_a_query_guardrail_row_shows_its_value_window_evaluation_time_and_baseline(

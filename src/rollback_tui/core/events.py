@@ -55,6 +55,9 @@ class SessionStarted(Event):
     # The realtime transport every replica must report (the playbook's realtime.transport_expected);
     # journals written before this field expect "redis".
     transport_expected: str | None = None
+    # True: each runbook step's status comes from its items' StepItemStarted/Finished events (the runner,
+    # session/runbook.py). Journals written before the runner existed read as False: from the evidence.
+    runbook_items: bool = False
 
 
 class SessionResumed(Event):
@@ -89,6 +92,39 @@ class StepEntered(Event):
     timeline: ClassVar[bool] = True
     kind: Literal["step_entered"] = "step_entered"
     step: str
+    actor: str = "engine"
+
+
+ItemOutcome = Literal["passed", "failed", "unknown", "skipped", "needs_input", "cancelled"]
+
+
+class StepItemStarted(Event):
+    """The runbook runner began one item of a step (a step's status comes from its items' outcomes, never
+    from the tracker having entered it)."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["step_item_started"] = "step_item_started"
+    step: str
+    index: int  # 0-based position in the step's `do`
+    item: str  # `gate: smoke`, `manual: Keep auth …`
+    actor: str = "engine"
+
+
+class StepItemFinished(Event):
+    """What one item of a step showed. `unknown`: it could not run or could not look (never a failure,
+    so it does not trigger `on_failure` items); `needs_input`: a manual fact or task nobody answered;
+    `skipped`: its condition did not hold, or it changes the system and was not allowed to."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["step_item_finished"] = "step_item_finished"
+    step: str
+    index: int
+    item: str
+    outcome: ItemOutcome
+    reason: str = ""  # in words
+    note: str = ""  # the operator's note (a manual task)
     actor: str = "engine"
 
 
@@ -136,6 +172,19 @@ class FactCaptured(Event):
         if list(self.values) == ["-"]:
             return str(self.values["-"])
         return "; ".join(f"{k}: {'—' if v is None else v}" for k, v in self.values.items())
+
+
+class DeadLettersInspected(Event):
+    """The dead-letter queue looked at: its count and the newest items (one line each, in the endpoint's
+    order), read from the dead-letters probe's endpoint."""
+
+    timeline: ClassVar[bool] = True
+    kind: Literal["dead_letters_inspected"] = "dead_letters_inspected"
+    probe: str
+    count: int | None = None
+    newest: list[str] = []
+    observed: bool = True
+    error: str | None = None
 
 
 class ProbeResult(Event):
@@ -454,6 +503,71 @@ class GateFinished(Event):
         return None if self.outcome == "interrupted" else self.outcome != "passed"
 
 
+# --- command actions (redeploy, flags, queue recovery) ----------------------------------------------
+
+
+class ActionConfirmed(Event):
+    """The operator confirmed an action that changes the system, with what they typed and the commands
+    they were shown (argv with ${VAR} as the variable's name); journaled before anything runs."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    folded: ClassVar[bool] = False
+    kind: Literal["action_confirmed"] = "action_confirmed"
+    action: str
+    actor: str
+    typed: str
+    via: str = "typed"  # typed | --allow-destructive (headless)
+    commands: list[dict[str, Any]] = []  # {"label", "argv", "where"}
+
+
+ActionOutcome = Literal["passed", "failed", "timed_out", "cancelled", "error", "interrupted"]
+
+
+class ActionStarted(Event):
+    """An action, or one part of it (`part`: a redeploy's service or `prepare`, a flag), starts. The whole
+    action is `part` ""; its ActionFinished carries the outcome and the reason in words."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["action_started"] = "action_started"
+    action: str
+    part: str = ""
+    argv: list[str] = []  # as previewed: placeholders filled, ${VAR} left as the variable's name
+    where: str = "local"
+    actor: str = "engine"
+
+
+class ActionFinished(Event):
+    """`error`: it could not run (missing binary, unset ${VAR}, no value for a placeholder) — unknown, not
+    failed; `interrupted`: the cockpit stopped while it ran (journaled on resume)."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["action_finished"] = "action_finished"
+    action: str
+    part: str = ""
+    outcome: ActionOutcome
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output: list[str] = []  # the last lines it printed
+    error: str | None = None  # why it did not pass, in words
+
+
+class FlagsRead(Event):
+    """The flags a stabilise_flags action names (its changes and its must_stay_on flags), read before and
+    after it changes anything. Only those flags are kept: the read command may print every variable."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["flags_read"] = "flags_read"
+    action: str
+    phase: Literal["before", "after"]
+    values: dict[str, str | None]  # flag → value; None: the read did not print it
+    observed: bool = True
+    error: str | None = None
+
+
 # --- evidence --------------------------------------------------------------------------------------
 
 
@@ -497,8 +611,11 @@ AnyEvent = Annotated[
     | SessionEnded
     | Notice
     | StepEntered
+    | StepItemStarted
+    | StepItemFinished
     | HealthSample
     | FactCaptured
+    | DeadLettersInspected
     | ProbeResult
     | FanoutFrame
     | FanoutTapBatch
@@ -519,6 +636,10 @@ AnyEvent = Annotated[
     | GateStarted
     | GateOutput
     | GateFinished
+    | ActionConfirmed
+    | ActionStarted
+    | ActionFinished
+    | FlagsRead
     | OperatorAction
     | ChecklistTicked
     | ExportWritten,

@@ -193,6 +193,54 @@ class RailState:
 
 
 @dataclass
+class ItemRun:
+    """What the runbook runner journaled about one item of a step: its latest run."""
+
+    step: str
+    index: int
+    item: str
+    status: str = "running"  # running | passed | failed | unknown | skipped | needs_input | cancelled
+    reason: str = ""
+    note: str = ""
+    actor: str = ""
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    runs: int = 0
+
+
+@dataclass
+class ActionPart:
+    """One part of an action run (a redeploy's service, a flag), or the whole action (`part` "")."""
+
+    part: str
+    status: str = "running"  # running | passed | failed | timed_out | cancelled | error | interrupted
+    argv: list[str] = field(default_factory=list)
+    where: str = "local"
+    actor: str = ""
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    exit_code: int | None = None
+    output: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ActionRun:
+    """The latest run of a command action: the whole (`parts[""]`) and its parts in the order they ran."""
+
+    name: str
+    parts: dict[str, ActionPart] = field(default_factory=dict)
+
+    @property
+    def whole(self) -> ActionPart | None:
+        return self.parts.get("")
+
+    @property
+    def status(self) -> str:
+        return self.whole.status if self.whole is not None else "not_run"
+
+
+@dataclass
 class ChecklistEntry:
     item: str
     checked: bool = False
@@ -217,7 +265,11 @@ class SessionState:
     # Recent results per probe, for guardrails over a window (dead-letter growth).
     probe_history: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
-    step: str | None = None
+    step: str | None = None  # the tracker: where the operator said they are, not what ran
+    step_items: dict[tuple[str, int], ItemRun] = field(default_factory=dict)  # (step, index) → latest run
+    actions: dict[str, ActionRun] = field(default_factory=dict)
+    flags: dict[str, dict[str, ev.FlagsRead]] = field(default_factory=dict)  # action → before/after → read
+    dead_letters: dict[str, ev.DeadLettersInspected] = field(default_factory=dict)  # probe → latest look
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
     exports: list[ev.ExportWritten] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -303,6 +355,39 @@ def _notice(s: SessionState, e: ev.Notice) -> None:
 
 def _step_entered(s: SessionState, e: ev.StepEntered) -> None:
     s.step = e.step
+
+
+def _item_started(s: SessionState, e: ev.StepItemStarted) -> None:
+    key = (e.step, e.index)
+    runs = s.step_items[key].runs if key in s.step_items else 0
+    s.step_items[key] = ItemRun(e.step, e.index, e.item, actor=e.actor, started_ts=e.ts, runs=runs + 1)
+
+
+def _item_finished(s: SessionState, e: ev.StepItemFinished) -> None:
+    run = s.step_items.setdefault((e.step, e.index), ItemRun(e.step, e.index, e.item, started_ts=e.ts))
+    run.status, run.reason, run.note, run.actor, run.finished_ts = e.outcome, e.reason, e.note, e.actor, e.ts
+
+
+def _action_started(s: SessionState, e: ev.ActionStarted) -> None:
+    run = s.actions.setdefault(e.action, ActionRun(e.action))
+    if e.part == "":  # a new run of the action: its earlier parts belong to the previous one
+        run.parts.clear()
+    run.parts[e.part] = ActionPart(e.part, argv=list(e.argv), where=e.where, actor=e.actor, started_ts=e.ts)
+
+
+def _action_finished(s: SessionState, e: ev.ActionFinished) -> None:
+    run = s.actions.setdefault(e.action, ActionRun(e.action))
+    part = run.parts.setdefault(e.part, ActionPart(e.part, started_ts=e.ts))
+    part.status, part.exit_code, part.finished_ts = e.outcome, e.exit_code, e.ts
+    part.output, part.error = list(e.output), e.error
+
+
+def _flags_read(s: SessionState, e: ev.FlagsRead) -> None:
+    s.flags.setdefault(e.action, {})[e.phase] = e
+
+
+def _dead_letters(s: SessionState, e: ev.DeadLettersInspected) -> None:
+    s.dead_letters[e.probe] = e
 
 
 def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
@@ -427,6 +512,12 @@ _HANDLERS: dict[str, Any] = {
     "session_ended": _session_ended,
     "notice": _notice,
     "step_entered": _step_entered,
+    "step_item_started": _item_started,
+    "step_item_finished": _item_finished,
+    "action_started": _action_started,
+    "action_finished": _action_finished,
+    "flags_read": _flags_read,
+    "dead_letters_inspected": _dead_letters,
     "health_sample": _health_sample,
     "fact_captured": _fact,
     "probe_result": _probe,

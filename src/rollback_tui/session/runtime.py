@@ -91,6 +91,7 @@ class SessionRuntime:
         self.engine = Engine(
             playbook, self.journal, playbook_path=self.playbook_path, operator=self.operator, state=self.state
         )
+        self.engine.export_dir = self.export_dir
         if self.mirror_url or playbook.mirror is not None:  # imported only then: startup stays as fast
             from rollback_tui.session.mirror import start_mirror
 

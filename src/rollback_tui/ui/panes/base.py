@@ -45,6 +45,8 @@ STATUS = {
     "partial": ("◐", "partial", "warn"),
     "manual": ("·", "manual", "stale"),
     "no_record": ("·", "no record", "stale"),
+    "skipped": ("-", "skipped", "stale"),
+    "needs_input": ("!", "needs input", "warn"),
 }
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
