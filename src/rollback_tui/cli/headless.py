@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rollback_tui import settings
-from rollback_tui.cli.common import Output, load_or_exit, open_journal, session_redactor
+from rollback_tui.cli.common import (
+    Output,
+    load_or_exit,
+    open_journal,
+    session_redactor,
+    with_incident_options,
+)
 from rollback_tui.playbook.model import Playbook
 
 if TYPE_CHECKING:
@@ -64,6 +70,7 @@ def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--rollback", type=click.Choice(["on_breach", "always", "never"]), default="on_breach", show_default=True
 )
 @click.option("--allow-destructive", is_flag=True, help="Run redeploy/flag/destructive command actions too.")
+@with_incident_options
 def rehearse(
     playbook_path: str,
     headless: bool,
@@ -77,6 +84,7 @@ def rehearse(
     watch_s: float,
     rollback: str,
     allow_destructive: bool,
+    **incident: str | None,
 ) -> None:
     """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
     from rollback_tui.session.rehearsal import RehearsalOptions
@@ -109,6 +117,7 @@ def rehearse(
                 injections=injections,
                 ticks=tick,
                 out=out,
+                incident=incident,
             )
         )
     except LabError as exc:
@@ -164,8 +173,11 @@ async def _rehearse(
     injections: dict[str, dict[str, Any]],
     ticks: tuple[str, ...],
     out: Output,
+    incident: dict[str, str | None],
 ) -> int:
+    from rollback_tui.cli.checks import print_readiness
     from rollback_tui.core import events as ev
+    from rollback_tui.core.read.incident import IncidentFold
     from rollback_tui.core.read.summary import summarize
     from rollback_tui.core.read.traffic import TrafficTotals
     from rollback_tui.session.engine import NotAvailable
@@ -186,15 +198,19 @@ async def _rehearse(
         export_on_exit=bool(export_dir),
         export_dir=Path(export_dir) if export_dir else None,
         end_reason="rehearsal finished",
+        incident=incident,
     )
     session_traffic = TrafficTotals("whole session")
+    incident_fold = IncidentFold()  # what broke and the traffic while it lasted, in journal order
     async with runtime as engine:
         printer = _progress_printer(fmt, out)
         for notice in list(engine.state.notices):  # journaled as the session opened (the lab's, before us)
             printer(notice)
         engine.subscribe(printer)
         engine.subscribe(lambda e: session_traffic.add(e) if isinstance(e, ev.TrafficWindow) else None)
+        engine.subscribe(incident_fold.observe)
         await engine.start()
+        print_readiness(await engine.readiness(), fmt, out)  # what cannot run from here, before it runs
         for replica, faults in injections.items():
             assert lab is not None  # --inject needs the lab (checked before it starts)
             try:
@@ -206,7 +222,7 @@ async def _rehearse(
             name, _, note = raw.partition("=")
             engine.tick(name, True, note)
         await Rehearsal(engine, options).run()
-    summary = summarize(engine.playbook, engine.state)  # after the end and the export were journaled
+    summary = summarize(engine.playbook, engine.state, incident=incident_fold)  # after the end and export
     order = [r.name for r in engine.playbook.replicas]
     if fmt == "jsonl":
         out.json(json.dumps(verdict_doc(summary, session_traffic, engine.journal.path)))
@@ -225,8 +241,10 @@ def verdict_lines(
     """The headless verdict in words: the read model the report is written from, line for line."""
     exit_verdict = summary.checklist.verdict
     head = "✓ exit criteria hold" if exit_verdict.complete else "✗ exit criteria not met"
-    lines = [
-        f"{head} — journal {journal}",
+    lines = [f"{head} — journal {journal}"]
+    if summary.incident is not None:  # the paragraph the report opens with, a sentence a line
+        lines += ["  summary:", *(f"    {sentence}" for sentence in summary.incident.sentences)]
+    lines += [
         f"  checklist: {summary.counts.text} checked",
         f"  session: {summary.verdict.headline}",
     ]
@@ -243,6 +261,8 @@ def verdict_lines(
 
 def verdict_doc(summary: SessionSummary, session_traffic: TrafficTotals, journal: Path) -> dict[str, Any]:
     """The headless verdict as one JSON document (`--format jsonl`, the last line)."""
+    from rollback_tui.report.evidence import iso
+
     return {
         "kind": "rehearsal_verdict",
         "complete": summary.checklist.verdict.complete,
@@ -253,6 +273,7 @@ def verdict_doc(summary: SessionSummary, session_traffic: TrafficTotals, journal
         "guardrails": [r.as_dict() for r in summary.guardrails],
         "steps": [row.as_dict() for row in summary.steps],
         "traffic": [session_traffic.as_dict(), summary.traffic.as_dict()],
+        "incident": summary.incident.as_dict(iso) if summary.incident else None,
         "journal": str(journal),
     }
 

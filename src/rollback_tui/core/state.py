@@ -218,6 +218,8 @@ class SessionState:
     probe_history: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
     step: str | None = None
+    incident: ev.IncidentRecorded | None = None  # the latest holds every field recorded
+    readiness: ev.ReadinessChecked | None = None  # the latest check of what the items need from here
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
     exports: list[ev.ExportWritten] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -303,6 +305,14 @@ def _notice(s: SessionState, e: ev.Notice) -> None:
 
 def _step_entered(s: SessionState, e: ev.StepEntered) -> None:
     s.step = e.step
+
+
+def _incident(s: SessionState, e: ev.IncidentRecorded) -> None:
+    s.incident = e
+
+
+def _readiness(s: SessionState, e: ev.ReadinessChecked) -> None:
+    s.readiness = e
 
 
 def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
@@ -427,6 +437,8 @@ _HANDLERS: dict[str, Any] = {
     "session_ended": _session_ended,
     "notice": _notice,
     "step_entered": _step_entered,
+    "incident_recorded": _incident,
+    "readiness_checked": _readiness,
     "health_sample": _health_sample,
     "fact_captured": _fact,
     "probe_result": _probe,

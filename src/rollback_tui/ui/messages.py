@@ -20,6 +20,8 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "session_ended": frozenset({"status"}),
     "notice": frozenset({"notice"}),
     "step_entered": frozenset({"steps"}),
+    "incident_recorded": frozenset({"status"}),
+    "readiness_checked": frozenset({"steps", "status"}),  # what cannot run from here, and why
     "health_sample": frozenset({"health", "verdict"}),
     "fact_captured": frozenset({"steps", "checklist"}),
     "probe_result": frozenset({"traffic", "steps"}),

@@ -12,6 +12,8 @@ from typing import Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.incident import incident_text
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.text import one_line, weight_changes
 
@@ -43,6 +45,10 @@ def _session_resumed(e: ev.SessionResumed) -> str:
         f"Session resumed by {e.operator} ({e.recovered_events} events recovered, "
         f"{e.skipped_lines} lines skipped)"
     )
+
+
+def _incident(e: ev.IncidentRecorded) -> str:
+    return f"Incident recorded by {e.actor}: {incident_text(e)}"
 
 
 def _operator_action(e: ev.OperatorAction) -> str:
@@ -117,6 +123,8 @@ DESCRIBERS: dict[type[ev.Event], Callable[[Any], str | None]] = {
     ev.SessionResumed: _session_resumed,
     ev.SessionEnded: lambda e: f"Session ended ({e.reason})",
     ev.StepEntered: lambda e: f"Step {e.step} entered (by {e.actor})",
+    ev.IncidentRecorded: _incident,
+    ev.ReadinessChecked: lambda e: ReadinessView(e).timeline_text(),
     ev.OperatorAction: _operator_action,
     ev.Notice: lambda e: f"{e.level.capitalize()} from {e.source}: {e.message}",
     ev.FactCaptured: _fact,
@@ -171,6 +179,8 @@ def glyph(e: ev.Event) -> str:
         return "?" if not e.observed else "✗"
     if isinstance(e, ev.ChecklistTicked):
         return "☑" if e.checked else "☐"
+    if isinstance(e, ev.ReadinessChecked):
+        return "✓" if all(i.ready for i in e.items) else "!"
     return _KIND_GLYPH.get(e.kind, "·")
 
 
