@@ -19,7 +19,7 @@ import yaml
 
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.readiness import ReadinessView
-from rollback_tui.core.readiness import Need, readiness_items
+from rollback_tui.core.readiness import Need, kube_context, readiness_items
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.probes.readiness import check_readiness
 from rollback_tui.session.runtime import SessionRuntime
@@ -174,6 +174,22 @@ def test_the_needs_model_reads_kube_contexts_urls_and_remote_commands() -> None:
     # Every step names the items it runs through; a guardrail the source of its data.
     for step in book.steps:
         assert all(n.kind == "item" for n in items[f"step {step.name}"].needs)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "context"),
+    [
+        (["kubectl", "--context", "${KUBE_CONTEXT}", "get", "pods"], {}, "${KUBE_CONTEXT}"),
+        (["env", "A=1", "kubectl", "--context=prod", "get"], {}, "prod"),  # behind a wrapper
+        (["helm", "--kube-context", "staging", "list"], {}, "staging"),
+        (["kubectl", "get", "pods"], {}, ""),  # the kubeconfig's current context
+        (["kubectl", "get", "pods"], {"KUBE_CONTEXT": "lab"}, "lab"),
+        (["./deploy.sh"], {"KUBE_CONTEXT": "lab"}, "lab"),
+        (["docker", "--context", "remote", "ps"], {}, None),  # docker's --context is not a kube context
+    ],
+)
+def test_the_kube_context_a_command_needs(argv: list[str], env: dict[str, str], context: str | None) -> None:
+    assert kube_context(argv, env) == context
 
 
 async def test_a_kube_context_is_present_when_the_kubeconfig_has_it_and_its_server_answers(

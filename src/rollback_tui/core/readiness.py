@@ -119,18 +119,19 @@ def command_needs(spec: CommandSpec, playbook: Playbook) -> list[Need]:
 
 
 def kube_context(argv: list[str], env: dict[str, str]) -> str | None:
-    """The kube context a command uses: `--context X` / `--context=X`, else `KUBE_CONTEXT` in its env,
-    else "" (the kubeconfig's current context) for kubectl/helm; None for other commands."""
+    """The kube context a command uses: for kubectl/helm (also behind a wrapper such as `env`), its
+    `--context X` / `--context=X`, else `KUBE_CONTEXT` in its env, else "" (the kubeconfig's current
+    context); `KUBE_CONTEXT` in the env of any other command; None otherwise. (docker has a `--context`
+    too: only a kube tool's counts.)"""
+    if not {arg.rsplit("/", 1)[-1] for arg in argv} & KUBE_TOOLS:
+        return env.get("KUBE_CONTEXT")
     for i, arg in enumerate(argv):
         for flag in _CONTEXT_FLAGS:
             if arg == flag and i + 1 < len(argv):
                 return argv[i + 1]
             if arg.startswith(flag + "="):
                 return arg.split("=", 1)[1]
-    if "KUBE_CONTEXT" in env:
-        return env["KUBE_CONTEXT"]
-    programs = {a.rsplit("/", 1)[-1] for a in argv[:1]}
-    return "" if programs & KUBE_TOOLS else None
+    return env.get("KUBE_CONTEXT", "")
 
 
 def _ssh_needs(name: str, playbook: Playbook) -> list[Need]:
