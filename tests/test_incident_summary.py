@@ -145,11 +145,11 @@ async def test_incident_facts_are_journaled_at_the_start_and_kept_on_resume(tmp_
     path = tmp_path / "s.jsonl"
     incident = {"incident": "https://status.example/inc/42", "commander": "bob", "scribe": None}
     async with SessionRuntime(PLAYBOOK, "pb.yaml", journal=Journal(path), incident=incident) as engine:
-        engine.record_incident(scribe="carol")  # later: the scribe joins; the rest is kept
+        engine.record_incident(scribe=" carol\nsmith ")  # later: the scribe joins; the rest is kept
     recorded = [e for e in read_journal(path).events if isinstance(e, ev.IncidentRecorded)]
     assert [(e.incident, e.commander, e.scribe) for e in recorded] == [
         ("https://status.example/inc/42", "bob", None),
-        ("https://status.example/inc/42", "bob", "carol"),
+        ("https://status.example/inc/42", "bob", "carol smith"),  # one line: it heads the report
     ]
     assert fold(read_journal(path).events).incident == recorded[-1]
 

@@ -162,8 +162,8 @@ class Engine:
         """Journal which incident this is and who runs it (durable); what is not given keeps its value."""
         before = self.state.incident
 
-        def kept(value: str | None, name: str) -> str | None:
-            return (value or "").strip() or (getattr(before, name) if before else None)
+        def kept(value: str | None, name: str) -> str | None:  # one line: it heads the report
+            return " ".join((value or "").split()) or (getattr(before, name) if before else None)
 
         recorded = ev.IncidentRecorded(
             incident=kept(incident, "incident"),
