@@ -7,6 +7,7 @@ the real resolver, real `python -m rollback_tui` subprocesses.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.readiness import Need, kube_context, readiness_items
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.probes.readiness import check_readiness
+from rollback_tui.session.engine import Engine
 from rollback_tui.session.runtime import SessionRuntime
 from test_cli import run
 
@@ -271,3 +273,20 @@ async def test_the_session_journals_its_readiness_at_the_start_and_checks_once(
         assert view.why("replica", "up") is None
     kinds = [e.kind for e in read_journal(journal.path).events]
     assert kinds.count("readiness_checked") == 1 and kinds.index("readiness_checked") > 0
+
+
+async def test_a_task_cancelled_before_it_ran_closes_its_coroutine(tmp_path: Path) -> None:
+    """A session that ends before its readiness check started: no coroutine left 'never awaited'."""
+    book = load_playbook(write_playbook(tmp_path / "pb.yaml", {
+        "replicas": [{"name": "a", "url": "http://127.0.0.1:9", "role": "stable"}],
+        "steps": [{"name": "s", "title": "s", "do": [{"manual": "look"}]}],
+    }))  # fmt: skip
+    engine = Engine(book, Journal(tmp_path / "s.jsonl"))
+
+    async def never_started() -> None:
+        raise AssertionError("cancelled before it ran")
+
+    coro = never_started()
+    engine.spawn("feed", coro)
+    await engine.stop()  # before the task had a turn
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
