@@ -78,6 +78,7 @@ def everything(tmp_path: Path, up: int, down: int) -> dict:
             {"name": "env-present", "title": "t", "argv": ["python3", "-c", "pass", "${READY_PRESENT}"]},
             {"name": "env-missing", "title": "t", "argv": ["python3", "-c", "pass", "${READY_MISSING}"]},
             {"name": "no-binary", "title": "t", "argv": ["rollback-tui-no-such-binary", "--help"]},
+            {"name": "this-one", "title": "t", "argv": ["rollback-tui", "--version"]},  # PATH or not
             {"name": "ssh-known", "title": "t", "argv": ["uptime"], "where": "known"},
             {"name": "ssh-stranger", "title": "t", "argv": ["uptime"], "where": "stranger"},
         ],
@@ -113,6 +114,7 @@ def test_check_ready_json_says_what_is_present_resolvable_and_reachable(
     binary = needs_of(doc, "gate", "no-binary")["binary rollback-tui-no-such-binary"]
     assert (binary["status"], binary["why"]) == ("missing", "not on PATH")
     assert needs_of(doc, "gate", "env-present")["binary python3"]["status"] == "present"
+    assert ready[("gate", "this-one")]  # a local `rollback-tui` runs this installation, not PATH's
 
     host = needs_of(doc, "probe", "nowhere")["host rollback-tui-ready.invalid"]
     assert (host["ok"], host["status"]) == (False, "unresolvable")
@@ -148,7 +150,7 @@ def test_check_ready_prints_a_table_per_item_and_exits_0_only_when_all_is_here(
     assert row.endswith(" not set in this environment")
     assert any(line.startswith("✓ gate env-present") for line in lines)
     # down, nowhere, env-missing, no-binary, ssh-stranger and the step that runs env-missing
-    assert lines[-1] == f"✗ 6 of 9 items cannot run from {socket.gethostname()}"
+    assert lines[-1] == f"✗ 6 of 10 items cannot run from {socket.gethostname()}"
 
     fine = {
         "replicas": [{"name": "up", "url": f"http://127.0.0.1:{listening}", "role": "stable"}],

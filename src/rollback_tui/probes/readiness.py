@@ -25,6 +25,7 @@ import yaml
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.readiness import need_text
 from rollback_tui.core.readiness import ItemNeeds, Need, host_port, readiness_items
+from rollback_tui.exec.commands import CONSOLE_SCRIPT, this_installation
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.playbook.secrets import MissingVariable, resolve
 
@@ -104,6 +105,8 @@ async def _env(need: Need, c: Checker) -> ev.NeedStatus:
 
 async def _binary(need: Need, c: Checker) -> ev.NeedStatus:
     program = c.resolved(need, need.target)
+    if program == CONSOLE_SCRIPT:  # runs as this very installation, whatever PATH says
+        return _status(need, True, "present", f"this installation ({' '.join(this_installation([program]))})")
     if "/" in program:
         path = Path(c.resolved(need, need.cwd or ".")) / program
         found = str(path) if path.is_file() and os.access(path, os.X_OK) else None
