@@ -22,6 +22,7 @@ from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.readiness import Need, kube_context, readiness_items
 from rollback_tui.playbook.load import load_playbook
+from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.readiness import check_readiness
 from rollback_tui.session.engine import Engine
 from rollback_tui.session.runtime import SessionRuntime
@@ -178,6 +179,24 @@ def test_the_needs_model_reads_kube_contexts_urls_and_remote_commands() -> None:
     # Every step names the items it runs through; a guardrail the source of its data.
     for step in book.steps:
         assert all(n.kind == "item" for n in items[f"step {step.name}"].needs)
+
+
+def test_a_replica_read_through_a_command_and_the_api_headers_need_what_they_use() -> None:
+    book = Playbook.model_validate({
+        "name": "t", "title": "t",
+        "replicas": [{"name": "a", "url": "http://api.invalid", "role": "stable",
+                      "health_command": {"argv": ["curl", "-sf", "-H", "X-Key: ${HEALTH_KEY}", "http://h:9/x"]}}],
+        "load_balancer": {"url": "http://lb:80", "selector": {"app": "a"},
+                          "traffic_control": {"driver": "lab", "admin_url": "http://lb:81"},
+                          "verify": {"headers": {"Authorization": "Bearer ${VERIFY_TOKEN}"}}},
+        "realtime": {"redis_url": "redis://r:6379/0", "channel_prefix": "p",
+                     "fanout": {"send_headers": {"Authorization": "Bearer ${API_TOKEN}"}}},
+        "steps": [{"name": "s", "title": "s", "do": [{"manual": "look"}]}],
+    })  # fmt: skip
+    items = {i.label: [n.label for n in i.needs] for i in readiness_items(book)}
+    assert items["replica a"] == ["env HEALTH_KEY", "binary curl", "host h", "tcp h:9"]  # not its url
+    assert "env VERIFY_TOKEN" in items["load_balancer lb"] and "tcp lb:81" in items["load_balancer lb"]
+    assert items["realtime redis"] == ["host r", "tcp r:6379", "env API_TOKEN"]
 
 
 @pytest.mark.parametrize(

@@ -159,17 +159,21 @@ def readiness_items(playbook: Playbook) -> list[ItemNeeds]:
 
 
 def _items(pb: Playbook) -> Iterator[ItemNeeds]:
-    for replica in pb.replicas:
-        yield _item("replica", replica.name, url_needs(replica.url))
+    for replica in pb.replicas:  # what its health is read through
+        health = replica.health_command
+        yield _item("replica", replica.name, command_needs(health, pb) if health else url_needs(replica.url))
     lb = pb.load_balancer
     if lb is not None:
         control = lb.traffic_control
-        needs = url_needs(lb.url) + (url_needs(control.admin_url) if control.admin_url else [])
+        needs = url_needs(lb.url) + env_needs(*lb.verify.headers.values())
+        needs += url_needs(control.admin_url) if control.admin_url else []
         for spec in (control.read, control.remove, control.restore):
             needs += command_needs(spec, pb) if spec is not None else []
         yield _item("load_balancer", lb.name, needs)
     if pb.realtime is not None:
-        yield _item("realtime", "redis", url_needs(pb.realtime.redis_url))
+        fanout = pb.realtime.fanout
+        headers = [*fanout.stream_headers.values(), *fanout.send_headers.values()]
+        yield _item("realtime", "redis", url_needs(pb.realtime.redis_url) + env_needs(*headers))
     for probe in pb.probes:
         yield _item("probe", probe.name, url_needs(probe.url) + env_needs(*probe.headers.values()))
     for fact in pb.facts:
