@@ -104,7 +104,6 @@ def trouble(e: ev.Event) -> Trouble | None:
 @dataclass
 class Unobserved:
     reason: str  # the first reason it could not observe
-    since: float
     until: float | None = None  # when it observed again; None: still unknown at the end
 
 
@@ -165,7 +164,7 @@ class IncidentFold:
         self._unknown_now.add(seen.subject)
         episode = self.unobserved.get(seen.subject)
         if episode is None:
-            self.unobserved[seen.subject] = Unobserved(seen.reason, e.ts)
+            self.unobserved[seen.subject] = Unobserved(seen.reason)
         else:
             episode.until = None
 
