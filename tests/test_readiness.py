@@ -181,7 +181,7 @@ def test_the_needs_model_reads_kube_contexts_urls_and_remote_commands() -> None:
         assert all(n.kind == "item" for n in items[f"step {step.name}"].needs)
 
 
-def test_a_replica_read_through_a_command_and_the_api_headers_need_what_they_use() -> None:
+def test_a_command_health_the_api_headers_and_prometheus_need_what_they_use() -> None:
     book = Playbook.model_validate({
         "name": "t", "title": "t",
         "replicas": [{"name": "a", "url": "http://api.invalid", "role": "stable",
@@ -191,9 +191,16 @@ def test_a_replica_read_through_a_command_and_the_api_headers_need_what_they_use
                           "verify": {"headers": {"Authorization": "Bearer ${VERIFY_TOKEN}"}}},
         "realtime": {"redis_url": "redis://r:6379/0", "channel_prefix": "p",
                      "fanout": {"send_headers": {"Authorization": "Bearer ${API_TOKEN}"}}},
+        "prometheus": [{"name": "prom", "url": "https://prom:9090", "bearer_token": "${PROM_TOKEN}",
+                        "tls": {"ca_file": "/etc/prom-ca.pem"}}],
+        "facts": [{"name": "up", "title": "up", "source": "prometheus", "query": "up"}],
+        "guardrails": [{"name": "q", "title": "q", "metric": "query", "query": "sum(x)", "threshold": 1}],
         "steps": [{"name": "s", "title": "s", "do": [{"manual": "look"}]}],
     })  # fmt: skip
     items = {i.label: [n.label for n in i.needs] for i in readiness_items(book)}
+    prom = ["host prom", "tcp prom:9090", "env PROM_TOKEN", "file /etc/prom-ca.pem"]
+    assert items["prometheus prom"] == prom
+    assert items["guardrail q"] == items["fact up"] == ["prometheus prom"]  # a query needs its server
     assert items["replica a"] == ["env HEALTH_KEY", "binary curl", "host h", "tcp h:9"]  # not its url
     assert "env VERIFY_TOKEN" in items["load_balancer lb"] and "tcp lb:81" in items["load_balancer lb"]
     assert items["realtime redis"] == ["host r", "tcp r:6379", "env API_TOKEN"]

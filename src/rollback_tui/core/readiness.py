@@ -10,7 +10,9 @@ step) needs:
 * `kube_context` — the context a kubectl/helm command names (`--context`, `KUBE_CONTEXT`), else the
   kubeconfig's current one;
 * `host` / `tcp` — the host name of every URL it reaches from here, and its port;
-* `item` — another item it runs through (a step its items, a guardrail its probe or gate).
+* `file` — a key or certificate file it reads (an SSH key, a Prometheus server's TLS files);
+* `item` — another item it runs through (a step its items, a guardrail or fact its probe, gate or
+  Prometheus server).
 
 probes/readiness.py checks each need; core/read/readiness.py formats the journaled result.
 """
@@ -62,7 +64,7 @@ class Need:
 
 @dataclass(frozen=True)
 class ItemNeeds:
-    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | step
+    item: str  # replica | load_balancer | realtime | prometheus | probe | fact | gate | action | guardrail …
     name: str
     needs: tuple[Need, ...]
 
@@ -174,6 +176,11 @@ def _items(pb: Playbook) -> Iterator[ItemNeeds]:
         fanout = pb.realtime.fanout
         headers = [*fanout.stream_headers.values(), *fanout.send_headers.values()]
         yield _item("realtime", "redis", url_needs(pb.realtime.redis_url) + env_needs(*headers))
+    for server in pb.prometheus:
+        auth = [server.bearer_token or "", server.basic_auth.password if server.basic_auth else ""]
+        tls = [Need("file", f) for f in (server.tls.ca_file, server.tls.cert_file, server.tls.key_file) if f]
+        needs = url_needs(server.url) + env_needs(*auth, *server.headers.values())
+        yield _item("prometheus", server.name, needs + tls)
     for probe in pb.probes:
         yield _item("probe", probe.name, url_needs(probe.url) + env_needs(*probe.headers.values()))
     for fact in pb.facts:
@@ -197,6 +204,8 @@ def _fact_needs(fact: Fact, pb: Playbook) -> list[Need]:
         return command_needs(fact.command, pb)
     if fact.source == "env" and fact.env_var:
         return [Need("env", fact.env_var)]
+    if fact.source == "prometheus":
+        return [_prometheus(fact.server, pb)]
     return []  # manual: the operator records it
 
 
@@ -217,13 +226,21 @@ def _guardrail_needs(rail: Guardrail, pb: Playbook) -> list[Need]:
     if rail.metric in _TRAFFIC_METRICS:  # without a balancer there is no traffic to judge: not ready
         lb = pb.load_balancer
         return [_ref("load_balancer", lb.name) if lb else Need("item", "load_balancer")]
-    if rail.metric == "dead_letters_growth" and rail.probe:
+    if rail.metric in ("dead_letters_growth", "http_json") and rail.probe:
         return [_ref("probe", rail.probe)]
+    if rail.metric == "query":
+        return [_prometheus(rail.server, pb)]
     if rail.metric == "gate_failed" and rail.gate:
         return [_ref("gate", rail.gate)]
     if rail.metric == "health_failing":
         return [_ref("replica", r.name) for r in pb.replicas if rail.scope in ("all", r.role)]
     return []
+
+
+def _prometheus(name: str | None, pb: Playbook) -> Need:
+    """The Prometheus server a query goes to (unnamed: the only one); a missing one is not ready."""
+    server = pb.prometheus_server(name)
+    return _ref("prometheus", server.name) if server else Need("item", f"prometheus {name or '(default)'}")
 
 
 def _step_item_needs(item: StepItem, pb: Playbook) -> list[Need]:
