@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rollback_tui import settings
-from rollback_tui.cli.common import Output, load_or_exit, open_journal, session_redactor
+from rollback_tui.cli.common import (
+    Output,
+    load_or_exit,
+    open_journal,
+    session_redactor,
+    with_incident_options,
+)
 from rollback_tui.cli.watch import mirror_option
 from rollback_tui.playbook.model import Playbook
 
@@ -79,6 +85,7 @@ def _parse_injections(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--allow-destructive", is_flag=True, help="Run the actions that change the system (redeploy, flags, …)."
 )
 @mirror_option
+@with_incident_options
 def rehearse(
     playbook_path: str,
     headless: bool,
@@ -97,6 +104,7 @@ def rehearse(
     rollback: str,
     allow_destructive: bool,
     mirror: str | None,
+    **incident: str | None,
 ) -> None:
     """Run the playbook's steps in order, headless; exit 0 only when the exit criteria hold."""
     from rollback_tui.session.rehearsal import RehearsalOptions
@@ -143,6 +151,7 @@ def rehearse(
                 junit=junit,
                 out=out,
                 mirror=mirror,
+                incident=incident,
             )
         )
     except LabError as exc:
@@ -301,8 +310,11 @@ async def _rehearse(
     junit: str | None,
     out: Output,
     mirror: str | None = None,
+    incident: dict[str, str | None],
 ) -> int:
+    from rollback_tui.cli.checks import print_readiness
     from rollback_tui.core import events as ev
+    from rollback_tui.core.read.incident import IncidentFold
     from rollback_tui.core.read.summary import summarize
     from rollback_tui.core.read.traffic import TrafficTotals
     from rollback_tui.session.engine import NotAvailable
@@ -324,15 +336,19 @@ async def _rehearse(
         export_dir=Path(export_dir) if export_dir else None,
         end_reason="rehearsal finished",
         mirror=mirror,
+        incident=incident,
     )
     session_traffic = TrafficTotals("whole session")
+    incident_fold = IncidentFold()  # what broke and the traffic while it lasted, in journal order
     async with runtime as engine:
         printer = _progress_printer(fmt, out)
         for notice in list(engine.state.notices):  # journaled as the session opened (the lab's, before us)
             printer(notice)
         engine.subscribe(printer)
         engine.subscribe(lambda e: session_traffic.add(e) if isinstance(e, ev.TrafficWindow) else None)
+        engine.subscribe(incident_fold.observe)
         await engine.start()
+        print_readiness(await engine.readiness(), fmt, out)  # what cannot run from here, before it runs
         for replica, faults in injections.items():
             assert lab is not None  # --inject needs the lab (checked before it starts)
             try:
@@ -345,7 +361,7 @@ async def _rehearse(
             engine.tick(name, True, note)
         rehearsal = Rehearsal(engine, options)
         await rehearsal.run()
-    summary = summarize(engine.playbook, engine.state)  # after the end and the export were journaled
+    summary = summarize(engine.playbook, engine.state, incident=incident_fold)  # after the end and export
     withheld = [f"{r.step} {r.index + 1}. {r.item}" for r in rehearsal.withheld]
     exported = str(runtime.exported[0].parent) if runtime.exported else None
     if fmt == "jsonl":
@@ -389,8 +405,10 @@ def verdict_lines(
     """The headless verdict in words: the read model the report is written from, line for line."""
     exit_verdict = summary.checklist.verdict
     head = "✓ exit criteria hold" if exit_verdict.complete else "✗ exit criteria not met"
-    lines = [
-        f"{head} — journal {journal}",
+    lines = [f"{head} — journal {journal}"]
+    if summary.incident is not None:  # the paragraph the report opens with, a sentence a line
+        lines += ["  summary:", *(f"    {sentence}" for sentence in summary.incident.sentences)]
+    lines += [
         f"  checklist: {summary.counts.text} checked",
         f"  session: {summary.verdict.headline}",
     ]
@@ -407,6 +425,8 @@ def verdict_lines(
 
 def verdict_doc(summary: SessionSummary, session_traffic: TrafficTotals, journal: Path) -> dict[str, Any]:
     """The headless verdict as one JSON document (`--format jsonl`, the last line)."""
+    from rollback_tui.report.evidence import iso
+
     return {
         "kind": "rehearsal_verdict",
         "complete": summary.checklist.verdict.complete,
@@ -417,6 +437,7 @@ def verdict_doc(summary: SessionSummary, session_traffic: TrafficTotals, journal
         "guardrails": [r.as_dict() for r in summary.guardrails],
         "steps": [row.as_dict() for row in summary.steps],
         "traffic": [session_traffic.as_dict(), summary.traffic.as_dict()],
+        "incident": summary.incident.as_dict(iso) if summary.incident else None,
         "journal": str(journal),
     }
 

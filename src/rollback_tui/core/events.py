@@ -126,6 +126,56 @@ class StepItemFinished(Event):
     reason: str = ""  # in words
     note: str = ""  # the operator's note (a manual task)
     actor: str = "engine"
+class IncidentRecorded(Event):
+    """Who runs the incident and which one it is (`--incident`, `--commander`, `--scribe`): the report's
+    header and the status bar. The latest one holds every field (the engine merges what was recorded)."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["incident_recorded"] = "incident_recorded"
+    incident: str | None = None  # an ID or a URL
+    commander: str | None = None
+    scribe: str | None = None
+    actor: str
+
+
+class NeedStatus(BaseModel):
+    """One thing an item needs from the machine the session runs on, and whether it has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    need: str  # env | binary | file | known_hosts | kube_context | host | tcp | item (core/readiness.py)
+    target: str  # the variable, program, path, host, host:port, context, or the item ("gate smoke")
+    ok: bool
+    status: str  # present | missing | resolvable | unresolvable | reachable | unreachable | unknown | …
+    why: str = ""
+
+
+class ItemReadiness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | step
+    name: str
+    needs: list[NeedStatus] = []
+
+    @property
+    def ready(self) -> bool:
+        return all(n.ok for n in self.needs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.item} {self.name}"
+
+
+class ReadinessChecked(Event):
+    """What every playbook item needs from here (env vars, binaries, SSH hosts, kube context, host names)
+    and whether each is present / resolvable / reachable, checked at the start of the session."""
+
+    timeline: ClassVar[bool] = True
+    kind: Literal["readiness_checked"] = "readiness_checked"
+    host: str  # where it was checked from
+    items: list[ItemReadiness]
+    duration_s: float = 0.0
 
 
 # --- health ----------------------------------------------------------------------------------------
@@ -613,6 +663,8 @@ AnyEvent = Annotated[
     | StepEntered
     | StepItemStarted
     | StepItemFinished
+    | IncidentRecorded
+    | ReadinessChecked
     | HealthSample
     | FactCaptured
     | DeadLettersInspected

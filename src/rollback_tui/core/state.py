@@ -270,6 +270,8 @@ class SessionState:
     actions: dict[str, ActionRun] = field(default_factory=dict)
     flags: dict[str, dict[str, ev.FlagsRead]] = field(default_factory=dict)  # action → before/after → read
     dead_letters: dict[str, ev.DeadLettersInspected] = field(default_factory=dict)  # probe → latest look
+    incident: ev.IncidentRecorded | None = None  # the latest holds every field recorded
+    readiness: ev.ReadinessChecked | None = None  # the latest check of what the items need from here
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
     exports: list[ev.ExportWritten] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -388,6 +390,12 @@ def _flags_read(s: SessionState, e: ev.FlagsRead) -> None:
 
 def _dead_letters(s: SessionState, e: ev.DeadLettersInspected) -> None:
     s.dead_letters[e.probe] = e
+def _incident(s: SessionState, e: ev.IncidentRecorded) -> None:
+    s.incident = e
+
+
+def _readiness(s: SessionState, e: ev.ReadinessChecked) -> None:
+    s.readiness = e
 
 
 def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
@@ -518,6 +526,8 @@ _HANDLERS: dict[str, Any] = {
     "action_finished": _action_finished,
     "flags_read": _flags_read,
     "dead_letters_inspected": _dead_letters,
+    "incident_recorded": _incident,
+    "readiness_checked": _readiness,
     "health_sample": _health_sample,
     "fact_captured": _fact,
     "probe_result": _probe,

@@ -28,6 +28,8 @@ from rollback_tui.core.read.guardrails import (
     value_text,
     window_text,
 )
+from rollback_tui.core.read.incident import incident_fields
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.steps import status_word
 from rollback_tui.core.read.summary import SessionSummary, summarize
 from rollback_tui.core.read.words import num, pct
@@ -54,7 +56,7 @@ def render_markdown(
     `artefacts` maps a GateFinished.artefact path to where the export put it (relative to the report).
     """
     evidence = events if isinstance(events, Evidence) else Evidence.from_events(events)
-    summary = summarize(playbook, state)
+    summary = summarize(playbook, state, incident=evidence.incident)
     report = summary.checklist
     doc = _Doc()
     _header(doc, playbook, state, journal_name, summary)
@@ -65,6 +67,7 @@ def render_markdown(
     _fanout(doc, state, evidence)
     _traffic(doc, state, evidence, summary)
     _guardrails(doc, playbook, state, summary)
+    _readiness(doc, state)
     _data_collection(doc, evidence)
     _checklist(doc, "Evidence checklist", report.items, "This playbook has no evidence checklist.")
     _checklist(doc, "Exit criteria", report.exit_criteria, "This playbook has no exit criteria.")
@@ -147,9 +150,12 @@ def _header(
 ) -> None:
     started = state.started
     doc.h(1, f"Rollback evidence report — {playbook.title}")
+    if summary.incident is not None:
+        doc.p(f"**Summary.** {summary.incident.text}")
     rows = [
         ["Playbook", f"{playbook.name} ({_code(started.playbook) if started and started.playbook else '-'})"],
         ["Environment", playbook.environment],
+        *([label.capitalize(), value] for label, value in incident_fields(state.incident)),
         ["Operator", f"{started.operator} on {started.host}" if started else "-"],
         ["Session start", iso(started.ts) if started else "-"],
         [
@@ -510,6 +516,18 @@ def _queried(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         )
     doc.p("Guardrails read from Prometheus, as last evaluated:")
     doc.table(["Guardrail", "Server", "Query", "Window", "Last value", "Evaluated (UTC)"], rows)
+
+
+def _readiness(doc: _Doc, state: SessionState) -> None:
+    doc.h(2, "Readiness")
+    if state.readiness is None:
+        doc.p("No readiness check was journaled.")
+        return
+    view = ReadinessView(state.readiness)
+    doc.p(f"Checked at {iso(state.readiness.ts)}: {view.headline}.")
+    for item in view.not_ready:
+        doc.li(f"{item.label} — {view.why(item.item, item.name)}")
+    doc.blank()
 
 
 def _data_collection(doc: _Doc, evidence: Evidence) -> None:

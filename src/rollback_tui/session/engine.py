@@ -158,6 +158,48 @@ class Engine:
             )
         )
 
+    def record_incident(
+        self,
+        incident: str | None = None,
+        commander: str | None = None,
+        scribe: str | None = None,
+        *,
+        actor: str | None = None,
+    ) -> ev.IncidentRecorded:
+        """Journal which incident this is and who runs it (durable); what is not given keeps its value."""
+        before = self.state.incident
+
+        def kept(value: str | None, name: str) -> str | None:  # one line: it heads the report
+            return " ".join((value or "").split()) or (getattr(before, name) if before else None)
+
+        recorded = ev.IncidentRecorded(
+            incident=kept(incident, "incident"),
+            commander=kept(commander, "commander"),
+            scribe=kept(scribe, "scribe"),
+            actor=actor or self.operator,
+        )
+        return self.emit(recorded)
+
+    def start_readiness(self, *, again: bool = False) -> asyncio.Task[Any]:
+        """Check in the background what every playbook item needs from here (probes/readiness.py); the
+        result is journaled when it is in. `again`: a new check once the last one is done."""
+        task = self._tasks.get("readiness")
+        if task is None or (again and task.done()):
+            task = self.spawn("readiness", self._check_readiness())
+        return task
+
+    async def readiness(self) -> ev.ReadinessChecked:
+        """The readiness of every item (the session's check, started now if it was not)."""
+        result = await asyncio.shield(self.start_readiness())
+        if result is None:  # the check crashed; `spawn` journaled why
+            raise NotAvailable("The readiness check stopped unexpectedly; see the notices.")
+        return result
+
+    async def _check_readiness(self) -> ev.ReadinessChecked:
+        from rollback_tui.probes.readiness import check_readiness
+
+        return self.emit(await check_readiness(self.playbook))
+
     async def start(self) -> None:
         """Start the background feeds (health polling, journal flusher)."""
         from rollback_tui.probes.health import HealthProbe
@@ -203,6 +245,8 @@ class Engine:
                 return None
 
         task = asyncio.create_task(guarded(), name=name)
+        # Cancelled before it ran (the session ended at once): close `coro`, which never started.
+        task.add_done_callback(lambda t: coro.close() if t.cancelled() else None)
         self._tasks[name] = task
         return task
 

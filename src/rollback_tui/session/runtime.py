@@ -12,7 +12,7 @@ The session layer never imports the lab: the CLI hands it in as anything with st
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
@@ -58,6 +58,7 @@ class SessionRuntime:
         export_dir: Path | None = None,
         end_reason: str = "quit",
         mirror: str | None = None,
+        incident: Mapping[str, str | None] | None = None,
     ) -> None:
         self.playbook = playbook
         self.playbook_path = str(Path(playbook_path).resolve()) if playbook_path else playbook_path
@@ -70,6 +71,7 @@ class SessionRuntime:
         self.export_on_exit = export_on_exit
         self.export_dir = export_dir
         self.end_reason = end_reason
+        self.incident = {k: v for k, v in (incident or {}).items() if v}  # incident, commander, scribe
         self.engine: Engine | None = None
         self.exported: list[Path] | None = None  # set by a front end that exported itself (with its SVG)
         self.export_error: str | None = None
@@ -98,12 +100,15 @@ class SessionRuntime:
             self.mirror = start_mirror(self.engine, self.mirror_url)
         if self.engine.state.started is None:
             self.engine.start_session()
+        if self.incident:
+            self.engine.record_incident(**self.incident)
         if self.lab is not None:
             self.engine.notice("lab", f"{self.lab_notice} · Redis: {self.lab.redis_kind}")
             if self.lab.prometheus_note:  # last: the notice line shows it when the session opens
                 self.engine.notice(
                     "lab", self.lab.prometheus_note, "info" if self.lab.prometheus_up else "warning"
                 )
+        self.engine.start_readiness()  # journaled when in: what cannot run from here, and why
         return self.engine
 
     async def __aexit__(

@@ -13,6 +13,8 @@ from typing import Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.incident import incident_text
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.text import one_line, weight_changes
 
@@ -44,6 +46,10 @@ def _session_resumed(e: ev.SessionResumed) -> str:
         f"Session resumed by {e.operator} ({e.recovered_events} events recovered, "
         f"{e.skipped_lines} lines skipped)"
     )
+
+
+def _incident(e: ev.IncidentRecorded) -> str:
+    return f"Incident recorded by {e.actor}: {incident_text(e)}"
 
 
 def _operator_action(e: ev.OperatorAction) -> str:
@@ -180,6 +186,8 @@ DESCRIBERS: dict[type[ev.Event], Callable[[Any], str | None]] = {
     ev.ActionFinished: _action_finished,
     ev.FlagsRead: _flags,
     ev.DeadLettersInspected: _dead_letters,
+    ev.IncidentRecorded: _incident,
+    ev.ReadinessChecked: lambda e: ReadinessView(e).timeline_text(),
     ev.OperatorAction: _operator_action,
     ev.Notice: lambda e: f"{e.level.capitalize()} from {e.source}: {e.message}",
     ev.FactCaptured: _fact,
@@ -240,6 +248,8 @@ def glyph(e: ev.Event) -> str:
         return _GATE_GLYPH.get(e.outcome, "?")
     if isinstance(e, ev.FlagsRead | ev.DeadLettersInspected):
         return "?" if not e.observed else "·"
+    if isinstance(e, ev.ReadinessChecked):
+        return "✓" if all(i.ready for i in e.items) else "!"
     return _KIND_GLYPH.get(e.kind, "·")
 
 
