@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report.bundle import build_bundle
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.runtime import SessionRuntime
+from support.http import JsonHandler
 from test_cli import run
 from test_report import DATA, SECRET, session  # noqa: F401  (the recorded-session fixture)
 
@@ -158,17 +159,11 @@ async def test_incident_facts_are_journaled_at_the_start_and_kept_on_resume(tmp_
 def healthy_replica() -> Iterator[str]:
     """A real HTTP server answering the health check with status ok."""
 
-    class Health(BaseHTTPRequestHandler):
+    class Health(JsonHandler):
         def do_GET(self) -> None:
             body = json.dumps({"status": "ok", "commit": "abc1234"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(body, 200)
 
-        def log_message(self, *args: object) -> None:
-            pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,7 @@ from rollback_tui.ui.themes import (
     load_theme_file,
     load_themes,
 )
+from support.http import JsonHandler
 from test_ui_support import demo_playbook, replay_engine
 
 SIZE = (120, 40)
@@ -464,7 +465,7 @@ def test_theme_files_load_with_status_variables(tmp_path: Path) -> None:
 # --- live: real HTTP replicas, the real health probe, the refresh timer --------------------------
 
 
-class _Healthz(BaseHTTPRequestHandler):
+class _Healthz(JsonHandler):
     def do_GET(self) -> None:
         body = json.dumps(
             {
@@ -475,14 +476,8 @@ class _Healthz(BaseHTTPRequestHandler):
                 "realtime": {"transport": "redis", "channel_prefix": "chat:rt:"},
             }
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(body, 200)
 
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _closed_port() -> int:
