@@ -1,12 +1,13 @@
 """Benchmark: time-to-detect and RTO of the automatic rollback on the embedded lab (targets, median of 5:
-TTD <= 2 s, RTO <= 3 s).
+TTD <= 2 s, RTO <= 3 s; through the Prometheus guardrail TTD <= 3 s with its 1 s scrape).
 
-    /tmp/venv/bin/python bench/rto.py [--runs 5] [--windows demo,10] [--rps 50] [--error-rate 0.25]
+    /tmp/venv/bin/python bench/rto.py [--runs 5] [--windows demo,10,prom] [--rps 50] [--error-rate 0.25]
 
 Starts `Lab(load_playbook("playbooks/demo.yaml"))` once (real redis-server, three uvicorn replicas, the lab
-balancer), then for each guardrail setting in `--windows` ("demo" = the playbook as shipped, a number =
-a copy of it whose `candidate-5xx` guardrail uses that window_s; nothing else changes) runs `--runs`
-times:
+balancer, and the lab's Prometheus when the binary is installed), then for each guardrail setting in
+`--windows` ("demo" = the playbook as shipped, a number = a copy of it whose `candidate-5xx` guardrail uses
+that window_s, "prom" = a copy whose synthetic `candidate-5xx` is only P1, so that the Prometheus query
+`prom-candidate-5xx` is the P0 that detects the fault; nothing else changes) runs `--runs` times:
 
 1. a fresh Engine (own journal in a temp dir, `auto_rollback = True`, `engine.start()`: health, probes,
    routing) and synthetic traffic through the balancer (`engine.start_traffic`);
@@ -49,8 +50,10 @@ from rollback_tui.session.engine import Engine
 
 DEMO = Path(__file__).resolve().parent.parent / "playbooks" / "demo.yaml"
 GUARDRAIL = "candidate-5xx"
+PROM_GUARDRAIL = "prom-candidate-5xx"
 CANDIDATE = "blue-next"
 TTD_TARGET_S = 2.0
+PROM_TTD_TARGET_S = 3.0  # a 1 s scrape, a 1 s evaluation interval and a rate() over the query's window
 RTO_TARGET_S = 3.0
 RUN_HEADER: list[object] = [
     "run", "TTD from injection s", "TTD journaled s", "RTO s", "breach", "value", "verified", "stable share",
@@ -93,8 +96,45 @@ def with_window(playbook: Playbook, window_s: float | None) -> Playbook:
     return Playbook.model_validate(data)
 
 
-def guardrail(playbook: Playbook) -> tuple[float, float, float]:
-    rail = next(g for g in playbook.guardrails if g.name == GUARDRAIL)
+def through_prometheus(playbook: Playbook) -> Playbook:
+    """A copy in which the synthetic candidate-5xx is P1: the Prometheus guardrail is the P0 that trips."""
+    data = playbook.model_dump(mode="python")
+    for rail in data["guardrails"]:
+        if rail["name"] == GUARDRAIL:
+            rail["severity"] = "P1"
+    return Playbook.model_validate(data)
+
+
+@dataclass
+class Setting:
+    word: str  # as given in --windows
+    name: str
+    playbook: Playbook
+    trigger: str  # the guardrail meant to detect the fault
+    ttd_target_s: float
+
+
+def settings_of(spec: str, lab: Lab) -> list[Setting]:
+    out = []
+    for word in spec.split(","):
+        if word == "prom":
+            if lab.prometheus is None:
+                print(f"prom: skipped — {lab.prometheus_note or 'the playbook has no lab Prometheus'}\n")
+                continue
+            copy = through_prometheus(lab.playbook)
+            name = f"demo.yaml copy, {GUARDRAIL} P1: {PROM_GUARDRAIL} (Prometheus) is the P0"
+            out.append(Setting(word, name, copy, PROM_GUARDRAIL, PROM_TTD_TARGET_S))
+        elif word == "demo":
+            out.append(Setting(word, "demo.yaml", lab.playbook, GUARDRAIL, TTD_TARGET_S))
+        else:
+            copy = with_window(lab.playbook, float(word))
+            name = f"demo.yaml copy, {GUARDRAIL}.window_s={word}"
+            out.append(Setting(word, name, copy, GUARDRAIL, TTD_TARGET_S))
+    return out
+
+
+def guardrail(playbook: Playbook, name: str = GUARDRAIL) -> tuple[float, float, float]:
+    rail = next(g for g in playbook.guardrails if g.name == name)
     return rail.window_s, rail.threshold, rail.sustained_s
 
 
@@ -115,8 +155,10 @@ async def wait_for(predicate, timeout_s: float, what: str) -> None:  # predicate
         await asyncio.sleep(0.02)
 
 
-async def one_run(lab: Lab, playbook: Playbook, work: Path, label: str, args: argparse.Namespace) -> Run:
-    window_s, _, _ = guardrail(playbook)
+async def one_run(
+    lab: Lab, playbook: Playbook, work: Path, label: str, args: argparse.Namespace, trigger: str = GUARDRAIL
+) -> Run:
+    window_s, _, _ = guardrail(playbook, trigger)
     journal = Journal(work / f"rto-{label}.jsonl")
     engine = Engine(playbook, journal, operator="bench")
     engine.auto_rollback = True
@@ -171,19 +213,19 @@ def fmt(value: float | None) -> str:
 
 async def bench(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-rto-"))
-    settings: list[float | None] = [None if w == "demo" else float(w) for w in args.windows.split(",")]
     try:
-        return await _bench(args, work, settings)
+        return await _bench(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-async def _bench(args: argparse.Namespace, work: Path, settings: list[float | None]) -> int:
+async def _bench(args: argparse.Namespace, work: Path) -> int:
     misses = 0
     async with Lab(load_playbook(DEMO), redis="server", log_dir=work / "lab-logs") as lab:
         print(
             f"lab: {lab.redis_kind}, balancer {lab.endpoints['balancer']}, replicas "
-            f"{', '.join(r.name for r in lab.playbook.replicas)}"
+            f"{', '.join(r.name for r in lab.playbook.replicas)}; "
+            f"{lab.prometheus_note or 'no Prometheus in the playbook'}"
         )
         action = next(a for a in lab.playbook.actions if a.name == "rollback-blue-next")
         print(
@@ -193,24 +235,35 @@ async def _bench(args: argparse.Namespace, work: Path, settings: list[float | No
             "responses\n"
         )
         summary: list[list[object]] = [
-            ["playbook", "window_s", "TTD inj. (med)", "TTD journal (med)", "RTO (med)", "TTD<=2s", "RTO<=3s"]
+            [
+                "setting",
+                "P0 trigger",
+                "window_s",
+                "TTD inj. (med)",
+                "TTD journal (med)",
+                "RTO (med)",
+                "TTD",
+                "RTO",
+            ]
         ]
-        for setting, window in enumerate(settings, 1):
-            playbook = with_window(lab.playbook, window)
-            window_s, threshold, sustained = guardrail(playbook)
-            name = "demo.yaml" if window is None else f"demo.yaml copy, {GUARDRAIL}.window_s={window:g}"
-            print(f"== {name}: {GUARDRAIL} > {threshold:g} over {window_s:g} s (sustained {sustained:g} s)")
+        for number, setting in enumerate(settings_of(args.windows, lab), 1):
+            playbook, trigger = setting.playbook, setting.trigger
+            window_s, threshold, sustained = guardrail(playbook, trigger)
+            print(
+                f"== {setting.name}: {trigger} > {threshold:g} over {window_s:g} s "
+                f"(sustained {sustained:g} s)"
+            )
             rows: list[list[object]] = [RUN_HEADER]
             runs: list[Run] = []
             for i in range(1, args.runs + 1):
-                run = await one_run(lab, playbook, work, f"{setting}-{window_s:g}-{i}", args)
+                run = await one_run(lab, playbook, work, f"{number}-{window_s:g}-{i}", args, trigger)
                 runs.append(run)
                 rows.append([i, *run.cells()])
             ttd = median([r.ttd_injection_s for r in runs])
             ttd_j = median([r.ttd_journal_s for r in runs if r.ttd_journal_s is not None])
             rto = median([r.rto_s for r in runs if r.rto_s is not None])
             print(table(rows))
-            ttd_ok, rto_ok = ttd <= TTD_TARGET_S, rto <= RTO_TARGET_S
+            ttd_ok, rto_ok = ttd <= setting.ttd_target_s, rto <= RTO_TARGET_S
             misses += (not ttd_ok) + (not rto_ok)
             print(
                 f"median: TTD from injection {ttd:.2f} s, TTD journaled {ttd_j:.2f} s, RTO {rto:.2f} s "
@@ -218,13 +271,14 @@ async def _bench(args: argparse.Namespace, work: Path, settings: list[float | No
             )
             summary.append(
                 [
-                    name.split(",")[0] if window is None else "copy",
+                    setting.word,
+                    trigger,
                     f"{window_s:g}",
                     f"{ttd:.2f}",
                     f"{ttd_j:.2f}",
                     f"{rto:.2f}",
-                    "PASS" if ttd_ok else "MISS",
-                    "PASS" if rto_ok else "MISS",
+                    f"{'PASS' if ttd_ok else 'MISS'} (<= {setting.ttd_target_s:g} s)",
+                    f"{'PASS' if rto_ok else 'MISS'} (<= {RTO_TARGET_S:g} s)",
                 ]
             )
         print(table(summary))
@@ -234,7 +288,9 @@ async def _bench(args: argparse.Namespace, work: Path, settings: list[float | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--windows", default="demo,10", help="'demo' and/or window_s values, comma-separated")
+    parser.add_argument(
+        "--windows", default="demo,10,prom", help="'demo', window_s values and/or 'prom', comma-separated"
+    )
     parser.add_argument("--rps", type=float, default=50.0, help="synthetic requests/s (headless default)")
     parser.add_argument("--traffic-window", type=float, default=1.0, help="seconds per TrafficWindow")
     parser.add_argument("--error-rate", type=float, default=0.25, help="5xx share injected on blue-next")

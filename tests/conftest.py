@@ -7,9 +7,13 @@
 - `lab_playbook`        a small three-replica lab Playbook built in code (override it, or parametrize it
                         indirectly, to run `lab` on another playbook)
 - `lab`                 a started `rollback_tui.lab.supervisor.Lab` for `lab_playbook`, stopped afterwards
+- `exporter`            a real prometheus_client exporter on a free loopback port → (registry, "127.0.0.1:P")
+- `prometheus`          a real `prometheus` scraping `exporter` every second (skipped when prometheus is
+                        absent, except with CI=true where that is a failure)
 
-Plain helpers: `build_lab_playbook(**changes)`, `require_redis_server()`, `pid_alive(pid)`,
-`encodings(secret)` and `holds_secret(text, secret)` (redaction of a secret's encoded forms).
+Plain helpers: `build_lab_playbook(**changes)`, `require_redis_server()`, `require_prometheus()`,
+`pid_alive(pid)`, `encodings(secret)` and `holds_secret(text, secret)` (redaction of a secret's encoded
+forms).
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ def require_binary(name: str, package: str | None = None) -> str:
 
 def require_redis_server() -> str:
     return require_binary("redis-server")
+
+
+def require_prometheus() -> str:
+    return require_binary("prometheus")
 
 
 def stop_processes(procs: list[subprocess.Popen], grace_s: float = 3.0) -> None:
@@ -263,11 +271,12 @@ INTEGRATION_MODULES = {
     "test_lab_balancer",
     "test_lab_replica",
     "test_lab_supervisor",
+    "test_metrics_prometheus",
     "test_redis_tap",
     "test_traffic_control",
     "test_traffic_rollback",
 }
-REAL_PARTS = {"lab", "redis_server", "ssh_server", "openssh", "replicas", "terminal"}
+REAL_PARTS = {"lab", "redis_server", "ssh_server", "openssh", "replicas", "terminal", "prometheus"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -278,3 +287,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if name in INTEGRATION_MODULES or fixtures & REAL_PARTS or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.integration)
 
+
+@pytest.fixture
+def exporter() -> Iterator[tuple[Any, str]]:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield registry, f"127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+async def prometheus(exporter: tuple[Any, str], tmp_path: Path) -> AsyncIterator[Any]:
+    from rollback_tui.lab.prometheus import LabPrometheus, Target
+
+    require_prometheus()
+    server = LabPrometheus([Target(exporter[1], {"role": "stable"})], work_dir=tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

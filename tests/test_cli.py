@@ -14,9 +14,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +23,7 @@ import yaml
 from conftest import REPO, build_lab_playbook, holds_secret, require_redis_server
 from rollback_tui.cli import Output
 from rollback_tui.core.redact import MASK, Redactor
+from support.http import JsonHandler
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
 WATCHED = build_lab_playbook(
@@ -179,6 +179,13 @@ def test_headless_rehearsal_detects_rolls_back_verifies_and_passes(tmp_path):
     log = result.stdout
     assert "P0 guardrail candidate-5xx breached" in log
     assert "verified ok: 100.0% of" in log and "  checklist: evidence 5/5 · exit criteria 3/3 checked" in log
+    # Its Prometheus guardrails run beside the synthetic ones, or the log says why they do not.
+    from rollback_tui.lab.prometheus import prometheus_binary
+
+    if prometheus_binary():
+        assert "Info from lab: Prometheus http://127.0.0.1:" in log and "scrapes 3 replicas every 1 s" in log
+    else:
+        assert "Warning from lab: Prometheus is not installed (apt-get install prometheus)" in log
     assert "✓ exit criteria hold" in log
     assert {p.name for p in out.iterdir()} >= {"report.md", "bundle.json", "journal.jsonl"}
     report = (out / "report.md").read_text()
@@ -213,7 +220,7 @@ def test_headless_rehearsal_fails_and_says_why_with_a_memory_transport_replica(t
 LEAKED = "s3cr3t-upstream-k3y"  # UPSTREAM_KEY: referenced by the playbook as ${UPSTREAM_KEY}, so a secret
 
 
-class _LeakyUpstream(BaseHTTPRequestHandler):
+class _LeakyUpstream(JsonHandler):
     """A chat API that holds a stream open and answers every send with an error echoing a credential."""
 
     released = threading.Event()
@@ -231,13 +238,8 @@ class _LeakyUpstream(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         as_basic = base64.b64encode(f"ci:{LEAKED}".encode()).decode()  # encoded forms are masked too
         body = f"upstream rejected credentials {LEAKED} (as {as_basic})".encode()
-        self.send_response(500)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(body, 500)
 
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -458,3 +460,18 @@ def test_injected_values_are_read_as_json_scalars() -> None:
         ("stable-b:health_errors=true", "stable-b:error_rate=0.5", "b:transport=memory")
     )
     assert parsed == {"stable-b": {"health_errors": True, "error_rate": 0.5}, "b": {"transport": "memory"}}
+
+
+def test_a_baseline_breach_reads_with_both_sides_in_the_headless_log() -> None:
+    from rollback_tui.cli import progress_line
+    from rollback_tui.core import events as ev
+
+    breach = ev.GuardrailBreach(
+        ts=1767268800.0, guardrail="p95-latency", severity="P1", metric="p95_latency_ms", value=3.1,
+        threshold=2, window_s=10, candidate=310.0, baseline=100.0, compare="ratio",
+    )  # fmt: skip
+    line = progress_line(breach)
+    assert line is not None and line.endswith(
+        "P1 guardrail p95-latency breached: p95_latency_ms \N{MULTIPLICATION SIGN}3.10 >"
+        " \N{MULTIPLICATION SIGN}2.00 over 10 s (candidate 310 ms vs stable 100 ms)"
+    ), line

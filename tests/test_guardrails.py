@@ -272,3 +272,143 @@ def test_guardrail_status_is_journaled_once_per_change() -> None:
     assert probe(101, error="expected HTTP 200, got 503") == [
         ("unknown", "probe dead-letters failed: expected HTTP 200, got 503")
     ]
+
+
+# --- judged against the baseline, metric queries, the generic HTTP JSON source --------------------
+
+RAIL_P95_BASELINE = {
+    "name": "p95-vs-stable",
+    "title": "p95 of blue-next against stable",
+    "metric": "p95_latency_ms",
+    "threshold": 2.0,
+    "window_s": 3,
+    "scope": "candidate",
+    "severity": "P1",
+    "baseline": {"compare": "ratio", "min_samples": 20},
+}
+
+
+def _slow(ts: float, stable_ms: float, candidate_ms: float, candidate_n: int = 10) -> ev.TrafficWindow:
+    return _window(
+        ts,
+        candidate=(candidate_n, 0),
+        p95_ms=max(stable_ms, candidate_ms),
+        p95_by_replica={"stable-a": stable_ms, "blue-next": candidate_ms},
+    )
+
+
+def test_baseline_every_replica_slowed_alike_trips_nothing_the_candidate_alone_does() -> None:
+    absolute = {**RAIL_P95_BASELINE, "name": "p95", "baseline": None, "threshold": 250, "scope": "all"}
+    g = GuardrailEvaluator(_playbook(RAIL_P95_BASELINE, absolute))
+    host_wide = [e for ts in range(100, 106) for e in g.observe(_slow(ts, 400.0, 420.0))]
+    # The absolute threshold calls host-wide slowness a bad release; the baseline does not.
+    assert [b.guardrail for b in host_wide if isinstance(b, ev.GuardrailBreach)] == ["p95"]
+    reading = g.reading(g.playbook.guardrails[0], 105.0)
+    assert reading.sides == (420.0, 400.0) and reading.value == 1.05
+    out = [e for ts in range(106, 110) for e in g.observe(_slow(ts, 400.0, 1300.0))]
+    breach = next(e for e in out if isinstance(e, ev.GuardrailBreach) and e.guardrail == "p95-vs-stable")
+    assert breach.value > 2.0 and breach.candidate is not None and breach.baseline == 400.0
+
+
+def test_baseline_needs_its_samples_on_both_sides() -> None:
+    g = GuardrailEvaluator(_playbook(RAIL_P95_BASELINE))
+    # 3 candidate requests a window: 9 in the window, below min_samples 20 — a slow handful is no verdict.
+    assert [e for ts in range(100, 106) for e in g.observe(_slow(ts, 10.0, 900.0, candidate_n=3))] == []
+    assert g.reading(g.playbook.guardrails[0], 105.0).status == "waiting"
+    # Removed from the selectors, the candidate serves nothing: it is not doing worse than stable.
+    for ts in range(106, 110):
+        g.observe(_slow(ts, 10.0, 0.0, candidate_n=0))
+    assert g.reading(g.playbook.guardrails[0], 109.0).value == 1.0
+
+
+def test_baseline_5xx_difference() -> None:
+    rail = {**RAIL_5XX, "threshold": 0.05, "baseline": {"compare": "difference", "min_samples": 10}}
+    g = GuardrailEvaluator(_playbook(rail))
+    # 20 % errors everywhere (a shared dependency failing): the candidate is no worse than stable.
+    assert g.observe(_window(100.0, stable=(90, 18), candidate=(10, 2))) == []
+    out = g.observe(_window(101.0, stable=(90, 18), candidate=(10, 8)))
+    assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
+    assert out[0].candidate == 0.5 and out[0].baseline == 0.2
+
+
+RAIL_QUERY = {
+    "name": "prom-5xx",
+    "title": "5xx on blue-next (Prometheus)",
+    "metric": "query",
+    "query": 'sum(rate(x{replica=~"{replicas}"}[{window}]))',
+    "threshold": 0.05,
+    "window_s": 5,
+    "interval_s": 1,
+    "scope": "candidate",
+}
+
+
+def _playbook_with_prometheus(*rails: dict) -> Playbook:
+    data = _playbook(*rails).model_dump()
+    data["prometheus"] = [{"name": "prom", "url": "http://127.0.0.1:9"}]
+    return Playbook.model_validate(data)
+
+
+def _sample(ts: float, value: float | None = None, **kw: object) -> ev.MetricSample:
+    return ev.MetricSample(
+        ts=ts, guardrail="prom-5xx", server="prom", query="q", window_s=5, value=value, **kw
+    )
+
+
+def test_query_that_cannot_answer_is_unknown_never_a_breach_and_a_crossing_breaches() -> None:
+    g = GuardrailEvaluator(_playbook_with_prometheus(RAIL_QUERY))
+    g.observe(_window(99.0))  # traffic windows in range must not move the query's first bad sample
+    assert g.observe(_sample(100.0, 0.01)) == []
+    assert [(c.status, c.reason) for c in g.status_changes()] == [("observed", None)]
+    down = {"value": "Prometheus prom unreachable: connection refused"}
+    assert g.observe(_sample(101.0, errors=down)) == []
+    assert [(c.status, c.reason) for c in g.status_changes()] == [("unknown", down["value"])]
+    assert g.observe(_sample(102.0, errors={"value": "no series"})) == []  # still unknown: no repeat
+    assert g.status_changes() == []
+    out = g.observe(_sample(103.0, 0.2))
+    assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
+    # The bad samples lie within the window it was evaluated over: TTD from its start never understates.
+    assert out[0].first_bad_ts == 98.0 and out[0].value == 0.2 and out[0].metric == "query"
+    # A stopped evaluation goes stale: unknown, not the last value held forever.
+    assert g.reading(g.playbook.guardrails[0], 200.0).unknown == "its query has not been evaluated for 97 s"
+
+
+def test_query_min_samples_and_partial_answers() -> None:
+    rail = {**RAIL_QUERY, "samples_query": "sum(y)", "min_samples": 10}
+    g = GuardrailEvaluator(_playbook_with_prometheus(rail))
+    assert g.observe(_sample(100.0, 0.5, samples=3.0)) == []  # a handful of requests: no verdict
+    assert g.reading(g.playbook.guardrails[0], 100.0).status == "waiting"
+    g.observe(_sample(101.0, 0.01, errors={"samples": "samples query: no series"}))
+    assert g.reading(g.playbook.guardrails[0], 101.0).unknown == "samples query: no series"
+    # Some replicas could not be asked: over the threshold stands, within it cannot be said.
+    partial = {"value": "blue-next-2: timed out"}
+    assert g.reading(g.playbook.guardrails[0], 101.0).value is None
+    g.observe(_sample(102.0, 0.01, samples=50.0, errors=partial))
+    assert g.reading(g.playbook.guardrails[0], 102.0).unknown == partial["value"]
+    out = g.observe(_sample(103.0, 0.3, samples=50.0, errors=partial))
+    assert [type(e).__name__ for e in out] == ["GuardrailBreach"]
+
+
+def test_http_json_probe_value_is_a_generic_metric_source() -> None:
+    rail = {"name": "queue", "title": "q", "metric": "http_json", "probe": "queue-depth", "threshold": 100}
+    grow = {**rail, "name": "queue-growth", "reduce": "growth", "threshold": 5, "window_s": 60}
+    g = GuardrailEvaluator(_playbook(rail, grow))
+
+    def probe(ts: float, value: object) -> list[str]:
+        result = ev.ProbeResult(ts=ts, probe="queue-depth", ok=True, value=value)
+        return [e.guardrail for e in g.observe(result) if isinstance(e, ev.GuardrailBreach)]
+
+    assert probe(1, 40) == []
+    assert probe(2, "48") == ["queue-growth"]  # 8 more within the window; a numeric string counts
+    assert probe(3, 120) == ["queue"]
+    assert probe(4, "n/a") == []
+    assert g.reading(g.playbook.guardrails[0], 4).unknown == "probe queue-depth value is not a number: 'n/a'"
+
+
+def test_a_query_over_its_threshold_must_hold_sustained_s_of_evaluations() -> None:
+    g = GuardrailEvaluator(_playbook_with_prometheus({**RAIL_QUERY, "sustained_s": 3}))
+    assert g.observe(_sample(100.0, 0.2)) == []  # over at once, but its window is not its history
+    assert g.observe(_sample(102.0, 0.2)) == []
+    out = g.observe(_sample(103.0, 0.2))
+    assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
+    assert out[0].first_bad_ts == 95.0  # TTD from the first crossing's window start: never understated

@@ -349,3 +349,55 @@ async def test_redis_unreachable_is_503_never_a_crash(
     assert refused.value.response.headers["x-served-by"] == "dead"
     assert b"redis unavailable" in refused.value.response.body
     assert (await http.get(f"{base}/healthz")).status_code == 200  # still alive
+
+
+async def _metrics(http: httpx.AsyncClient, base: str) -> dict[tuple[str, frozenset], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = await http.get(f"{base}/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+async def test_metrics_count_requests_by_status_latency_collisions_and_dead_letters(
+    http: httpx.AsyncClient, replicas: dict[str, str]
+) -> None:
+    base = replicas["two"]
+    before = await _metrics(http, base)
+    ok_key = frozenset({"replica": "two", "route": "api", "code": "201"}.items())
+    bad_key = frozenset({"replica": "two", "route": "api", "code": "503"}.items())
+    await send(http, base, thread(), "counted")
+    await http.post(f"{base}/_lab/faults", json={"error_rate": 1.0, "latency_ms": 120, "dead_letters": 4})
+    failed = await http.post(f"{base}/v1/threads/{thread()}/messages", headers={"Idempotency-Key": "m"})
+    assert failed.status_code == 503
+    await http.post(f"{base}/_lab/faults", json={"error_rate": 0.0, "latency_ms": 0})
+    key, thread_id = uuid.uuid4().hex, thread()
+    await send(http, base, thread_id, "first", key)
+    collision = await http.post(
+        f"{base}/v1/threads/{thread_id}/messages", headers={"Idempotency-Key": key}, json={"text": "other"}
+    )
+    assert collision.status_code == 409
+    after = await _metrics(http, base)
+
+    def delta(name: str, labels: frozenset = frozenset({("replica", "two")})) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    assert delta("lab_http_requests_total", ok_key) == 2
+    assert delta("lab_http_requests_total", bad_key) == 1  # the injected 503, as the client saw it
+    assert delta("lab_idempotency_collisions_total") == 1
+    assert after[("lab_dead_letters", frozenset({("replica", "two")}))] == 4
+    api = frozenset({"replica": "two", "route": "api"}.items())
+    assert delta("lab_http_request_duration_seconds_count", api) == 4
+    slow = frozenset({"replica": "two", "route": "api", "le": "0.1"}.items())
+    assert (
+        delta("lab_http_request_duration_seconds_count", api)
+        - delta("lab_http_request_duration_seconds_bucket", slow)
+        == 1
+    )  # the one with +120 ms took longer than 0.1 s
+    build = frozenset({"replica": "two", "image": "sha256:feedface", "commit": "abc1234"}.items())
+    assert after[("lab_build_info", build)] == 1
+    assert ("lab_stream_disconnects_total", frozenset({("replica", "two")})) in after

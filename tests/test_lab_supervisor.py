@@ -19,7 +19,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from conftest import build_lab_playbook, live_processes, pid_alive, require_redis_server
+from conftest import build_lab_playbook, live_processes, pid_alive, require_prometheus, require_redis_server
 from rollback_tui.lab.bus import EMBEDDED_KIND, RedisBus, ping
 from rollback_tui.lab.proc import free_port
 from rollback_tui.lab.supervisor import Lab, LabError, rewrite_urls, run_lab_forever
@@ -288,3 +288,52 @@ async def test_demo_playbook_starts(demo_playbook: Playbook, tmp_path: Path) -> 
             if lab.playbook.load_balancer:
                 state = await client.get(f"{lab.endpoints['balancer-admin']}/admin/state")
                 assert state.json()["selector"] == demo_playbook.load_balancer.selector
+
+
+async def test_demo_lab_runs_a_real_prometheus_scraping_every_replica(
+    demo_playbook: Playbook, tmp_path: Path
+) -> None:
+    require_redis_server()
+    require_prometheus()
+    async with Lab(demo_playbook, redis="server", log_dir=tmp_path) as lab:
+        assert lab.prometheus is not None and lab.prometheus.url.startswith("http://127.0.0.1:")
+        assert [p.url for p in lab.playbook.prometheus] == [lab.prometheus.url]  # the playbook points at it
+        assert lab.prometheus_note.endswith("scrapes 3 replicas every 1 s")
+        assert {g.name for g in lab.playbook.guardrails} == {g.name for g in demo_playbook.guardrails}
+        config = (tmp_path / "prometheus" / "prometheus.yml").read_text()
+        assert "scrape_interval: 1000ms" in config
+        pid = lab.pids()["prometheus"]
+        async with httpx.AsyncClient(timeout=5) as client:
+            deadline = time.monotonic() + 15
+            while True:
+                answer = await client.get(
+                    f"{lab.prometheus.url}/api/v1/query", params={"query": "lab_build_info"}
+                )
+                series = {r["metric"]["replica"]: r["metric"] for r in answer.json()["data"]["result"]}
+                if len(series) == 3 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        assert {name: labels["role"] for name, labels in series.items()} == {
+            "stable-a": "stable",
+            "stable-b": "stable",
+            "blue-next": "candidate",
+        }
+        assert series["blue-next"]["commit"] == "9e8d3a1"
+    assert await wait_dead([pid]) == []
+    assert not (tmp_path / "prometheus" / "data").exists()  # nothing kept between runs
+
+
+async def test_without_its_prometheus_the_lab_leaves_those_guardrails_out_and_says_so(
+    demo_playbook: Playbook, tmp_path: Path
+) -> None:
+    require_redis_server()
+    async with Lab(demo_playbook, redis="server", log_dir=tmp_path, prometheus="off") as lab:
+        assert lab.prometheus is None and "prometheus" not in lab.pids()
+        queried = [g.name for g in demo_playbook.guardrails if g.metric == "query"]
+        assert queried and not set(queried) & {g.name for g in lab.playbook.guardrails}
+        assert lab.playbook.prometheus == []
+        assert {g.metric for g in lab.playbook.guardrails} >= {"http_5xx_rate", "p95_latency_ms"}
+        assert lab.prometheus_note == (
+            f"the lab's Prometheus is switched off: {', '.join(queried)} left out, "
+            "guardrails run on synthetic traffic"
+        )

@@ -80,6 +80,9 @@ def _rehearsal_shape(pb: Playbook) -> None:
     for metric in ("http_5xx_rate", "ws_disconnects", "idempotency_collisions"):
         assert guardrails[metric].severity == "P0"
     assert guardrails["p95_latency_ms"].severity == "P1"
+    # Latency is judged against the stable replicas: host-wide slowness is not a bad release.
+    p95 = guardrails["p95_latency_ms"]
+    assert p95.scope == "candidate" and p95.baseline is not None and p95.baseline.compare == "ratio"
 
     rollback = next(a for a in pb.actions if isinstance(a, SelectorRemoval))
     assert rollback.remove_replicas == ["blue-next"] and rollback.replica_set == "blue-next"
@@ -573,3 +576,87 @@ async def test_demo_controlled_issue_injects_the_fault_on_blue_next(lab: Any) ->
 
     assert (await asyncio.to_thread(faults, pb.replica("blue-next").url))["error_rate"] == 0.25
     assert (await asyncio.to_thread(faults, pb.replica("stable-a").url))["error_rate"] == 0.0
+
+
+# --- metric sources: Prometheus servers, query guardrails and facts, baselines ----------------------
+
+PROM = 'prometheus:\n  - {name: prom, url: "http://127.0.0.1:9090", bearer_token: "${PROM_TOKEN}"}\n'
+CANDIDATE = '  - {name: c, url: "http://127.0.0.1:2", role: candidate}\n'
+
+
+def test_query_guardrails_and_prometheus_facts_validate() -> None:
+    rails = """\
+guardrails:
+  - {name: q, title: Q, metric: query, query: 'sum(rate(x{replica=~"{replicas}"}[{window}]))',
+     threshold: 0.05, interval_s: 1, unit: ratio, samples_query: 'sum(y)', min_samples: 10}
+  - name: lat
+    title: L
+    metric: p95_latency_ms
+    threshold: 1.5
+    scope: candidate
+    baseline: {compare: ratio, min_samples: 20}
+facts:
+  - {name: f, title: F, source: prometheus, query: 'build_info{replica="{replica}"}', label: commit}
+"""
+    text = BASE.replace("steps:", CANDIDATE.rstrip("\n") + "\nsteps:") + PROM + rails
+    pb = load_playbook_text(text)
+    assert pb.prometheus_server(None) is pb.prometheus[0] and pb.prometheus_server("nope") is None
+    assert pb.guardrails[1].baseline is not None and pb.guardrails[1].baseline.compare == "ratio"
+    assert referenced_env_vars(pb) == {"PROM_TOKEN"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "message"),
+    [
+        (
+            'prometheus:\n  - {url: "http://p:9090", bearer_token: "abc123"}\n',
+            "prometheus[0].bearer_token",
+            "bearer_token is a secret: give only a ${ENV_VAR} reference",
+        ),
+        (
+            'prometheus:\n  - {url: "http://p:9090", basic_auth: {username: u, password: hunter2}}\n',
+            "prometheus[0].basic_auth.password",
+            "basic_auth.password is a secret",
+        ),
+        (
+            "guardrails:\n  - {name: q, title: Q, metric: query, query: up, threshold: 1}\n",
+            "guardrails[0].server",
+            "a Prometheus query needs server: naming one (none is defined under prometheus:)",
+        ),
+        (
+            PROM + "guardrails:\n  - {name: q, title: Q, metric: query, server: other, query: up,"
+            " threshold: 1}\n",
+            "guardrails[0].server",
+            "no Prometheus server named 'other' (known: prom)",
+        ),
+        (
+            "guardrails:\n  - {name: q, title: Q, metric: query, threshold: 1}\n",
+            "guardrails[0]",
+            "metric query needs query",
+        ),
+        (
+            "guardrails:\n  - {name: q, title: Q, metric: p95_latency_ms, threshold: 1,"
+            " baseline: {compare: ratio}}\n",
+            "guardrails[0]",
+            "use scope: candidate",
+        ),
+        (
+            "guardrails:\n  - {name: q, title: Q, metric: ws_disconnects, threshold: 1, scope: candidate,"
+            " baseline: {compare: ratio}}\n",
+            "guardrails[0]",
+            "baseline applies to metric",
+        ),
+        (
+            "guardrails:\n  - {name: q, title: Q, metric: http_json, threshold: 1}\n",
+            "guardrails[0]",
+            "metric http_json needs probe",
+        ),
+    ],
+)
+def test_metric_source_mistakes_are_located(extra: str, path: str, message: str) -> None:
+    text = BASE.replace("steps:", CANDIDATE.rstrip("\n") + "\nsteps:") + extra
+    with pytest.raises(PlaybookError) as info:
+        load_playbook_text(text, "t.yaml")
+    found = {e.path: e.message for e in info.value.errors}
+    assert path in found, found
+    assert message in found[path]

@@ -351,3 +351,56 @@ async def test_a_frame_larger_than_one_read_arrives_whole(redis_server):
     assert await asyncio.wait_for(task, 10) == 3
     await client.aclose()
     assert [row[4] for batch in batches for row in batch.rows] == ["big-1", "big-2", "big-3"]
+
+
+RENAMED = {b'"event_id"': b'"id"', b'"seq"': b'"position"', b'"thread_id"': b'"conversation"'}
+
+
+def _renamed(payload: bytes) -> bytes:
+    for old, new in {**RENAMED, b'"origin_replica"': b'"from"'}.items():
+        payload = payload.replace(old, new)
+    return payload
+
+
+def test_other_field_names_keep_the_fast_decoder_and_agree_with_the_general_one():
+    from rollback_tui.probes.redis_tap import _NeverMatches
+
+    names = {"event_id_path": "id", "seq_path": "position", "thread_id_path": "conversation"}
+    tap = RedisTap("redis://127.0.0.1:1/0", "*", lambda e: e, replica_path="from", **names)
+    assert not isinstance(tap._decode.__self__, _NeverMatches)  # the fast path serves these names
+    payloads = [_renamed(p) for p in PAYLOADS]
+    rows = _drained_rows(tap, payloads)
+    general = [tap._slow_row("chat:rt:t", p, rows[0][0]) for p in payloads]
+    assert rows == [row for row in general if row is not None]
+    first = rows[0]
+    assert (first[2], first[3], first[4], first[5]) == ("stable-a", "t", "e1", 1)
+    plain = [p for p in PAYLOADS if b"\\u005f" not in p]  # an escaped key name is another name
+    default = RedisTap("redis://127.0.0.1:1/0", "*", lambda e: e)
+    renamed = RedisTap("redis://127.0.0.1:1/0", "*", lambda e: e, replica_path="from", **names)
+    same = [r[2:] for r in _drained_rows(renamed, [_renamed(p) for p in plain])]
+    assert [r[2:] for r in _drained_rows(default, plain)] == same
+
+
+def test_dotted_origin_and_thread_paths_take_the_general_decoder():
+    tap = RedisTap(
+        "redis://127.0.0.1:1/0",
+        "*",
+        lambda e: e,
+        event_id_path="id",
+        thread_id_path="meta.conversation",
+        replica_path="meta.node",
+    )
+    payload = b'{"id":"m1","seq":2,"meta":{"conversation":"c9","node":"api-2"}}'
+    [row] = _drained_rows(tap, [payload])
+    assert (row[2], row[3], row[4], row[5]) == ("api-2", "c9", "m1", 2)
+
+
+def test_channel_templates_give_the_pattern_and_the_prefix():
+    from rollback_tui.probes.redis_tap import channel_pattern, channel_prefix_reader
+
+    assert channel_pattern("{prefix}{thread_id}", "rehearsal-1") == "*rehearsal-1"
+    assert channel_pattern("{prefix}.conv.{thread_id}.events", "t1") == "*.conv.t1.events"
+    assert channel_pattern("rt/[{thread_id}]*", "t?1") == r"rt/\[t\?1\]\*"  # glob characters are literal
+    prefix = channel_prefix_reader("{prefix}.conv.{thread_id}.events", "t1")
+    assert prefix("acme.conv.t1.events") == "acme" and prefix("acme.conv.t2.events") is None
+    assert channel_prefix_reader("rt/{thread_id}", "t1")("rt/t1") is None  # no prefix in the template

@@ -88,6 +88,7 @@ def test_the_report_follows_the_playbook_sections(session: Path, tmp_path: Path)
         "## Realtime fanout",
         "## Replica traffic distribution",
         "## Guardrails, time to detect and RTO",
+        "## Readiness",
         "## Data-collection failures",
         "## Evidence checklist",
         "## Exit criteria",
@@ -430,3 +431,45 @@ def test_data_collection_failures_list_each_unknown_with_its_reason_and_when(
     assert "**Run r9: COULD NOT RUN**" in report
     summary = json.loads((tmp_path / "out" / "bundle.json").read_text())["summary"]
     assert [f["what"] for f in summary["data_collection_failures"]] == [r[0] for r in rows]
+
+
+def test_prometheus_guardrails_are_reported_with_query_window_value_and_time() -> None:
+    from rollback_tui.playbook.load import bundled_playbook
+
+    playbook = load_playbook(bundled_playbook("demo"))
+    t0 = 1767268800.0
+    query = '1000 * histogram_quantile(0.95, sum by (le) (rate(x{replica=~"blue-next"}[10s])))'
+    events: list[ev.Event] = [
+        ev.SessionStarted(ts=t0, playbook="demo.yaml", playbook_name="demo", playbook_title="Demo",
+                          environment="lab", operator="alice", host="h", version="0"),
+        ev.MetricSample(ts=t0 + 1, guardrail="prom-candidate-5xx", server="lab-prometheus", query="q5",
+                        window_s=3, value=0.02, samples=40),
+        ev.MetricSample(ts=t0 + 2, guardrail="prom-p95-latency", server="lab-prometheus", query=query,
+                        window_s=10, value=300.0, samples=60, baseline=100.0, baseline_samples=400),
+        ev.GuardrailBreach(ts=t0 + 7, guardrail="prom-p95-latency", severity="P1", metric="query", value=3.0,
+                           threshold=2, window_s=10, first_bad_ts=t0 + 2, candidate=300.0, baseline=100.0,
+                           compare="ratio"),
+        ev.MetricSample(ts=t0 + 8, guardrail="prom-idempotency-collisions", server="lab-prometheus",
+                        query="q", window_s=10, errors={"value": "Prometheus lab-prometheus: no series"}),
+    ]  # fmt: skip
+    report = render_markdown(playbook, fold(events), events)
+    section = report.split("## Guardrails, time to detect and RTO\n", 1)[1].split("\n## ", 1)[0]
+    times = "\N{MULTIPLICATION SIGN}"
+    assert (
+        f"| prom-p95-latency | breach P1 | query {times}3.00 (candidate 300 vs stable 100)"
+        f" | {times}2.00 over 10 s |"
+    ) in section
+    assert (
+        f"- ✗ BREACH P1 prom-p95-latency {times}3.00 > {times}2.00 over 10 s"
+        " · candidate 300 ms vs stable 100 ms"
+    ) in section
+    assert "| prom-candidate-5xx | lab-prometheus | `q5` | 3 s | 2.0% | 2026-01-01T12:00:01Z |" in section
+    assert (
+        "| prom-p95-latency | lab-prometheus | `1000 * histogram_quantile(0.95, sum by (le)"
+        ' (rate(x{replica=~"blue-next"}[10s])))` | 10 s | \N{MULTIPLICATION SIGN}3.00'
+        " (candidate 300 ms vs stable 100 ms) | 2026-01-01T12:00:02Z |"
+    ) in section
+    assert (
+        "| prom-idempotency-collisions | lab-prometheus | `q` | 10 s |"
+        " unknown: Prometheus lab-prometheus: no series | 2026-01-01T12:00:08Z |"
+    ) in section

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -137,9 +139,10 @@ async def test_command_driver_failure_is_reported(fake_kubectl, tmp_path):
         await make_driver(pb).read()
 
 
-async def test_command_driver_against_real_haproxy(tmp_path):
-    """HAProxy's runtime API drains blue-next; traffic through HAProxy then reaches stable servers only."""
-    import asyncio
+async def test_command_driver_against_real_haproxy(tmp_path, monkeypatch):
+    """HAProxy's runtime API drains blue-next through `rollback-tui lb haproxy` (with a PATH that has neither
+    this venv's python nor its console script on it); traffic through HAProxy then reaches stable
+    servers only."""
     import subprocess
 
     import httpx
@@ -182,7 +185,8 @@ async def test_command_driver_against_real_haproxy(tmp_path):
             if sock.exists():
                 break
             await asyncio.sleep(0.05)
-        ctl = [sys.executable, "-m", "rollback_tui.actions.haproxy_runtime", str(sock)]
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")  # where a venv's python is not
+        ctl = ["rollback-tui", "lb", "haproxy"]
         playbook = Playbook.model_validate(
             {
                 "name": "h",
@@ -193,8 +197,8 @@ async def test_command_driver_against_real_haproxy(tmp_path):
                     "selector": {"app": "api"},
                     "traffic_control": {
                         "driver": "command",
-                        "remove": {"argv": [*ctl, "drain", "api", "{replicas}"]},
-                        "read": {"argv": [*ctl, "state", "api"]},
+                        "remove": {"argv": [*ctl, "drain", str(sock), "api", "{replicas}"]},
+                        "read": {"argv": [*ctl, "state", str(sock), "api"]},
                     },
                 },
                 "steps": [{"name": "s", "title": "s", "do": [{"manual": "x"}]}],
@@ -245,3 +249,128 @@ def test_placeholders_are_filled_per_argument_and_other_braces_left_alone():
     shell = CommandSpec(run="echo {selector_json}", shell=True)
     with pytest.raises(CommandError, match=r"refusing to fill run: \{selector_json\} would be spliced"):
         fill(shell, {"selector_json": "x; rm -rf /"})  # never into a shell
+
+
+def _validate(tmp_path, remove: str, read: str):
+    import subprocess
+
+    playbook = tmp_path / "pb.yaml"
+    playbook.write_text(
+        "name: t\ntitle: t\nsteps: [{name: s, title: s, do: [{manual: x}]}]\n"
+        "replicas: [{name: a, url: 'http://127.0.0.1:1', role: stable}]\n"
+        "load_balancer:\n  url: http://127.0.0.1:9\n  selector: {}\n  traffic_control:\n"
+        f"    driver: command\n    remove: {{argv: {remove}}}\n    read: {{argv: {read}}}\n"
+    )
+    cli = str(Path(sys.executable).with_name("rollback-tui"))
+    return subprocess.run([cli, "validate", str(playbook)], capture_output=True, text=True, timeout=60)
+
+
+def test_validate_warns_about_a_traffic_control_program_that_is_not_there(tmp_path):
+    done = _validate(
+        tmp_path, "[no-such-haproxyctl, drain]", "[python3, -m, rollback_tui.actions.haproxy_runtime]"
+    )
+    assert done.returncode == 0, done.stderr  # usable: a warning, not an error
+    lines = done.stderr.splitlines()
+    assert any(
+        line.startswith(f"{tmp_path / 'pb.yaml'}:10:")
+        and "load_balancer.traffic_control.remove.argv[0]: warning: 'no-such-haproxyctl' is not on PATH here"
+        in line
+        for line in lines
+    ), lines
+    assert any(
+        "read.argv[0]: warning: python3 -m rollback_tui.actions.haproxy_runtime needs" in x for x in lines
+    )
+    clean = _validate(tmp_path, "[rollback-tui, lb, haproxy, drain, /s, api, '{replicas}']", "[true]")
+    assert clean.returncode == 0 and "warning" not in clean.stderr, clean.stderr
+
+
+async def test_a_local_rollback_tui_is_this_installation_whatever_path_says(tmp_path):
+    from rollback_tui.exec.supervise import run_capture
+    from rollback_tui.playbook.model import CommandSpec
+
+    pb = _command_playbook(tmp_path / "kubectl")
+    result = await run_capture(
+        CommandSpec(argv=["rollback-tui", "--version"]), pb, environ={"PATH": "/nowhere"}
+    )
+    assert result.outcome == "passed" and "rollback-tui" in result.stdout, result
+
+
+def test_the_rollback_record_says_which_weights_moved():
+    """The timeline (report and headless log alike) of a weight-based driver's rollback."""
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.read.timeline import describe
+
+    before = {"selector": {}, "weights": {"a": 50, "next": 50}, "backends": ["a", "next"]}
+    after = {"selector": {}, "weights": {"a": 50, "next": 0}, "backends": ["a"]}
+    applied = ev.RollbackApplied(action="rm", driver="command", before=before, after=after)
+    assert describe(applied) == "Rollback rm applied via command: backends a, next → a; weights next 50 → 0"
+    gone = {"selector": {}, "weights": {"a": 50}, "backends": ["a"]}  # nginx: the server line is gone
+    applied = ev.RollbackApplied(action="rm", driver="command", before=before, after=gone)
+    assert describe(applied).endswith("; weights next 50 → -")
+    selector = {"selector": {"app": "api", "track": "stable"}, "weights": {}, "backends": ["a"]}
+    lab = ev.RollbackApplied(action="rm", driver="lab", before={**before, "weights": {}}, after=selector)
+    assert describe(lab) == "Rollback rm applied via lab: backends a, next → a"  # no weights: as before
+
+
+def test_nginx_upstream_sets_are_read_by_their_replica_comments(tmp_path):
+    from rollback_tui.actions.nginx_upstream import servers, state
+
+    (tmp_path / "all.conf").write_text(
+        "server 127.0.0.1:8001 weight=45;  # stable-a\n"
+        "server 127.0.0.1:8002 max_fails=1 weight=45;  # stable-b\n"
+        "  server 127.0.0.1:8003 weight=10; # blue-next\n"
+        "server 127.0.0.1:8004 backup;\n"
+        "# server 127.0.0.1:8005;  a comment, not a server\n"
+    )
+    (tmp_path / "stable.conf").write_text(
+        "server 127.0.0.1:8001;  # stable-a\nserver 127.0.0.1:8002 down; # b\n"
+    )
+    (tmp_path / "active.conf").write_text((tmp_path / "all.conf").read_text())
+    assert servers((tmp_path / "stable.conf").read_text()) == {"stable-a": 1, "b": 0}
+    assert state(tmp_path) == {
+        "set": "all",
+        "weights": {"stable-a": 45, "stable-b": 45, "blue-next": 10, "127.0.0.1:8004": 0},
+        "backends": ["stable-a", "stable-b", "blue-next"],
+    }
+
+
+def test_the_traffic_pane_says_weights_changed_for_a_weight_based_driver():
+    from rollback_tui.core import events as ev
+    from rollback_tui.core.state import SessionState
+    from rollback_tui.ui.panes.base import View
+    from rollback_tui.ui.panes.traffic import TrafficPane
+
+    state = SessionState()
+    before = {
+        "selector": {},
+        "weights": {"stable-a": 50, "blue-next": 50},
+        "backends": ["stable-a", "blue-next"],
+    }
+    after = {"selector": {}, "weights": {"stable-a": 50, "blue-next": 0}, "backends": ["stable-a"]}
+    for event in (
+        ev.RollbackRequested(action="rm", actor="alice", confirmed_text="blue-next", replicas=["blue-next"]),
+        ev.RollbackApplying(action="rm", driver="command", before=before),
+        ev.RollbackApplied(action="rm", driver="command", before=before, after=after),
+    ):
+        state.apply(event)
+    lines = [line.plain for line in TrafficPane._rollback(None, state, _command_playbook("k"), View())]  # type: ignore[arg-type]
+    assert "✓ weights changed via command: blue-next 50 → 0 → stable-a" in lines, lines
+
+
+async def test_the_session_start_says_a_traffic_control_program_is_missing(tmp_path):
+    """The cockpit and headless rehearsals say it at the start, not at the moment of the rollback."""
+    from rollback_tui.core.journal import Journal
+    from rollback_tui.session.engine import Engine
+
+    pb = _command_playbook(tmp_path / "no-such-kubectl")
+    engine = Engine(pb, Journal(tmp_path / "s.jsonl"), operator="tester")
+    await engine.start()
+    for _ in range(250):  # let the feeds run once (a refused health poll is quick) before stopping them
+        if all(r.samples for r in engine.state.replicas.values()):
+            break
+        await asyncio.sleep(0.02)
+    await engine.stop()
+    notices = [n.message for n in engine.state.notices if n.source == "readiness" and n.level == "warning"]
+    missing = tmp_path / "no-such-kubectl"
+    expected = f"load_balancer.traffic_control.remove.argv[0]: {missing} is not an executable file here"
+    assert any(m.startswith(expected) for m in notices), notices

@@ -152,3 +152,23 @@ async def test_balancer_restart_mid_run_is_survived(lab, engine):
         await engine.stop()
     kinds = [e.kind for e in read_journal(engine.journal.path).events]
     assert kinds[-1] == "session_ended"
+
+
+async def test_sse_stream_drops_are_measured_like_websocket_ones(lab):
+    """Synthetic traffic holds SSE sessions through the balancer too (they used to be skipped: always 0)."""
+    doc = lab.playbook.model_dump()
+    doc["realtime"]["fanout"]["stream_kind"] = "sse"
+    doc["realtime"]["fanout"]["stream_url"] = "{base}/v1/threads/{thread_id}/sse?after={after}"
+    playbook = type(lab.playbook).model_validate(doc)
+
+    async def disconnects() -> int:
+        windows: list[ev.TrafficWindow] = []
+        gen = TrafficGenerator(playbook, lambda e: windows.append(e) or e, rate_rps=100, max_requests=200)
+        await asyncio.wait_for(gen.run(), 30)
+        assert sum(w.requests for w in windows) == 200
+        return sum(w.ws_disconnects for w in windows)
+
+    assert await disconnects() == 0  # healthy streams stay open: nothing to count
+    for name in ("stable-a", "stable-b", "blue-next"):
+        await lab.set_faults(name, ws_drop_rate=1.0)  # every stream closes after its next frame
+    assert await disconnects() > 0

@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.health import HealthProbe
 from rollback_tui.session.engine import Engine, NotAvailable
+from rollback_tui.session.runbook import Runbook
 from rollback_tui.settings import settings_path
 from rollback_tui.ui import theme_store
 from rollback_tui.ui.app import CockpitApp
@@ -49,6 +50,7 @@ from rollback_tui.ui.themes import (
     load_theme_file,
     load_themes,
 )
+from support.http import JsonHandler
 from test_ui_support import demo_playbook, replay_engine
 
 SIZE = (120, 40)
@@ -499,7 +501,7 @@ def test_theme_files_load_with_status_variables(tmp_path: Path) -> None:
 # --- live: real HTTP replicas, the real health probe, the refresh timer --------------------------
 
 
-class _Healthz(BaseHTTPRequestHandler):
+class _Healthz(JsonHandler):
     def do_GET(self) -> None:
         body = json.dumps(
             {
@@ -510,14 +512,8 @@ class _Healthz(BaseHTTPRequestHandler):
                 "realtime": {"transport": "redis", "channel_prefix": "chat:rt:"},
             }
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(body, 200)
 
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _closed_port() -> int:
@@ -639,6 +635,10 @@ async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path
         assert "✓ ok dl-growth 5 ≤ 10" in flat(pane_text(app, "traffic"))  # 9 - 4 within the window
 
 
+async def _nobody(_: object) -> None:
+    return None
+
+
 @pytest.mark.parametrize("size", [(160, 45), (100, 30)])
 async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
@@ -656,7 +656,9 @@ async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     book = Playbook.model_validate(data)
     engine = Engine(book, Journal(tmp_path / "j.jsonl"), operator="alice")
     engine.start_session()
-    await engine.run_probes()
+    await Runbook(engine, ask=_nobody, confirm=_nobody).run_step(
+        "dlq"
+    )  # the step's item, as the runner runs it
     await HealthProbe(book, engine.emit).once()
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=size) as pilot:
@@ -916,6 +918,47 @@ async def test_actions_key_runs_a_playbook_command_action_and_journals_it(tmp_pa
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.cockpit
-    ran = [e.detail["name"] for e in read_journal(engine.journal.path).events if e.kind == "operator_action"]
-    assert ran == ["inject"]
-    assert any("inject: passed" in n.message for n in engine.state.notices)
+    events = read_journal(engine.journal.path).events
+    assert [e.action for e in events if e.kind == "action_started"] == ["inject"]
+    assert [(e.action, e.outcome) for e in events if e.kind == "action_finished"] == [("inject", "passed")]
+
+
+async def test_a_query_guardrail_row_shows_its_value_window_evaluation_time_and_baseline(
+    tmp_path: Path,
+) -> None:
+    from rollback_tui.playbook.load import bundled_playbook, load_playbook
+
+    engine = Engine(load_playbook(bundled_playbook("demo")), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    at = time.time()
+    engine.emit(
+        ev.MetricSample(ts=at, guardrail="prom-candidate-5xx", server="lab-prometheus", query="q", window_s=3,
+                        value=0.01, samples=30)
+    )  # fmt: skip
+    engine.emit(
+        ev.MetricSample(ts=at, guardrail="prom-p95-latency", server="lab-prometheus", query="q", window_s=10,
+                        value=240.0, samples=50, baseline=110.0, baseline_samples=200)
+    )  # fmt: skip
+    down = {"value": "Prometheus lab-prometheus: connection refused or unreachable"}
+    engine.emit(
+        ev.MetricSample(ts=at, guardrail="prom-idempotency-collisions", server="lab-prometheus", query="q",
+                        window_s=10, errors=down)
+    )  # fmt: skip
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 60)) as pilot:
+        app.query_one("#traffic").focus()
+        await pilot.press("z")  # zoomed: the whole row fits
+        await pilot.pause()
+        traffic = flat(pane_text(app, "traffic"))
+        stamp = time.strftime("%H:%M:%S", time.localtime(at))
+        assert f"✓ ok prom-candidate-5xx 1.0% ≤ 5.0% over 3 s · evaluated {stamp}" in traffic, traffic
+        # Over the ratio, not yet held its 5 s: both sides shown, never "ok".
+        times = "\N{MULTIPLICATION SIGN}"
+        assert (
+            f"! over prom-p95-latency {times}2.18 > {times}2.00 over 10 s · breach if held 5 s"
+            f" · candidate 240 ms vs stable 110 ms · evaluated {stamp}"
+        ) in traffic
+        assert (
+            f"? unknown prom-idempotency-collisions ≤ 0 over 10 s · no verdict · evaluated {stamp}" in traffic
+        )
+        assert "↳ Prometheus lab-prometheus: connection refused or unreachable" in traffic

@@ -6,6 +6,7 @@ first on PATH record their argv."""
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 import time
@@ -70,23 +71,31 @@ async def test_a_then_enter_never_runs_a_production_change_unconfirmed(tmp_path:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a")
         assert isinstance(app.screen, ActionsScreen)
-        await pilot.press("enter")
+        await pilot.press("enter")  # the redeploy, before the last known good commit is known: refused
+        await app.workers.wait_for_complete()
         await pilot.pause()
-        assert isinstance(app.screen, ConfirmAction)  # the redeploy: shown, not run
+        assert app.screen is app.cockpit
+        assert any("capture the last known good commit first" in n for n in notifications(app))
+
+        engine.record_fact("last-known-good", "0123456789abcdef0123456789abcdef01234567")
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), what="the redeploy's preview")
         shown = dialog_text(app)
-        assert "Changes yes — in production" in shown and "Runs local (this machine)" in shown
-        assert "Command web railway up --project ${RAILWAY_PROJECT_ID} --environment production" in shown
+        assert "Changes yes — in production" in shown
+        assert "Runs local (this machine) Command prepare git worktree add" in shown
+        assert "web railway up --project '${RAILWAY_PROJECT_ID}' --environment production" in shown
+        assert "(in .rollback/last-known-good)" in shown
+        assert "{commit} is 0123456789abcdef0123456789abcdef01234567" in shown
         assert SECRET not in shown  # a ${VAR} is shown by name, never by value
         await pilot.press("escape")
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.screen is app.cockpit and any("declined; nothing ran" in n for n in notifications(app))
 
         await pilot.press("a", "down", "down", "enter")  # pause-ingestion: a plain command, in production
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmAction)
-        command = (
-            "railway variables --service worker --environment production --set INGESTION_TRIGGERS_PAUSED=true"
-        )
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), what="pause-ingestion's preview")
+        command = "railway variables --service worker --environment production"
+        command += " --set INGESTION_TRIGGERS_PAUSED=true"
         assert command in dialog_text(app)
         await pilot.press(*"pause", "enter")  # half the name: refused, nothing runs
         await pilot.pause()
@@ -98,10 +107,14 @@ async def test_a_then_enter_never_runs_a_production_change_unconfirmed(tmp_path:
         await pilot.pause()
         assert app.screen is app.cockpit
     assert railway.read_text().splitlines() == [command.removeprefix("railway ")]
-    ran = [e.detail for e in read_journal(engine.journal.path).events if e.kind == "operator_action"]
-    assert [(d["name"], d["argv"][-1]) for d in ran] == [
-        ("pause-ingestion", "INGESTION_TRIGGERS_PAUSED=true")
+    events = read_journal(engine.journal.path).events
+    declined = [
+        e.detail["name"] for e in events if e.kind == "operator_action" and e.action == "decline_action"
     ]
+    assert declined == ["redeploy-last-known-good"]
+    confirmed = [(e.action, e.typed, e.actor) for e in events if e.kind == "action_confirmed"]
+    assert confirmed == [("pause-ingestion", "pause-ingestion", engine.operator)]
+    assert [e.action for e in events if e.kind == "action_started"] == ["pause-ingestion"]
 
 
 def test_where_a_command_runs_is_named_and_share_mode_hides_the_address() -> None:
@@ -177,7 +190,7 @@ async def test_the_runbook_pane_runs_a_step_asks_for_the_manual_item_and_retries
         await pilot.press("z")  # zoomed: the resolved commands in full, and the step's description
         await pilot.pause()
         text = flat(pane_text(app, "steps"))
-        assert f"$ {sys.executable} -c print('fine')" in text
+        assert f"$ {shlex.join([sys.executable, '-c', 'print(' + repr('fine') + ')'])}" in text
         assert "Record what runs before anything changes." in text
         await pilot.press("z")
         await pilot.pause()
@@ -221,7 +234,7 @@ async def test_the_runbook_pane_runs_a_step_asks_for_the_manual_item_and_retries
         assert "Now: 2. Drain  ⠋ running" in pane_text(app, "steps")  # running it moved the tracker
         (tmp_path / "go").write_text("")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), what="the drain confirmation")
-        assert "railway run --project ${RAILWAY_PROJECT_ID} drain" in dialog_text(app)
+        assert "railway run --project '${RAILWAY_PROJECT_ID}' drain" in dialog_text(app)
         assert not railway.exists()
         await pilot.press(*"drain", "enter")
         await app.workers.wait_for_complete()

@@ -1,5 +1,8 @@
 """Tiny HAProxy runtime-API client for the `command` traffic-control driver (stdlib only).
 
+In a playbook, use it as `rollback-tui lb haproxy …` (the installed console script: no dependence on which
+python is first on PATH). The module form still works where rollback_tui is importable:
+
     python -m rollback_tui.actions.haproxy_runtime SOCKET state BACKEND
         prints {"weights": {server: weight}, "backends": [servers with weight > 0 and UP]}
     python -m rollback_tui.actions.haproxy_runtime SOCKET drain BACKEND SERVER [SERVER…]
@@ -50,6 +53,13 @@ def servers_state(address: str, backend: str) -> dict[str, object]:
     return {"weights": weights, "backends": live}
 
 
+def set_weight(address: str, backend: str, server: str, weight: str) -> None:
+    """`set server BACKEND/SERVER weight W`; HAProxy answers nothing on success, else why not."""
+    answer = ask(address, f"set server {backend}/{server} weight {weight}").strip()
+    if answer:
+        raise RuntimeError(f"{server}: {answer}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3:
@@ -68,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             print(__doc__, file=sys.stderr)
             return 2
         for server, weight in pairs:
-            answer = ask(address, f"set server {backend}/{server} weight {weight}").strip()
-            if answer:  # HAProxy answers nothing on success
-                print(f"{server}: {answer}", file=sys.stderr)
-                return 1
+            set_weight(address, backend, server, weight)
             print(f"{backend}/{server} weight {weight}")
         return 0
     except (OSError, RuntimeError) as exc:

@@ -15,17 +15,20 @@ from rollback_tui.cli.common import Output, load_or_exit, session_redactor
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
     """Validate playbooks; every error is reported as file:line:column: field: message."""
-    from rollback_tui.playbook.load import PlaybookError, load_playbook
+    from rollback_tui.playbook.load import LocatedError, PlaybookError, load_playbook
 
     failed = 0
     out = Output()
     for file in files:
+        warnings: list[LocatedError] = []
         try:
-            pb = load_playbook(file)
+            pb = load_playbook(file, warnings)
         except PlaybookError as err:
             failed += 1
             out.line(str(err), err=True)
             continue
+        for warning in warnings:  # usable, but something would fail when it runs
+            out.line(str(warning), err=True)
         out.line(
             f"{file}: ok — {pb.name}: {len(pb.replicas)} replicas, {len(pb.steps)} steps, "
             f"{len(pb.gates)} gates, {len(pb.guardrails)} guardrails, {len(pb.checklist)} checklist items"

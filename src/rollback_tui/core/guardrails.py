@@ -7,9 +7,14 @@ threshold, the window and the timestamp of the first bad sample, so time-to-dete
 `breach.ts - breach.first_bad_ts`.
 
 A guardrail whose source could not observe (a probe with an unset `${VAR}`, a replica host that does not
-resolve from here, a gate that could not run) is *unknown* with the reason: never a breach, never "ok".
-`status_changes()` hands out the GuardrailStatus events to journal when a guardrail first has data, turns
-unknown, or recovers — once per change, not once per poll.
+resolve from here, a gate that could not run, a Prometheus query that errs, times out or finds no series)
+is *unknown* with the reason: never a breach, never "ok". `status_changes()` hands out the GuardrailStatus
+events to journal when a guardrail first has data, turns unknown, or recovers — once per change, not once
+per poll.
+
+A guardrail with a `baseline` judges the candidate against the stable replicas: the same metric over the
+same window on both sides, compared as a ratio or a difference, and only once each side has
+`min_samples` — so load that slows every replica alike trips nothing, while a bad candidate still does.
 
 A request no replica answered (a TrafficWindow's `unattributed`: answered without a replica identity, or
 not answered at all) is a failed request of the service: it counts in `scope: all` 5xx rates, numerator
@@ -24,10 +29,13 @@ from typing import Literal, Protocol
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Guardrail, Playbook, SyntheticTraffic
+from rollback_tui.playbook.model import Baseline, Guardrail, Playbook, SyntheticTraffic
 
 MIN_REQUESTS = 10  # a rate over fewer requests is noise, not evidence
-_OBSERVED = frozenset({"traffic_window", "health_sample", "probe_result", "gate_finished"})
+RATIO_CAP = 1e6  # a ratio over a zero baseline: as good as infinitely worse, and still a JSON number
+_OBSERVED = frozenset({"traffic_window", "health_sample", "probe_result", "gate_finished", "metric_sample"})
+_TRAFFIC = frozenset({"http_5xx_rate", "ws_disconnects", "idempotency_collisions", "p95_latency_ms"})
+_PROBED = frozenset({"dead_letters_growth", "http_json"})
 
 
 class _Health(Protocol):
@@ -42,16 +50,53 @@ class _Health(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """A guardrail's metric now: its value, or none — `unknown` says why it could not observe."""
+    """A guardrail's metric now: its value, or none — `unknown` says why it could not observe.
+
+    `sides` are (candidate, stable) when it was judged against the baseline; `at` is when its query
+    was evaluated (metric: query)."""
 
     value: float | None = None
     unknown: str | None = None
+    sides: tuple[float, float] | None = None
+    at: float | None = None
 
     @property
     def status(self) -> Literal["observed", "unknown", "waiting"]:
         if self.value is not None:
             return "observed"
         return "unknown" if self.unknown else "waiting"
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of a baseline comparison: the metric's value over the window and how many samples."""
+
+    value: float | None
+    samples: float
+
+
+def compare(how: str, candidate: float, stable: float) -> float:
+    """The candidate against the stable baseline: a ratio (1.0 is alike) or a difference (0.0 is alike)."""
+    if how == "difference":
+        return candidate - stable
+    if stable > 0:
+        return candidate / stable
+    return 1.0 if candidate <= 0 else RATIO_CAP
+
+
+def judge_baseline(baseline: Baseline, candidate: Side, stable: Side) -> Reading:
+    """A verdict only when both sides have their samples: fewer is noise, not evidence ("waiting")."""
+    need = baseline.min_samples
+    if stable.samples >= need and candidate.samples == 0:
+        # The candidate serves nothing (removed from the selectors): it cannot be doing worse than stable.
+        neutral = 0.0 if baseline.compare == "difference" else 1.0
+        return Reading(neutral)
+    if candidate.samples < need or stable.samples < need:
+        return Reading()
+    if candidate.value is None or stable.value is None:
+        return Reading()
+    value = compare(baseline.compare, candidate.value, stable.value)
+    return Reading(value, sides=(candidate.value, stable.value))
 
 
 @dataclass
@@ -69,6 +114,7 @@ class GuardrailEvaluator:
     health: dict[str, _Health] = field(default_factory=dict)
     probes: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     gates: dict[str, ev.GateFinished] = field(default_factory=dict)
+    samples: dict[str, ev.MetricSample] = field(default_factory=dict)  # guardrail → its last query result
     tracks: dict[str, _Track] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +130,7 @@ class GuardrailEvaluator:
         evaluator.probes = state.probe_history  # read only: this evaluator never observes
         evaluator.health = {name: r for name, r in state.replicas.items() if r.samples}
         evaluator.gates = {name: g.history[-1] for name, g in state.gates.items() if g.history}
+        evaluator.samples = dict(state.metrics)
         return evaluator
 
     def resume(self, state: SessionState) -> None:
@@ -102,27 +149,32 @@ class GuardrailEvaluator:
             return []  # the common case on the hot path: fanout frames, gate output
         if isinstance(event, ev.TrafficWindow):
             self.windows.append(event)
-            metrics = {"http_5xx_rate", "ws_disconnects", "idempotency_collisions", "p95_latency_ms"}
+            tracks = self._tracks_of(_TRAFFIC)
         elif isinstance(event, ev.HealthSample):
             self.health[event.replica] = event
-            metrics = {"health_failing"}
+            tracks = self._tracks_of({"health_failing"})
         elif isinstance(event, ev.ProbeResult):
             self.probes.setdefault(event.probe, deque(maxlen=1000)).append(event)
-            metrics = {"dead_letters_growth"}
+            tracks = [t for t in self._tracks_of(_PROBED) if t.rail.probe == event.probe]
         elif isinstance(event, ev.GateFinished):
             self.gates[event.gate] = event
-            metrics = {"gate_failed"}
+            tracks = self._tracks_of({"gate_failed"})
+        elif isinstance(event, ev.MetricSample):
+            self.samples[event.guardrail] = event
+            tracks = [self.tracks[event.guardrail]] if event.guardrail in self.tracks else []
         else:
             return []
         out: list[ev.Event] = []
-        for track in self.tracks.values():
-            if track.rail.metric in metrics:
-                reading = self.reading(track.rail, event.ts)
-                self._track_status(track, reading, event.ts)
-                derived = self._evaluate(track, reading.value, event.ts)
-                if derived is not None:
-                    out.append(derived)
+        for track in tracks:
+            reading = self.reading(track.rail, event.ts)
+            self._track_status(track, reading, event.ts)
+            derived = self._evaluate(track, reading, event.ts)
+            if derived is not None:
+                out.append(derived)
         return out
+
+    def _tracks_of(self, metrics: set[str] | frozenset[str]) -> list[_Track]:
+        return [t for t in self.tracks.values() if t.rail.metric in metrics]
 
     # --- evaluation -------------------------------------------------------------------------------
 
@@ -136,8 +188,8 @@ class GuardrailEvaluator:
         change = ev.GuardrailStatus(guardrail=track.rail.name, status=status, reason=reading.unknown, ts=ts)
         self._changes.append(change)
 
-    def _evaluate(self, track: _Track, value: float | None, now: float) -> ev.Event | None:
-        rail = track.rail
+    def _evaluate(self, track: _Track, reading: Reading, now: float) -> ev.Event | None:
+        rail, value = track.rail, reading.value
         if value is None:  # no data, or unknown: neither a breach nor a recovery
             return None
         if value > rail.threshold:
@@ -153,8 +205,13 @@ class GuardrailEvaluator:
                     value=round(value, 4),
                     threshold=rail.threshold,
                     window_s=rail.window_s,
-                    first_bad_ts=track.first_bad_ts,
+                    # A query's value covers its window: its first bad sample may lie at the window's start,
+                    # so TTD is measured from there (never understated); the sustain clock is not.
+                    first_bad_ts=track.first_bad_ts - (rail.window_s if rail.metric == "query" else 0.0),
                     scope=rail.scope,
+                    candidate=None if reading.sides is None else round(reading.sides[0], 4),
+                    baseline=None if reading.sides is None else round(reading.sides[1], 4),
+                    compare=None if rail.baseline is None else rail.baseline.compare,
                 )
             return None
         track.first_bad_ts = None
@@ -167,14 +224,22 @@ class GuardrailEvaluator:
         """Start of the earliest window (within the guardrail's window) that already held bad samples.
 
         Conservative: the first bad sample lies somewhere in that window, so time-to-detect measured from
-        its start can overstate the real figure by up to one traffic window, never understate it.
+        its start can overstate the real figure by up to one traffic window, never understate it. Other
+        sources (health, probes, gates, queries): the observation that first crossed it.
         """
+        if rail.metric not in _TRAFFIC:
+            return now
         for w in self._recent(rail, now):
             if self._window_is_bad(rail, w):
                 return w.ts - w.window_s
         return now
 
     def _window_is_bad(self, rail: Guardrail, w: ev.TrafficWindow) -> bool:
+        if rail.baseline is not None:  # that window alone, compared (its sample count aside)
+            candidate, stable = self._side(rail, [w], "candidate"), self._side(rail, [w], "stable")
+            if candidate.value is None or stable.value is None:
+                return False
+            return compare(rail.baseline.compare, candidate.value, stable.value) > rail.threshold
         if rail.metric == "http_5xx_rate":
             errors, _ = self._failures(rail, w)
             return errors > 0
@@ -184,7 +249,7 @@ class GuardrailEvaluator:
             return w.idempotency_collisions > 0
         if rail.metric == "p95_latency_ms":
             return w.p95_ms is not None and w.p95_ms > rail.threshold
-        return True  # health, probes, gates: the sample that tripped it is the first bad one
+        return True
 
     def _in_scope(self, rail: Guardrail, replica: str) -> bool:
         return rail.scope == "all" or self.roles.get(replica) == rail.scope
@@ -210,11 +275,34 @@ class GuardrailEvaluator:
         metric = rail.metric
         if metric == "health_failing":
             return self._health(rail)
-        if metric == "dead_letters_growth":
-            return self._dead_letters(rail, now)
+        if metric in _PROBED:
+            return self._probe_value(rail, now)
         if metric == "gate_failed":
             return self._gate(rail)
+        if metric == "query":
+            return self._query(rail, now)
+        if rail.baseline is not None:
+            recent = self._recent(rail, now)
+            candidate, stable = self._side(rail, recent, "candidate"), self._side(rail, recent, "stable")
+            return judge_baseline(rail.baseline, candidate, stable)
         return Reading(self._traffic(rail, now))
+
+    def _side(self, rail: Guardrail, windows: list[ev.TrafficWindow], role: str) -> Side:
+        """The synthetic metric over `windows` for the replicas of one role (a side of a baseline)."""
+        names = {r for r, their_role in self.roles.items() if their_role == role}
+        if rail.metric == "http_5xx_rate":
+            requests = sum(n for w in windows for r, n in w.per_replica.items() if r in names)
+            errors = sum(n for w in windows for r, n in w.errors_5xx.items() if r in names)
+            return Side(errors / requests if requests else None, requests)
+        # p95: each replica's p95 per window, weighted by the requests it answered (quantiles do not add)
+        weighted = [
+            (p95, w.per_replica.get(r, 0))
+            for w in windows
+            for r, p95 in w.p95_by_replica.items()
+            if r in names
+        ]
+        samples = sum(n for _, n in weighted)
+        return Side(sum(p * n for p, n in weighted) / samples if samples else None, samples)
 
     def _traffic(self, rail: Guardrail, now: float) -> float | None:
         metric = rail.metric
@@ -255,14 +343,53 @@ class GuardrailEvaluator:
             return Reading(unknown="; ".join(blind))
         return Reading(float(failing))
 
-    def _dead_letters(self, rail: Guardrail, now: float) -> Reading:
+    def _probe_value(self, rail: Guardrail, now: float) -> Reading:
+        """An HTTP JSON probe's value (the generic metric source): its last value, or its growth over the
+        window (`dead_letters_growth` is growth of the dead-letters count)."""
         history = [p for p in self.probes.get(rail.probe or "", ()) if p.ts >= now - rail.window_s]
-        if history and not history[-1].ok:  # the newest poll gave no count: growth cannot be judged
+        if history and not history[-1].ok:  # the newest poll gave no value: nothing can be judged
             last = history[-1]
             how = "" if not last.observed else " failed"  # the probe could not look, or its target failed
             return Reading(unknown=f"probe {last.probe}{how}: {last.error or 'no detail'}")
-        counts = [float(p.value) for p in history if p.ok and isinstance(p.value, int | float)]
-        return Reading(counts[-1] - min(counts) if len(counts) >= 2 else None)
+        if history and _number(history[-1].value) is None:
+            return Reading(
+                unknown=f"probe {rail.probe} value is not a number: {str(history[-1].value)[:40]!r}"
+            )
+        counts = [v for v in (_number(p.value) for p in history if p.ok) if v is not None]
+        if rail.metric == "dead_letters_growth" or rail.reduce == "growth":
+            return Reading(counts[-1] - min(counts) if len(counts) >= 2 else None)
+        return Reading(counts[-1] if counts else None)
+
+    def _query(self, rail: Guardrail, now: float) -> Reading:
+        """The last evaluation of the guardrail's query, judged: what failed is unknown, never ok."""
+        sample = self.samples.get(rail.name)
+        if sample is None:
+            return Reading()
+        stale_s = max(3 * rail.interval_s, rail.interval_s + 10)
+        if now - sample.ts > stale_s:
+            return Reading(
+                unknown=f"its query has not been evaluated for {now - sample.ts:.0f} s", at=sample.ts
+            )
+        errors = sample.errors
+        counted = [k for k in ("samples", "baseline_samples") if k in errors]
+        if counted:
+            return Reading(unknown="; ".join(errors[k] for k in counted), at=sample.ts)
+        if rail.baseline is not None:
+            if "value" in errors or "baseline" in errors:
+                reason = "; ".join(errors[k] for k in ("value", "baseline") if k in errors)
+                return Reading(unknown=reason, at=sample.ts)
+            candidate = Side(sample.value, sample.samples or 0.0)
+            stable = Side(sample.baseline, sample.baseline_samples or 0.0)
+            reading = judge_baseline(rail.baseline, candidate, stable)
+            return Reading(reading.value, sides=reading.sides, at=sample.ts)
+        if rail.min_samples is not None and (sample.samples or 0.0) < rail.min_samples:
+            return Reading(at=sample.ts)
+        if "value" in errors:
+            # Some of it could not be seen: a value over the threshold stands, "within" cannot be said.
+            if sample.value is not None and sample.value > rail.threshold:
+                return Reading(sample.value, at=sample.ts)
+            return Reading(unknown=errors["value"], at=sample.ts)
+        return Reading(sample.value, at=sample.ts)
 
     def _gate(self, rail: Guardrail) -> Reading:
         finished = self.gates.get(rail.gate or "")
@@ -284,14 +411,34 @@ def guardrail_readings(playbook: Playbook, state: SessionState, now: float) -> d
     return {rail.name: evaluator.reading(rail, now) for rail in playbook.guardrails}
 
 
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
 def no_data(rail: Guardrail) -> str:
     """Why a guardrail has nothing to judge yet, in words."""
+    if rail.baseline is not None:
+        need = rail.baseline.min_samples
+        return f"fewer than {need} samples on the candidate or stable side in its {rail.window_s:g} s window"
     if rail.metric == "gate_failed":
         return f"gate {rail.gate} has not run"
     if rail.metric == "health_failing":
         return "no health sample yet"
-    if rail.metric == "dead_letters_growth":
+    if rail.metric == "dead_letters_growth" or (rail.metric == "http_json" and rail.reduce == "growth"):
         return f"fewer than 2 counts from probe {rail.probe} within its {rail.window_s:g} s window"
+    if rail.metric == "http_json":
+        return f"no value from probe {rail.probe} within its {rail.window_s:g} s window"
+    if rail.metric == "query":
+        if rail.min_samples is not None:
+            return f"fewer than {rail.min_samples} samples within its {rail.window_s:g} s window"
+        return "its query has not been evaluated yet"
     if rail.metric == "http_5xx_rate":
         return f"fewer than {MIN_REQUESTS} requests within its {rail.window_s:g} s window"
     return f"no traffic within its {rail.window_s:g} s window"

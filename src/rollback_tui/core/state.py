@@ -196,6 +196,54 @@ class RailState:
 
 
 @dataclass
+class ItemRun:
+    """What the runbook runner journaled about one item of a step: its latest run."""
+
+    step: str
+    index: int
+    item: str
+    status: str = "running"  # running | passed | failed | unknown | skipped | needs_input | cancelled
+    reason: str = ""
+    note: str = ""
+    actor: str = ""
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    runs: int = 0
+
+
+@dataclass
+class ActionPart:
+    """One part of an action run (a redeploy's service, a flag), or the whole action (`part` "")."""
+
+    part: str
+    status: str = "running"  # running | passed | failed | timed_out | cancelled | error | interrupted
+    argv: list[str] = field(default_factory=list)
+    where: str = "local"
+    actor: str = ""
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    exit_code: int | None = None
+    output: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ActionRun:
+    """The latest run of a command action: the whole (`parts[""]`) and its parts in the order they ran."""
+
+    name: str
+    parts: dict[str, ActionPart] = field(default_factory=dict)
+
+    @property
+    def whole(self) -> ActionPart | None:
+        return self.parts.get("")
+
+    @property
+    def status(self) -> str:
+        return self.whole.status if self.whole is not None else "not_run"
+
+
+@dataclass
 class ChecklistEntry:
     item: str
     checked: bool = False
@@ -234,6 +282,14 @@ class EventLog:
         """Journal order."""
         return heapq.merge(self._kept, self._routine, key=lambda e: e.n)
 
+    def __eq__(self, other: object) -> bool:
+        """Two folds of the same events hold the same log."""
+        if not isinstance(other, EventLog):
+            return NotImplemented
+        return self.dropped == other.dropped and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
 
 @dataclass
 class SessionState:
@@ -244,12 +300,19 @@ class SessionState:
     fanout: FanoutState = field(default_factory=FanoutState)
     traffic: TrafficState = field(default_factory=TrafficState)
     rails: dict[str, RailState] = field(default_factory=dict)  # guardrail → whether it can judge
+    metrics: dict[str, ev.MetricSample] = field(default_factory=dict)  # guardrail → its last query result
     facts: dict[str, ev.FactCaptured] = field(default_factory=dict)
     probes: dict[str, ev.ProbeResult] = field(default_factory=dict)
     # Recent results per probe, for guardrails over a window (dead-letter growth).
     probe_history: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
-    step: str | None = None
+    step: str | None = None  # the tracker: where the operator said they are, not what ran
+    step_items: dict[tuple[str, int], ItemRun] = field(default_factory=dict)  # (step, index) → latest run
+    actions: dict[str, ActionRun] = field(default_factory=dict)
+    flags: dict[str, dict[str, ev.FlagsRead]] = field(default_factory=dict)  # action → before/after → read
+    dead_letters: dict[str, ev.DeadLettersInspected] = field(default_factory=dict)  # probe → latest look
+    incident: ev.IncidentRecorded | None = None  # the latest holds every field recorded
+    readiness: ev.ReadinessChecked | None = None  # the latest check of what the items need from here
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
     log: EventLog = field(default_factory=EventLog)  # timeline events, for the event log
     exports: list[ev.ExportWritten] = field(default_factory=list)
@@ -270,9 +333,16 @@ class SessionState:
         return len(set(self.prefixes.values())) > 1
 
     @property
+    def transport_expected(self) -> str:
+        expected = self.started.transport_expected if self.started is not None else None
+        return expected or "redis"
+
+    @property
     def transport_mismatch(self) -> list[str]:
-        """Replicas whose realtime transport is not redis (they cannot fan out across replicas)."""
-        return [n for n, r in self.replicas.items() if r.transport not in (None, "redis")]
+        """Replicas reporting another realtime transport than the playbook expects (their events do not
+        fan out across replicas)."""
+        expected = self.transport_expected
+        return [n for n, r in self.replicas.items() if r.transport not in (None, expected)]
 
     # --- the fold -------------------------------------------------------------------------------
 
@@ -329,6 +399,45 @@ def _notice(s: SessionState, e: ev.Notice) -> None:
 
 def _step_entered(s: SessionState, e: ev.StepEntered) -> None:
     s.step = e.step
+
+
+def _item_started(s: SessionState, e: ev.StepItemStarted) -> None:
+    key = (e.step, e.index)
+    runs = s.step_items[key].runs if key in s.step_items else 0
+    s.step_items[key] = ItemRun(e.step, e.index, e.item, actor=e.actor, started_ts=e.ts, runs=runs + 1)
+
+
+def _item_finished(s: SessionState, e: ev.StepItemFinished) -> None:
+    run = s.step_items.setdefault((e.step, e.index), ItemRun(e.step, e.index, e.item, started_ts=e.ts))
+    run.status, run.reason, run.note, run.actor, run.finished_ts = e.outcome, e.reason, e.note, e.actor, e.ts
+
+
+def _action_started(s: SessionState, e: ev.ActionStarted) -> None:
+    run = s.actions.setdefault(e.action, ActionRun(e.action))
+    if e.part == "":  # a new run of the action: its earlier parts belong to the previous one
+        run.parts.clear()
+    run.parts[e.part] = ActionPart(e.part, argv=list(e.argv), where=e.where, actor=e.actor, started_ts=e.ts)
+
+
+def _action_finished(s: SessionState, e: ev.ActionFinished) -> None:
+    run = s.actions.setdefault(e.action, ActionRun(e.action))
+    part = run.parts.setdefault(e.part, ActionPart(e.part, started_ts=e.ts))
+    part.status, part.exit_code, part.finished_ts = e.outcome, e.exit_code, e.ts
+    part.output, part.error = list(e.output), e.error
+
+
+def _flags_read(s: SessionState, e: ev.FlagsRead) -> None:
+    s.flags.setdefault(e.action, {})[e.phase] = e
+
+
+def _dead_letters(s: SessionState, e: ev.DeadLettersInspected) -> None:
+    s.dead_letters[e.probe] = e
+def _incident(s: SessionState, e: ev.IncidentRecorded) -> None:
+    s.incident = e
+
+
+def _readiness(s: SessionState, e: ev.ReadinessChecked) -> None:
+    s.readiness = e
 
 
 def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
@@ -402,6 +511,10 @@ def _rail_status(s: SessionState, e: ev.GuardrailStatus) -> None:
         rail.observed_ts = e.ts
 
 
+def _metric_sample(s: SessionState, e: ev.MetricSample) -> None:
+    s.metrics[e.guardrail] = e
+
+
 def _rollback(s: SessionState, e: ev.Event) -> None:
     s.traffic.rollback.apply(e)
     if isinstance(e, ev.RollbackRequested):
@@ -449,6 +562,14 @@ _HANDLERS: dict[str, Any] = {
     "session_ended": _session_ended,
     "notice": _notice,
     "step_entered": _step_entered,
+    "step_item_started": _item_started,
+    "step_item_finished": _item_finished,
+    "action_started": _action_started,
+    "action_finished": _action_finished,
+    "flags_read": _flags_read,
+    "dead_letters_inspected": _dead_letters,
+    "incident_recorded": _incident,
+    "readiness_checked": _readiness,
     "health_sample": _health_sample,
     "fact_captured": _fact,
     "probe_result": _probe,
@@ -461,6 +582,7 @@ _HANDLERS: dict[str, Any] = {
     "guardrail_breach": _breach,
     "guardrail_recovered": _recovered,
     "guardrail_status": _rail_status,
+    "metric_sample": _metric_sample,
     **dict.fromkeys(ROLLBACK_KINDS, _rollback),
     "gate_started": _gate_started,
     "gate_output": _gate_output,

@@ -15,3 +15,14 @@ def one_line(text: str, width: int | None = None) -> str:
 def command_line(argv: list[str], width: int | None = None) -> str:
     """argv as ONE display line: arguments joined, only the first line of a multi-line script."""
     return one_line(" ".join(argv), width)
+
+
+def weight_changes(before: dict, after: dict) -> str | None:
+    """'blue-next 50 → 0' for every weight a routing change moved (a weight-based driver's rollback)."""
+    wb, wa = before.get("weights") or {}, after.get("weights") or {}
+    moved = [
+        f"{name} {wb.get(name, '-')} → {wa.get(name, '-')}"
+        for name in sorted(set(wb) | set(wa))
+        if wb.get(name) != wa.get(name)
+    ]
+    return ", ".join(moved) or None

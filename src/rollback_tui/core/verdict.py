@@ -118,6 +118,23 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
         return Verdict(level="stale", ranked=[Reason(_RANK["stale"], "no health samples yet")])
     rollback = state.traffic.rollback
     removed = set(rollback.replicas) if rollback.after_rollback else set()
+    _replicas(v, state, now, stale_after_s, removed)
+    mismatch = prefix_mismatch_text(state)
+    if mismatch:
+        v.raise_to("fail", "channel prefix mismatch", mismatch)
+    for name in state.transport_mismatch:
+        if name not in removed:
+            v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
+    _breaches(v, state)
+    _gates(v, state)
+    last = state.fanout.last_result
+    if last is not None and not last.passed:
+        v.raise_to("fail", "fanout check failed", "; ".join(dict.fromkeys(last.reasons)))
+    _rollback(v, state)
+    return v
+
+
+def _replicas(v: Verdict, state: SessionState, now: float, stale_after_s: float, removed: set[str]) -> None:
     for r in state.replicas.values():
         status = replica_status(r, now, stale_after_s)
         if r.name in removed:
@@ -131,13 +148,9 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
             v.raise_to("stale", f"{r.name} unknown: {r.error or 'not observed'}")
         elif status in ("stale", "unknown"):
             v.raise_to("stale", f"{r.name} {'no recent sample' if status == 'stale' else 'not sampled'}")
-    mismatch = prefix_mismatch_text(state)
-    if mismatch:
-        v.raise_to("fail", "channel prefix mismatch", mismatch)
-    for name in state.transport_mismatch:
-        if name not in removed:
-            v.raise_to("fail", f"{name} on transport {state.replicas[name].transport}")
-    _breaches(v, state)
+
+
+def _gates(v: Verdict, state: SessionState) -> None:
     for gate in state.gates.values():
         if gate.status in ("failed", "timed_out"):
             code = f"exit {gate.exit_code}" if gate.exit_code is not None else ""
@@ -146,11 +159,6 @@ def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
             v.raise_to("stale", f"gate {gate.name} could not run")
         elif gate.status == "interrupted":  # the cockpit died while it ran: its outcome is unknown
             v.raise_to("stale", f"gate {gate.name} interrupted")
-    last = state.fanout.last_result
-    if last is not None and not last.passed:
-        v.raise_to("fail", "fanout check failed", "; ".join(dict.fromkeys(last.reasons)))
-    _rollback(v, state)
-    return v
 
 
 def _breaches(v: Verdict, state: SessionState) -> None:

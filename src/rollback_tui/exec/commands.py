@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -52,6 +53,17 @@ def spec_argv(spec: CommandSpec) -> list[str]:
         return ["/bin/sh", "-c", spec.run]
     assert spec.argv is not None  # the model guarantees one form
     return list(spec.argv)
+
+
+CONSOLE_SCRIPT = "rollback-tui"
+
+
+def this_installation(argv: list[str]) -> list[str]:
+    """A local `rollback-tui …` runs as this very installation (its interpreter, `-m rollback_tui`), so a
+    playbook's `rollback-tui lb …` helpers never depend on what PATH finds first (or on PATH at all)."""
+    if argv and argv[0] == CONSOLE_SCRIPT:
+        return [sys.executable, "-m", "rollback_tui", *argv[1:]]
+    return argv
 
 
 def fill(spec: CommandSpec, values: Mapping[str, str]) -> CommandSpec:

@@ -11,7 +11,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rollback_tui.exec.commands import CommandError, Execution, OnLine, build_env, resolve_refs, spec_argv
+from rollback_tui.exec.commands import (
+    CommandError,
+    Execution,
+    OnLine,
+    build_env,
+    resolve_refs,
+    spec_argv,
+    this_installation,
+)
 from rollback_tui.exec.local import KILL_GRACE_S, LocalExecution
 from rollback_tui.exec.remote import RemoteExecution
 from rollback_tui.playbook.model import CommandSpec, Playbook
@@ -39,7 +47,7 @@ def make_execution(
         cwd, used = resolve_refs(cwd, lookup, "cwd")
         secrets.extend(used)
     if spec.where == "local":
-        return LocalExecution(argv, cwd=cwd, env=resolved.full, on_line=on_line), secrets
+        return LocalExecution(this_installation(argv), cwd=cwd, env=resolved.full, on_line=on_line), secrets
     host = next((h for h in playbook.hosts if h.name == spec.where), None)
     if host is None:
         raise CommandError(f"where: {spec.where!r} is neither 'local' nor a host in the playbook")

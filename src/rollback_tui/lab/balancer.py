@@ -103,7 +103,7 @@ def parse_selector(raw: str) -> dict[str, str]:
     pairs = [p for p in raw.split(",") if p.strip()]
     if any("=" not in p for p in pairs):
         raise ValueError(f"selector must look like key=value[,key=value], got {raw!r}")
-    return check_selector(dict(tuple(s.strip() for s in p.split("=", 1)) for p in pairs))
+    return check_selector({k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)})
 
 
 def check_selector(selector: Any) -> dict[str, str]:
@@ -211,9 +211,9 @@ async def proxy_http(request: Request) -> Response:
         upstream = await client.send(upstream_request, stream=True)
     except httpx.HTTPError as exc:
         detail = f"backend {backend.name} ({backend.url}) unreachable: {type(exc).__name__}: {exc}"
-        response = JSONResponse({"error": detail, "backend": backend.name}, status_code=502)
-        response.raw_headers.append(tag)
-        return response
+        refusal = JSONResponse({"error": detail, "backend": backend.name}, status_code=502)
+        refusal.raw_headers.append(tag)
+        return refusal
     balancer.counts[backend.name] += 1
 
     async def body() -> AsyncIterator[bytes]:
@@ -223,7 +223,7 @@ async def proxy_http(request: Request) -> Response:
         finally:  # also when the client goes away mid-stream (SSE), so the backend stream is released
             await upstream.aclose()
 
-    response = StreamingResponse(body(), status_code=upstream.status_code)
+    response: Response = StreamingResponse(body(), status_code=upstream.status_code)
     response.raw_headers = [
         (k, v) for k, v in upstream.headers.raw if k.decode("latin-1").lower() not in RESPONSE_SKIP
     ] + [tag]

@@ -12,6 +12,12 @@ Redis keys (all under the replica's channel prefix P):
 
 Lab-only endpoints (not part of the chat API): GET/POST /_lab/faults, GET /_lab/stats,
 POST /_lab/duplicate-next, DELETE /_lab/threads/{thread}/events/{seq}, DELETE /_lab/threads/{thread}.
+
+GET /metrics serves Prometheus metrics (prometheus_client), every series labelled with the replica:
+`lab_http_requests_total{route, code}` and `lab_http_request_duration_seconds{route}` (route: api for
+/v1/…, health, ops; injected latency and 503s included, as a client sees them),
+`lab_stream_disconnects_total`, `lab_idempotency_collisions_total`, `lab_dead_letters` and
+`lab_build_info{image, commit}`.
 """
 
 from __future__ import annotations
@@ -22,14 +28,16 @@ import contextlib
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import prometheus_client as prom
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -47,6 +55,8 @@ THREAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 IDEMPOTENCY_TTL_S = 3600
 LOCAL_QUEUE_SIZE = 1000
 REPLAY_LIMIT = 10_000
+StreamEntries = list[tuple[str, dict[str, str]]]  # XRANGE with decode_responses=True
+CLIENT_GONE = (WebSocketDisconnect, OSError, RuntimeError)  # how a websocket session ends from the client
 
 
 class BadRequest(ValueError):
@@ -89,6 +99,61 @@ class Stats:
     ws_drops_injected: int = 0
 
 
+# Finer than the client default where the lab lives (1-50 ms), so a quantile compared across replicas is
+# not a bucket boundary.
+LATENCY_BUCKETS = (
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
+    0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """The replica's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self, replica: str, image: str, commit: str, faults: Faults) -> None:
+        self.registry = prom.CollectorRegistry()
+        r, labels = self.registry, ["replica"]
+        self.requests = prom.Counter(
+            "lab_http_requests", "HTTP requests answered", [*labels, "route", "code"], registry=r
+        )
+        self.latency = prom.Histogram(
+            "lab_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            [*labels, "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.disconnects = prom.Counter(
+            "lab_stream_disconnects", "Stream sessions closed by the server", labels, registry=r
+        )
+        self.collisions = prom.Counter(
+            "lab_idempotency_collisions", "Idempotency keys reused with another body", labels, registry=r
+        )
+        dead = prom.Gauge("lab_dead_letters", "Dead letters queued", labels, registry=r)
+        dead.labels(replica).set_function(lambda: faults.dead_letters)
+        build = prom.Gauge("lab_build_info", "The running build", [*labels, "image", "commit"], registry=r)
+        build.labels(replica, image, commit).set(1)
+        self.replica = replica
+        # Exported from the start at 0, so rate() and increase() see the first one (a series born at 1 has
+        # no earlier sample to count it from).
+        for counter in (self.disconnects, self.collisions):
+            counter.labels(replica)
+        for code in ("200", "201", "409", "503"):
+            self.requests.labels(replica, "api", code)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(self.replica, route, str(status)).inc()
+        self.latency.labels(self.replica, route).observe(seconds)
+
+
+def route_of(path: str) -> str:
+    if path.startswith("/v1/"):
+        return "api"
+    if path.startswith("/api/ops/"):
+        return "ops"
+    return "health" if path == "/healthz" else "other"
+
+
 @dataclass
 class ReplicaState:
     name: str
@@ -97,12 +162,16 @@ class ReplicaState:
     redis_url: str
     faults: Faults
     stats: Stats = field(default_factory=Stats)
+    metrics: Metrics = field(init=False)
     duplicate_next: bool = False
     redis: aioredis.Redis | None = None
     # transport=memory: this replica's own stream sessions, by thread
     local: dict[str, set[asyncio.Queue[str]]] = field(default_factory=lambda: defaultdict(set))
 
     # -- keys --------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.name, self.image, self.commit, self.faults)
+
     @property
     def prefix(self) -> str:
         return self.faults.channel_prefix
@@ -134,7 +203,8 @@ class ReplicaState:
                 queue.put_nowait(data)
 
     async def replay(self, thread_id: str, after: int) -> list[tuple[int, str]]:
-        entries = await self.r.xrange(self.stream_key(thread_id), "-", "+", count=REPLAY_LIMIT)
+        key = self.stream_key(thread_id)
+        entries: StreamEntries = await self.r.xrange(key, "-", "+", count=REPLAY_LIMIT)  # type: ignore[assignment]
         frames = [(int(fields["seq"]), fields["frame"]) for _, fields in entries]
         return sorted(f for f in frames if f[0] > after)
 
@@ -186,7 +256,7 @@ class StreamSession:
             if message and message.get("type") == "message":
                 return message["data"]
 
-    async def frames(self) -> AsyncIterator[str]:
+    async def frames(self) -> AsyncGenerator[str, None]:
         replayed = set()
         for seq, data in self.backlog:
             replayed.add(seq)
@@ -281,6 +351,7 @@ async def post_message(request: Request) -> Response:
         stored = json.loads(stored_raw)
         if stored.get("hash") != digest:
             replica.stats.idempotency_collisions += 1
+            replica.metrics.collisions.labels(replica.name).inc()
             return error(409, "idempotency key reused with a different request body", idempotency_key=key)
         if "event" in stored:
             return JSONResponse(stored["event"], status_code=200)
@@ -344,6 +415,7 @@ async def ws_stream(websocket: WebSocket) -> None:
                 await websocket.send_text(data)
                 if replica.faults.roll_drop():
                     replica.stats.ws_drops_injected += 1
+                    replica.metrics.disconnects.labels(replica.name).inc()
                     await websocket.close(code=1011, reason="injected websocket drop")
                     return
 
@@ -355,12 +427,13 @@ async def ws_stream(websocket: WebSocket) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            exc = task.exception()
-            if isinstance(exc, RedisError):
+            failure = task.exception()
+            if isinstance(failure, RedisError):
+                replica.metrics.disconnects.labels(replica.name).inc()
                 with contextlib.suppress(Exception):
-                    await websocket.close(code=1011, reason=f"realtime backend lost: {exc}"[:120])
-            elif exc is not None and not isinstance(exc, WebSocketDisconnect | OSError | RuntimeError):
-                raise exc
+                    await websocket.close(code=1011, reason=f"realtime backend lost: {failure}"[:120])
+            elif failure is not None and not isinstance(failure, CLIENT_GONE):
+                raise failure
     finally:
         for task in tasks:
             task.cancel()
@@ -383,6 +456,7 @@ async def sse_stream(request: Request) -> Response:
                     yield f"id: {frame_seq(data)}\nevent: message\ndata: {data}\n\n"
                     if replica.faults.roll_drop():
                         replica.stats.ws_drops_injected += 1
+                        replica.metrics.disconnects.labels(replica.name).inc()
                         return
         except RedisError as exc:
             yield f"event: error\ndata: {json.dumps({'error': f'realtime backend lost: {exc}'})}\n\n"
@@ -394,6 +468,11 @@ async def sse_stream(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def metrics(request: Request) -> Response:
+    registry = state(request).metrics.registry
+    return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
 
 
 async def dead_letters(request: Request) -> Response:
@@ -439,7 +518,8 @@ async def delete_event(request: Request) -> Response:
     thread_id = check_thread_id(request.path_params["thread_id"])
     seq = request.path_params["seq"]
     key = replica.stream_key(thread_id)
-    for entry_id, fields in await replica.r.xrange(key, "-", "+", count=REPLAY_LIMIT):
+    entries: StreamEntries = await replica.r.xrange(key, "-", "+", count=REPLAY_LIMIT)  # type: ignore[assignment]
+    for entry_id, fields in entries:
         if int(fields["seq"]) == seq:
             await replica.r.xdel(key, entry_id)
             return JSONResponse({"deleted": {"thread_id": thread_id, "seq": seq, "entry_id": entry_id}})
@@ -480,20 +560,36 @@ class LabMiddleware:
             await send(message)
 
         path: str = scope["path"]
+        if scope["type"] != "http" or path.startswith("/_lab") or path == "/metrics":
+            await self.app(scope, receive, send_with_header)
+            return
+        started, status = time.perf_counter(), 500  # a handler that dies before answering counts as 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send_with_header(message)
+
+        try:
+            await self._faulted(scope, receive, send_counted, path)
+        finally:
+            self.replica.metrics.observe(route_of(path), status, time.perf_counter() - started)
+
+    async def _faulted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         faults = self.replica.faults
-        if scope["type"] == "http" and not path.startswith("/_lab"):
-            self.replica.stats.requests += 1
-            if faults.latency_ms:
-                await asyncio.sleep(faults.latency_ms / 1000)
-            in_scope = path.startswith("/v1/") or (path == "/healthz" and faults.health_errors)
-            if in_scope and faults.roll_error():
-                self.replica.stats.injected_errors += 1
-                response = error(
-                    503, f"injected fault (error_rate={faults.error_rate})", replica=self.replica.name
-                )
-                await response(scope, receive, send_with_header)
-                return
-        await self.app(scope, receive, send_with_header)
+        self.replica.stats.requests += 1
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        in_scope = path.startswith("/v1/") or (path == "/healthz" and faults.health_errors)
+        if in_scope and faults.roll_error():
+            self.replica.stats.injected_errors += 1
+            response = error(
+                503, f"injected fault (error_rate={faults.error_rate})", replica=self.replica.name
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 async def on_bad_request(request: Request, exc: Exception) -> Response:
@@ -533,6 +629,7 @@ def create_app(replica: ReplicaState) -> ASGIApp:
             WebSocketRoute(f"{thread}/stream", ws_stream),
             Route(f"{thread}/sse", sse_stream),
             Route("/api/ops/dead-letters", dead_letters),
+            Route("/metrics", metrics),
             Route("/_lab/faults", get_faults, methods=["GET"]),
             Route("/_lab/faults", post_faults, methods=["POST"]),
             Route("/_lab/stats", get_stats),

@@ -1,4 +1,7 @@
-"""The lab supervisor: Redis, one process per replica with a `lab:` section, and the balancer.
+"""The lab supervisor: Redis, one process per replica with a `lab:` section, the balancer, and a real
+Prometheus scraping the replicas when the playbook has a `prometheus:` server with `lab: true` and the
+`prometheus` binary is installed. Without the binary the guardrails and facts that query it are taken out
+of the lab's playbook and `prometheus_note` says so (the front ends show it).
 
     async with Lab(playbook) as lab:
         lab.playbook        # a copy whose URLs point at the real (usually free, random) ports
@@ -31,6 +34,7 @@ import httpx
 
 from rollback_tui.lab.bus import RedisBus
 from rollback_tui.lab.proc import Child, free_port, port_is_free
+from rollback_tui.lab.prometheus import LabPrometheus, Target, prometheus_binary
 from rollback_tui.playbook.model import Playbook, Replica
 
 READY_TIMEOUT_S = 15.0
@@ -93,6 +97,7 @@ class Lab:
         redis: Literal["auto", "server", "embedded"] = "auto",
         prefer_playbook_ports: bool = False,
         log_dir: Path | None = None,
+        prometheus: Literal["auto", "off"] = "auto",
     ) -> None:
         self.source = playbook
         self.playbook = playbook
@@ -108,6 +113,9 @@ class Lab:
         self.ports: dict[str, int] = {}
         self._replicas = [r for r in playbook.replicas if r.lab is not None]
         self._started = False
+        self.prometheus_mode = prometheus
+        self.prometheus: LabPrometheus | None = None
+        self.prometheus_note = ""  # what the front ends say about the lab's Prometheus (empty: none asked)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def __aenter__(self) -> Lab:
@@ -131,6 +139,7 @@ class Lab:
             await asyncio.gather(*(self._start_replica(r) for r in self._replicas))
             if self.source.load_balancer is not None:
                 await self._start_balancer()
+            await self._start_prometheus()
             self.playbook = self._resolve()
         except BaseException:
             self.keep_logs = True  # for a post-mortem
@@ -141,6 +150,8 @@ class Lab:
         """Terminate every child (SIGTERM, SIGKILL after 3 s). Safe to call twice."""
         children = list(self.children.values())
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        if self.prometheus is not None:
+            await self.prometheus.stop()
         if self.bus is not None:
             await self.bus.stop()
         self._started = False
@@ -279,8 +290,85 @@ class Lab:
         self.endpoints["balancer"] = f"http://127.0.0.1:{self.ports['balancer']}"
         self.endpoints["balancer-admin"] = f"http://127.0.0.1:{admin_port}"
 
+    # -- prometheus -----------------------------------------------------------------------------------------
+    @property
+    def prometheus_up(self) -> bool:
+        """The lab's Prometheus runs (its guardrails are in the lab's playbook)."""
+        return self.prometheus is not None and self.prometheus.running
+
+    async def _start_prometheus(self) -> None:
+        servers = [p for p in self.source.prometheus if p.lab]
+        if not servers:
+            return
+        if self.prometheus_mode == "off":
+            self.prometheus_note = "the lab's Prometheus is switched off"
+            return
+        if prometheus_binary() is None:
+            self.prometheus_note = "Prometheus is not installed (apt-get install prometheus)"
+            return
+        targets = [
+            Target(self.endpoints[r.name].split("://", 1)[1], {"role": r.role}) for r in self._replicas
+        ]
+        port = next((p for p in (self._wanted_port(s.url) for s in servers) if p), None)
+        self.prometheus = LabPrometheus(targets, work_dir=self.log_dir, port=port)
+        try:
+            await self.prometheus.start()
+        except RuntimeError as exc:
+            raise LabError(f"lab prometheus failed to start: {exc}") from exc
+        self.endpoints["prometheus"] = self.prometheus.url
+        self.prometheus_note = (
+            f"Prometheus {self.prometheus.url} scrapes {len(targets)} replicas every "
+            f"{self.prometheus.scrape_s:g} s"
+        )
+
+    def _without_lab_prometheus(self, data: dict[str, Any]) -> list[str]:
+        """Take the guardrails and facts that query the lab's (absent) Prometheus out of the playbook."""
+        lab_servers = {p["name"] for p in data.get("prometheus", []) if p.get("lab")}
+        only = next(iter(lab_servers)) if len(data.get("prometheus", [])) == 1 else None
+
+        def on_lab(server: str | None) -> bool:
+            return (server or only) in lab_servers
+
+        removed = [
+            g["name"] for g in data["guardrails"] if g["metric"] == "query" and on_lab(g.get("server"))
+        ]
+        removed += [
+            f["name"] for f in data["facts"] if f["source"] == "prometheus" and on_lab(f.get("server"))
+        ]
+        data["guardrails"] = [g for g in data["guardrails"] if g["name"] not in removed]
+        data["facts"] = [f for f in data["facts"] if f["name"] not in removed]
+        data["prometheus"] = [p for p in data.get("prometheus", []) if not p.get("lab")]
+        for step in data["steps"]:
+            step["do"] = [
+                d for d in step["do"] if d.get("guardrail") not in removed and d.get("fact") not in removed
+            ]
+            for item in step["do"]:
+                item["breach_of"] = [b for b in item.get("breach_of", []) if b not in removed]
+        for pre in data.get("preconditions", []):
+            if pre.get("fact") in removed:
+                pre["fact"] = None
+        return removed
+
     # -- the resolved playbook -----------------------------------------------------------------------------
     def _resolve(self) -> Playbook:
+        """The playbook as the lab runs it: every lab URL (and any URL elsewhere naming the same host and
+        port) moved to the port the lab actually got."""
+        data = rewrite_urls(self.source.model_dump(mode="python"), self._port_moves())
+        for replica in data["replicas"]:
+            if replica["name"] in self.endpoints and replica.get("lab") is not None:
+                replica["url"] = _with_port(replica["url"], self.ports[replica["name"]])
+                replica["labels"] = default_labels(self.source.replica(replica["name"]))
+        if data.get("load_balancer"):
+            data["load_balancer"]["url"] = _with_port(data["load_balancer"]["url"], self.ports["balancer"])
+            tc = data["load_balancer"]["traffic_control"]
+            if tc.get("driver") == "lab":
+                tc["admin_url"] = self.endpoints["balancer-admin"]
+        if data.get("realtime"):
+            data["realtime"]["redis_url"] = self.redis_url
+        self._resolve_prometheus(data)
+        return Playbook.model_validate(data)
+
+    def _port_moves(self) -> dict[tuple[str, int], int]:
         moves: dict[tuple[str, int], int] = {}
 
         def move(url: str | None, new_port: int) -> None:
@@ -297,20 +385,23 @@ class Lab:
             move(lb.traffic_control.admin_url, self.ports["balancer-admin"])
         if self.source.realtime:
             move(self.source.realtime.redis_url, self.bus.port if self.bus else 0)
+        if self.prometheus is not None:
+            for server in self.source.prometheus:
+                if server.lab:
+                    move(server.url, self.prometheus.port or 0)
+        return moves
 
-        data = rewrite_urls(self.source.model_dump(mode="python"), moves)
-        for replica in data["replicas"]:
-            if replica["name"] in self.endpoints and replica.get("lab") is not None:
-                replica["url"] = _with_port(replica["url"], self.ports[replica["name"]])
-                replica["labels"] = default_labels(self.source.replica(replica["name"]))
-        if data.get("load_balancer"):
-            data["load_balancer"]["url"] = _with_port(data["load_balancer"]["url"], self.ports["balancer"])
-            tc = data["load_balancer"]["traffic_control"]
-            if tc.get("driver") == "lab":
-                tc["admin_url"] = self.endpoints["balancer-admin"]
-        if data.get("realtime"):
-            data["realtime"]["redis_url"] = self.redis_url
-        return Playbook.model_validate(data)
+    def _resolve_prometheus(self, data: dict[str, Any]) -> None:
+        if self.prometheus is not None:
+            for server in data["prometheus"]:
+                if server["lab"]:
+                    server["url"] = self.prometheus.url
+        elif self.prometheus_note:
+            removed = self._without_lab_prometheus(data)
+            if removed:
+                self.prometheus_note += (
+                    f": {', '.join(removed)} left out, guardrails run on synthetic traffic"
+                )
 
     # -- operations for tests and the demo ------------------------------------------------------------------
     def _replica(self, name: str) -> Replica:
@@ -362,10 +453,12 @@ class Lab:
         return response.json()
 
     def processes(self) -> dict[str, Child]:
-        """Every child process by name: the replicas, the balancer and redis."""
+        """Every child process by name: the replicas, the balancer, redis and the lab's Prometheus."""
         processes = dict(self.children)
         if self.bus is not None and self.bus.child is not None:
             processes["redis"] = self.bus.child
+        if self.prometheus is not None and self.prometheus.child is not None:
+            processes["prometheus"] = self.prometheus.child
         return processes
 
     def pids(self) -> dict[str, int]:
@@ -385,6 +478,8 @@ def endpoint_table(lab: Lab) -> str:
         rows.append(("balancer", lab.endpoints["balancer"], f"selector {selector}"))
         rows.append(("balancer-admin", lab.endpoints["balancer-admin"] + "/admin/state", ""))
     rows.append(("redis", lab.endpoints["redis"], lab.redis_kind))
+    if "prometheus" in lab.endpoints:
+        rows.append(("prometheus", lab.endpoints["prometheus"], "scrapes the replicas' /metrics"))
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
@@ -407,6 +502,8 @@ async def run_lab_forever(
         await lab.start()
         out(f"Lab for {playbook.name} is up (logs in {lab.log_dir}):\n")
         out(endpoint_table(lab))
+        if lab.prometheus_note and lab.prometheus is None:
+            out(f"\n! {lab.prometheus_note}")
         out("\nCtrl-C stops the lab.")
         reported: set[str] = set()
         while not terminated.is_set():

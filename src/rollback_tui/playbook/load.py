@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
+import shutil
 import types
 import typing
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from rollback_tui.playbook.model import (
     ENV_REF,
     Action,
     ChecklistItem,
+    CommandAction,
     CommandSpec,
     ExitCriterion,
     Playbook,
@@ -59,6 +63,7 @@ class LocatedError:
     column: int | None
     path: str  # "replicas[1].role"; "" for document-level problems (syntax, empty file)
     message: str
+    warning: bool = False  # usable, but something would fail when it runs (see readiness_warnings)
 
     def __str__(self) -> str:
         where = self.file
@@ -66,7 +71,8 @@ class LocatedError:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
 
 
 class PlaybookError(Exception):
@@ -100,7 +106,7 @@ def format_path(path: FieldPath) -> str:
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """SafeLoader without implicit timestamps: `2026-02-16` stays the string it looks like."""
 
 
@@ -430,6 +436,7 @@ _COLLECTIONS = {
     "facts": "fact",
     "gates": "gate",
     "probes": "probe",
+    "prometheus": "Prometheus server",
     "guardrails": "guardrail",
     "actions": "action",
     "steps": "step",
@@ -461,7 +468,7 @@ class _CrossCheck:
     are None here) names come from the raw data and checks that could be misled are skipped."""
 
     def __init__(
-        self, pb: Playbook, raw: Mapping[str, Any] | None = None, incomplete: set[str] = frozenset()
+        self, pb: Playbook, raw: Mapping[str, Any] | None = None, incomplete: AbstractSet[str] = frozenset()
     ):
         self.pb = pb
         self.incomplete = incomplete
@@ -471,10 +478,10 @@ class _CrossCheck:
                 coll: [getattr(x, "name", None) for x in getattr(pb, coll)] for coll in _COLLECTIONS
             }
         else:
-            self.names = {coll: _raw_names(raw.get(coll)) for coll in _COLLECTIONS}
+            self.names = {coll: _raw_names(raw.get(coll), _DEFAULT_NAMES.get(coll)) for coll in _COLLECTIONS}
 
     def complete(self, *sections: str) -> bool:
-        return not self.incomplete.intersection(sections)
+        return self.incomplete.isdisjoint(sections)
 
     def items(self, coll: str) -> Iterator[tuple[int, Any]]:
         for index, item in enumerate(getattr(self.pb, coll)):
@@ -529,8 +536,17 @@ class _CrossCheck:
             return
         for key in lb.weights:
             self.ref(("load_balancer", "weights", key), "replicas", key)
+        if lb.identity.json_path is not None and lb.verify.method == "HEAD":
+            self.add(("load_balancer", "verify", "method"), "HEAD has no body for identity.json_path to read")
         if not self.complete("replicas"):
             return
+        paths = sorted({r.health_path for r in stable})
+        if lb.verify.path is None and len(paths) > 1:
+            self.add(
+                ("load_balancer", "verify", "path"),
+                f"the stable replicas have different health paths ({', '.join(paths)}): "
+                "say which path verification requests",
+            )
         if (
             any(r.labels for r in replicas)
             and stable
@@ -575,9 +591,9 @@ class _CrossCheck:
                 yield ("actions", i, "command"), action.command, StabiliseFlags.PLACEHOLDERS
         lb = self.pb.load_balancer
         for name in ("remove", "restore", "read"):
-            spec = getattr(lb.traffic_control, name) if lb is not None else None
-            if spec is not None:
-                yield ("load_balancer", "traffic_control", name), spec, TrafficControl.PLACEHOLDERS
+            command: CommandSpec | None = getattr(lb.traffic_control, name) if lb is not None else None
+            if command is not None:
+                yield ("load_balancer", "traffic_control", name), command, TrafficControl.PLACEHOLDERS
 
     def facts_and_guardrails(self) -> None:
         has_candidate = any(r.role == "candidate" for _, r in self.items("replicas"))
@@ -596,13 +612,33 @@ class _CrossCheck:
                 )
             if g.scope == "candidate" and know_roles and not has_candidate:
                 self.add((*here, "scope"), "scope candidate, but no replica has role: candidate")
+            if g.metric == "ws_disconnects" and self.pb.realtime is None and self.complete("realtime"):
+                self.add(
+                    (*here, "metric"),
+                    "ws_disconnects cannot be measured: stream sessions need a realtime section "
+                    "(its fanout protocol says how to open them)",
+                )
+            if g.metric == "query":
+                self.prometheus_ref((*here, "server"), g.server)
         for i, f in self.items("facts"):
             if f.replicas == "candidate" and know_roles and not has_candidate:
                 self.add(("facts", i, "replicas"), "replicas: candidate, but no replica has role: candidate")
+            if f.source == "prometheus":
+                self.prometheus_ref(("facts", i, "server"), f.server)
         for i, p in self.items("preconditions"):
             for coll, attr in (("facts", "fact"), ("gates", "gate"), ("probes", "probe")):
                 self.ref(("preconditions", i, attr), coll, getattr(p, attr))
             self.needs_check(("preconditions", i, "check"), p.check)
+
+    def prometheus_ref(self, path: FieldPath, name: str | None) -> None:
+        """A query names its server, or there is exactly one to default to."""
+        if name is not None:
+            self.ref(path, "prometheus", name)
+            return
+        servers = [n for n in self.names["prometheus"] if n]
+        if len(servers) != 1 and self.complete("prometheus"):
+            which = f"{len(servers)} are defined ({', '.join(servers)})" if servers else "none is defined"
+            self.add(path, f"a Prometheus query needs server: naming one ({which} under prometheus:)")
 
     def needs_check(self, path: FieldPath, check: str | None) -> None:
         if check == "fanout" and self.pb.realtime is None and self.complete("realtime"):
@@ -650,6 +686,9 @@ class _CrossCheck:
                 self.ref((*here, "last_known_good"), "facts", action.last_known_good)
                 for j, fact in enumerate(action.record_facts):
                     self.ref((*here, "record_facts", j), "facts", fact)
+            elif isinstance(action, CommandAction):
+                for j, probe in enumerate(action.watch):
+                    self.ref((*here, "watch", j), "probes", probe)
 
     def steps(self) -> None:
         colls = {
@@ -701,11 +740,16 @@ class _CrossCheck:
                 self.add((*here, "rule"), "rule all_checklist only applies to exit_criteria")
 
 
-def _raw_names(raw: Any) -> list[str | None]:
+_DEFAULT_NAMES = {"prometheus": "prometheus"}  # sections whose entries have a default name
+
+
+def _raw_names(raw: Any, default: str | None = None) -> list[str | None]:
     if not isinstance(raw, list):
         return []
     return [
-        item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
+        (item.get("name", default) if isinstance(item.get("name", default), str) else None)
+        if isinstance(item, dict)
+        else None
         for item in raw
     ]
 
@@ -737,7 +781,7 @@ def _partial_playbook(data: Mapping[str, Any]) -> tuple[Playbook, set[str]]:
             values[name] = items
             continue
         try:
-            values[name] = _adapter(annotation).validate_python(raw)
+            values[name] = _adapter(annotation).validate_python(raw)  # type: ignore[arg-type]
         except (ValidationError, ValueError, TypeError):
             incomplete.add(name)
             values[name] = [] if is_list else None
@@ -752,8 +796,11 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
 # --- public API -----------------------------------------------------------------------------------
 
 
-def load_playbook_text(text: str, filename: str = "<string>") -> Playbook:
-    """Parse and validate a playbook; raise PlaybookError listing every problem found."""
+def load_playbook_text(
+    text: str, filename: str = "<string>", warnings: list[LocatedError] | None = None
+) -> Playbook:
+    """Parse and validate a playbook; raise PlaybookError listing every problem found. `warnings`, when
+    given, receives what would only fail when it runs (readiness_warnings), located."""
     doc = _compose(text, filename)
     errors = [LocatedError(filename, *pos, format_path(path), msg) for path, pos, msg in doc.errors]
     playbook: Playbook | None = None
@@ -771,10 +818,50 @@ def load_playbook_text(text: str, filename: str = "<string>") -> Playbook:
         errors.sort(key=lambda e: (e.line or 0, e.column or 0))
         raise PlaybookError(errors)
     assert playbook is not None
+    if warnings is not None:
+        for path, message in readiness_warnings(playbook):
+            line, column = _position(doc, path, prefer_key=False)
+            warnings.append(LocatedError(filename, line, column, format_path(path), message, warning=True))
     return playbook
 
 
-def load_playbook(path: str | Path) -> Playbook:
+def readiness_warnings(pb: Playbook) -> list[tuple[FieldPath, str]]:
+    """What validates but would fail only at the moment it runs: a local traffic-control program that is
+    not on PATH here (found at rollback time, the worst moment), or `python -m rollback_tui…`, which works
+    only if the python PATH finds has rollback-tui installed."""
+    found: list[tuple[FieldPath, str]] = []
+    lb = pb.load_balancer
+    if lb is None or lb.traffic_control.driver != "command":
+        return found
+    for what in ("remove", "restore", "read"):
+        spec = getattr(lb.traffic_control, what)
+        if spec is None or spec.argv is None or spec.where != "local":
+            continue
+        problem = _program_problem(spec.argv, what)
+        if problem:
+            found.append((("load_balancer", "traffic_control", what, "argv", 0), problem))
+    return found
+
+
+def _program_problem(argv: list[str], what: str) -> str | None:
+    program = argv[0]
+    if ENV_REF.search(program) or program == "rollback-tui":  # rollback-tui: always this installation
+        return None
+    if "/" in program:
+        if not os.access(program, os.X_OK):
+            return f"{program} is not an executable file here: the {what} command would fail when it runs"
+    elif shutil.which(program) is None:
+        return f"{program!r} is not on PATH here: the {what} command would fail when it runs"
+    module = argv[2] if len(argv) > 2 and argv[1] == "-m" else ""
+    if Path(program).name.startswith("python") and module.startswith("rollback_tui"):
+        return (
+            f"{program} -m {module} needs rollback-tui installed in whichever {program} PATH finds; "
+            "use the console script instead (rollback-tui lb …), which runs this installation"
+        )
+    return None
+
+
+def load_playbook(path: str | Path, warnings: list[LocatedError] | None = None) -> Playbook:
     """Read and validate a playbook file; raise PlaybookError (also for unreadable files)."""
     name = str(path)
 
@@ -796,7 +883,7 @@ def load_playbook(path: str | Path) -> Playbook:
         line, column = before.count(b"\n") + 1, exc.start - before.rfind(b"\n")
         message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
         raise PlaybookError([LocatedError(name, line, column, "", message)]) from None
-    return load_playbook_text(text, name)
+    return load_playbook_text(text, name, warnings)
 
 
 def playbook_schema() -> dict[str, Any]:

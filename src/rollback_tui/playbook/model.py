@@ -10,9 +10,17 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from rollback_tui.playbook.secrets import ENV_REF, looks_secret
+from rollback_tui.playbook.secrets import ENV_REF, is_env_ref, looks_secret
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Severity = Literal["P0", "P1"]
@@ -35,6 +43,12 @@ def _check_secret_mapping(mapping: dict[str, str], what: str) -> dict[str, str]:
         if looks_secret(key) and not ENV_REF.search(value):
             raise ValueError(f"{what} {key!r} looks like a secret: use a ${{ENV_VAR}} reference")
     return mapping
+
+
+def _env_ref_only(value: str, what: str) -> str:
+    if not is_env_ref(value):
+        raise ValueError(f"{what} is a secret: give only a ${{ENV_VAR}} reference, not the value")
+    return value
 
 
 def _check_secret_url(url: str) -> str:
@@ -93,6 +107,54 @@ class HealthFields(Strict):
     transport: str = "realtime.transport"
 
 
+StatusValue = Annotated[bool | int | float | str, Field(union_mode="smart")]
+
+
+def _status_key(value: bool | int | float | str) -> tuple[str, object]:
+    """How a status value is compared: by JSON type (true is not 1), strings case-insensitively."""
+    if isinstance(value, bool):
+        return "bool", value
+    if isinstance(value, int | float):
+        return "number", float(value)
+    return "string", value.strip().lower()
+
+
+_HEALTHY: tuple[bool | int | float | str, ...] = ("ok", "healthy", "up", "pass")
+_DEGRADED: tuple[bool | int | float | str, ...] = ("degraded", "warn")
+_FAILING: tuple[bool | int | float | str, ...] = ("down", "fail", "failing", "unhealthy", "error")
+
+
+class HealthStatusValues(Strict):
+    """Which values of the health document's status field (`fields.status`) mean ok, degraded or failing.
+
+    JSON scalars: `true`/`false`, numbers and strings (case-insensitive). `true` and `1` are different
+    values. A value in none of the lists makes the replica `junk` (an unknown status)."""
+
+    healthy: list[StatusValue] = Field(default_factory=lambda: list(_HEALTHY))
+    degraded: list[StatusValue] = Field(default_factory=lambda: list(_DEGRADED))
+    failing: list[StatusValue] = Field(default_factory=lambda: list(_FAILING))
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> HealthStatusValues:
+        seen: dict[tuple[str, object], str] = {}
+        for word in ("healthy", "degraded", "failing"):
+            for value in getattr(self, word):
+                other = seen.setdefault(_status_key(value), word)
+                if other != word:
+                    raise ValueError(f"{value!r} is listed under both {other} and {word}")
+        return self
+
+    def classify(self, value: Any) -> Literal["ok", "degraded", "failing"] | None:
+        """ok / degraded / failing for a reported value, None when it is in no list (or not a scalar)."""
+        if not isinstance(value, bool | int | float | str):
+            return None
+        key = _status_key(value)
+        for word, status in (("healthy", "ok"), ("degraded", "degraded"), ("failing", "failing")):
+            if any(_status_key(v) == key for v in getattr(self, word)):
+                return status  # type: ignore[return-value]
+        return None
+
+
 class LabFaults(Strict):
     """Fault injection for a lab replica (ignored outside the lab)."""
 
@@ -119,7 +181,20 @@ class Replica(Strict):
     labels: StrMapping = {}
     health_path: str = "/healthz"
     fields: HealthFields = HealthFields()
+    status_values: HealthStatusValues = Field(
+        default_factory=HealthStatusValues, description="Status field values → ok / degraded / failing."
+    )
+    health_command: CommandSpec | None = Field(
+        None,
+        description="Run this instead of GET health_path: stdout is the health document (JSON), or a "
+        "bare status value on its last line; a non-zero exit is failing.",
+    )
     sensitive: bool = Field(False, description="Hide this replica's URL in share mode.")
+    served_as: str | None = Field(
+        None,
+        description="The value load_balancer.identity carries for this replica when it is not its name "
+        "(e.g. the HAProxy server name or pod name).",
+    )
     lab: LabReplica | None = None
 
     @field_validator("url")
@@ -279,6 +354,36 @@ class TrafficControl(Strict):
         return self
 
 
+class ReplicaIdentity(Strict):
+    """Where a response names the replica that served it: a response header (default `X-Served-By`) or a
+    dotted JSON path in the response body. Traffic split and rollback verification count by it."""
+
+    header: str | None = "X-Served-By"
+    json_path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplicaIdentity:
+        if "json_path" in self.model_fields_set and "header" not in self.model_fields_set:
+            self.header = None  # `identity: {json_path: …}` alone means the body, not the default header
+        if (self.header is None) == (self.json_path is None):
+            raise ValueError("give exactly one of header or json_path")
+        return self
+
+
+class VerifyRequest(Strict):
+    """The request rollback verification sends through the balancer until enough in a row are answered by
+    stable replicas (also what synthetic traffic sends when the playbook has no realtime section)."""
+
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    path: str | None = Field(None, description="Default: the stable replicas' health_path.")
+    headers: StrMapping = Field(default_factory=dict, description="Values may be ${ENV_VAR} (redacted).")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "header")
+
+
 DEFAULT_SYNTHETIC_RPS = 20.0  # the one default: the cockpit, headless `rehearse` and `check traffic` read it
 
 
@@ -305,45 +410,164 @@ class LoadBalancer(Strict):
     weights: dict[str, int] = Field(default_factory=dict, description="Replica name → weight.")
     traffic_control: TrafficControl
     synthetic_traffic: SyntheticTraffic | None = None
+    identity: ReplicaIdentity = Field(default_factory=ReplicaIdentity)
+    verify: VerifyRequest = Field(default_factory=VerifyRequest)
+
+
+# The `{placeholders}` each protocol template may use (docs/protocol.md lists what each one is).
+STREAM_PLACEHOLDERS = ("base", "base_ws", "thread_id", "after")
+SEND_PLACEHOLDERS = ("base", "thread_id", "text", "key")
+HEADER_PLACEHOLDERS = ("thread_id", "key")
+TAP_PLACEHOLDERS = ("prefix", "thread_id")
+PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z_][a-z0-9_]*)\}")  # `{name}`; `${VAR}` is an env reference
+
+
+def _check_placeholders(template: str, allowed: tuple[str, ...], what: str) -> str:
+    unknown = [name for name in PLACEHOLDER.findall(template) if name not in allowed]
+    if unknown:
+        known = ", ".join(f"{{{n}}}" for n in allowed)
+        raise ValueError(f"{what} uses unknown placeholder {{{unknown[0]}}} (known: {known})")
+    return template
 
 
 class FanoutProtocol(Strict):
-    """The chat API's realtime protocol (DESIGN §3 is the default)."""
+    """The chat API's realtime protocol (docs/protocol.md; the lab's is the default).
+
+    Replay: with `replay: url` a reconnecting session fills `{after}` in stream_url with the last sequence
+    number it received; with `replay: last_event_id` it sends a `Last-Event-ID` header instead (the last
+    SSE `id:` it received, else the last sequence number)."""
 
     stream_kind: Literal["websocket", "sse"] = "websocket"
     stream_url: str = "{base_ws}/v1/threads/{thread_id}/stream?after={after}"
+    stream_headers: StrMapping = Field(
+        default_factory=dict, description="Sent when a stream opens; values may be ${ENV_VAR}."
+    )
+    replay: Literal["url", "last_event_id"] = "url"
     send_method: Literal["POST", "PUT"] = "POST"
     send_url: str = "{base}/v1/threads/{thread_id}/messages"
     send_body: dict[str, str] = {"text": "{text}"}
-    send_headers: dict[str, str] = {}
+    send_headers: StrMapping = Field(default_factory=dict, description="Values may be ${ENV_VAR}.")
     idempotency_header: str = "Idempotency-Key"
-    event_id_path: str = "event_id"
+    send_event_id_path: str | None = Field(
+        None, description="Event id in the send response (default: event_id_path)."
+    )
+    event_id_path: str = Field("event_id", description="Event id in a stream frame.")
     seq_path: str = "seq"
     thread_id_path: str = "thread_id"
-    replay_param: str = "after"
     receive_timeout_s: float = Field(2.0, gt=0, le=120)
     replay_count: int = Field(3, ge=1, le=1000)
     thread_prefix: str = "rehearsal-"
 
-    @field_validator("send_headers")
+    @model_validator(mode="before")
     @classmethod
-    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+    def _removed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "replay_param" in data:
+            raise ValueError(
+                "replay_param was removed (it never did anything): put {after} in stream_url, "
+                "or set replay: last_event_id"
+            )
+        return data
+
+    @field_validator("send_headers", "stream_headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        allowed = HEADER_PLACEHOLDERS if info.field_name == "send_headers" else ("thread_id",)
+        for key, value in v.items():
+            _check_placeholders(value, allowed, f"header {key}")
         return _check_secret_mapping(v, "header")
+
+    @field_validator("stream_url")
+    @classmethod
+    def _stream_placeholders(cls, v: str) -> str:
+        return _check_placeholders(v, STREAM_PLACEHOLDERS, "stream_url")
+
+    @field_validator("send_url")
+    @classmethod
+    def _send_placeholders(cls, v: str) -> str:
+        return _check_placeholders(v, SEND_PLACEHOLDERS, "send_url")
+
+    @field_validator("send_body")
+    @classmethod
+    def _body_placeholders(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            _check_placeholders(value, SEND_PLACEHOLDERS, f"send_body.{key}")
+        return v
+
+    @model_validator(mode="after")
+    def _replay_needs(self) -> FanoutProtocol:
+        has_after = "{after}" in self.stream_url
+        if self.replay == "url" and not has_after:
+            raise ValueError("replay: url needs {after} in stream_url (or set replay: last_event_id)")
+        if self.replay == "last_event_id" and has_after:
+            raise ValueError(
+                "replay: last_event_id sends a Last-Event-ID header: remove {after} from stream_url"
+            )
+        return self
+
+    @property
+    def send_id_path(self) -> str:
+        return self.send_event_id_path or self.event_id_path
+
+
+class TapFormat(Strict):
+    """How replicas publish fanout frames to Redis, as the tap reads them (the lab's shape by default).
+
+    `channel` is the pub/sub channel name: `{prefix}` is where the replica's channel prefix goes (the tap
+    matches any prefix there, to catch a replica publishing under another one) and `{thread_id}` the
+    thread. The paths are dotted JSON paths in the published payload; unset ones follow realtime.fanout."""
+
+    channel: str = "{prefix}{thread_id}"
+    event_id_path: str | None = None
+    seq_path: str | None = None
+    thread_id_path: str | None = None
+    origin_replica_path: str = "origin_replica"
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_placeholders(cls, v: str) -> str:
+        _check_placeholders(v, TAP_PLACEHOLDERS, "channel")
+        if "{thread_id}" not in v:
+            raise ValueError("channel needs {thread_id}: the tap listens to the check's own thread")
+        if v.count("{prefix}") > 1 or v.count("{thread_id}") > 1:
+            raise ValueError("channel may use {prefix} and {thread_id} once each")
+        return v
 
 
 class Realtime(Strict):
     redis_url: str = Field(description="redis://host:port/db; a password only as ${ENV_VAR}.")
     channel_prefix: str
-    transport_expected: Literal["redis", "memory"] = "redis"
+    transport_expected: str = Field(
+        "redis", description="The transport every replica must report (fields.transport), e.g. redis."
+    )
     prefix_env: str = Field("CHAT_REALTIME_CHANNEL_PREFIX", description="Env var that sets the prefix.")
     transport_env: str = "CHAT_REALTIME_TRANSPORT"
     fanout: FanoutProtocol = FanoutProtocol()
     redis_tap: bool = True
+    tap: TapFormat = Field(default_factory=TapFormat)
 
     @field_validator("redis_url")
     @classmethod
     def _no_inline_secret_url(cls, v: str) -> str:
         return _check_secret_url(v)
+
+
+class Mirror(Strict):
+    """A live, read-only copy of the session for viewers elsewhere (`rollback-tui watch redis://…/<session>`):
+    every journal line, already redacted, is appended to a Redis Stream named after the session."""
+
+    redis_url: str = Field(description="redis://host:port/db to mirror to; a password only as ${ENV_VAR}.")
+    max_len: int = Field(
+        10_000, ge=100, description="Stream entries kept (each a batch of journal lines); older are trimmed."
+    )
+    ttl_s: int = Field(7 * 86400, gt=0, description="The mirror expires this long after its last line.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _mirror_url(cls, v: str) -> str:
+        _check_secret_url(v)
+        if not re.match(r"^rediss?://[^/?#]*(/\d+)?/?$", v):
+            raise ValueError("expected redis://[:${PASSWORD}@]host[:port][/db] (the session id is added)")
+        return v
 
 
 class SshHost(Strict):
@@ -399,8 +623,13 @@ class Fact(Strict):
 
     name: Name
     title: str
-    source: Literal["health", "http", "command", "env", "manual"]
+    source: Literal["health", "http", "command", "env", "manual", "prometheus"]
     field: str | None = Field(None, description="health/http: dotted JSON path.")
+    query: str | None = Field(
+        None, description="prometheus: an instant PromQL query; with {replica} it is asked once per replica."
+    )
+    server: str | None = Field(None, description="prometheus: which server (default: the only one).")
+    label: str | None = Field(None, description="prometheus: record this label of the series, not its value.")
     url: str | None = None
     command: CommandSpec | None = None
     regex: str | None = Field(None, description="command: first group (or whole match) is the value.")
@@ -411,12 +640,20 @@ class Fact(Strict):
 
     @model_validator(mode="after")
     def _source_needs(self) -> Fact:
-        need = {"health": ("field",), "http": ("url", "field"), "command": ("command",), "env": ("env_var",)}
+        need = {
+            "health": ("field",),
+            "http": ("url", "field"),
+            "command": ("command",),
+            "env": ("env_var",),
+            "prometheus": ("query",),
+        }
         missing = [f for f in need.get(self.source, ()) if getattr(self, f) is None]
         if missing:
             raise ValueError(f"source {self.source!r} needs {', '.join(missing)}")
         if self.regex is not None:
             re.compile(self.regex)
+        if self.source != "prometheus" and (self.query or self.server or self.label):
+            raise ValueError("query, server and label only apply to source: prometheus")
         return self
 
 
@@ -428,11 +665,98 @@ Metric = Literal[
     "dead_letters_growth",
     "health_failing",
     "gate_failed",
+    "query",
+    "http_json",
 ]
+# Metrics a baseline can judge: each is measured for the candidate and the stable replicas alike.
+BASELINE_METRICS = ("http_5xx_rate", "p95_latency_ms", "query")
+# The placeholders of a Prometheus query; any other brace (a label matcher) is PromQL's own.
+QUERY_PLACEHOLDERS = ("replica", "replicas", "scope", "window")
+
+
+class BasicAuth(Strict):
+    username: str
+    password: str = Field(description="Only a ${ENV_VAR} reference.")
+
+    @field_validator("password")
+    @classmethod
+    def _password_is_ref(cls, v: str) -> str:
+        return _env_ref_only(v, "basic_auth.password")
+
+
+class TlsOptions(Strict):
+    ca_file: str | None = Field(None, description="CA bundle that signs the server's certificate.")
+    cert_file: str | None = Field(None, description="Client certificate (mutual TLS), with key_file.")
+    key_file: str | None = None
+    insecure_skip_verify: bool = Field(False, description="Do not verify the server's certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsOptions:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class PrometheusServer(Strict):
+    """A Prometheus server that guardrails and facts query (instant queries over its HTTP API)."""
+
+    name: Name = "prometheus"
+    url: str = Field(description="Base URL, e.g. https://prometheus.staging.internal (no /api/v1).")
+    bearer_token: str | None = Field(None, description="Only a ${ENV_VAR} reference.")
+    basic_auth: BasicAuth | None = None
+    headers: StrMapping = {}
+    tls: TlsOptions = TlsOptions()
+    timeout_s: float = Field(5.0, gt=0, le=300, description="A query slower than this is unknown.")
+    lab: bool = Field(False, description="The embedded lab runs this server, scraping its replicas.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_inline_secret_url(cls, v: str) -> str:
+        return _check_secret_url(v)
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_is_ref(cls, v: str | None) -> str | None:
+        return None if v is None else _env_ref_only(v, "bearer_token")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_secret_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_secret_mapping(v, "header")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusServer:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("give bearer_token or basic_auth, not both")
+        return self
+
+
+class Baseline(Strict):
+    """Judge the candidate against the stable replicas: the same metric over the same window, compared.
+
+    Load that slows every replica alike moves both sides and trips nothing; a bad candidate still does.
+    The guardrail's threshold then applies to the comparison (e.g. 1.5 for a ratio: 50 % slower).
+    """
+
+    compare: Literal["ratio", "difference"] = Field(
+        "ratio", description="ratio: candidate ÷ stable; difference: candidate - stable."
+    )
+    min_samples: int = Field(
+        10, ge=1, description="Each side needs this many samples (requests) in the window, else no verdict."
+    )
+    samples_query: str | None = Field(
+        None, description="metric query: PromQL giving a side's sample count ({replicas} is that side's)."
+    )
 
 
 class Guardrail(Strict):
-    """Breached when the metric's value over `window_s` exceeds `threshold` (held `sustained_s`)."""
+    """Breached when the metric's value over `window_s` exceeds `threshold` (held `sustained_s`).
+
+    `metric: query` reads an instant PromQL query from a Prometheus server (`server`, `query`), evaluated
+    every `interval_s`; `{replica}`, `{replicas}` (a regex alternation), `{scope}` and `{window}` are
+    filled in. `metric: http_json` reads the value of an HTTP JSON probe (its last value, or its growth
+    over the window). A source that cannot answer is unknown with its reason: never ok, never a breach.
+    """
 
     name: Name
     title: str
@@ -443,16 +767,72 @@ class Guardrail(Strict):
     scope: Literal["candidate", "stable", "all"] = "all"
     severity: Severity = "P0"
     gate: str | None = Field(None, description="gate_failed: which gate.")
-    probe: str | None = Field(None, description="dead_letters_growth: which HTTP probe.")
+    probe: str | None = Field(None, description="http_json / dead_letters_growth: which HTTP probe.")
+    reduce: Literal["last", "growth"] = Field(
+        "last", description="http_json: the probe's last value, or its growth over the window."
+    )
+    server: str | None = Field(None, description="query: which Prometheus server (default: the only one).")
+    query: str | None = Field(None, description="query: the PromQL instant query.")
+    interval_s: float = Field(5.0, gt=0, le=3600, description="query: how often it is evaluated.")
+    unit: Literal["ratio", "ms", "s", "count"] = Field("count", description="query: how values read.")
+    samples_query: str | None = Field(
+        None, description="query: PromQL giving the sample count in the window (with min_samples)."
+    )
+    min_samples: int | None = Field(
+        None, ge=1, description="query: no verdict below this many samples (needs samples_query)."
+    )
+    baseline: Baseline | None = Field(None, description="Judge the candidate against the stable replicas.")
+
+    @model_validator(mode="after")
+    def _metric_needs(self) -> Guardrail:
+        if self.metric == "query" and not self.query:
+            raise ValueError("metric query needs query: the PromQL to evaluate")
+        if self.metric != "query":
+            given = [f for f in ("query", "server", "samples_query", "min_samples") if getattr(self, f)]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to metric: query")
+        if self.metric == "http_json" and self.probe is None:
+            raise ValueError("metric http_json needs probe: the HTTP JSON probe whose value it judges")
+        if self.reduce != "last" and self.metric != "http_json":
+            raise ValueError("reduce only applies to metric: http_json")
+        if (self.min_samples is None) != (self.samples_query is None) and self.baseline is None:
+            raise ValueError("min_samples and samples_query go together")
+        if self.baseline is not None:
+            self._check_baseline(self.baseline)
+        return self
+
+    def _check_baseline(self, baseline: Baseline) -> None:
+        if self.metric not in BASELINE_METRICS:
+            raise ValueError(f"baseline applies to metric {', '.join(BASELINE_METRICS)}, not {self.metric}")
+        if self.scope != "candidate":
+            raise ValueError("baseline compares the candidate with the stable replicas: use scope: candidate")
+        if self.metric == "query":
+            if not baseline.samples_query:
+                raise ValueError("a query baseline needs baseline.samples_query to count each side's samples")
+            if "{replica}" in (self.query or ""):
+                raise ValueError("a baseline query takes each side's {replicas}, not one {replica}")
+            if self.samples_query or self.min_samples:
+                raise ValueError("with a baseline, samples_query and min_samples go under baseline")
+        elif baseline.samples_query:
+            raise ValueError("baseline.samples_query only applies to metric: query")
 
 
 # --- actions, steps, evidence ---------------------------------------------------------------------
+
+
+_CHANGES = (
+    "Whether running it changes the system: a change is typed-confirmed in the cockpit with a preview of "
+    "the resolved command, and runs headless only with --allow-destructive. Default: true for redeploy, "
+    "stabilise_flags and selector_removal, and for every action of an `environment: production` playbook; "
+    "declare `changes: false` for a read-only one."
+)
 
 
 class SelectorRemoval(Strict):
     kind: Literal["selector_removal"]
     name: Name
     title: str
+    changes: bool | None = Field(None, description=_CHANGES)
     replica_set: str = Field(description="What the operator types to confirm, e.g. blue-next.")
     remove_replicas: list[str] = Field(min_length=1)
     verify_requests: int = Field(200, ge=1, le=100_000)
@@ -474,6 +854,7 @@ class Redeploy(Strict):
     kind: Literal["redeploy"]
     name: Name
     title: str
+    changes: bool | None = Field(None, description=_CHANGES)
     services: dict[str, CommandSpec] = Field(
         min_length=1,
         description="service → deploy command; `{commit}` in argv is the last known good commit.",
@@ -503,12 +884,18 @@ class StabiliseFlags(Strict):
     kind: Literal["stabilise_flags"]
     name: Name
     title: str
+    changes: bool | None = Field(None, description=_CHANGES)
     command: CommandSpec = Field(
         description="Run once per change; `{flag}` and `{value}` in argv are replaced."
     )
     set: list[FlagChange] = []
     must_stay_on: list[str] = Field(default_factory=list, description="Flags never relaxed (auth, CSRF…).")
-    verify: CommandSpec | None = Field(None, description="Prints current flags (KEY=value lines) to confirm.")
+    verify: CommandSpec | None = Field(
+        None,
+        description="Reads the current flags (KEY=value lines): run before the change (current → new, and "
+        "every must_stay_on flag on) and after it (protected flags unchanged, the new values in place). "
+        "Without it a playbook with must_stay_on flags cannot change any flag.",
+    )
 
     @model_validator(mode="after")
     def _never_relax_protected(self) -> StabiliseFlags:
@@ -524,10 +911,37 @@ class CommandAction(Strict):
     name: Name
     title: str
     command: CommandSpec
-    destructive: bool = False
+    changes: bool | None = Field(None, description=_CHANGES)
+    destructive: bool = Field(False, description="The older name of `changes` (outside production).")
+    watch: list[str] = Field(
+        default_factory=list,
+        description="Probes polled while it runs and for the rest of the session (e.g. the dead-letters "
+        "probe for a replay), so a queue that is poisoned again shows at once.",
+    )
+
+    @model_validator(mode="after")
+    def _changes_agrees_with_destructive(self) -> CommandAction:
+        given = "destructive" in self.model_fields_set and self.changes is not None
+        if given and self.changes != self.destructive:
+            raise ValueError("changes and destructive disagree: give only changes")
+        return self
 
 
 Action = Annotated[SelectorRemoval | Redeploy | StabiliseFlags | CommandAction, Field(discriminator="kind")]
+
+
+def action_changes(
+    playbook: Playbook, action: SelectorRemoval | Redeploy | StabiliseFlags | CommandAction
+) -> bool:
+    """Whether `action` changes the system (see `changes`): what it declares, else true for the kinds that
+    change by nature and for anything in production; `destructive` counts only outside production, where
+    `destructive: false` was never a declaration that an action is read-only."""
+    if action.changes is not None:
+        return action.changes
+    if not isinstance(action, CommandAction) or playbook.environment == "production":
+        return True
+    return action.destructive
+
 
 StepUse = Literal["fact", "gate", "probe", "action", "check", "guardrail", "manual"]
 STEP_USES: tuple[str, ...] = ("fact", "gate", "probe", "action", "check", "guardrail", "manual")
@@ -663,10 +1077,14 @@ class Playbook(Strict):
     replicas: list[Replica] = Field(min_length=1)
     load_balancer: LoadBalancer | None = None
     realtime: Realtime | None = None
+    mirror: Mirror | None = None
     hosts: list[SshHost] = []
     facts: list[Fact] = []
     gates: list[Gate] = []
     probes: list[HttpProbe] = []
+    prometheus: list[PrometheusServer] = Field(
+        default_factory=list, description="Prometheus servers that guardrails and facts query."
+    )
     guardrails: list[Guardrail] = []
     actions: list[Action] = []
     steps: list[Step] = Field(min_length=1)
@@ -682,6 +1100,12 @@ class Playbook(Strict):
 
     def gate(self, name: str) -> Gate:
         return next(g for g in self.gates if g.name == name)
+
+    def prometheus_server(self, name: str | None) -> PrometheusServer | None:
+        """The named Prometheus server; unnamed, the only one (None when that does not resolve)."""
+        if name is None:
+            return self.prometheus[0] if len(self.prometheus) == 1 else None
+        return next((p for p in self.prometheus if p.name == name), None)
 
     def action(self, name: str) -> SelectorRemoval | Redeploy | StabiliseFlags | CommandAction:
         return next(a for a in self.actions if a.name == name)

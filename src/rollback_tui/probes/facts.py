@@ -1,7 +1,8 @@
 """Baseline facts: values captured at the start and re-checked after rollback, each with its source.
 
 Sources: `health` (a dotted field of each replica's health JSON), `http` (url + dotted field),
-`command` (local or over SSH; the regex's first group, or the whole match), `env`, and `manual`
+`command` (local or over SSH; the regex's first group, or the whole match), `env`, `prometheus` (an
+instant query's value, or one of its labels; with `{replica}` one value per replica), and `manual`
 (recorded as pending: `values={"-": None}`, `source="manual:pending"`, for the operator to fill in).
 A `must_agree` health fact sets `agree` and raises a warning Notice when replicas differ. A fact that
 could not be observed (unset `${VAR}`, a host that does not resolve from here, a missing binary, auth
@@ -24,7 +25,15 @@ from rollback_tui.exec.commands import spec_argv
 from rollback_tui.exec.supervise import run_capture
 from rollback_tui.playbook.model import Fact, Playbook, Replica
 from rollback_tui.playbook.secrets import MissingVariable
-from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted, health_url
+from rollback_tui.probes.health import (
+    auth_refused,
+    cannot_observe,
+    describe_http_error,
+    dotted,
+    health_url,
+    run_health_command,
+)
+from rollback_tui.probes.metrics.prometheus import Answer, PrometheusClient, render, scoped
 
 Phase = Literal["baseline", "after_rollback", "check"]
 MAX_VALUE = 500
@@ -59,6 +68,16 @@ async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> _F
         return _Fetched(None, f"not JSON: {response.text[:80]!r}")
 
 
+async def _command_json(replica: Replica, playbook: Playbook) -> _Fetched:
+    """The health document a replica's health command prints."""
+    said = await run_health_command(replica, playbook, playbook.health_timeout_s)
+    if said.outcome != "ran":
+        return _Fetched(None, said.error, observed=said.outcome != "unknown")
+    if said.doc is None:
+        return _Fetched(None, f"the health command printed a bare status ({said.value!r}), not a JSON object")
+    return _Fetched(said.doc)
+
+
 class _Capture:
     def __init__(
         self,
@@ -72,6 +91,11 @@ class _Capture:
         self.environ = environ
         self._docs: dict[str, asyncio.Task[_Fetched]] = {}
         self._given = health_docs
+        self._servers: dict[str, PrometheusClient] = {}
+
+    async def aclose(self) -> None:
+        for client in self._servers.values():
+            await client.aclose()
 
     def health_doc(self, replica: Replica) -> asyncio.Task[_Fetched]:
         """Each replica's health document is fetched at most once per capture."""
@@ -80,6 +104,8 @@ class _Capture:
                 doc = self._given.get(replica.name)
                 result = _Fetched(doc, None if doc is not None else "no health document for this replica")
                 coro: Any = asyncio.sleep(0, result)
+            elif replica.health_command is not None:
+                coro = _command_json(replica, self.playbook)
             else:
                 coro = _get_json(self.client, health_url(replica), self.playbook.health_timeout_s)
             self._docs[replica.name] = asyncio.ensure_future(coro)
@@ -173,8 +199,51 @@ class _Capture:
             observed=value is not None,
         )
 
+    async def _prometheus(self, fact: Fact, phase: Phase) -> FactCaptured:
+        assert fact.query is not None
+        server = self.playbook.prometheus_server(fact.server)
+        assert server is not None, "validated: a query names a server, or there is exactly one"
+        if server.name not in self._servers:
+            self._servers[server.name] = PrometheusClient(server, self.environ)
+        client = self._servers[server.name]
+        replicas = scoped(self.playbook, fact.replicas)
+        keys = replicas if "{replica}" in fact.query else ["-"]
+        queries = [
+            render(fact.query, replica=k, replicas=replicas, scope=fact.replicas, window_s=60) for k in keys
+        ]
+        answers = await asyncio.gather(*(client.query(q) for q in queries))
+        values = {key: _series_text(answer, fact.label) for key, answer in zip(keys, answers, strict=True)}
+        errors = [
+            f"{key}: {answer.error}" if key != "-" else answer.error
+            for key, answer in zip(keys, answers, strict=True)
+            if answer.error is not None
+        ]
+        errors += [f"{k}: no label {fact.label!r}" for k, v in values.items() if v is None and fact.label]
+        agree = None
+        if fact.must_agree and not errors:
+            agree = len(set(values.values())) == 1
+        return FactCaptured(
+            fact=fact.name,
+            phase=phase,
+            values=values,
+            source=f"prometheus:{server.name}:{fact.query}",
+            agree=agree,
+            error="; ".join(e for e in errors if e) or None,
+            observed=all(a.error is None for a in answers),  # a query that could not answer is unknown
+        )
+
     async def _manual(self, fact: Fact, phase: Phase) -> FactCaptured:
         return FactCaptured(fact=fact.name, phase=phase, values={"-": None}, source="manual:pending")
+
+
+def _series_text(answer: Answer, label: str | None) -> str | None:
+    """A query's answer as a fact's value: the value (`12`, `0.5`), or a label of its series."""
+    if not answer.series:
+        return None
+    if label is None:
+        return _text(", ".join(f"{s.value:g}" for s in answer.series))
+    found = sorted({s.labels[label] for s in answer.series if label in s.labels})
+    return _text(", ".join(found)) if found else None
 
 
 async def capture_facts(
@@ -194,10 +263,11 @@ async def capture_facts(
     environ = os.environ if environ is None else environ
     own_client = client is None
     http = client or httpx.AsyncClient(headers={"User-Agent": "rollback-tui/facts"})
+    capture = _Capture(playbook, http, health_docs, environ)
     try:
-        capture = _Capture(playbook, http, health_docs, environ)
         captured = await asyncio.gather(*(capture.fact(f, phase) for f in facts))
     finally:
+        await capture.aclose()
         if own_client:
             await http.aclose()
     emitted: list[FactCaptured] = []

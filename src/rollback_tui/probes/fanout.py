@@ -3,40 +3,34 @@
 Two stream sessions, A on replica X and B on replica Y (direct replica URLs), on the same fresh thread.
 A message sent through X must reach both sessions within the timeout, and one sent through Y too. Each
 session's sequence must be strictly increasing with no gap or duplicate. Replay: drop B, send k, reconnect
-B with `after=<last seq>`, expect exactly the k missed events, in order. An optional Redis tap
-(`PSUBSCRIBE *<thread>`) shows the raw fanout and which channel prefix each replica publishes under.
-The protocol (stream kind, URL templates, JSON paths, replay parameter) comes from the playbook.
+B from its last seq (`{after}` in the stream URL, or a `Last-Event-ID` header), expect exactly the k
+missed events, in order. An optional Redis tap (PSUBSCRIBE the playbook's channel template with `*` for the
+prefix, e.g. `*<thread>`) shows the raw fanout and which channel prefix each replica publishes under.
+The protocol (stream kind, URL templates, headers, JSON paths, replay) comes from the playbook.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import websockets
-from websockets.asyncio.client import connect as ws_connect
 
 from rollback_tui.core import events as ev
 from rollback_tui.playbook.model import FanoutProtocol, Playbook, Replica
-from rollback_tui.probes.health import dotted, health_url
-from rollback_tui.probes.redis_tap import RedisTap, redis_client
+from rollback_tui.probes.health import dotted, sample
+from rollback_tui.probes.protocol import check_references, open_stream, send_request, stream_request
+from rollback_tui.probes.redis_tap import RedisTap, channel_pattern, channel_prefix_reader, redis_client
 
 Emit = Callable[[ev.Event], ev.Event]
 
-
-def ws_base(url: str) -> str:
-    return "ws" + url.rstrip("/")[4:] if url.startswith("http") else url.rstrip("/")
-
-
-def render(template: str, **values: Any) -> str:
-    return template.format(**values)
+SessionStateWord = Literal["connecting", "open", "dropped", "reconnecting", "closed"]
 
 
 @dataclass
@@ -51,7 +45,7 @@ class Received:
 class StreamSession:
     """One stream session on one replica; reconnects with backoff and resumes with `after`."""
 
-    label: str  # "A" | "B"
+    label: Literal["A", "B"]
     replica: Replica
     thread_id: str
     proto: FanoutProtocol
@@ -62,6 +56,7 @@ class StreamSession:
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     errors: list[str] = field(default_factory=list)
     replay_until: int | None = None  # seqs ≤ this on a reconnect are replayed events
+    last_event_id: str | None = None  # the last SSE `id:` received (replay: last_event_id resumes from it)
     _task: asyncio.Task[None] | None = None
     _connected: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -101,11 +96,11 @@ class StreamSession:
         except TimeoutError:
             return False
 
-    def _state(self, state: str, detail: str | None = None) -> None:
+    def _state(self, state: SessionStateWord, detail: str | None = None) -> None:
         self.emit(
             ev.FanoutSessionState(
                 run=self.run_id, session=self.label, replica=self.replica.name, state=state, detail=detail
-            )  # type: ignore[arg-type]
+            )
         )
 
     async def _run(self, after: int, reconnect_until: float | None) -> None:
@@ -133,35 +128,21 @@ class StreamSession:
             delay = min(delay * 2, 1.0)
 
     async def _frames(self, after: int) -> AsyncIterator[dict[str, Any]]:
-        values = {
-            "base": self.replica.url.rstrip("/"),
-            "base_ws": ws_base(self.replica.url),
-            "thread_id": self.thread_id,
-            "after": after,
-        }
-        url = render(self.proto.stream_url, **values)
-        if self.proto.stream_kind == "websocket":
-            async with ws_connect(url, open_timeout=self.proto.receive_timeout_s, max_size=2**20) as ws:
-                self._connected.set()
-                self._state("open", f"after={after}")
-                async for raw in ws:
-                    yield json.loads(raw)
-        else:
-            timeout = httpx.Timeout(self.proto.receive_timeout_s, read=None)
-            async with (
-                httpx.AsyncClient(timeout=timeout) as client,
-                client.stream("GET", url, headers={"Accept": "text/event-stream"}) as response,
-            ):
-                response.raise_for_status()
-                self._connected.set()
-                self._state("open", f"after={after}")
-                data: list[str] = []
-                async for line in response.aiter_lines():
-                    if line.startswith("data:"):
-                        data.append(line[5:].strip())
-                    elif not line and data:
-                        yield json.loads("\n".join(data))
-                        data = []
+        resume = self.last_event_id or (str(after) if after else None)
+        request = stream_request(
+            self.proto, self.replica.url, self.thread_id, after=after, last_event_id=resume
+        )
+
+        def opened() -> None:
+            self._connected.set()
+            self._state("open", f"after={after}")
+
+        async for frame, sse_id in open_stream(
+            request, self.proto.stream_kind, self.proto.receive_timeout_s, opened
+        ):
+            if sse_id is not None:
+                self.last_event_id = sse_id
+            yield frame
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
         event_id = dotted(frame, self.proto.event_id_path)
@@ -178,7 +159,7 @@ class StreamSession:
         self.emit(
             ev.FanoutFrame(
                 run=self.run_id,
-                session=self.label,  # type: ignore[arg-type]
+                session=self.label,
                 replica=self.replica.name,
                 thread_id=self.thread_id,
                 event_id=str(event_id),
@@ -255,13 +236,18 @@ class FanoutVerifier:
         self.thread_id = f"{self.proto.thread_prefix}{uuid.uuid4().hex[:12]}"
         self.sent_at: dict[str, float] = {}
         self.reasons: list[str] = []
+        check_references(self.proto)  # an unset ${VAR} in a header: say so before opening anything
+        tap_format = self.realtime.tap
+        self._prefix_of = channel_prefix_reader(tap_format.channel, self.thread_id)
         self.tap = RedisTap(
             self.realtime.redis_url,
-            f"*{self.thread_id}",
+            channel_pattern(tap_format.channel, self.thread_id),
             emit,
             run=self.run_id,
-            event_id_path=self.proto.event_id_path,
-            seq_path=self.proto.seq_path,
+            event_id_path=tap_format.event_id_path or self.proto.event_id_path,
+            seq_path=tap_format.seq_path or self.proto.seq_path,
+            thread_id_path=tap_format.thread_id_path or self.proto.thread_id_path,
+            replica_path=tap_format.origin_replica_path,
             sent_at=self.sent_at,
         )
 
@@ -285,7 +271,12 @@ class FanoutVerifier:
     async def run(self) -> ev.FanoutResult:
         a_rep, b_rep = self.pair
         timeout = self.proto.receive_timeout_s
-        common = {"thread_id": self.thread_id, "proto": self.proto, "emit": self.emit, "run_id": self.run_id}
+        common: dict[str, Any] = {
+            "thread_id": self.thread_id,
+            "proto": self.proto,
+            "emit": self.emit,
+            "run_id": self.run_id,
+        }
         a = StreamSession("A", a_rep, sent_at=self.sent_at, **common)
         b = StreamSession("B", b_rep, sent_at=self.sent_at, **common)
         config = await self._realtime_config()
@@ -332,7 +323,7 @@ class FanoutVerifier:
         )
         self.reasons.extend(ordering)
         self.reasons.extend(e for e in a.errors + b.errors if e not in self.reasons)
-        prefixes = sorted({ch[: -len(self.thread_id)] for ch in self.tap.channels})
+        prefixes = sorted({p for ch in self.tap.channels if (p := self._prefix_of(ch)) is not None})
         if self.tap_enabled and len(prefixes) > 1:
             self.reasons.append(f"replicas publish under different channel prefixes: {', '.join(prefixes)}")
         elif self.tap_enabled and prefixes and prefixes[0] != self.realtime.channel_prefix:
@@ -379,33 +370,31 @@ class FanoutVerifier:
         config: dict[str, tuple[str | None, str | None]],
         timeout: float,
     ) -> str:
-        env = self.realtime.transport_env
+        env, expected = self.realtime.transport_env, self.realtime.transport_expected
         text = f"{session.replica.name} never received {event_id} (sent via {via.name}) within {timeout:g} s"
         pair = (via.name, session.replica.name)
-        memory = [n for n in pair if config.get(n, (None, None))[0] == "memory"]
-        if memory:
-            return text + f" — {', '.join(memory)} reports transport=memory; set {env}=redis"
+        transports = {n: config.get(n, (None, None))[0] for n in pair}
+        odd = {n: t for n, t in transports.items() if t is not None and t != expected}
+        if odd:
+            shown = ", ".join(f"{n} reports transport={t}" for n, t in odd.items())
+            return text + f" — {shown}; set {env}={expected}"
         prefixes = {n: config.get(n, (None, None))[1] for n in pair}
         if None not in prefixes.values() and len(set(prefixes.values())) > 1:
             shown = ", ".join(f"{n}={p!r}" for n, p in prefixes.items())
             return text + f" — channel prefixes differ ({shown}); check {self.realtime.prefix_env}"
         if session.errors:
             return text + f" — {session.errors[-1]}"
-        return (
-            text
-            + f" — is {env}=redis on {via.name} and {session.replica.name}, with the same channel prefix?"
-        )
+        both = f"{via.name} and {session.replica.name}"
+        return text + f" — is {env}={expected} on {both}, with the same channel prefix?"
 
     async def _send(self, client: httpx.AsyncClient, via: Replica, text: str) -> str | None:
         key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"  # carries the thread id so cleanup finds it
-        values = {"base": via.url.rstrip("/"), "thread_id": self.thread_id, "text": text, "key": key}
-        url = render(self.proto.send_url, **values)
-        body = {k: render(v, **values) for k, v in self.proto.send_body.items()}
-        headers = {k: render(v, **values) for k, v in self.proto.send_headers.items()}
-        headers[self.proto.idempotency_header] = key
+        request = send_request(self.proto, via.url, self.thread_id, text, key)
         started = time.time()
         try:
-            response = await client.request(self.proto.send_method, url, json=body, headers=headers)
+            response = await client.request(
+                request.method, request.url, json=request.body, headers=request.headers
+            )
         except httpx.HTTPError as exc:
             self.reasons.append(f"send via {via.name} failed: {type(exc).__name__}: {exc}"[:200])
             return None
@@ -415,11 +404,11 @@ class FanoutVerifier:
             )
             return None
         try:
-            event_id = dotted(response.json(), self.proto.event_id_path)
+            event_id = dotted(response.json(), self.proto.send_id_path)
         except ValueError:
             event_id = None
         if event_id is None:
-            self.reasons.append(f"send via {via.name}: no {self.proto.event_id_path!r} in the response")
+            self.reasons.append(f"send via {via.name}: no {self.proto.send_id_path!r} in the response")
             return None
         self.sent_at[str(event_id)] = started
         return str(event_id)
@@ -471,15 +460,10 @@ class FanoutVerifier:
 
     async def _realtime_config(self) -> dict[str, tuple[str | None, str | None]]:
         """(transport, channel prefix) each replica of the pair reports in its health document."""
-        out: dict[str, tuple[str | None, str | None]] = {}
-        async with httpx.AsyncClient(timeout=self.proto.receive_timeout_s) as client:
-            for r in self.pair:
-                try:
-                    doc = (await client.get(health_url(r))).json()
-                    out[r.name] = (dotted(doc, r.fields.transport), dotted(doc, r.fields.channel_prefix))
-                except (httpx.HTTPError, ValueError):
-                    out[r.name] = (None, None)
-        return out
+        timeout = self.proto.receive_timeout_s
+        async with httpx.AsyncClient() as client:
+            samples = await asyncio.gather(*(sample(client, r, self.playbook, timeout) for r in self.pair))
+        return {s.replica: (s.transport, s.channel_prefix) for s in samples}
 
     async def _tap(self) -> None:
         """PSUBSCRIBE *<thread>: raw fanout, whatever prefix each replica publishes under."""

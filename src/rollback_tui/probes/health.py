@@ -9,15 +9,20 @@ observed, so neither ok nor failing.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 from rollback_tui.core.events import Event, HealthSample
-from rollback_tui.playbook.model import Playbook, Replica
+from rollback_tui.playbook.model import HealthFields, Playbook, Replica
+
+E = TypeVar("E", bound=BaseException)
 
 
 def dotted(doc: Any, path: str) -> Any:
@@ -34,16 +39,22 @@ def dotted(doc: Any, path: str) -> Any:
 
 
 AUTH_REFUSED = frozenset({401, 403})
+Status = Literal["ok", "degraded", "down", "junk", "timeout", "unknown"]  # HealthSample.status
+
+
+def _behind(exc: BaseException, kind: type[E]) -> E | None:
+    """The exception of `kind` behind a connect error (its cause chain), if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _unresolved(exc: BaseException) -> socket.gaierror | None:
     """The name-resolution failure behind a connect error, if that is what it was."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, socket.gaierror):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return _behind(exc, socket.gaierror)
 
 
 def cannot_observe(exc: Exception) -> bool:
@@ -61,6 +72,9 @@ def describe_http_error(exc: Exception) -> str:
         unresolved = _unresolved(exc)
         if unresolved is not None:
             return f"host name does not resolve from here ({unresolved.strerror or unresolved})"[:200]
+        tls = _behind(exc, ssl.SSLError)  # it connected; the TLS handshake (e.g. verification) failed
+        if tls is not None:
+            return f"TLS handshake failed ({tls})"[:200]
         cause = exc.__cause__ or exc.__context__ or exc
         return f"connection refused or unreachable ({cause})"[:200]
     return f"{type(exc).__name__}: {exc or 'request failed'}"[:200]
@@ -80,7 +94,11 @@ def health_url(replica: Replica) -> str:
 
 def interpret(replica: Replica, response: httpx.Response, latency_ms: float) -> HealthSample:
     """Turn one HTTP response into a sample; anything unexpected is `junk` with the reason."""
-    base = {"replica": replica.name, "latency_ms": round(latency_ms, 2), "http_status": response.status_code}
+    base: dict[str, Any] = {
+        "replica": replica.name,
+        "latency_ms": round(latency_ms, 2),
+        "http_status": response.status_code,
+    }
     refused = auth_refused(response.status_code)
     if refused:
         return HealthSample(status="unknown", error=refused, **base)
@@ -91,18 +109,41 @@ def interpret(replica: Replica, response: httpx.Response, latency_ms: float) -> 
         return HealthSample(status="junk", error=f"not JSON: {snippet!r}", **base)
     if not isinstance(doc, dict):
         return HealthSample(status="junk", error=f"expected a JSON object, got {type(doc).__name__}", **base)
-    f = replica.fields
-    reported = str(dotted(doc, f.status) or "").lower()
+    status: Status
+    error: str | None
     if response.status_code >= 500:
         status, error = "down", _text(dotted(doc, "error")) or f"HTTP {response.status_code}"
     elif response.status_code >= 400:
         status, error = "junk", f"HTTP {response.status_code}"
-    elif reported in ("ok", "healthy", "up", "pass"):
-        status, error = "ok", None
-    elif reported in ("degraded", "warn"):
-        status, error = "degraded", _text(dotted(doc, "error"))
     else:
-        status, error = "junk", f"unknown status {reported or '(missing)'!r}"
+        status, error = classify(replica, doc)
+    return from_document(replica.fields, doc, status, error, **base)
+
+
+def _shown(value: Any) -> str:
+    """A reported status as the document wrote it: `true`, `1`, `'SERVING'`, `(missing)`."""
+    if value is None:
+        return "(missing)"
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def classify(replica: Replica, doc: dict[str, Any], path: str | None = None) -> tuple[Status, str | None]:
+    """(status, error) from the document's status field, through the replica's `status_values`."""
+    reported = dotted(doc, path or replica.fields.status)
+    word = replica.status_values.classify(reported)
+    if word == "ok":
+        return "ok", None
+    if word == "degraded":
+        return "degraded", _text(dotted(doc, "error"))
+    if word == "failing":
+        return "down", _text(dotted(doc, "error")) or f"reports status {_shown(reported)}"
+    return "junk", f"unknown status {_shown(reported)}"
+
+
+def from_document(
+    f: HealthFields, doc: dict[str, Any], status: Status, error: str | None, **base: Any
+) -> HealthSample:
+    """A sample carrying what the document reports at the replica's field paths."""
     return HealthSample(
         status=status,
         error=error,
@@ -126,9 +167,81 @@ async def sample_replica(client: httpx.AsyncClient, replica: Replica, timeout_s:
             error=f"no answer within {timeout_s:g} s",
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        status = "unknown" if cannot_observe(exc) else "down"
-        return HealthSample(replica=replica.name, status=status, error=describe_http_error(exc))
+        failed: Status = "unknown" if cannot_observe(exc) else "down"
+        return HealthSample(replica=replica.name, status=failed, error=describe_http_error(exc))
     return interpret(replica, response, (time.perf_counter() - started) * 1000)
+
+
+_NOT_RUN: dict[str, Status] = {"unknown": "unknown", "timeout": "timeout", "failed": "down"}
+
+
+@dataclass
+class CommandHealth:
+    """What a replica's health command said: `doc` (its JSON object), else a bare status `value`; `outcome`
+    is `ran`, `failed` (non-zero exit), `timeout` or `unknown` (it could not run: not found, unset ${VAR},
+    SSH refused), with `error` saying why."""
+
+    outcome: str
+    latency_ms: float
+    doc: dict[str, Any] | None = None
+    value: Any = None
+    error: str | None = None
+
+
+async def run_health_command(replica: Replica, playbook: Playbook, timeout_s: float) -> CommandHealth:
+    """Run `replica.health_command` (locally or over SSH), bounded by its own timeout_s when the playbook
+    sets one, else by the health timeout."""
+    from rollback_tui.exec.supervise import run_capture
+
+    spec = replica.health_command
+    assert spec is not None
+    if "timeout_s" not in spec.model_fields_set:
+        spec = spec.model_copy(update={"timeout_s": timeout_s})
+    started = time.perf_counter()
+    result = await run_capture(spec, playbook)
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    if result.outcome == "error":
+        return CommandHealth("unknown", latency, error=f"health command could not run: {result.error}")
+    if result.outcome == "timed_out":
+        return CommandHealth(
+            "timeout", latency, error=f"health command gave no answer within {spec.timeout_s:g} s"
+        )
+    if result.exit_code != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+        return CommandHealth(
+            "failed", latency, error=f"health command exited {result.exit_code}: {tail[0]}"[:200]
+        )
+    text = result.stdout.strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:  # not JSON: its last line is the status value (`SERVING`)
+        parsed = text.splitlines()[-1].strip() if text else None
+    if isinstance(parsed, dict):
+        return CommandHealth("ran", latency, doc=parsed)
+    return CommandHealth("ran", latency, value=parsed)
+
+
+async def sample_command(replica: Replica, playbook: Playbook, timeout_s: float) -> HealthSample:
+    said = await run_health_command(replica, playbook, timeout_s)
+    name, latency = replica.name, said.latency_ms
+    status: Status
+    if said.outcome != "ran":
+        status = _NOT_RUN[said.outcome]
+        return HealthSample(replica=name, status=status, error=said.error, latency_ms=latency)
+    if said.doc is not None:
+        status, error = classify(replica, said.doc)
+        return from_document(replica.fields, said.doc, status, error, replica=name, latency_ms=latency)
+    status, error = classify(replica, {"status": said.value}, "status")
+    return HealthSample(replica=name, status=status, error=error, latency_ms=latency)
+
+
+async def sample(
+    client: httpx.AsyncClient, replica: Replica, playbook: Playbook, timeout_s: float
+) -> HealthSample:
+    """One health sample: the replica's health command when it has one, else GET its health path."""
+    if replica.health_command is not None:
+        return await sample_command(replica, playbook, timeout_s)
+    return await sample_replica(client, replica, timeout_s)
 
 
 class HealthProbe:
@@ -150,15 +263,18 @@ class HealthProbe:
         timeout = min(self.playbook.health_timeout_s, max(interval * 4, 0.5))
         while True:
             started = time.monotonic()
-            self.emit(await sample_replica(client, replica, timeout))
+            self.emit(await sample(client, replica, self.playbook, timeout))
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def once(self) -> list[HealthSample]:
         """One sample of every replica, concurrently (for `check health` and the headless runner)."""
         async with httpx.AsyncClient() as client:
             samples = await asyncio.gather(
-                *(sample_replica(client, r, self.playbook.health_timeout_s) for r in self.playbook.replicas)
+                *(
+                    sample(client, r, self.playbook, self.playbook.health_timeout_s)
+                    for r in self.playbook.replicas
+                )
             )
-        for sample in samples:
-            self.emit(sample)
+        for one in samples:
+            self.emit(one)
         return list(samples)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import ssl
 import time
 from collections import Counter
@@ -61,7 +62,7 @@ async def open_pubsub(url: str, timeout_s: float = 2.0) -> tuple[asyncio.StreamR
     """Connect and authenticate as the URL says (the URL forms redis-py accepts for TCP, TLS and unix)."""
     from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-    opts: dict[str, Any] = parse_url(os.path.expandvars(url))
+    opts: dict[str, Any] = dict(parse_url(os.path.expandvars(url)))
     kind = opts.get("connection_class")
     if kind is UnixDomainSocketConnection:
         opening = asyncio.open_unix_connection(opts["path"])
@@ -97,6 +98,41 @@ async def open_pubsub(url: str, timeout_s: float = 2.0) -> tuple[asyncio.StreamR
     return reader, writer
 
 
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+_TAP_PLACEHOLDER = re.compile(r"(\{prefix\}|\{thread_id\})")
+
+
+def channel_pattern(template: str, thread_id: str) -> str:
+    """The PSUBSCRIBE pattern of a channel template (`{prefix}{thread_id}` → `*<thread>`): any prefix, this
+    thread, every other character literal (glob characters escaped)."""
+    parts = _TAP_PLACEHOLDER.split(template)
+    out = []
+    for part in parts:
+        if part == "{prefix}":
+            out.append("*")
+        else:
+            out.append(_GLOB_SPECIAL.sub(r"\\\1", thread_id if part == "{thread_id}" else part))
+    return "".join(out)
+
+
+def channel_prefix_reader(template: str, thread_id: str) -> Callable[[str], str | None]:
+    """channel name → the prefix it carries where the template says `{prefix}` (None: no such place)."""
+    parts = _TAP_PLACEHOLDER.split(template)
+    if "{prefix}" not in parts:
+        return lambda channel: None
+    regex = "".join(
+        "(?P<prefix>.*)" if part == "{prefix}" else re.escape(thread_id if part == "{thread_id}" else part)
+        for part in parts
+    )
+    compiled = re.compile(regex, re.DOTALL)
+
+    def prefix(channel: str) -> str | None:
+        match = compiled.fullmatch(channel)
+        return match.group("prefix") if match else None
+
+    return prefix
+
+
 class RedisTap:
     def __init__(
         self,
@@ -107,6 +143,8 @@ class RedisTap:
         run: str = "tap",
         event_id_path: str = "event_id",
         seq_path: str = "seq",
+        thread_id_path: str = "thread_id",
+        replica_path: str = "origin_replica",
         sent_at: dict[str, float] | None = None,
     ) -> None:
         self.redis_url = redis_url
@@ -115,9 +153,11 @@ class RedisTap:
         self.run_id = run
         self.event_id_path = event_id_path
         self.seq_path = seq_path
+        self.thread_id_path = thread_id_path
+        self.replica_path = replica_path
         self.sent_at = sent_at if sent_at is not None else {}
         self.channels: Counter[str] = Counter()  # channel → frames seen on it
-        self._decode = _fast_decoder(event_id_path, seq_path).decode
+        self._decode = _fast_decoder(event_id_path, seq_path, thread_id_path, replica_path).decode
         self._names: dict[bytes, str] = {}
         self.received = 0
         self.subscribed = False
@@ -202,8 +242,8 @@ class RedisTap:
         return (
             now,
             name,
-            str(frame.get("origin_replica") or name),
-            str(frame.get("thread_id") or ""),
+            str(dotted(frame, self.replica_path) or name),
+            str(dotted(frame, self.thread_id_path) or ""),
             event_id,
             raw_seq if type(raw_seq) is int else None,
             self.sent_at.get(event_id),
@@ -231,7 +271,7 @@ class _Ingest(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.finished.done():
             return
-        self.parser.feed(self.buffer, 0, nbytes)
+        self.parser.feed(self.buffer, 0, nbytes)  # type: ignore[arg-type]  # hiredis reads any buffer
         try:
             if self.tap._drain(self.parser, self.limit):
                 self.finished.set_result(None)
@@ -252,16 +292,19 @@ class _NeverMatches:
         raise msgspec.DecodeError("dotted paths need the general decoder")
 
 
-def _fast_decoder(event_id_path: str, seq_path: str) -> Any:
+def _fast_decoder(
+    event_id_path: str, seq_path: str, thread_id_path: str = "thread_id", replica_path: str = "origin_replica"
+) -> Any:
     """A msgspec decoder for the usual frame: a JSON object whose event id is a string, whose seq is an int
-    (or null, or absent), whose thread_id and origin_replica are strings (or absent). Other keys are
+    (or null, or absent), whose thread id and origin replica are strings (or absent), each a top-level key
+    (the playbook names them; the lab's are event_id, seq, thread_id, origin_replica). Other keys are
     skipped unparsed. Anything else raises DecodeError and goes to `_slow_row`, which gives the same row
     the fast path would have, so the two agree on every payload the fast one accepts. (One payload the
     fast path keeps and the general one would drop: invalid UTF-8 inside a skipped field, e.g. `text`.
     Its id, seq and thread are intact, so the frame counts as received.)"""
-    if "." in event_id_path or "." in seq_path:
+    keys = {"event_id": event_id_path, "seq": seq_path, "thread_id": thread_id_path, "replica": replica_path}
+    if any("." in path for path in keys.values()):
         return _NeverMatches()
-    keys = {"event_id": event_id_path, "seq": seq_path, "thread_id": "thread_id", "replica": "origin_replica"}
     if len(set(keys.values())) < len(keys):  # e.g. seq_path "thread_id": the general path sorts it out
         return _NeverMatches()
     shape = msgspec.defstruct(

@@ -1,10 +1,13 @@
-"""Synthetic traffic through the load balancer, measured per replica from `X-Served-By`.
+"""Synthetic traffic through the load balancer, counted per replica by the balancer's identity header
+(`load_balancer.identity`, default `X-Served-By`) or body path.
 
-Rate-limited and bounded in count and time. Each window becomes a TrafficWindow event: requests and
-5xx per replica, p50/p95 latency, idempotency collisions (409), transport errors, and websocket
-disconnects seen by a few long-lived stream sessions held open through the balancer.
+Rate-limited and bounded in count and time. With a realtime section each request is the protocol's send
+(replay-safe: a fresh idempotency key each), without one it is the verification request. Each window
+becomes a TrafficWindow event: requests and 5xx per replica, p50/p95 latency, idempotency collisions
+(409), transport errors, and stream disconnects (`ws_disconnects`, websocket or SSE) seen by a few
+long-lived stream sessions held open through the balancer.
 
-A request no replica answered — the balancer answered without `X-Served-By` (its own 502 for a dead
+A request no replica answered — the balancer answered without the identity (its own 502 for a dead
 backend) or nothing answered at all — is counted under its reason in words, never under a replica.
 """
 
@@ -19,14 +22,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from websockets.asyncio.client import connect as ws_connect
 
 from rollback_tui.core import events as ev
+from rollback_tui.exec.commands import CommandError
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.probes.fanout import cleanup_thread, render, ws_base
+from rollback_tui.probes.fanout import cleanup_thread
+from rollback_tui.probes.protocol import (
+    UNKNOWN,
+    Identify,
+    Request,
+    check_references,
+    header_identity,
+    identifier,
+    open_stream,
+    send_request,
+    stream_request,
+    verification_request,
+)
 
 Emit = Callable[[ev.Event], ev.Event]
-UNKNOWN = "?"
 NO_IDENTITY = "no replica identified"
 UNREACHABLE = "balancer unreachable"
 
@@ -46,7 +60,10 @@ def unanswered(exc: httpx.HTTPError) -> str:
 
 
 def _nothing_listens(exc: BaseException) -> bool:
-    """A stream that could not even connect (refused, unroutable): not a disconnect."""
+    """A stream that could not even connect (refused, unroutable): not a disconnect. (An SSE stream's
+    client says so with httpx.ConnectError, a websocket's with the OSError itself.)"""
+    if isinstance(exc, httpx.ConnectError):
+        return True
     return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
 
 
@@ -65,6 +82,7 @@ class Window:
     errors_5xx: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     unattributed: Counter[str] = field(default_factory=Counter)
+    by_replica: dict[str, list[float]] = field(default_factory=dict)  # latencies of each replica
     collisions: int = 0
     transport_errors: int = 0
     ws_disconnects: int = 0
@@ -81,6 +99,7 @@ class Window:
             errors_5xx=dict(self.errors_5xx),
             p50_ms=_round(percentile(self.latencies, 0.50)),
             p95_ms=_round(percentile(self.latencies, 0.95)),
+            p95_by_replica={r: round(percentile(v, 0.95) or 0.0, 2) for r, v in self.by_replica.items() if v},
             ws_disconnects=self.ws_disconnects,
             idempotency_collisions=self.collisions,
             transport_errors=self.transport_errors,
@@ -121,6 +140,15 @@ class TrafficGenerator:
         self.max_duration_s = max_duration_s
         self.timeout = request_timeout_s
         self.thread_id = f"synthetic-{uuid.uuid4().hex[:10]}"
+        self.identify = identifier(playbook)
+        if playbook.realtime is not None:
+            check_references(playbook.realtime.fanout)  # an unset ${VAR} stops it here, not per request
+            self.probe: Request | None = None
+        else:
+            try:
+                self.probe = verification_request(playbook)
+            except CommandError as exc:
+                raise ValueError(f"the verification request cannot be sent: {exc}") from exc
         self.sent = 0
         self._window = Window()
         self._observers: list[Callable[[str, int], None]] = []
@@ -166,34 +194,33 @@ class TrafficGenerator:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, client: httpx.AsyncClient) -> None:
-        proto = self.playbook.realtime.fanout if self.playbook.realtime else None
-        key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
-        values = {"base": self.base, "thread_id": self.thread_id, "text": "synthetic", "key": key}
-        if proto:
-            url = render(proto.send_url, **values)
-            body = {k: render(v, **values) for k, v in proto.send_body.items()}
-            headers = {proto.idempotency_header: key}
+    async def _send(self, client: httpx.AsyncClient) -> httpx.Response:
+        """One synthetic request: the protocol's send, or the verification request without realtime."""
+        if self.probe is not None:
+            request = self.probe
         else:
-            url, body, headers = self.base + "/healthz", None, {}
+            assert self.playbook.realtime is not None
+            key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
+            request = send_request(self.playbook.realtime.fanout, self.base, self.thread_id, "synthetic", key)
+        return await client.request(request.method, request.url, json=request.body, headers=request.headers)
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
         started = time.perf_counter()
         try:
-            if body is None:
-                response = await client.get(url)
-            else:
-                response = await client.post(url, json=body, headers=headers)
+            response = await self._send(client)
         except httpx.HTTPError as exc:
             self._window.transport_errors += 1
             self._window.unattributed[unanswered(exc)] += 1
             return
         latency = (time.perf_counter() - started) * 1000
-        replica = response.headers.get("x-served-by")
+        replica = self.identify(response)
         w = self._window
         w.latencies.append(latency)
         if not replica:
             w.unattributed[unidentified(response.status_code)] += 1
         else:
             w.per_replica[replica] += 1
+            w.by_replica.setdefault(replica, []).append(latency)
             if response.status_code >= 500:
                 w.errors_5xx[replica] += 1
         if response.status_code == 409:
@@ -202,21 +229,21 @@ class TrafficGenerator:
             callback(replica or UNKNOWN, response.status_code)
 
     async def _stream_session(self, index: int, deadline: float) -> None:
-        """A long-lived stream through the balancer; an unexpected close counts as a disconnect."""
+        """A long-lived stream (websocket or SSE) through the balancer; an unexpected close, or a stream
+        the balancer would not open, counts as a disconnect."""
         assert self.playbook.realtime is not None
         proto = self.playbook.realtime.fanout
-        url = render(
-            proto.stream_url, base=self.base, base_ws=ws_base(self.base), thread_id=self.thread_id, after=0
-        )
-        if proto.stream_kind != "websocket":
-            return
+        request = stream_request(proto, self.base, self.thread_id)
         while time.monotonic() < deadline:
             opened = False
+
+            def on_open() -> None:
+                nonlocal opened
+                opened = True
+
             try:
-                async with ws_connect(url, open_timeout=self.timeout) as ws:
-                    opened = True
-                    async for _ in ws:
-                        pass
+                async for _ in open_stream(request, proto.stream_kind, self.timeout, on_open):
+                    pass
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -247,12 +274,17 @@ async def verify_stable(
     timeout_s: float,
     path: str = "/healthz",
     concurrency: int = 8,
+    request: Request | None = None,
+    identify: Identify | None = None,
 ) -> tuple[bool, float, int, dict[str, int]]:
     """Send requests through the balancer until `need` consecutive ones land on stable replicas.
 
-    Returns (verified, stable share of all responses, requests sent, responses per replica).
+    `request` (default: GET `base_url` + `path`) is sent, `identify` (default: the X-Served-By header)
+    says who answered. Returns (verified, stable share of all responses, requests sent, responses per
+    replica or per reason nobody was identified).
     """
-    url = base_url.rstrip("/") + path
+    request = request or Request("GET", base_url.rstrip("/") + path, {})
+    identify = identify or header_identity("X-Served-By")
     deadline = time.monotonic() + timeout_s
     served: Counter[str] = Counter()
     streak = 0
@@ -262,13 +294,13 @@ async def verify_stable(
         nonlocal streak
         while not done.is_set() and time.monotonic() < deadline:
             try:
-                response = await client.get(url)
+                response = await client.request(request.method, request.url, headers=request.headers)
             except httpx.HTTPError as exc:
                 streak = 0
                 served[unanswered(exc)] += 1
                 await asyncio.sleep(0.02)
                 continue
-            replica = response.headers.get("x-served-by") or unidentified(response.status_code)
+            replica = identify(response) or unidentified(response.status_code)
             served[replica] += 1
             streak = streak + 1 if replica in stable else 0
             if streak >= need:

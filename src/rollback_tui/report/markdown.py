@@ -18,8 +18,18 @@ from pathlib import PurePath
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import ItemStatus, guardrail_gaps
+from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.read.checklist import how
-from rollback_tui.core.read.guardrails import metric_text, window_text
+from rollback_tui.core.read.guardrails import (
+    breach_number,
+    breach_sides,
+    metric_text,
+    sides_text,
+    value_text,
+    window_text,
+)
+from rollback_tui.core.read.incident import incident_fields
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.steps import status_word
 from rollback_tui.core.read.summary import SessionSummary, summarize
 from rollback_tui.core.read.words import num, pct
@@ -46,7 +56,7 @@ def render_markdown(
     `artefacts` maps a GateFinished.artefact path to where the export put it (relative to the report).
     """
     evidence = events if isinstance(events, Evidence) else Evidence.from_events(events)
-    summary = summarize(playbook, state)
+    summary = summarize(playbook, state, incident=evidence.incident)
     report = summary.checklist
     doc = _Doc()
     _header(doc, playbook, state, journal_name, summary)
@@ -57,6 +67,7 @@ def render_markdown(
     _fanout(doc, state, evidence)
     _traffic(doc, state, evidence, summary)
     _guardrails(doc, playbook, state, summary)
+    _readiness(doc, state)
     _data_collection(doc, evidence)
     _checklist(doc, "Evidence checklist", report.items, "This playbook has no evidence checklist.")
     _checklist(doc, "Exit criteria", report.exit_criteria, "This playbook has no exit criteria.")
@@ -139,9 +150,12 @@ def _header(
 ) -> None:
     started = state.started
     doc.h(1, f"Rollback evidence report — {playbook.title}")
+    if summary.incident is not None:
+        doc.p(f"**Summary.** {summary.incident.text}")
     rows = [
         ["Playbook", f"{playbook.name} ({_code(started.playbook) if started and started.playbook else '-'})"],
         ["Environment", playbook.environment],
+        *([label.capitalize(), value] for label, value in incident_fields(state.incident)),
         ["Operator", f"{started.operator} on {started.host}" if started else "-"],
         ["Session start", iso(started.ts) if started else "-"],
         [
@@ -389,19 +403,34 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         for reading in summary.guardrails:
             doc.li(reading.line)
         doc.blank()
-    log = state.traffic.breach_log
+    _breach_table(doc, playbook, state.traffic.breach_log)
+    if state.traffic.breaches:
+        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    _queried(doc, playbook, state)
+    gaps = guardrail_gaps(playbook, state)
+    if gaps:
+        doc.p("Neither ok nor breached at the end (no verdict without data):")
+        for gap in gaps:
+            doc.li(gap)
+        doc.blank()
+    _rollback_section(doc, playbook, state)
+
+
+def _breach_table(
+    doc: _Doc, playbook: Playbook, log: list[ev.GuardrailBreach | ev.GuardrailRecovered]
+) -> None:
     if log:
         rows = []
         for e in log:
             if isinstance(e, ev.GuardrailBreach):
                 ttd = num(round(e.ts - e.first_bad_ts, 3), " s") if e.first_bad_ts is not None else "-"
-                threshold = metric_text(e.metric, e.threshold)
+                threshold = breach_number(e, e.threshold)
                 rows.append(
                     [
                         iso(e.ts),
                         e.guardrail,
                         f"breach {e.severity}",
-                        f"{e.metric} {metric_text(e.metric, e.value)}",
+                        f"{e.metric} {breach_number(e, e.value)}{breach_sides(e)}",
                         f"{threshold} {window_text(e.metric, e.window_s)}",
                         iso(e.first_bad_ts),
                         ttd,
@@ -414,17 +443,13 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         )
     else:
         doc.p("No guardrail was breached.")
-    if state.traffic.breaches:
-        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
-    gaps = guardrail_gaps(playbook, state)
-    if gaps:
-        doc.p("Neither ok nor breached at the end (no verdict without data):")
-        for gap in gaps:
-            doc.li(gap)
-        doc.blank()
+
+
+def _rollback_section(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
     t = state.traffic
     if t.rollback.stage == "none":
         doc.p("No rollback was executed.")
+        doc.blank()
         return
     attempts = f" (after {t.rollback.attempts} attempts)" if t.rollback.attempts > 1 else ""
     doc.p(f"Rollback: **{t.rollback.words}**{attempts}")
@@ -437,9 +462,11 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         doc.li(f"{state_word.capitalize() if a.ok else state_word} {iso(a.ts)} via {a.driver}")
         for label, routing in (("before", a.before), ("after", a.after)):
             if routing:
+                weights = routing.get("weights") or {}
+                shown = f", weights {', '.join(f'{k} {v}' for k, v in weights.items())}" if weights else ""
                 doc.li(
                     f"{label}: selector {routing.get('selector', {})}, backends "
-                    f"{', '.join(routing.get('backends', [])) or '-'}",
+                    f"{', '.join(routing.get('backends', [])) or '-'}{shown}",
                     1,
                 )
     if t.rollback_verified:
@@ -456,6 +483,50 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         doc.li(f"RTO: {num(v.rto_s, ' s')}" + (f" (budget {budget:g} s)" if budget is not None else ""))
         if v.time_to_mitigate_s is not None:
             doc.li(f"Time to mitigate (first bad sample → verified): {num(v.time_to_mitigate_s, ' s')}")
+    doc.blank()
+
+
+def _queried(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
+    """The guardrails read from Prometheus: each query as evaluated, its window, last value and time."""
+    rails = [r for r in playbook.guardrails if r.metric == "query"]
+    if not rails:
+        return
+    evaluator = GuardrailEvaluator.from_state(playbook, state)
+    rows = []
+    for rail in rails:
+        sample = state.metrics.get(rail.name)
+        if sample is None:
+            rows.append(
+                [
+                    rail.name,
+                    rail.server or "-",
+                    _code(rail.query),
+                    f"{rail.window_s:g} s",
+                    "never evaluated",
+                    "-",
+                ]
+            )
+            continue
+        reading = evaluator.reading(rail, sample.ts)  # as judged then, not at export time
+        value = f"unknown: {reading.unknown}" if reading.unknown else value_text(rail, reading.value)
+        if reading.sides is not None:
+            value += f" ({sides_text(rail, reading.sides)})"
+        rows.append(
+            [rail.name, sample.server, _code(sample.query), f"{sample.window_s:g} s", value, iso(sample.ts)]
+        )
+    doc.p("Guardrails read from Prometheus, as last evaluated:")
+    doc.table(["Guardrail", "Server", "Query", "Window", "Last value", "Evaluated (UTC)"], rows)
+
+
+def _readiness(doc: _Doc, state: SessionState) -> None:
+    doc.h(2, "Readiness")
+    if state.readiness is None:
+        doc.p("No readiness check was journaled.")
+        return
+    view = ReadinessView(state.readiness)
+    doc.p(f"Checked at {iso(state.readiness.ts)}: {view.headline}.")
+    for item in view.not_ready:
+        doc.li(f"{item.label} — {view.why(item.item, item.name)}")
     doc.blank()
 
 

@@ -3,7 +3,8 @@
 The cockpit screen's and the app's key bindings, the command palette and the `?` help are generated from
 COMMANDS, so a command is added, renamed or rebound in one place and the three surfaces cannot drift apart.
 A command that `needs` part of a playbook (a load balancer, a realtime section…) is offered — footer, help,
-palette, key — only for a playbook that has it.
+palette, key — only for a playbook that has it. A `watch` viewer gets the same surfaces from the same table,
+with only the commands marked `watch` (views: nothing a viewer does reaches the session).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Command:
     # Bound on the cockpit screen, on the app, or on the Runbook pane (its keys work while it has focus).
     scope: Literal["screen", "app", "steps"] = "screen"
     needs: str | None = None  # a key of NEEDS: what the playbook must have for the command to be offered
+    watch: bool = False  # a `watch` viewer's too: a view of the session that changes nothing in it
+    cockpit: bool = True  # the cockpit's (False: a viewer's own, e.g. its quit, which stops nothing)
 
     def __post_init__(self) -> None:
         if parse(self.action)[0]:
@@ -162,8 +165,8 @@ COMMANDS: tuple[Command, ...] = (
         keys=(Key("R"),),
         action="retry",
         label="Retry",
-        help="Runbook pane: run the selected step's failed (or unanswered) item again",
-        palette=("Retry failed runbook item", "Run the selected step's failed item again"),
+        help="Runbook pane: run the selected step's failed or unanswered item again (else a skipped one)",
+        palette=("Retry failed runbook item", "Run the selected step's failed (else skipped) item"),
         footer=False,  # the Runbook pane names its keys in its border while it has focus
         scope="steps",
     ),
@@ -193,6 +196,7 @@ COMMANDS: tuple[Command, ...] = (
         help="Show every notice (feed failures, errors)",
         palette=("Show notices", "Feed failures, warnings and action errors"),
         footer=False,
+        watch=True,
     ),
     Command(
         id="event-log",
@@ -201,6 +205,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Log",
         help="Event log: every breach, recovery, operator action and outcome, in full",
         palette=("Show event log", "Every breach, recovery, operator action and outcome, in full"),
+        watch=True,
     ),
     Command(
         id="zoom",
@@ -210,6 +215,17 @@ COMMANDS: tuple[Command, ...] = (
         help="Zoom the focused pane (Tab moves focus; z again restores)",
         palette=("Zoom pane", "Zoom the focused pane; z again restores"),
         footer=False,
+        watch=True,
+    ),
+    Command(
+        id="present",
+        keys=(Key("p"),),
+        action="present",
+        label="Present",
+        help="Presenter layout for the call: verdict, rollback, breach, TTD/RTO, checklist in large text",
+        palette=("Presenter layout", "Large text for the call; p again returns to the panes"),
+        footer=False,
+        watch=True,
     ),
     Command(
         id="help",
@@ -218,6 +234,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Help",
         help="This help",
         palette=("Help", "Keys and status glyphs"),
+        watch=True,
     ),
     # App-wide: bound on the app.
     Command(
@@ -229,6 +246,7 @@ COMMANDS: tuple[Command, ...] = (
         palette=None,  # it is the palette
         footer=False,
         scope="app",
+        watch=True,
     ),
     Command(
         id="cycle-theme",
@@ -239,6 +257,7 @@ COMMANDS: tuple[Command, ...] = (
         palette=("Cycle theme", "dark → high contrast → light"),
         footer=False,
         scope="app",
+        watch=True,
     ),
     Command(
         id="quit",
@@ -252,14 +271,30 @@ COMMANDS: tuple[Command, ...] = (
         palette=("Quit", "Stop the feeds and exit (asks first when something runs or the verdict is open)"),
         scope="app",
     ),
+    Command(
+        id="quit-viewer",
+        keys=(Key("q"), Key("ctrl+c", footer=False, priority=True, help="Quit")),
+        action="quit",
+        label="Quit",
+        help="Quit this view (the session goes on)",
+        palette=("Quit", "Close this view; the session it watches goes on"),
+        scope="app",
+        watch=True,
+        cockpit=False,
+    ),
 )
 
-SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen")
+SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen" and c.cockpit)
 
 
-def offered(supports: frozenset[str] | None = None) -> Iterator[Command]:
-    """The commands offered for a playbook meeting `supports` (every command when None), in table order."""
-    return (c for c in COMMANDS if supports is None or c.needs is None or c.needs in supports)
+def commands(watch: bool = False, supports: frozenset[str] | None = None) -> tuple[Command, ...]:
+    """The cockpit's commands — those a playbook meeting `supports` offers (all when None) — or a `watch`
+    viewer's (views only), in table order."""
+    return tuple(
+        c
+        for c in COMMANDS
+        if (c.watch if watch else c.cockpit) and (supports is None or c.needs is None or c.needs in supports)
+    )
 
 
 def not_offered(supports: frozenset[str]) -> list[tuple[Command, str]]:
@@ -267,9 +302,9 @@ def not_offered(supports: frozenset[str]) -> list[tuple[Command, str]]:
     return [(c, NEEDS[c.needs][1]) for c in COMMANDS if c.needs is not None and c.needs not in supports]
 
 
-def bindings(scope: Literal["screen", "app", "steps"]) -> list[BindingType]:
+def bindings(scope: Literal["screen", "app", "steps"], *, watch: bool = False) -> list[BindingType]:
     """The key bindings of one scope, in table order (the footer's order). The cockpit screen's
-    check_action turns off those its playbook does not support (`offered`)."""
+    check_action turns off those its playbook does not support (`commands(supports=…)`)."""
     return [
         Binding(
             key.key,
@@ -281,18 +316,18 @@ def bindings(scope: Literal["screen", "app", "steps"]) -> list[BindingType]:
             tooltip=key.help or command.help,
             id=command.id,
         )
-        for command in COMMANDS
+        for command in commands(watch)
         if command.scope == scope
         for key in command.keys
         if key.bound
     ]
 
 
-def help_bindings(supports: frozenset[str] | None = None) -> list[Binding]:
+def help_bindings(watch: bool = False, supports: frozenset[str] | None = None) -> list[Binding]:
     """Every offered key with its long description, in table order (the help groups keys sharing one)."""
     return [
         Binding(key.key, command.action, key.help or command.help, key_display=key.display)
-        for command in offered(supports)
+        for command in commands(watch, supports)
         for key in command.keys
     ]
 
@@ -301,6 +336,7 @@ class Runner(Protocol):
     """What the palette needs from the app: the playbook, run a command or an action, switch theme."""
 
     available_themes: dict[str, Any]
+    read_only: bool  # a viewer: views only
     playbook: Playbook
     supports: frozenset[str]
 
@@ -319,15 +355,15 @@ PaletteEntry = tuple[str, str, Callable[[], Any]]
 def palette_entries(runner: Runner) -> Iterator[PaletteEntry]:
     """(title, help, callback): the offered commands, every playbook action and runbook step, then the
     bundled themes."""
-    for command in offered(runner.supports):
+    for command in commands(runner.read_only, runner.supports):
         if command.palette is not None:
             title, line = command.palette
             first = command.keys[0]  # the palette names the key, so the operator learns it
             yield title, f"{line} ({first.display or first.key})", partial(runner.run_command, command)
-    for action in runner.playbook.actions:
+    for action in () if runner.read_only else runner.playbook.actions:
         line = f"{action.title} ({action.kind.replace('_', ' ')})"
         yield f"Run action: {action.name}", line, partial(runner.run_playbook_action, action.name)
-    for i, step in enumerate(runner.playbook.steps, 1):
+    for i, step in enumerate(() if runner.read_only else runner.playbook.steps, 1):
         line = f"{step.title} — its items in order"
         yield f"Run step {i}: {step.name}", line, partial(runner.run_step_named, step.name)
     for name in THEME_ORDER:

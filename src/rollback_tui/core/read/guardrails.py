@@ -31,16 +31,73 @@ def metric_text(metric: str, value: float | None) -> str:
     return f"{value:g}"
 
 
+def _unit(rail: Guardrail) -> str:
+    if rail.metric == "query":
+        return rail.unit
+    return {"http_5xx_rate": "ratio", "p95_latency_ms": "ms"}.get(rail.metric, "count")
+
+
+def _in_unit(unit: str, value: float) -> str:
+    if unit == "ratio":
+        return pct(value)
+    if unit == "ms":
+        return ms(value)
+    return f"{value:.2f} s" if unit == "s" else f"{value:g}"
+
+
+def compared(how: str | None, text: str, value: float) -> str:
+    """A comparison against the baseline: `x1.30` with the multiplication sign (a ratio), `+35 ms` (a
+    difference); else `text`."""
+    if how == "ratio":
+        return f"\N{MULTIPLICATION SIGN}{value:.2f}"
+    if how == "difference" and value >= 0:
+        return f"+{text}"
+    return text
+
+
+def value_text(rail: Guardrail, value: float | None) -> str:
+    """A guardrail's value (or threshold) in its unit (a query's `unit`), or as a baseline comparison."""
+    if value is None:
+        return "no data"
+    how = rail.baseline.compare if rail.baseline is not None else None
+    return compared(how, _in_unit(_unit(rail), value), value)
+
+
+def sides_text(rail: Guardrail, sides: tuple[float, float]) -> str:
+    """`candidate 212 ms vs stable 118 ms`: the two sides a baseline comparison compared."""
+    unit = _unit(rail)
+    return f"candidate {_in_unit(unit, sides[0])} vs stable {_in_unit(unit, sides[1])}"
+
+
 def window_text(metric: str, window_s: float) -> str:
     """What the value is over: `over 30 s`, or `latest samples` / `last run` for point-in-time metrics."""
     return _POINT_IN_TIME.get(metric) or f"over {window_s:g} s"
 
 
+def breach_number(breach: ev.GuardrailBreach, value: float) -> str:
+    """A breach's value or threshold: in its metric's unit, or as the comparison it was judged by."""
+    return compared(breach.compare, metric_text(breach.metric, value), value)
+
+
+def breach_sides(breach: ev.GuardrailBreach) -> str:
+    """` (candidate 310 ms vs stable 100 ms)` for a breach judged against the baseline, else ``."""
+    if breach.candidate is None or breach.baseline is None:
+        return ""
+    candidate, stable = (
+        metric_text(breach.metric, breach.candidate),
+        metric_text(breach.metric, breach.baseline),
+    )
+    return f" (candidate {candidate} vs stable {stable})"
+
+
 def breach_text(breach: ev.GuardrailBreach) -> str:
-    """`http_5xx_rate 20.0% > 2.0% over 10 s` — a breach as it was journaled."""
+    """`http_5xx_rate 20.0% > 2.0% over 10 s` — a breach as it was journaled; against the baseline, the
+    comparison and both sides: `p95_latency_ms x3.10 > x2.00 over 10 s (candidate 310 ms vs stable 100
+    ms)`."""
     return (
-        f"{breach.metric} {metric_text(breach.metric, breach.value)} > "
-        f"{metric_text(breach.metric, breach.threshold)} {window_text(breach.metric, breach.window_s)}"
+        f"{breach.metric} {breach_number(breach, breach.value)} > "
+        f"{breach_number(breach, breach.threshold)} {window_text(breach.metric, breach.window_s)}"
+        + breach_sides(breach)
     )
 
 
@@ -87,17 +144,31 @@ class GuardrailReading:
     @property
     def measure(self) -> str:
         """`20.0% > 2.0% over 10 s`; `≤ 2.0% over 10 s` while waiting; `… · no verdict` when unknown."""
-        threshold = metric_text(self.rail.metric, self.rail.threshold)
+        threshold = value_text(self.rail, self.rail.threshold)
         status = self.status
         if status in ("waiting", "unknown"):
             return f"≤ {threshold} {self.window}" + (" · no verdict" if status == "unknown" else "")
         op = ">" if status in ("breach", "over") else "≤"
-        return f"{metric_text(self.rail.metric, self.shown)} {op} {threshold} {self.window}"
+        return f"{value_text(self.rail, self.shown)} {op} {threshold} {self.window}"
+
+    @property
+    def against(self) -> str | None:
+        """Against the baseline: `candidate 240 ms vs stable 110 ms` (while breached, what tripped it)."""
+        breach = self.breach
+        if breach is not None and breach.candidate is not None and breach.baseline is not None:
+            return sides_text(self.rail, (breach.candidate, breach.baseline))
+        return sides_text(self.rail, self.reading.sides) if self.reading.sides is not None else None
+
+    @property
+    def evaluated_at(self) -> float | None:
+        """When its query was last evaluated (metric: query), for the front ends to show in their clock."""
+        return self.reading.at
 
     @property
     def text(self) -> str:
         """`candidate-5xx 20.0% > 2.0% over 10 s` — what every front end shows after the status."""
-        return f"{self.rail.name} {self.measure}"
+        against = f" · {self.against}" if self.against else ""
+        return f"{self.rail.name} {self.measure}{against}"
 
     @property
     def why(self) -> str | None:
@@ -120,6 +191,8 @@ class GuardrailReading:
             "value": None if self.shown is None else round(self.shown, 4),
             "threshold": self.rail.threshold,
             "window": self.window,
+            "against": self.against,
+            "evaluated_at": self.evaluated_at,
             "text": self.text,
             "why": self.why,
         }

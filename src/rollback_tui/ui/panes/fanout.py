@@ -15,10 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.state import SessionState
+from rollback_tui.core.state import SessionState, TapFrame
 from rollback_tui.core.text import one_line
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import StaticPane, View, clock, ms, pending
+
+Frame = ev.FanoutFrame | TapFrame  # a session's frame, or one the Redis tap saw
 
 SESSION_STATE = {
     "open": ("✓", "ok"),
@@ -35,10 +37,10 @@ NARROW_LOG = 44  # below this width the receive-time column goes
 class EventRow:
     event_id: str
     first_ts: float
-    by_session: dict[str, ev.FanoutFrame] = field(default_factory=dict)
+    by_session: dict[str, Frame] = field(default_factory=dict)
 
 
-def rows_for_run(frames: list[ev.FanoutFrame], run: str | None, limit: int) -> tuple[list[EventRow], int]:
+def rows_for_run(frames: list[Frame], run: str | None, limit: int) -> tuple[list[EventRow], int]:
     """The newest `limit` event rows of one run (scanning from the newest frame), and the run's total."""
     rows: dict[str, EventRow] = {}
     for frame in reversed(frames):
@@ -108,9 +110,8 @@ class FanoutPane(StaticPane):
             if "fanout" not in view.features:
                 parts.append(pending("Fanout verification", 4, "f", view))
             else:
-                parts.append(
-                    Text("No fanout check yet — press f to run the two-session check.", style="bold")
-                )
+                hint = "" if view.read_only else " — press f to run the two-session check"
+                parts.append(Text(f"No fanout check yet{hint}.", style="bold"))
             if playbook.realtime:
                 rt = playbook.realtime
                 parts.append(
@@ -121,7 +122,7 @@ class FanoutPane(StaticPane):
                         style=view.tone("stale"),
                     )
                 )
-            self.border_subtitle = "f runs the check"
+            self.border_subtitle = "" if view.read_only else "f runs the check"
             self.show(Group(*parts))
             return
 
@@ -142,8 +143,8 @@ class FanoutPane(StaticPane):
         parts.append(self._log(list(fanout.frames), run, last, room, view))
         self.border_subtitle = (
             f"{'checking… · ' if checking is not None else ''}{fanout.frames_total} frames · "
-            f"{len(fanout.results)} check{'s' if len(fanout.results) != 1 else ''} · f runs again"
-        )
+            f"{len(fanout.results)} check{'s' if len(fanout.results) != 1 else ''}"
+        ) + ("" if view.read_only else " · f runs again")
         self.show(Group(*parts))
 
     def _sessions(self, fanout: object, run: str | None, view: View) -> Text | None:
@@ -162,7 +163,7 @@ class FanoutPane(StaticPane):
 
     def _log(
         self,
-        frames: list[ev.FanoutFrame],
+        frames: list[Frame],
         run: str | None,
         last: ev.FanoutResult | None,
         room: int,
@@ -170,7 +171,7 @@ class FanoutPane(StaticPane):
     ) -> Table:
         rows, _ = rows_for_run(frames, run, room)
         finished = last is not None and last.run == run
-        replicas = {f.session: f.replica for f in frames[-200:] if f.run == run}
+        replicas: dict[str, str] = {f.session: f.replica for f in frames[-200:] if f.run == run}
         wide = self.content_size.width >= WIDE_LOG
         table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold", expand=True, pad_edge=False)
         if wide:

@@ -84,7 +84,7 @@ class HealthPane(StaticPane):
                 prefix = Text(f"✗ {r.channel_prefix}", style=fail)
             else:
                 prefix = Text(r.channel_prefix)
-            if r.transport in (None, "redis"):
+            if r.name not in state.transport_mismatch:
                 transport = Text(r.transport or "—", style=view.tone("stale") if r.transport is None else "")
             else:
                 transport = Text(f"✗ {r.transport}", style=fail)

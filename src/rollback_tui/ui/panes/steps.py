@@ -25,7 +25,7 @@ from rollback_tui.ui.commands import bindings
 from rollback_tui.ui.panes.base import StaticPane, View
 
 if TYPE_CHECKING:
-    from rollback_tui.ui.runner import StepShown
+    from rollback_tui.session.preview import StepPreview
 
 # The mark of a step that is not the current one: its status, never its position ("✓" only if it passed).
 STEP_GLYPH = {"passed": "✓", "failed": "✗", "partial": "◐", "running": "…", "unobserved": "?"}
@@ -41,8 +41,13 @@ def step_title(title: str) -> str:
 
 
 def retry_index(row: StepRow) -> int | None:
-    """The item of a step to run again: its first failed (or unknown, declined, unanswered) one."""
-    return next((i for i, item in enumerate(row.items) if item.status in RETRYABLE), None)
+    """The item of a step R runs on its own: its first failed (or unknown, declined, unanswered) one, else
+    its first skipped one (an optional or conditional item the operator decides to run after all)."""
+    for wanted in (RETRYABLE, ("skipped",)):
+        found = next((i for i, item in enumerate(row.items) if item.status in wanted), None)
+        if found is not None:
+            return found
+    return None
 
 
 class StepsPane(StaticPane):
@@ -70,11 +75,15 @@ class StepsPane(StaticPane):
         super().__init__(**kw)  # type: ignore[arg-type]
         self.selected: int | None = None  # the operator's choice; None follows the tracker
         self.running: str | None = None  # the step the cockpit is running now (it sets this)
-        self.details: Callable[[str], StepShown | None] = lambda step: None  # notes, resolved commands
+        self.details: Callable[[str], StepPreview | None] = lambda step: None  # notes, resolved commands
         self._rows: list[StepRow] = []
         self._shown: int = 0  # the step the detail shows
 
     # --- keys -------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A `watch` viewer shows the runbook; running it is the cockpit's.
+        return not (action in ("run_step", "retry") and getattr(self.app, "read_only", False))
 
     def action_select(self, offset: int) -> None:
         if not self._rows:
@@ -93,7 +102,9 @@ class StepsPane(StaticPane):
         row = self._rows[self._shown]
         index = retry_index(row)
         if index is None:
-            self.notify(f"Nothing to retry in step {row.index + 1}: no item failed.", timeout=3)
+            self.notify(
+                f"Nothing to run again in step {row.index + 1}: no item failed or was skipped.", timeout=3
+            )
             return
         self.post_message(self.Retry(row.name, index))
 
@@ -193,7 +204,7 @@ class StepsPane(StaticPane):
         line.append(f" {view.redact(item.label)}")
         if item.when != "always":
             line.append(f" ({item.when.replace('_', ' ')})", style=view.tone("stale"))
-        reason = getattr(item, "reason", "")  # the runner's words for why (failed, skipped…)
+        reason = item.reason  # the runner's words for why (failed, skipped…)
         if reason and item.status not in ("passed", "ok"):
             line.append(f" — {view.redact(reason)}", style=view.tone("stale"))
         line.no_wrap, line.overflow = True, "ellipsis"
@@ -201,11 +212,19 @@ class StepsPane(StaticPane):
 
     def _subtitle(self, row: StepRow, current: int | None, total: int) -> str:
         where = f"step {current + 1}/{total}" if current is not None else f"{total} steps · none entered"
-        hint = "⏎ runs" + (" · R retries" if retry_index(row) is not None else "")
-        return f"{hint} · {where}" if self.has_focus else where
+        index = retry_index(row)
+        again = (
+            ""
+            if index is None
+            else " · R runs skipped"
+            if row.items[index].status == "skipped"
+            else " · R retries"
+        )
+        hint = "⏎ runs" + again
+        return f"{hint} · {where}" if self.has_focus and not getattr(self.app, "read_only", False) else where
 
 
-def _item_detail(detail: StepShown, index: int, view: View) -> list[Text]:
+def _item_detail(detail: StepPreview, index: int, view: View) -> list[Text]:
     """An item's note and resolved commands, one line each, dim (what the runbook says it does)."""
     item = next((i for i in detail.items if i.index == index), None)
     if item is None:

@@ -17,10 +17,10 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from rollback_tui.core.text import one_line
-from rollback_tui.ui.runner import ActionShown
+from rollback_tui.session.preview import ActionPreview
 
 
-def action_label(preview: ActionShown) -> Text:
+def action_label(preview: ActionPreview) -> Text:
     label = Text(preview.title, style="bold")
     if preview.changes:
         label.append("  ! changes", style="bold reverse")
@@ -37,7 +37,7 @@ class ActionsScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, previews: Sequence[ActionShown]) -> None:
+    def __init__(self, previews: Sequence[ActionPreview]) -> None:
         super().__init__()
         self.previews = list(previews)
 

@@ -1,50 +1,30 @@
-"""The cockpit screen: it owns the panes and the operator's keys.
+"""The cockpit screen: the panes (ui/screens/panes.py) plus the operator's keys.
 
-Verdict bar on top, health full width, five panes below, notice line, status bar and footer. Its bindings
-come from the command table (ui/commands.py); its actions open the dialogs and run engine calls through the
-app, which turns every outcome into a toast and every failure into a notification, never a crash.
+Its bindings come from the command table (ui/commands.py); its actions open the dialogs and run engine calls
+through the app, which turns every outcome into a toast and every failure into a notification, never a crash.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Container
-from textual.geometry import Size
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer
+from textual.screen import ModalScreen
 
-from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import stale_after_s, verdict
-from rollback_tui.playbook.model import Playbook, SelectorRemoval
+from rollback_tui.playbook.model import SelectorRemoval, StabiliseFlags
 from rollback_tui.session.engine import Engine, NotAvailable
-from rollback_tui.ui.commands import (
-    SCREEN_ACTIONS,
-    bindings,
-    help_bindings,
-    not_offered,
-    offered,
-    supported,
-)
-from rollback_tui.ui.panes.base import Activity, View
-from rollback_tui.ui.panes.checklist import ChecklistPane
-from rollback_tui.ui.panes.fanout import FanoutPane
-from rollback_tui.ui.panes.gates import GatesPane
-from rollback_tui.ui.panes.health import HealthPane
-from rollback_tui.ui.panes.status import NoticeLine, StatusBar, VerdictBar
+from rollback_tui.session.preview import ActionPreview, StepPreview
+from rollback_tui.session.runbook import Question, Runbook
+from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, commands, supported
+from rollback_tui.ui.panes.base import Activity
 from rollback_tui.ui.panes.steps import StepsPane
-from rollback_tui.ui.panes.traffic import TrafficPane
-from rollback_tui.ui.runner import ActionShown, decline, make_runbook, preview_action, preview_step
 from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmAction, ConfirmRollback
-from rollback_tui.ui.screens.event_log import EventLogScreen
-from rollback_tui.ui.screens.gate_detail import GateDetail
-from rollback_tui.ui.screens.help import HelpScreen
-from rollback_tui.ui.screens.notices import NoticesScreen
+from rollback_tui.ui.screens.panes import PanesScreen
 from rollback_tui.ui.screens.quit import QuitConcerns
 from rollback_tui.ui.screens.reason import ReasonPrompt, TextPrompt
 
@@ -54,31 +34,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVITY_HZ = 8  # spinners and elapsed times while something runs
-WIDE_AT = 160  # terminal columns from which the wide layout is used
-COMPACT_BELOW = (120, 36)  # width, height under which panes drop their least useful lines
-LOWER_PANES = ("fanout", "traffic", "steps", "gates", "checklist")
 
 
-def is_compact(size: Size) -> bool:
-    return size.width < COMPACT_BELOW[0] or size.height < COMPACT_BELOW[1]
-
-
-def layout_classes(size: Size) -> dict[str, bool]:
-    """The lower grid's classes for a terminal size: which are on."""
-    return {"-wide": size.width >= WIDE_AT, "-compact": is_compact(size)}
-
-
-class CockpitScreen(Screen[None]):
+class CockpitScreen(PanesScreen):
     BINDINGS = bindings("screen")
     if TYPE_CHECKING:
         app: CockpitApp  # the app this screen is made for: its engine wiring, workers and toasts
 
-    def __init__(self, engine: Engine, *, share: bool) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine, *, share: bool, present: bool = False) -> None:
+        super().__init__(engine.journal.path, engine.operator, engine.playbook, share=share, present=present)
         self.engine = engine
-        self.share = share
-        self.panes: dict[str, Any] = {}
-        self._offered = frozenset(c.action_name for c in offered(supported(engine.playbook)))
         # What the operator started and is still running (spinners, elapsed times).
         self._gates_queued: frozenset[str] = frozenset()
         self._gates_requested_at: float | None = None
@@ -86,54 +51,12 @@ class CockpitScreen(Screen[None]):
         self._traffic_since: float | None = None
         self._traffic_rps: float | None = None
         self._rollback_since: float | None = None
-        self.runbook = make_runbook(engine, ask=self.ask, confirm=self.confirm)
-
-    # --- layout ---------------------------------------------------------------------------------
+        self._offered = frozenset(c.action_name for c in commands(supports=supported(engine.playbook)))
+        self.runbook = Runbook(engine, ask=self.ask, confirm=self.confirm)
 
     def compose(self) -> ComposeResult:
-        p = self.panes = {
-            "verdict": VerdictBar(id="verdict", classes="share" if self.share else ""),
-            "health": HealthPane(id="health"),
-            "fanout": FanoutPane(id="fanout"),
-            "traffic": TrafficPane(id="traffic"),
-            "steps": StepsPane(id="steps"),
-            "gates": GatesPane(id="gates"),
-            "checklist": ChecklistPane(id="checklist"),
-            "notice": NoticeLine(id="notice"),
-            "status": StatusBar(self.engine.journal.path, self.engine.operator, id="status"),
-        }
-        yield p["verdict"]
-        with Container(id="body"):
-            yield p["health"]
-            # The starting size's classes, so the first layout is already the right one.
-            classes = " ".join(name for name, wanted in layout_classes(self.app.size).items() if wanted)
-            with Container(id="lower", classes=classes):
-                for name in LOWER_PANES:
-                    yield p[name]
-        yield p["notice"]
-        yield p["status"]
-        yield Footer()
-
-    def on_mount(self) -> None:
+        yield from super().compose()
         self.panes["steps"].details = self._step_details
-        self.app.cockpit_mounted()
-
-    def fit(self, size: Size) -> None:
-        """Follow the terminal's size. Layout classes live on the containers they affect (a class on the
-        screen would restyle every node); unchanged classes cost no restyle."""
-        for lower in self.query("#lower"):
-            for name, wanted in layout_classes(size).items():
-                lower.set_class(wanted, name)
-
-    def paint(self, names: list[str], state: SessionState, playbook: Playbook, view: View) -> None:
-        for name in names:
-            widget = self.panes.get(name)
-            if widget is None or not widget.is_mounted:
-                continue
-            try:
-                widget.refresh_from(state, playbook, view)
-            except Exception:  # a pane bug must not take the cockpit down
-                log.exception("pane %s failed to render", name)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in SCREEN_ACTIONS and action not in self._offered:
@@ -177,11 +100,9 @@ class CockpitScreen(Screen[None]):
         return work
 
     def quit_concerns(self) -> QuitConcerns:
-        state = self.engine.state
-        now = self.app.view().now
         return QuitConcerns(
             running=self.running_work(),
-            verdict=verdict(state, now, stale_after_s(self.engine.playbook)),
+            verdict=verdict(self.engine.state, self.app.now(), stale_after_s(self.engine.playbook)),
             exit=self.engine.checklist().verdict,
         )
 
@@ -234,11 +155,6 @@ class CockpitScreen(Screen[None]):
         except Exception as exc:
             self.app.report_failure("cancel", exc)
             return False
-
-    @on(GatesPane.Opened)
-    def _open_gate(self, message: GatesPane.Opened) -> None:
-        name = message.gate
-        self.app.push_screen(GateDetail(name, lambda: self.engine.state.gates.get(name), self.app.view))
 
     # --- fanout and traffic -----------------------------------------------------------------------
 
@@ -348,43 +264,43 @@ class CockpitScreen(Screen[None]):
             if name is not None:
                 self.run_playbook_action(name)
 
-        self.app.push_screen(ActionsScreen([preview_action(self.engine, n) for n in names]), callback=chosen)
+        previews = [self.engine.preview_action(n) for n in names]
+        self.app.push_screen(ActionsScreen(previews), callback=chosen)
 
     def run_playbook_action(self, name: str) -> None:
-        """Run one playbook action on its own: the rollback through its own dialog; anything else that
-        changes something only after a typed confirmation of its preview (resolved argv, where it runs)."""
+        """Run one playbook action on its own (the operator chose it, optional flag changes included): the
+        rollback through its own dialog; anything that changes something only after a typed confirmation
+        of its preview (resolved argv, where it runs, current → new flags)."""
         if isinstance(self.engine.playbook.action(name), SelectorRemoval):
             self.action_rollback(name)
             return
-        try:
-            preview = preview_action(self.engine, name)
-        except NotAvailable as exc:
-            self.app.not_available(name, exc)
-            return
-        if not preview.changes:
-            self.app.launch(name, lambda: self.engine.run_action(name))
-            return
+        self.app.launch(name, lambda: self._confirm_and_run(name))
 
-        def answered(typed: str | None) -> None:
-            if typed is None:
-                self._declined(name)
-                return
-            self.app.launch(name, lambda: self.engine.run_action(name, confirmed_text=typed))
+    async def _confirm_and_run(self, name: str) -> str | None:
+        refusal = self.engine.action_refusal(name, include_optional=True)
+        if refusal:  # before anyone is asked to confirm what would be refused
+            raise NotAvailable(refusal)
+        if isinstance(self.engine.playbook.action(name), StabiliseFlags):
+            await self.engine.read_flags(name, "before")  # the preview shows current → new
+        preview = self.engine.preview_action(name)
+        typed = await self.confirm(preview) if preview.changes else None
+        if preview.changes and typed is None:
+            self._declined(name)
+            return None
+        return await self.engine.run_action(name, confirmed_text=typed, include_optional=True)
 
-        self.app.push_screen(self._confirmation(preview), callback=answered)
-
-    def _confirmation(self, preview: ActionShown) -> ConfirmAction | ConfirmRollback:
+    def _confirmation(self, preview: ActionPreview) -> ConfirmAction | ConfirmRollback:
         action = self.engine.playbook.action(preview.name)
         if isinstance(action, SelectorRemoval):
             return ConfirmRollback(action, self.engine.playbook)
         return ConfirmAction(preview, self.engine.playbook, self.app.redact, self.share)
 
     def _declined(self, name: str) -> None:
-        try:
-            decline(self.engine, name)
-        except Exception as exc:
-            self.app.report_failure(name, exc)
-            return
+        """Journaled with who (a selector removal as a declined rollback); nothing ran."""
+        if isinstance(self.engine.playbook.action(name), SelectorRemoval):
+            self.engine.cancel_rollback(name)
+        else:
+            self.engine.decline_action(name)
         self.notify(f"{name} declined; nothing ran.", timeout=3)
 
     # --- the runbook: steps run from the Runbook pane -----------------------------------------------
@@ -419,9 +335,9 @@ class CockpitScreen(Screen[None]):
             steps.running = None
             self.app.mark_dirty({"steps", "verdict", "checklist", "gates", "traffic"})
 
-    async def ask(self, question: object) -> str | None:
+    async def ask(self, question: Question) -> str | None:
         """The runner's question for the operator (a manual fact's value, a manual task's note)."""
-        kind, ref, text = (getattr(question, f) for f in ("kind", "ref", "text"))
+        kind, ref, text = question.kind, question.ref, question.text
         if kind == "fact":
             hint = "Type the value (journaled with your name as the fact's value); Esc leaves it waiting:"
             prompt = TextPrompt(text, hint=hint, placeholder=ref, title=f"Fact {ref}")
@@ -430,45 +346,16 @@ class CockpitScreen(Screen[None]):
             prompt = TextPrompt(text, hint=hint, placeholder="done: how / where", title="Manual task")
         return await self.app.push_screen_wait(prompt)
 
-    async def confirm(self, preview: ActionShown) -> str | None:
+    async def confirm(self, preview: ActionPreview) -> str | None:
         """The runner's confirmation of an action that changes something: typed, with its preview."""
         return await self.app.push_screen_wait(self._confirmation(preview))
 
-    def _step_details(self, step: str) -> Any:
+    def _step_details(self, step: str) -> StepPreview | None:
         try:
-            return preview_step(self.engine, step)
+            return self.engine.preview_step(step)
         except Exception:  # a preview is help, not a reason to lose the pane
             log.exception("no preview for step %s", step)
             return None
 
     def action_export(self) -> None:
         self.app.launch("export", self.engine.export)
-
-    # --- views --------------------------------------------------------------------------------------
-
-    def action_zoom(self) -> None:
-        """Zoom the focused pane to the whole screen (z again, or Esc, restores)."""
-        if self.maximized is not None:
-            self.minimize()
-            return
-        focused = self.focused
-        pane = next(
-            (w for w in (focused, *(focused.ancestors if focused else ())) if w in self.panes.values()), None
-        )
-        target = pane or self.panes.get("fanout")
-        if target is not None:
-            self.maximize(target, container=False)
-
-    def action_help(self) -> None:
-        # Built once and kept installed: reopening it costs a paint, not a compose.
-        if not self.app.is_screen_installed("help"):
-            supports = self.app.supports
-            missing = [(c.label, c.keys[0], why) for c, why in not_offered(supports)]
-            self.app.install_screen(HelpScreen(help_bindings(supports), missing), "help")
-        self.app.push_screen("help")
-
-    def action_notices(self) -> None:
-        self.app.push_screen(NoticesScreen(list(self.engine.state.notices), self.app.redact))
-
-    def action_event_log(self) -> None:
-        self.app.push_screen(EventLogScreen(lambda: self.engine.state, self.app.view))

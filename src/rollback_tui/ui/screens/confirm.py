@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
+from rollback_tui.session.preview import ActionPreview
 from rollback_tui.ui.panes.base import HIDDEN
-from rollback_tui.ui.runner import ActionShown
 
 
 def describe_removal(action: SelectorRemoval, playbook: Playbook) -> Text:
@@ -55,7 +55,7 @@ def where_text(where: str, playbook: Playbook, share: bool) -> str:
 
 
 def describe_preview(
-    preview: ActionShown, playbook: Playbook, redact: Callable[[str], str], share: bool
+    preview: ActionPreview, playbook: Playbook, redact: Callable[[str], str], share: bool
 ) -> Group:
     """The action, whether and why it changes something, and each resolved command with where it runs."""
     grid = Table.grid(padding=(0, 2))
@@ -66,15 +66,19 @@ def describe_preview(
         grid.add_row("Changes", Text(f"yes — in {preview.environment}", style="bold"))
     else:
         grid.add_row("Changes", "no (declared read-only)")
-    wheres = dict.fromkeys((c.where, c.cwd) for c in preview.commands)
+    wheres = dict.fromkeys(c.where for c in preview.commands)
     if wheres:
-        runs = [where_text(w, playbook, share) + (f", in {cwd}" if cwd else "") for w, cwd in wheres]
-        grid.add_row("Runs", "; ".join(redact(r) for r in runs))
+        grid.add_row("Runs", "; ".join(redact(where_text(w, playbook, share)) for w in wheres))
     for command in preview.commands:
-        label = f"Command {command.label}".strip() if command.label else "Command"
-        grid.add_row(label, Text(redact(command.text), style="dim"))
+        label = f"Command {command.label}" if command.label else "Command"
+        shown = Text(redact(command.text), style="dim")
+        if command.cwd:
+            shown.append(f"\n(in {redact(command.cwd)})", style="dim italic")
+        grid.add_row(label, shown)
     for flag in preview.flags:
         grid.add_row("Flag", redact(flag.text))
+    if preview.watch:
+        grid.add_row("Watches", f"{', '.join(preview.watch)} (polled while it runs)")
     for note in preview.notes:
         grid.add_row("Note", redact(note))
     return Group(Text(f"{preview.title}\n", style="bold"), grid)
@@ -151,7 +155,7 @@ class ConfirmRollback(TypedConfirm):
 
 class ConfirmAction(TypedConfirm):
     def __init__(
-        self, preview: ActionShown, playbook: Playbook, redact: Callable[[str], str], share: bool
+        self, preview: ActionPreview, playbook: Playbook, redact: Callable[[str], str], share: bool
     ) -> None:
         super().__init__(
             describe_preview(preview, playbook, redact, share),

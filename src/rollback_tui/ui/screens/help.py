@@ -48,6 +48,12 @@ def missing_table(missing: Sequence[tuple[str, Key, str]]) -> Table:
     return table
 
 
+READ_ONLY = (
+    "Read-only view of the session: there are no action keys. Nothing pressed here reaches the session;\n"
+    "it goes on, and this view follows it.\n"
+)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close"),
@@ -55,10 +61,17 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close", show=False),
     ]
 
-    def __init__(self, bindings: list[Binding], missing: Sequence[tuple[str, Key, str]] = ()) -> None:
+    def __init__(
+        self,
+        bindings: list[Binding],
+        missing: Sequence[tuple[str, Key, str]] = (),
+        *,
+        read_only: bool = False,
+    ) -> None:
         super().__init__()
         self.entries = bindings
         self.missing = list(missing)  # (label, key, why): commands this playbook does not offer
+        self.read_only = read_only
 
     def compose(self) -> ComposeResult:
         legend = Table(box=None, padding=(0, 2, 0, 0), show_header=False)
@@ -67,6 +80,8 @@ class HelpScreen(ModalScreen[None]):
         for glyph, meaning in LEGEND:
             legend.add_row(glyph, meaning)
         with VerticalScroll(id="help-dialog"):
+            if self.read_only:
+                yield Static(Text(READ_ONLY, style="bold"))
             yield Static(Text("Keys", style="bold underline"))
             yield Static(bindings_table(self.entries, self.app.get_key_display))
             if self.missing:
