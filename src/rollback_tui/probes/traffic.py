@@ -9,12 +9,18 @@ long-lived stream sessions held open through the balancer.
 
 A request no replica answered — the balancer answered without the identity (its own 502 for a dead
 backend) or nothing answered at all — is counted under its reason in words, never under a replica.
+
+Each window also records the order its answers came back in (`TrafficWindow.sequence`), and `close_on`
+(the guardrails' sequential test) sees every answer as it arrives: when it says the evidence has just
+become conclusive the window closes on that answer, so the decision is journaled at once — one window,
+not one event per response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections import Counter
@@ -41,6 +47,7 @@ from rollback_tui.probes.protocol import (
 )
 
 Emit = Callable[[ev.Event], ev.Event]
+CloseOn = Callable[[str | None, int], bool]  # (replica or None when none answered, HTTP status or 0)
 NO_IDENTITY = "no replica identified"
 UNREACHABLE = "balancer unreachable"
 
@@ -83,6 +90,7 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     unattributed: Counter[str] = field(default_factory=Counter)
     by_replica: dict[str, list[float]] = field(default_factory=dict)  # latencies of each replica
+    order: list[tuple[str | None, bool]] = field(default_factory=list)  # (replica, 5xx) per answer
     collisions: int = 0
     transport_errors: int = 0
     ws_disconnects: int = 0
@@ -104,6 +112,7 @@ class Window:
             idempotency_collisions=self.collisions,
             transport_errors=self.transport_errors,
             unattributed=dict(self.unattributed),
+            sequence=ev.response_sequence(self.order),
         )
 
 
@@ -121,11 +130,12 @@ class TrafficGenerator:
         *,
         rate_rps: float = 50.0,
         window_s: float = 1.0,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         ws_sessions: int = 4,
         max_requests: int = 100_000,
         max_duration_s: float = 600.0,
         request_timeout_s: float = 2.0,
+        close_on: CloseOn | None = None,
     ) -> None:
         if playbook.load_balancer is None:
             raise ValueError("the playbook has no load_balancer: there is nowhere to send traffic")
@@ -134,7 +144,10 @@ class TrafficGenerator:
         self.base = playbook.load_balancer.url.rstrip("/")
         self.rate_rps = rate_rps
         self.window_s = window_s
-        self.concurrency = concurrency
+        # In flight at once: by default enough for the rate at 250 ms per answer (a slow candidate must
+        # not hold the rate down, which would starve the guardrails of evidence).
+        self.concurrency = concurrency or max(8, math.ceil(rate_rps * 0.25))
+        self.close_on = close_on
         self.ws_sessions = ws_sessions if playbook.realtime else 0
         self.max_requests = max_requests
         self.max_duration_s = max_duration_s
@@ -211,6 +224,7 @@ class TrafficGenerator:
         except httpx.HTTPError as exc:
             self._window.transport_errors += 1
             self._window.unattributed[unanswered(exc)] += 1
+            self._answered(None, 0)
             return
         latency = (time.perf_counter() - started) * 1000
         replica = self.identify(response)
@@ -227,6 +241,13 @@ class TrafficGenerator:
             w.collisions += 1
         for callback in self._observers:
             callback(replica or UNKNOWN, response.status_code)
+        self._answered(replica or None, response.status_code)
+
+    def _answered(self, replica: str | None, status: int) -> None:
+        """Record the answer's place in the window; close the window on it when it decides a guardrail."""
+        self._window.order.append((replica, status >= 500))
+        if self.close_on is not None and self.close_on(replica, status):
+            self._close_window()
 
     async def _stream_session(self, index: int, deadline: float) -> None:
         """A long-lived stream (websocket or SSE) through the balancer; an unexpected close, or a stream

@@ -286,6 +286,8 @@ class Engine:
         rate = rate_rps or self.playbook.synthetic_rps
         if self.running("traffic"):
             return rate
+        if self.guardrails.tests:  # sequential guardrails decide on the response, not the window's end
+            kw.setdefault("close_on", self.guardrails.conclusive)
         try:
             generator = TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw)
         except ValueError as exc:  # e.g. an unset ${VAR} in a send header: nothing would be sent
