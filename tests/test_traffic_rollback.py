@@ -172,3 +172,68 @@ async def test_sse_stream_drops_are_measured_like_websocket_ones(lab):
     for name in ("stable-a", "stable-b", "blue-next"):
         await lab.set_faults(name, ws_drop_rate=1.0)  # every stream closes after its next frame
     assert await disconnects() > 0
+
+
+# --- rollback verification: a batch of N requests after the read-back, all answered by kept replicas ---
+
+
+async def _lab_requests(lab) -> dict[str, int]:
+    """How many requests each replica has received, by its own count (GET /_lab/stats)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        return {
+            name: (await client.get(f"{lab.endpoints[name]}/_lab/stats")).json()["requests"]
+            for name in ("stable-a", "stable-b", "blue-next")
+        }
+
+
+async def test_verification_sends_exactly_its_batch_concurrently_all_to_kept_replicas(lab):
+    import time
+
+    from rollback_tui.actions.traffic_control import make_driver
+    from rollback_tui.probes.traffic import verify_stable
+
+    after = await make_driver(lab.playbook).remove(["blue-next"])  # read back by the driver
+    assert "blue-next" not in after.backends
+    for name in ("stable-a", "stable-b"):
+        await lab.set_faults(name, latency_ms=200)  # every answer takes 200 ms: one at a time is 40 s
+    before = await _lab_requests(lab)
+    started = time.monotonic()
+    ok, share, total, served = await verify_stable(
+        lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=200, timeout_s=30, concurrency=32
+    )
+    took = time.monotonic() - started
+    received = await _lab_requests(lab)
+    assert ok and share == 1.0 and total == 200 and set(served) <= {"stable-a", "stable-b"}, served
+    # exactly the batch reached the replicas (the replicas' own count), none of it blue-next
+    assert {n: received[n] - before[n] for n in received} == {**served, "blue-next": 0}
+    assert took < 200 * 0.2 / 8, f"{took:.1f} s: not {32} in flight"  # more than 8 at a time
+
+
+async def test_an_answer_from_a_removed_replica_spoils_the_batch_and_a_fresh_one_follows(lab):
+    from rollback_tui.actions.traffic_control import make_driver
+    from rollback_tui.probes.traffic import verify_stable
+
+    async def remove_later() -> None:
+        await asyncio.sleep(0.5)
+        await make_driver(lab.playbook).remove(["blue-next"])
+
+    remover = asyncio.create_task(remove_later())
+    await lab.set_faults("blue-next", latency_ms=20)  # blue-next in the first batches, still selected
+    ok, share, total, served = await verify_stable(
+        lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=100, timeout_s=20, concurrency=16
+    )
+    await remover
+    assert ok and served.get("blue-next", 0) > 0 and share < 1.0
+    # the verifying batch was 100 kept answers; the spoiled ones before it were sent and counted too
+    assert total > 100 and served["stable-a"] + served["stable-b"] >= 100
+
+
+async def test_verification_fails_when_no_batch_is_clean_within_its_budget(lab):
+    from rollback_tui.probes.traffic import verify_stable
+
+    ok, share, total, served = await verify_stable(
+        lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=100, timeout_s=1.5, concurrency=16
+    )
+    assert not ok and served.get("blue-next", 0) > 0 and 0 < share < 1.0 and total == sum(served.values())

@@ -289,46 +289,76 @@ class TrafficGenerator:
 
 async def verify_stable(
     base_url: str,
-    stable: set[str],
+    kept: set[str],
     *,
     need: int,
     timeout_s: float,
     path: str = "/healthz",
-    concurrency: int = 8,
+    concurrency: int = 32,
     request: Request | None = None,
     identify: Identify | None = None,
 ) -> tuple[bool, float, int, dict[str, int]]:
-    """Send requests through the balancer until `need` consecutive ones land on stable replicas.
+    """Verify that requests through the balancer reach only the `kept` replicas.
+
+    Call it once the routing change has been read back: every request is issued after that. It sends a
+    batch of `need` requests, at most `concurrency` in flight; the batch verifies when every one of them
+    was answered by a kept replica. An answer from any other replica, one without a replica identity, or
+    no answer at all spoils the batch: its unsent requests are dropped, those in flight are awaited (and
+    counted), and a fresh batch of `need` starts — until `timeout_s`.
 
     `request` (default: GET `base_url` + `path`) is sent, `identify` (default: the X-Served-By header)
-    says who answered. Returns (verified, stable share of all responses, requests sent, responses per
-    replica or per reason nobody was identified).
+    says who answered. Returns (verified, kept share of all answers, requests answered or failed, answers
+    per replica or per reason nobody was identified).
     """
     request = request or Request("GET", base_url.rstrip("/") + path, {})
     identify = identify or header_identity("X-Served-By")
     deadline = time.monotonic() + timeout_s
     served: Counter[str] = Counter()
-    streak = 0
-    done = asyncio.Event()
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal streak
-        while not done.is_set() and time.monotonic() < deadline:
-            try:
-                response = await client.request(request.method, request.url, headers=request.headers)
-            except httpx.HTTPError as exc:
-                streak = 0
-                served[unanswered(exc)] += 1
-                await asyncio.sleep(0.02)
-                continue
-            replica = identify(response) or unidentified(response.status_code)
-            served[replica] += 1
-            streak = streak + 1 if replica in stable else 0
-            if streak >= need:
-                done.set()
-
-    async with httpx.AsyncClient(timeout=min(2.0, timeout_s)) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    verified = False
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=min(2.0, timeout_s), limits=limits) as client:
+        while not verified and time.monotonic() < deadline:
+            batch = _Batch(client, request, identify, kept, need, deadline, served)
+            verified = await batch.run(concurrency)
+            if not verified:
+                await asyncio.sleep(0.05)  # not a hot loop against a balancer that is down
     total = sum(served.values())
-    share = sum(n for r, n in served.items() if r in stable) / total if total else 0.0
-    return done.is_set(), share, total, dict(served)
+    share = sum(n for r, n in served.items() if r in kept) / total if total else 0.0
+    return verified, share, total, dict(served)
+
+
+@dataclass
+class _Batch:
+    """One verification batch: `need` requests, verified when every one was answered by a kept replica."""
+
+    client: httpx.AsyncClient
+    request: Request
+    identify: Identify
+    kept: set[str]
+    need: int
+    deadline: float
+    served: Counter[str]
+    issued: int = 0
+    good: int = 0
+    spoiled: bool = False
+
+    async def run(self, concurrency: int) -> bool:
+        await asyncio.gather(*(self._worker() for _ in range(min(concurrency, self.need))))
+        return not self.spoiled and self.good == self.need
+
+    async def _worker(self) -> None:
+        request = self.request
+        while self.issued < self.need and not self.spoiled and time.monotonic() < self.deadline:
+            self.issued += 1
+            try:
+                response = await self.client.request(request.method, request.url, headers=request.headers)
+            except httpx.HTTPError as exc:
+                self.served[unanswered(exc)] += 1
+                self.spoiled = True
+                return
+            replica = self.identify(response) or unidentified(response.status_code)
+            self.served[replica] += 1
+            if replica in self.kept:
+                self.good += 1
+            else:
+                self.spoiled = True

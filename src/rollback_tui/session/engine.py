@@ -495,6 +495,8 @@ class Engine:
         from rollback_tui.probes.traffic import verify_stable
 
         assert self.playbook.load_balancer is not None
+        # Called after _apply_removal read the routing back: every verification request is issued after
+        # the change. Verified: one whole batch of verify_requests answered by kept replicas only.
         stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
         ok, share, total, served = await verify_stable(
             self.playbook.load_balancer.url,
@@ -660,7 +662,7 @@ def triggers(trigger: str | None, severity: str) -> bool:
 
 
 def _unverified_reason(spec: SelectorRemoval, stable: set[str], served: dict[str, int], total: int) -> str:
-    """Why the verification did not see `verify_requests` answers in a row from stable replicas."""
+    """Why no batch of `verify_requests` requests was answered by kept replicas only."""
     others = {r: n for r, n in served.items() if r not in stable}
     if not total:
         return f"no verification request was answered within {spec.rto_budget_s:g} s"
