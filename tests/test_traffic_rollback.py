@@ -237,3 +237,79 @@ async def test_verification_fails_when_no_batch_is_clean_within_its_budget(lab):
         lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=100, timeout_s=1.5, concurrency=16
     )
     assert not ok and served.get("blue-next", 0) > 0 and 0 < share < 1.0 and total == sum(served.values())
+
+
+async def test_the_streams_follow_a_bounded_share_of_a_high_synthetic_rate(lab):
+    """At 200 req/s the stream sessions' thread gets one send in four (≤ 50 a second), the rest go to a
+    second synthetic thread: deliveries still reach every stream, without 4 x 200 frames a second through
+    the balancer. Both threads are cleaned up afterwards."""
+    from rollback_tui.probes.redis_tap import redis_client
+
+    gen = TrafficGenerator(lab.playbook, lambda e: e, rate_rps=200, max_requests=300, ws_sessions=2)
+    redis = redis_client(lab.playbook.realtime.redis_url)
+    prefix = lab.playbook.realtime.channel_prefix
+    streamed, bulk = f"{prefix}stream:{gen.thread_id}", f"{prefix}stream:{gen.bulk_thread}"
+    task = asyncio.create_task(gen.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if gen.sent >= 200:
+                break
+        counts = (await redis.xlen(streamed), await redis.xlen(bulk))
+        await asyncio.wait_for(task, 30)
+        assert counts[0] > 0 and counts[1] > 2 * counts[0], counts  # 1 in 4 on the streams' thread
+        assert await redis.exists(streamed, bulk) == 0  # cleaned up
+    finally:
+        task.cancel()
+        await redis.aclose()
+
+
+SEQUENTIAL = build_lab_playbook(
+    guardrails=[
+        {
+            "name": "candidate-5xx",
+            "title": "5xx on blue-next",
+            "metric": "http_5xx_rate",
+            "threshold": 0.05,
+            "window_s": 10,
+            "scope": "candidate",
+            "severity": "P0",
+            "detection": {"mode": "sequential", "false_alarm_rate": 0.001},
+        }
+    ],
+    actions=GUARDED.model_dump(mode="json", exclude_unset=True)["actions"],
+)
+
+
+@pytest.mark.parametrize("lab_playbook", [SEQUENTIAL], indirect=True)
+async def test_a_sequential_guardrail_decides_on_the_response_and_the_journal_replays_it(lab, engine):
+    from rollback_tui.core.guardrails import GuardrailEvaluator
+
+    engine.auto_rollback = True
+    await engine.start()
+    try:
+        engine.start_traffic(rate_rps=150)
+        await asyncio.sleep(2.5)
+        assert not engine.state.traffic.breaches  # healthy traffic: nothing to decide
+        await lab.set_faults("blue-next", error_rate=0.5)
+        for _ in range(150):
+            if engine.state.traffic.rollback_verified is not None:
+                break
+            await asyncio.sleep(0.1)
+        verified = engine.state.traffic.rollback_verified
+        assert verified is not None and verified.ok
+    finally:
+        await engine.stop()
+    events = read_journal(engine.journal.path).events
+    at = next(i for i, e in enumerate(events) if isinstance(e, ev.GuardrailBreach))
+    breach = events[at]
+    assert breach.requests and breach.errors and breach.statistic >= breach.bound
+    # The window before it was closed on the deciding response: a blue-next 5xx, its last answer.
+    window = next(e for e in reversed(events[:at]) if isinstance(e, ev.TrafficWindow))
+    names = sorted(window.per_replica)
+    assert window.sequence[-1] == "abcdefghijklmnopqrstuvwxyz"[names.index("blue-next")].upper()
+    # Folding the journal's windows again decides the same breach, with the same evidence.
+    replayed = GuardrailEvaluator(engine.playbook)
+    again = next(d for e in events for d in replayed.observe(e) if isinstance(d, ev.GuardrailBreach))
+    keys = {"value", "requests", "errors", "statistic", "bound", "alternative", "first_bad_ts"}
+    assert again.model_dump(include=keys) == breach.model_dump(include=keys)

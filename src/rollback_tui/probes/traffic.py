@@ -49,6 +49,7 @@ from rollback_tui.probes.protocol import (
 Emit = Callable[[ev.Event], ev.Event]
 CloseOn = Callable[[str | None, int], bool]  # (replica or None when none answered, HTTP status or 0)
 NO_IDENTITY = "no replica identified"
+STREAMED_RPS = 50.0  # at most this many synthetic sends a second go to the thread the streams follow
 UNREACHABLE = "balancer unreachable"
 
 
@@ -153,6 +154,12 @@ class TrafficGenerator:
         self.max_duration_s = max_duration_s
         self.timeout = request_timeout_s
         self.thread_id = f"synthetic-{uuid.uuid4().hex[:10]}"
+        # The stream sessions follow `thread_id`, which gets at most STREAMED_RPS of the sends (the rest go
+        # to a second thread): each stream sees deliveries, without a high rate multiplying into
+        # ws_sessions x rate frames through the balancer (cleanup_thread removes both threads).
+        self.stream_every = max(1, math.ceil(rate_rps / STREAMED_RPS))
+        self.bulk_thread = f"{self.thread_id}-bulk"
+        self._sends = 0
         self.identify = identifier(playbook)
         if playbook.realtime is not None:
             check_references(playbook.realtime.fanout)  # an unset ${VAR} stops it here, not per request
@@ -213,8 +220,10 @@ class TrafficGenerator:
             request = self.probe
         else:
             assert self.playbook.realtime is not None
-            key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
-            request = send_request(self.playbook.realtime.fanout, self.base, self.thread_id, "synthetic", key)
+            self._sends += 1
+            thread = self.thread_id if self._sends % self.stream_every == 0 else self.bulk_thread
+            key = f"{thread}-{uuid.uuid4().hex[:12]}"
+            request = send_request(self.playbook.realtime.fanout, self.base, thread, "synthetic", key)
         return await client.request(request.method, request.url, json=request.body, headers=request.headers)
 
     async def _one(self, client: httpx.AsyncClient) -> None:
@@ -294,7 +303,7 @@ async def verify_stable(
     need: int,
     timeout_s: float,
     path: str = "/healthz",
-    concurrency: int = 32,
+    concurrency: int = 8,
     request: Request | None = None,
     identify: Identify | None = None,
 ) -> tuple[bool, float, int, dict[str, int]]:
