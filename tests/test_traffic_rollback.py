@@ -172,3 +172,144 @@ async def test_sse_stream_drops_are_measured_like_websocket_ones(lab):
     for name in ("stable-a", "stable-b", "blue-next"):
         await lab.set_faults(name, ws_drop_rate=1.0)  # every stream closes after its next frame
     assert await disconnects() > 0
+
+
+# --- rollback verification: a batch of N requests after the read-back, all answered by kept replicas ---
+
+
+async def _lab_requests(lab) -> dict[str, int]:
+    """How many requests each replica has received, by its own count (GET /_lab/stats)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        return {
+            name: (await client.get(f"{lab.endpoints[name]}/_lab/stats")).json()["requests"]
+            for name in ("stable-a", "stable-b", "blue-next")
+        }
+
+
+async def test_verification_sends_exactly_its_batch_concurrently_all_to_kept_replicas(lab):
+    import time
+
+    from rollback_tui.actions.traffic_control import make_driver
+    from rollback_tui.probes.traffic import verify_stable
+
+    after = await make_driver(lab.playbook).remove(["blue-next"])  # read back by the driver
+    assert "blue-next" not in after.backends
+    for name in ("stable-a", "stable-b"):
+        await lab.set_faults(name, latency_ms=200)  # every answer takes 200 ms: one at a time is 40 s
+    before = await _lab_requests(lab)
+    started = time.monotonic()
+    ok, share, total, served = await verify_stable(
+        lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=200, timeout_s=30, concurrency=32
+    )
+    took = time.monotonic() - started
+    received = await _lab_requests(lab)
+    assert ok and share == 1.0 and total == 200 and set(served) <= {"stable-a", "stable-b"}, served
+    # exactly the batch reached the replicas (the replicas' own count), none of it blue-next
+    assert {n: received[n] - before[n] for n in received} == {**served, "blue-next": 0}
+    assert took < 200 * 0.2 / 8, f"{took:.1f} s: not {32} in flight"  # more than 8 at a time
+
+
+async def test_an_answer_from_a_removed_replica_spoils_the_batch_and_a_fresh_one_follows(lab):
+    from rollback_tui.actions.traffic_control import make_driver
+    from rollback_tui.probes.traffic import verify_stable
+
+    async def remove_later() -> None:
+        await asyncio.sleep(0.5)
+        await make_driver(lab.playbook).remove(["blue-next"])
+
+    remover = asyncio.create_task(remove_later())
+    await lab.set_faults("blue-next", latency_ms=20)  # blue-next in the first batches, still selected
+    ok, share, total, served = await verify_stable(
+        lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=100, timeout_s=20, concurrency=16
+    )
+    await remover
+    assert ok and served.get("blue-next", 0) > 0 and share < 1.0
+    # the verifying batch was 100 kept answers; the spoiled ones before it were sent and counted too
+    assert total > 100 and served["stable-a"] + served["stable-b"] >= 100
+
+
+async def test_verification_fails_when_no_batch_is_clean_within_its_budget(lab):
+    from rollback_tui.probes.traffic import verify_stable
+
+    ok, share, total, served = await verify_stable(
+        lab.endpoints["balancer"], {"stable-a", "stable-b"}, need=100, timeout_s=1.5, concurrency=16
+    )
+    assert not ok and served.get("blue-next", 0) > 0 and 0 < share < 1.0 and total == sum(served.values())
+
+
+async def test_the_streams_follow_a_bounded_share_of_a_high_synthetic_rate(lab):
+    """At 200 req/s the stream sessions' thread gets one send in four (≤ 50 a second), the rest go to a
+    second synthetic thread: deliveries still reach every stream, without 4 x 200 frames a second through
+    the balancer. Both threads are cleaned up afterwards."""
+    from rollback_tui.probes.redis_tap import redis_client
+
+    gen = TrafficGenerator(lab.playbook, lambda e: e, rate_rps=200, max_requests=300, ws_sessions=2)
+    redis = redis_client(lab.playbook.realtime.redis_url)
+    prefix = lab.playbook.realtime.channel_prefix
+    streamed, bulk = f"{prefix}stream:{gen.thread_id}", f"{prefix}stream:{gen.bulk_thread}"
+    task = asyncio.create_task(gen.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if gen.sent >= 200:
+                break
+        counts = (await redis.xlen(streamed), await redis.xlen(bulk))
+        await asyncio.wait_for(task, 30)
+        assert counts[0] > 0 and counts[1] > 2 * counts[0], counts  # 1 in 4 on the streams' thread
+        assert await redis.exists(streamed, bulk) == 0  # cleaned up
+    finally:
+        task.cancel()
+        await redis.aclose()
+
+
+SEQUENTIAL = build_lab_playbook(
+    guardrails=[
+        {
+            "name": "candidate-5xx",
+            "title": "5xx on blue-next",
+            "metric": "http_5xx_rate",
+            "threshold": 0.05,
+            "window_s": 10,
+            "scope": "candidate",
+            "severity": "P0",
+            "detection": {"mode": "sequential", "false_alarm_rate": 0.001},
+        }
+    ],
+    actions=GUARDED.model_dump(mode="json", exclude_unset=True)["actions"],
+)
+
+
+@pytest.mark.parametrize("lab_playbook", [SEQUENTIAL], indirect=True)
+async def test_a_sequential_guardrail_decides_on_the_response_and_the_journal_replays_it(lab, engine):
+    from rollback_tui.core.guardrails import GuardrailEvaluator
+
+    engine.auto_rollback = True
+    await engine.start()
+    try:
+        engine.start_traffic(rate_rps=150)
+        await asyncio.sleep(2.5)
+        assert not engine.state.traffic.breaches  # healthy traffic: nothing to decide
+        await lab.set_faults("blue-next", error_rate=0.5)
+        for _ in range(150):
+            if engine.state.traffic.rollback_verified is not None:
+                break
+            await asyncio.sleep(0.1)
+        verified = engine.state.traffic.rollback_verified
+        assert verified is not None and verified.ok
+    finally:
+        await engine.stop()
+    events = read_journal(engine.journal.path).events
+    at = next(i for i, e in enumerate(events) if isinstance(e, ev.GuardrailBreach))
+    breach = events[at]
+    assert breach.requests and breach.errors and breach.statistic >= breach.bound
+    # The window before it was closed on the deciding response: a blue-next 5xx, its last answer.
+    window = next(e for e in reversed(events[:at]) if isinstance(e, ev.TrafficWindow))
+    names = sorted(window.per_replica)
+    assert window.sequence[-1] == "abcdefghijklmnopqrstuvwxyz"[names.index("blue-next")].upper()
+    # Folding the journal's windows again decides the same breach, with the same evidence.
+    replayed = GuardrailEvaluator(engine.playbook)
+    again = next(d for e in events for d in replayed.observe(e) if isinstance(d, ev.GuardrailBreach))
+    keys = {"value", "requests", "errors", "statistic", "bound", "alternative", "first_bad_ts"}
+    assert again.model_dump(include=keys) == breach.model_dump(include=keys)

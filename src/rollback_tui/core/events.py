@@ -342,10 +342,43 @@ class TrafficWindow(Event):
     idempotency_collisions: int = 0
     transport_errors: int = 0
     unattributed: dict[str, int] = {}
+    # Every answer in the order it came back, one character each, so a sequential test replays from the
+    # journal exactly as it ran: the replica's position in sorted(per_replica) as a letter (a, b, …),
+    # uppercase for a 5xx; "." for a request no replica answered. Empty: the order is not recorded.
+    sequence: str = ""
 
     @property
     def failed_unattributed(self) -> int:
         return sum(self.unattributed.values())
+
+    def responses(self) -> list[tuple[str | None, bool]] | None:
+        """(replica, 5xx) per response in order (None: no replica answered it, a failure), or None when
+        the window does not say the order (not recorded, or not the window's own counts)."""
+        names = sorted(self.per_replica)
+        if not self.sequence or len(self.sequence) != self.requests or len(names) > len(_LETTERS):
+            return None
+        out: list[tuple[str | None, bool]] = []
+        for char in self.sequence:
+            if char == ".":
+                out.append((None, True))
+                continue
+            index = _LETTERS.find(char.lower())
+            if index < 0 or index >= len(names):
+                return None
+            out.append((names[index], char.isupper()))
+        return out
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def response_sequence(outcomes: list[tuple[str | None, bool]]) -> str:
+    """TrafficWindow.sequence of (replica or None, 5xx) answers in order; "" past 26 replicas."""
+    names = sorted({r for r, _ in outcomes if r is not None})
+    if len(names) > len(_LETTERS):
+        return ""
+    letter = {name: _LETTERS[i] for i, name in enumerate(names)}
+    return "".join("." if r is None else letter[r].upper() if bad else letter[r] for r, bad in outcomes)
 
 
 class SelectorState(Event):
@@ -374,6 +407,14 @@ class GuardrailBreach(Event):
     candidate: float | None = None
     baseline: float | None = None
     compare: Literal["ratio", "difference"] | None = None
+    # Decided by the sequential test (core/sequential.py): its run of `requests` in-scope responses with
+    # `errors` failed (`value` is their rate), its `statistic` against the 5xx rate `alternative`, at or
+    # over `bound`. None for a guardrail judged over fixed windows.
+    requests: int | None = None
+    errors: int | None = None
+    statistic: float | None = None
+    bound: float | None = None
+    alternative: float | None = None
 
 
 class GuardrailRecovered(Event):

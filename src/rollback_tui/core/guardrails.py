@@ -19,6 +19,15 @@ same window on both sides, compared as a ratio or a difference, and only once ea
 A request no replica answered (a TrafficWindow's `unattributed`: answered without a replica identity, or
 not answered at all) is a failed request of the service: it counts in `scope: all` 5xx rates, numerator
 and denominator. It cannot be attributed to a role, so candidate and stable rates do not see it.
+
+A 5xx rate with `detection: {mode: sequential}` is decided by a sequential test (core/sequential.py) on
+every in-scope response, in the order the traffic windows recorded them, over its `window_s`: it breaches
+on the response that made the evidence conclusive, whatever the number of requests (the test's bound is
+its minimum evidence), and the breach carries that evidence. `conclusive()` is fed each response before
+its window closes, so the traffic generator can close the window on the deciding response: the breach is
+journaled at once, decided from the journaled window like every other (a fold replays it exactly).
+Its value on screen is the rate over the window: over the threshold it shows as "over" (not conclusive
+yet) whatever the count; within it, only with MIN_REQUESTS (never "ok" on a handful).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.sequential import Cusum, Evidence, SequentialTest
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Baseline, Guardrail, Playbook, SyntheticTraffic
 
@@ -53,12 +63,13 @@ class Reading:
     """A guardrail's metric now: its value, or none — `unknown` says why it could not observe.
 
     `sides` are (candidate, stable) when it was judged against the baseline; `at` is when its query
-    was evaluated (metric: query)."""
+    was evaluated (metric: query); `evidence` is where a sequential test stands (its strongest run)."""
 
     value: float | None = None
     unknown: str | None = None
     sides: tuple[float, float] | None = None
     at: float | None = None
+    evidence: Evidence | None = None
 
     @property
     def status(self) -> Literal["observed", "unknown", "waiting"]:
@@ -105,6 +116,14 @@ class _Track:
     first_bad_ts: float | None = None
     breached: bool = False
     status: str | None = None  # the last journaled GuardrailStatus (None: none yet)
+    live: Cusum | None = None  # sequential: the test as of the last window, fed responses since
+
+
+def sequential_test(rail: Guardrail) -> SequentialTest | None:
+    """The sequential test of a rail with `detection: {mode: sequential}`, else None."""
+    if rail.detection is None or rail.detection.mode != "sequential":
+        return None
+    return SequentialTest.of(rail.threshold, rail.detection.false_alarm_rate, rail.detection.detect_rates)
 
 
 @dataclass
@@ -121,6 +140,9 @@ class GuardrailEvaluator:
         self.tracks = {g.name: _Track(g) for g in self.playbook.guardrails}
         self.roles = {r.name: r.role for r in self.playbook.replicas}
         self._changes: list[ev.GuardrailStatus] = []
+        self.tests = {g.name: t for g in self.playbook.guardrails if (t := sequential_test(g)) is not None}
+        for name, test in self.tests.items():
+            self.tracks[name].live = test.start()
 
     @classmethod
     def from_state(cls, playbook: Playbook, state: SessionState) -> GuardrailEvaluator:
@@ -166,12 +188,35 @@ class GuardrailEvaluator:
             return []
         out: list[ev.Event] = []
         for track in tracks:
-            reading = self.reading(track.rail, event.ts)
-            self._track_status(track, reading, event.ts)
-            derived = self._evaluate(track, reading, event.ts)
+            if track.rail.name in self.tests:
+                assert isinstance(event, ev.TrafficWindow)
+                reading, crossed, track.live = self._sequential(track.rail, event.ts, event)
+                self._track_status(track, reading, event.ts)
+                derived = self._evaluate_sequential(track, reading, crossed)
+            else:
+                reading = self.reading(track.rail, event.ts)
+                self._track_status(track, reading, event.ts)
+                derived = self._evaluate(track, reading, event.ts)
             if derived is not None:
                 out.append(derived)
         return out
+
+    def conclusive(self, replica: str | None, status: int) -> bool:
+        """Fed every synthetic response as it comes back, before its traffic window closes (`replica`
+        None: no replica answered it). True when a sequential guardrail's evidence has just become
+        conclusive: the caller closes the window now, and observing it journals the breach."""
+        failed = replica is None or status >= 500
+        decided = False
+        for name in self.tests:
+            track = self.tracks[name]
+            if track.breached or track.live is None or not self._counts(track.rail, replica):
+                continue
+            decided = track.live.step(failed) or decided
+        return decided
+
+    def _counts(self, rail: Guardrail, replica: str | None) -> bool:
+        """A response in the rail's scope: its replicas' answers; with `all`, the unanswered ones too."""
+        return rail.scope == "all" if replica is None else self._in_scope(rail, replica)
 
     def _tracks_of(self, metrics: set[str] | frozenset[str]) -> list[_Track]:
         return [t for t in self.tracks.values() if t.rail.metric in metrics]
@@ -219,6 +264,73 @@ class GuardrailEvaluator:
             track.breached = False
             return ev.GuardrailRecovered(guardrail=rail.name, value=round(value, 4))
         return None
+
+    def _evaluate_sequential(
+        self, track: _Track, reading: Reading, crossed: Evidence | None
+    ) -> ev.Event | None:
+        """Breach on the response that made the test conclusive; recover once the rate over the window is
+        within the threshold and the evidence there is no longer conclusive."""
+        rail = track.rail
+        if crossed is not None and not track.breached:
+            track.breached = True
+            return ev.GuardrailBreach(
+                guardrail=rail.name,
+                severity=rail.severity,
+                metric=rail.metric,
+                value=round(crossed.rate, 4),
+                threshold=rail.threshold,
+                window_s=rail.window_s,
+                first_bad_ts=crossed.since,  # the start of the window that held the run's first failure
+                scope=rail.scope,
+                requests=crossed.requests,
+                errors=crossed.errors,
+                statistic=round(crossed.statistic, 3),
+                bound=round(crossed.bound, 3),
+                alternative=crossed.alternative,
+            )
+        value = reading.value
+        within = value is not None and value <= rail.threshold
+        if track.breached and within and not (reading.evidence and reading.evidence.conclusive):
+            track.breached = False
+            return ev.GuardrailRecovered(guardrail=rail.name, value=round(value or 0.0, 4))
+        return None
+
+    def _sequential(
+        self, rail: Guardrail, now: float, newest: ev.TrafficWindow | None = None
+    ) -> tuple[Reading, Evidence | None, Cusum]:
+        """The rail's test replayed over its window (started afresh at the window's start): its reading,
+        the evidence at the test's first conclusive response within `newest` (None: not there), and the
+        test as it stands after the last response."""
+        cusum = self.tests[rail.name].start()
+        crossed: Evidence | None = None
+        recent = self._recent(rail, now)
+        for w in recent:
+            start, order = w.ts - w.window_s, w.responses()
+            if order is None:  # the order is not recorded: the window's counts, at once
+                errors, requests = self._failures(rail, w)
+                decided = bool(requests) and cusum.batch(requests, errors, start)
+                if decided and w is newest and crossed is None:
+                    crossed = cusum.evidence()
+                continue
+            for replica, bad in order:
+                if self._counts(rail, replica) and cusum.step(bad, start) and w is newest and crossed is None:
+                    crossed = cusum.evidence()
+        return self._sequential_reading(rail, recent, cusum), crossed, cusum
+
+    def _sequential_reading(self, rail: Guardrail, recent: list[ev.TrafficWindow], cusum: Cusum) -> Reading:
+        """The rate over the window with the test's evidence: over the threshold it is shown whatever the
+        count ("over", not conclusive yet); within it, only with MIN_REQUESTS."""
+        errors = requests = 0
+        for w in recent:
+            bad, seen = self._failures(rail, w)
+            errors, requests = errors + bad, requests + seen
+        evidence = cusum.evidence()
+        if not requests:
+            served = sum(sum(w.per_replica.values()) for w in recent)
+            return Reading(0.0 if served >= MIN_REQUESTS else None, evidence=evidence)
+        rate = errors / requests
+        shown = rate > rail.threshold or requests >= MIN_REQUESTS
+        return Reading(rate if shown else None, evidence=evidence)
 
     def _first_bad_ts(self, rail: Guardrail, now: float) -> float:
         """Start of the earliest window (within the guardrail's window) that already held bad samples.
@@ -281,6 +393,8 @@ class GuardrailEvaluator:
             return self._gate(rail)
         if metric == "query":
             return self._query(rail, now)
+        if rail.name in self.tests:
+            return self._sequential(rail, now)[0]
         if rail.baseline is not None:
             recent = self._recent(rail, now)
             candidate, stable = self._side(rail, recent, "candidate"), self._side(rail, recent, "stable")
@@ -447,7 +561,8 @@ def no_data(rail: Guardrail) -> str:
 def thin_evidence(playbook: Playbook, rate_rps: float) -> list[str]:
     """Why candidate-scoped 5xx guardrails cannot judge at this synthetic rate (empty when they can).
 
-    A rate needs MIN_REQUESTS in the rail's window; the candidate gets `candidate_share_min` of the traffic.
+    A rate needs MIN_REQUESTS in the rail's window (a sequential test: as many failed responses as its
+    bound needs); the candidate gets `candidate_share_min` of the traffic.
     """
     lb = playbook.load_balancer
     synthetic = lb.synthetic_traffic if lb and lb.synthetic_traffic else SyntheticTraffic()
@@ -457,11 +572,18 @@ def thin_evidence(playbook: Playbook, rate_rps: float) -> list[str]:
         if rail.metric != "http_5xx_rate" or rail.scope != "candidate":
             continue
         expected = rate_rps * share * rail.window_s
-        if expected < MIN_REQUESTS:
-            need = MIN_REQUESTS / (share * rail.window_s)
+        test = sequential_test(rail)
+        fewest = MIN_REQUESTS if test is None else test.fewest_errors()
+        if expected < fewest:
+            need = fewest / (share * rail.window_s)
+            what = (
+                f"{MIN_REQUESTS} candidate requests per {rail.window_s:g} s window"
+                if test is None
+                else f"at least {fewest} candidate responses within its {rail.window_s:g} s window "
+                "(the bound of its sequential test, all of them failed)"
+            )
             out.append(
-                f"{rail.name} needs {MIN_REQUESTS} candidate requests per {rail.window_s:g} s window; "
-                f"{rate_rps:g} rps at {share:.0%} gives ~{expected:.0f}, so it cannot trip — "
-                f"use ≥ {need:.0f} rps or a longer window_s"
+                f"{rail.name} needs {what}; {rate_rps:g} rps at {share:.0%} gives ~{expected:.0f}, so it "
+                f"cannot trip — use ≥ {need:.0f} rps or a longer window_s"
             )
     return out

@@ -23,7 +23,6 @@ REAPER = Path(__file__).with_name("reaper.py")
 LEFTOVERS_NAMED = 5
 
 
-
 def supervised() -> bool:
     """Whether local commands run under the reaper (it needs Linux's prctl and /proc)."""
     return sys.platform.startswith("linux") and os.path.isdir("/proc/self") and REAPER.is_file()

@@ -749,6 +749,41 @@ class Baseline(Strict):
     )
 
 
+class Detection(Strict):
+    """How an `http_5xx_rate` guardrail decides.
+
+    `window` (the default): the rate over `window_s`, judged once the window holds at least 10 in-scope
+    requests, each time a traffic window closes. `sequential`: a sequential test evaluated on every
+    response (core/sequential.py): a breach as soon as the evidence that the rate is over the threshold
+    is conclusive, with at most one false alarm per `1 / false_alarm_rate` in-scope responses on average
+    while the true rate is at or under the threshold; `window_s` is how far back its evidence reaches.
+    """
+
+    mode: Literal["window", "sequential"] = "window"
+    false_alarm_rate: float = Field(
+        0.001,
+        gt=0,
+        le=0.05,
+        description=(
+            "sequential: false alarms per in-scope response, at worst (the true rate at the threshold)."
+        ),
+    )
+    detect_rates: list[float] | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="sequential: the 5xx rates it is tuned to catch soonest, each over the threshold "
+        "(default 2, 5 and 10 times the threshold, none past halfway from it to 1).",
+    )
+
+    @field_validator("detect_rates")
+    @classmethod
+    def _rates(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not all(0 < r < 1 for r in v):
+            raise ValueError("detect_rates are 5xx rates: each between 0 and 1")
+        return v
+
+
 class Guardrail(Strict):
     """Breached when the metric's value over `window_s` exceeds `threshold` (held `sustained_s`).
 
@@ -782,6 +817,13 @@ class Guardrail(Strict):
         None, ge=1, description="query: no verdict below this many samples (needs samples_query)."
     )
     baseline: Baseline | None = Field(None, description="Judge the candidate against the stable replicas.")
+    detection: Detection | None = Field(
+        None, description="http_5xx_rate: decide over fixed windows (default) or by a sequential test."
+    )
+
+    @property
+    def sequential(self) -> bool:
+        return self.detection is not None and self.detection.mode == "sequential"
 
     @model_validator(mode="after")
     def _metric_needs(self) -> Guardrail:
@@ -799,7 +841,24 @@ class Guardrail(Strict):
             raise ValueError("min_samples and samples_query go together")
         if self.baseline is not None:
             self._check_baseline(self.baseline)
+        if self.detection is not None:
+            self._check_detection(self.detection)
         return self
+
+    def _check_detection(self, detection: Detection) -> None:
+        if self.metric != "http_5xx_rate":
+            raise ValueError("detection applies to metric http_5xx_rate")
+        if detection.mode != "sequential":
+            return
+        if self.baseline is not None:
+            raise ValueError("sequential detection judges the rate against the threshold, not a baseline")
+        if self.sustained_s:
+            raise ValueError("sequential detection decides on its evidence: sustained_s does not apply")
+        if not 0 < self.threshold < 1:
+            raise ValueError("sequential detection needs a threshold between 0 and 1 (a 5xx rate)")
+        low = [r for r in detection.detect_rates or () if r <= self.threshold]
+        if low:
+            raise ValueError(f"detect_rates must be over the threshold {self.threshold:g}: {low}")
 
     def _check_baseline(self, baseline: Baseline) -> None:
         if self.metric not in BASELINE_METRICS:

@@ -9,12 +9,18 @@ long-lived stream sessions held open through the balancer.
 
 A request no replica answered — the balancer answered without the identity (its own 502 for a dead
 backend) or nothing answered at all — is counted under its reason in words, never under a replica.
+
+Each window also records the order its answers came back in (`TrafficWindow.sequence`), and `close_on`
+(the guardrails' sequential test) sees every answer as it arrives: when it says the evidence has just
+become conclusive the window closes on that answer, so the decision is journaled at once — one window,
+not one event per response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections import Counter
@@ -41,7 +47,9 @@ from rollback_tui.probes.protocol import (
 )
 
 Emit = Callable[[ev.Event], ev.Event]
+CloseOn = Callable[[str | None, int], bool]  # (replica or None when none answered, HTTP status or 0)
 NO_IDENTITY = "no replica identified"
+STREAMED_RPS = 50.0  # at most this many synthetic sends a second go to the thread the streams follow
 UNREACHABLE = "balancer unreachable"
 
 
@@ -83,6 +91,7 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     unattributed: Counter[str] = field(default_factory=Counter)
     by_replica: dict[str, list[float]] = field(default_factory=dict)  # latencies of each replica
+    order: list[tuple[str | None, bool]] = field(default_factory=list)  # (replica, 5xx) per answer
     collisions: int = 0
     transport_errors: int = 0
     ws_disconnects: int = 0
@@ -104,6 +113,7 @@ class Window:
             idempotency_collisions=self.collisions,
             transport_errors=self.transport_errors,
             unattributed=dict(self.unattributed),
+            sequence=ev.response_sequence(self.order),
         )
 
 
@@ -121,11 +131,12 @@ class TrafficGenerator:
         *,
         rate_rps: float = 50.0,
         window_s: float = 1.0,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         ws_sessions: int = 4,
         max_requests: int = 100_000,
         max_duration_s: float = 600.0,
         request_timeout_s: float = 2.0,
+        close_on: CloseOn | None = None,
     ) -> None:
         if playbook.load_balancer is None:
             raise ValueError("the playbook has no load_balancer: there is nowhere to send traffic")
@@ -134,12 +145,21 @@ class TrafficGenerator:
         self.base = playbook.load_balancer.url.rstrip("/")
         self.rate_rps = rate_rps
         self.window_s = window_s
-        self.concurrency = concurrency
+        # In flight at once: by default enough for the rate at 250 ms per answer (a slow candidate must
+        # not hold the rate down, which would starve the guardrails of evidence).
+        self.concurrency = concurrency or max(8, math.ceil(rate_rps * 0.25))
+        self.close_on = close_on
         self.ws_sessions = ws_sessions if playbook.realtime else 0
         self.max_requests = max_requests
         self.max_duration_s = max_duration_s
         self.timeout = request_timeout_s
         self.thread_id = f"synthetic-{uuid.uuid4().hex[:10]}"
+        # The stream sessions follow `thread_id`, which gets at most STREAMED_RPS of the sends (the rest go
+        # to a second thread): each stream sees deliveries, without a high rate multiplying into
+        # ws_sessions x rate frames through the balancer (cleanup_thread removes both threads).
+        self.stream_every = max(1, math.ceil(rate_rps / STREAMED_RPS))
+        self.bulk_thread = f"{self.thread_id}-bulk"
+        self._sends = 0
         self.identify = identifier(playbook)
         if playbook.realtime is not None:
             check_references(playbook.realtime.fanout)  # an unset ${VAR} stops it here, not per request
@@ -200,8 +220,10 @@ class TrafficGenerator:
             request = self.probe
         else:
             assert self.playbook.realtime is not None
-            key = f"{self.thread_id}-{uuid.uuid4().hex[:12]}"
-            request = send_request(self.playbook.realtime.fanout, self.base, self.thread_id, "synthetic", key)
+            self._sends += 1
+            thread = self.thread_id if self._sends % self.stream_every == 0 else self.bulk_thread
+            key = f"{thread}-{uuid.uuid4().hex[:12]}"
+            request = send_request(self.playbook.realtime.fanout, self.base, thread, "synthetic", key)
         return await client.request(request.method, request.url, json=request.body, headers=request.headers)
 
     async def _one(self, client: httpx.AsyncClient) -> None:
@@ -211,6 +233,7 @@ class TrafficGenerator:
         except httpx.HTTPError as exc:
             self._window.transport_errors += 1
             self._window.unattributed[unanswered(exc)] += 1
+            self._answered(None, 0)
             return
         latency = (time.perf_counter() - started) * 1000
         replica = self.identify(response)
@@ -227,6 +250,13 @@ class TrafficGenerator:
             w.collisions += 1
         for callback in self._observers:
             callback(replica or UNKNOWN, response.status_code)
+        self._answered(replica or None, response.status_code)
+
+    def _answered(self, replica: str | None, status: int) -> None:
+        """Record the answer's place in the window; close the window on it when it decides a guardrail."""
+        self._window.order.append((replica, status >= 500))
+        if self.close_on is not None and self.close_on(replica, status):
+            self._close_window()
 
     async def _stream_session(self, index: int, deadline: float) -> None:
         """A long-lived stream (websocket or SSE) through the balancer; an unexpected close, or a stream
@@ -268,7 +298,7 @@ class TrafficGenerator:
 
 async def verify_stable(
     base_url: str,
-    stable: set[str],
+    kept: set[str],
     *,
     need: int,
     timeout_s: float,
@@ -277,37 +307,67 @@ async def verify_stable(
     request: Request | None = None,
     identify: Identify | None = None,
 ) -> tuple[bool, float, int, dict[str, int]]:
-    """Send requests through the balancer until `need` consecutive ones land on stable replicas.
+    """Verify that requests through the balancer reach only the `kept` replicas.
+
+    Call it once the routing change has been read back: every request is issued after that. It sends a
+    batch of `need` requests, at most `concurrency` in flight; the batch verifies when every one of them
+    was answered by a kept replica. An answer from any other replica, one without a replica identity, or
+    no answer at all spoils the batch: its unsent requests are dropped, those in flight are awaited (and
+    counted), and a fresh batch of `need` starts — until `timeout_s`.
 
     `request` (default: GET `base_url` + `path`) is sent, `identify` (default: the X-Served-By header)
-    says who answered. Returns (verified, stable share of all responses, requests sent, responses per
-    replica or per reason nobody was identified).
+    says who answered. Returns (verified, kept share of all answers, requests answered or failed, answers
+    per replica or per reason nobody was identified).
     """
     request = request or Request("GET", base_url.rstrip("/") + path, {})
     identify = identify or header_identity("X-Served-By")
     deadline = time.monotonic() + timeout_s
     served: Counter[str] = Counter()
-    streak = 0
-    done = asyncio.Event()
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal streak
-        while not done.is_set() and time.monotonic() < deadline:
-            try:
-                response = await client.request(request.method, request.url, headers=request.headers)
-            except httpx.HTTPError as exc:
-                streak = 0
-                served[unanswered(exc)] += 1
-                await asyncio.sleep(0.02)
-                continue
-            replica = identify(response) or unidentified(response.status_code)
-            served[replica] += 1
-            streak = streak + 1 if replica in stable else 0
-            if streak >= need:
-                done.set()
-
-    async with httpx.AsyncClient(timeout=min(2.0, timeout_s)) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    verified = False
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=min(2.0, timeout_s), limits=limits) as client:
+        while not verified and time.monotonic() < deadline:
+            batch = _Batch(client, request, identify, kept, need, deadline, served)
+            verified = await batch.run(concurrency)
+            if not verified:
+                await asyncio.sleep(0.05)  # not a hot loop against a balancer that is down
     total = sum(served.values())
-    share = sum(n for r, n in served.items() if r in stable) / total if total else 0.0
-    return done.is_set(), share, total, dict(served)
+    share = sum(n for r, n in served.items() if r in kept) / total if total else 0.0
+    return verified, share, total, dict(served)
+
+
+@dataclass
+class _Batch:
+    """One verification batch: `need` requests, verified when every one was answered by a kept replica."""
+
+    client: httpx.AsyncClient
+    request: Request
+    identify: Identify
+    kept: set[str]
+    need: int
+    deadline: float
+    served: Counter[str]
+    issued: int = 0
+    good: int = 0
+    spoiled: bool = False
+
+    async def run(self, concurrency: int) -> bool:
+        await asyncio.gather(*(self._worker() for _ in range(min(concurrency, self.need))))
+        return not self.spoiled and self.good == self.need
+
+    async def _worker(self) -> None:
+        request = self.request
+        while self.issued < self.need and not self.spoiled and time.monotonic() < self.deadline:
+            self.issued += 1
+            try:
+                response = await self.client.request(request.method, request.url, headers=request.headers)
+            except httpx.HTTPError as exc:
+                self.served[unanswered(exc)] += 1
+                self.spoiled = True
+                return
+            replica = self.identify(response) or unidentified(response.status_code)
+            self.served[replica] += 1
+            if replica in self.kept:
+                self.good += 1
+            else:
+                self.spoiled = True

@@ -337,6 +337,8 @@ class Engine:
         rate = rate_rps or self.playbook.synthetic_rps
         if self.running("traffic"):
             return rate
+        if self.guardrails.tests:  # sequential guardrails decide on the response, not the window's end
+            kw.setdefault("close_on", self.guardrails.conclusive)
         try:
             generator = TrafficGenerator(self.playbook, self.emit, rate_rps=rate, **kw)
         except ValueError as exc:  # e.g. an unset ${VAR} in a send header: nothing would be sent
@@ -544,6 +546,8 @@ class Engine:
         from rollback_tui.probes.traffic import verify_stable
 
         assert self.playbook.load_balancer is not None
+        # Called after _apply_removal read the routing back: every verification request is issued after
+        # the change. Verified: one whole batch of verify_requests answered by kept replicas only.
         stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
         ok, share, total, served = await verify_stable(
             self.playbook.load_balancer.url,
@@ -908,7 +912,7 @@ def triggers(trigger: str | None, severity: str) -> bool:
 
 
 def _unverified_reason(spec: SelectorRemoval, stable: set[str], served: dict[str, int], total: int) -> str:
-    """Why the verification did not see `verify_requests` answers in a row from stable replicas."""
+    """Why no batch of `verify_requests` requests was answered by kept replicas only."""
     others = {r: n for r, n in served.items() if r not in stable}
     if not total:
         return f"no verification request was answered within {spec.rto_budget_s:g} s"

@@ -90,14 +90,26 @@ def breach_sides(breach: ev.GuardrailBreach) -> str:
     return f" (candidate {candidate} vs stable {stable})"
 
 
+def breach_evidence(breach: ev.GuardrailBreach) -> str:
+    """` · sequential: 9 of 31 responses failed, evidence 9.10 ≥ 8.01` for a breach a sequential test
+    decided (its run, its statistic and bound), else ``."""
+    if breach.statistic is None or breach.bound is None:
+        return ""
+    return (
+        f" · sequential: {breach.errors} of {breach.requests} responses failed, "
+        f"evidence {breach.statistic:.2f} ≥ {breach.bound:.2f}"
+    )
+
+
 def breach_text(breach: ev.GuardrailBreach) -> str:
     """`http_5xx_rate 20.0% > 2.0% over 10 s` — a breach as it was journaled; against the baseline, the
     comparison and both sides: `p95_latency_ms x3.10 > x2.00 over 10 s (candidate 310 ms vs stable 100
-    ms)`."""
+    ms)`; decided by a sequential test, its evidence (`breach_evidence`)."""
     return (
         f"{breach.metric} {breach_number(breach, breach.value)} > "
         f"{breach_number(breach, breach.threshold)} {window_text(breach.metric, breach.window_s)}"
         + breach_sides(breach)
+        + breach_evidence(breach)
     )
 
 
@@ -160,6 +172,17 @@ class GuardrailReading:
         return sides_text(self.rail, self.reading.sides) if self.reading.sides is not None else None
 
     @property
+    def evidence(self) -> str | None:
+        """A sequential test's standing: `sequential 2.31/8.01` (its statistic against its bound), or
+        the evidence of its breach while breached."""
+        if self.breach is not None and self.breach.statistic is not None:
+            return breach_evidence(self.breach).removeprefix(" · ")
+        found = self.reading.evidence
+        if found is None:
+            return None
+        return f"sequential {found.statistic:.2f}/{found.bound:.2f}"
+
+    @property
     def evaluated_at(self) -> float | None:
         """When its query was last evaluated (metric: query), for the front ends to show in their clock."""
         return self.reading.at
@@ -167,8 +190,8 @@ class GuardrailReading:
     @property
     def text(self) -> str:
         """`candidate-5xx 20.0% > 2.0% over 10 s` — what every front end shows after the status."""
-        against = f" · {self.against}" if self.against else ""
-        return f"{self.rail.name} {self.measure}{against}"
+        extra = "".join(f" · {part}" for part in (self.against, self.evidence) if part)
+        return f"{self.rail.name} {self.measure}{extra}"
 
     @property
     def why(self) -> str | None:
@@ -192,6 +215,7 @@ class GuardrailReading:
             "threshold": self.rail.threshold,
             "window": self.window,
             "against": self.against,
+            "evidence": self.evidence,
             "evaluated_at": self.evaluated_at,
             "text": self.text,
             "why": self.why,
