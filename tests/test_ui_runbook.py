@@ -82,8 +82,8 @@ async def test_a_then_enter_never_runs_a_production_change_unconfirmed(tmp_path:
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), what="the redeploy's preview")
         shown = dialog_text(app)
         assert "Changes yes — in production" in shown
-        assert "Runs local (this machine) Command prepare git worktree add" in shown
-        assert "web railway up --project '${RAILWAY_PROJECT_ID}' --environment production" in shown
+        assert "Runs local (this machine) Commands prepare: git worktree add" in shown
+        assert "web: railway up --project '${RAILWAY_PROJECT_ID}' --environment production" in shown
         assert "(in .rollback/last-known-good)" in shown
         assert "{commit} is 0123456789abcdef0123456789abcdef01234567" in shown
         assert SECRET not in shown  # a ${VAR} is shown by name, never by value

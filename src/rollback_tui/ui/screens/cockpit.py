@@ -337,13 +337,15 @@ class CockpitScreen(PanesScreen):
 
     async def ask(self, question: Question) -> str | None:
         """The runner's question for the operator (a manual fact's value, a manual task's note)."""
-        kind, ref, text = question.kind, question.ref, question.text
-        if kind == "fact":
+        where = f"step {question.step}, item {question.index + 1}"
+        if question.kind == "fact":
             hint = "Type the value (journaled with your name as the fact's value); Esc leaves it waiting:"
-            prompt = TextPrompt(text, hint=hint, placeholder=ref, title=f"Fact {ref}")
+            title = f"Fact {question.ref} — {where}"
+            prompt = TextPrompt(question.text, hint=hint, placeholder=question.ref, title=title)
         else:
             hint = "Type a note saying it is done (journaled with your name); Esc leaves it waiting:"
-            prompt = TextPrompt(text, hint=hint, placeholder="done: how / where", title="Manual task")
+            title = f"Manual task — {where}"
+            prompt = TextPrompt(question.text, hint=hint, placeholder="done: how / where", title=title)
         return await self.app.push_screen_wait(prompt)
 
     async def confirm(self, preview: ActionPreview) -> str | None:

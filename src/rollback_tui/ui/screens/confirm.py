@@ -69,14 +69,14 @@ def describe_preview(
     wheres = dict.fromkeys(c.where for c in preview.commands)
     if wheres:
         grid.add_row("Runs", "; ".join(redact(where_text(w, playbook, share)) for w in wheres))
-    for command in preview.commands:
-        label = f"Command {command.label}" if command.label else "Command"
-        shown = Text(redact(command.text), style="dim")
+    for i, command in enumerate(preview.commands):
+        shown = Text(f"{command.label}: ", style="bold") if command.label else Text()
+        shown.append(redact(command.text), style="dim")
         if command.cwd:
             shown.append(f"\n(in {redact(command.cwd)})", style="dim italic")
-        grid.add_row(label, shown)
-    for flag in preview.flags:
-        grid.add_row("Flag", redact(flag.text))
+        grid.add_row("" if i else ("Commands" if len(preview.commands) > 1 else "Command"), shown)
+    for i, flag in enumerate(preview.flags):
+        grid.add_row("" if i else "Flags", redact(flag.text))
     if preview.watch:
         grid.add_row("Watches", f"{', '.join(preview.watch)} (polled while it runs)")
     for note in preview.notes:
