@@ -16,7 +16,7 @@ from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.guardrails import breach_text, readings
 from rollback_tui.core.sequential import SequentialTest
 from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import Playbook
+from test_guardrails import _playbook
 
 RAIL = {
     "name": "cand-5xx",
@@ -28,21 +28,6 @@ RAIL = {
     "detection": {"mode": "sequential", "false_alarm_rate": 0.001},
 }
 FIXED = {**RAIL, "name": "cand-5xx-window", "detection": None, "window_s": 2}
-
-
-def _playbook(*rails: dict) -> Playbook:
-    return Playbook.model_validate(
-        {
-            "name": "t",
-            "title": "t",
-            "replicas": [
-                {"name": "stable-a", "url": "http://127.0.0.1:1", "role": "stable"},
-                {"name": "blue-next", "url": "http://127.0.0.1:2", "role": "candidate"},
-            ],
-            "steps": [{"name": "s", "title": "s", "do": [{"manual": "x"}]}],
-            "guardrails": list(rails),
-        }
-    )
 
 
 Answer = tuple[str | None, bool]  # (replica or None: no replica answered, 5xx)
