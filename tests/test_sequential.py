@@ -246,3 +246,21 @@ def test_thin_evidence_for_a_sequential_rail_is_its_own_bound() -> None:
     (problem,) = thin_evidence(pb, 5)  # 5 rps at 10 %: half a candidate response per 1 s window
     assert problem.startswith("cand-5xx needs at least")
     assert thin_evidence(pb, 50) == []
+
+
+def test_good_answers_right_after_the_breach_are_no_recovery() -> None:
+    """The fault goes on after the breach: its window still holds mostly the clean seconds before the
+    fault (a rate within the threshold) and the next good answers pull the statistic under its bound —
+    which once recovered the rail and breached it again, answer after answer."""
+    feed = Feed(GuardrailEvaluator(_playbook(RAIL)))
+    for _ in range(900):  # 9 s of clean candidate traffic
+        feed.answer("blue-next", False)
+    while not feed.breaches():
+        feed.answer("blue-next", True)
+    feed.answer("blue-next", False)
+    feed.answer("blue-next", False)
+    feed.close()  # the traffic window's clock ticks: its evidence is just under the bound now
+    for _ in range(20):  # the fault goes on: a third of the answers fail
+        for bad in (False, False, True):
+            feed.answer("blue-next", bad)
+    assert [e.kind for e in feed.derived] == ["guardrail_breach"]

@@ -117,6 +117,7 @@ class _Track:
     breached: bool = False
     status: str | None = None  # the last journaled GuardrailStatus (None: none yet)
     live: Cusum | None = None  # sequential: the test as of the last window, fed responses since
+    breached_at: float | None = None  # sequential: when its breach was decided
 
 
 def sequential_test(rail: Guardrail) -> SequentialTest | None:
@@ -192,7 +193,7 @@ class GuardrailEvaluator:
                 assert isinstance(event, ev.TrafficWindow)
                 reading, crossed, track.live = self._sequential(track.rail, event.ts, event)
                 self._track_status(track, reading, event.ts)
-                derived = self._evaluate_sequential(track, reading, crossed)
+                derived = self._evaluate_sequential(track, reading, crossed, event.ts)
             else:
                 reading = self.reading(track.rail, event.ts)
                 self._track_status(track, reading, event.ts)
@@ -266,13 +267,15 @@ class GuardrailEvaluator:
         return None
 
     def _evaluate_sequential(
-        self, track: _Track, reading: Reading, crossed: Evidence | None
+        self, track: _Track, reading: Reading, crossed: Evidence | None, now: float
     ) -> ev.Event | None:
-        """Breach on the response that made the test conclusive; recover once the rate over the window is
-        within the threshold and the evidence there is no longer conclusive."""
+        """Breach on the response that made the test conclusive. Recover once the window holds nothing
+        from before the breach, its rate is within the threshold and its evidence is not conclusive: a
+        few good answers right after the deciding one (their window still mostly from before the fault)
+        are no recovery."""
         rail = track.rail
         if crossed is not None and not track.breached:
-            track.breached = True
+            track.breached, track.breached_at = True, now
             return ev.GuardrailBreach(
                 guardrail=rail.name,
                 severity=rail.severity,
@@ -290,7 +293,8 @@ class GuardrailEvaluator:
             )
         value = reading.value
         within = value is not None and value <= rail.threshold
-        if track.breached and within and not (reading.evidence and reading.evidence.conclusive):
+        after = track.breached_at is None or now - rail.window_s >= track.breached_at
+        if track.breached and within and after and not (reading.evidence and reading.evidence.conclusive):
             track.breached = False
             return ev.GuardrailRecovered(guardrail=rail.name, value=round(value or 0.0, 4))
         return None
