@@ -120,18 +120,23 @@ def publish(port: int, n: int, batch: int) -> dict[str, float]:
 # --- our consumer (child process) -----------------------------------------------------------------------
 
 
-async def consume_ours(url: str, n: int, journal_path: Path) -> dict[str, float]:
+async def consume_ours(
+    url: str, n: int, journal_path: Path, mirror: str | None = None
+) -> dict[str, float | bool | None]:
+    """`mirror`: also mirror the journal to that Redis (bench/mirror.py), as `--mirror` does."""
     from rollback_tui.core import events as ev
     from rollback_tui.core.journal import Journal
     from rollback_tui.core.redact import Redactor
     from rollback_tui.playbook.load import load_playbook
     from rollback_tui.probes.redis_tap import RedisTap
     from rollback_tui.session.engine import Engine
+    from rollback_tui.session.mirror import start_mirror
 
     playbook = load_playbook(Path(__file__).resolve().parent.parent / "playbooks" / "demo.yaml")
     # A session normally knows a few secrets (a Redis password, an API token): the exact-value scan runs.
     redactor = Redactor(["s3cr3t-redis-passw0rd", "ghp_bench0000000000000000000000000000"])
     engine = Engine(playbook, Journal(journal_path, redactor), playbook_path="playbooks/demo.yaml")
+    mirrored = start_mirror(engine, mirror)
     engine.start_session()
     marks: dict[str, float] = {}
     frames = 0
@@ -159,7 +164,13 @@ async def consume_ours(url: str, n: int, journal_path: Path) -> dict[str, float]
     finally:
         flush_task.cancel()
         await engine.stop("bench done")
-    return {"count": frames, "first": marks.get("first", 0.0), "last": marks.get("last", 0.0)}
+    caught_up = await mirrored.close(300) if mirrored is not None else None  # after the clock stopped
+    return {
+        "count": frames,
+        "first": marks.get("first", 0.0),
+        "last": marks.get("last", 0.0),
+        "mirrored": caught_up,
+    }
 
 
 # --- the orchestrator ----------------------------------------------------------------------------------
@@ -369,11 +380,13 @@ def child_main() -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--journal", type=Path)
+    parser.add_argument("--mirror", help="mirror the journal to this Redis URL (bench/mirror.py)")
     args = parser.parse_args()
     if args.role == "_publish":
         result = publish(args.port, args.n, args.batch)
     else:
-        result = asyncio.run(consume_ours(f"redis://127.0.0.1:{args.port}/0", args.n, args.journal))
+        url = f"redis://127.0.0.1:{args.port}/0"
+        result = asyncio.run(consume_ours(url, args.n, args.journal, args.mirror))
     print(json.dumps(result))
 
 

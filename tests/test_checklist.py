@@ -12,8 +12,7 @@ from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.state import SessionState, fold
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
-
-T0 = 1767268800.0  # 2026-01-01T12:00:00Z
+from support.events import T0, session_started
 
 
 def playbook(checklist: list[dict], exit_criteria: list[dict] | None = None, **extra: object) -> Playbook:
@@ -52,18 +51,7 @@ def recorded(tmp_path: Path, events: list[tuple[float, ev.Event]]) -> SessionSta
     """Journal the events (at T0 + offset), read the file back and fold it — a recorded session."""
     path = tmp_path / f"j{len(list(tmp_path.iterdir()))}.jsonl"
     journal = Journal(path)
-    journal.append(
-        ev.SessionStarted(
-            playbook="pb.yaml",
-            playbook_name="pb",
-            playbook_title="t",
-            environment="lab",
-            operator="alice",
-            host="h",
-            version="0",
-            ts=T0,
-        )
-    )
+    journal.append(session_started())
     for offset, event in events:
         event.ts = T0 + offset
         journal.append(event)

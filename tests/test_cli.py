@@ -14,9 +14,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +23,7 @@ import yaml
 from conftest import REPO, build_lab_playbook, holds_secret, require_redis_server
 from rollback_tui.cli import Output
 from rollback_tui.core.redact import MASK, Redactor
+from support.http import JsonHandler
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
 WATCHED = build_lab_playbook(
@@ -220,7 +220,7 @@ def test_headless_rehearsal_fails_and_says_why_with_a_memory_transport_replica(t
 LEAKED = "s3cr3t-upstream-k3y"  # UPSTREAM_KEY: referenced by the playbook as ${UPSTREAM_KEY}, so a secret
 
 
-class _LeakyUpstream(BaseHTTPRequestHandler):
+class _LeakyUpstream(JsonHandler):
     """A chat API that holds a stream open and answers every send with an error echoing a credential."""
 
     released = threading.Event()
@@ -238,13 +238,8 @@ class _LeakyUpstream(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         as_basic = base64.b64encode(f"ci:{LEAKED}".encode()).decode()  # encoded forms are masked too
         body = f"upstream rejected credentials {LEAKED} (as {as_basic})".encode()
-        self.send_response(500)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(body, 500)
 
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture

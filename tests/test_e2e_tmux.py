@@ -113,7 +113,9 @@ def test_demo_in_tmux_fanout_then_quit_leaves_no_processes(terminal: Terminal, t
     screen = terminal.wait(lambda s: "FANOUT PASSED" in s or "FANOUT FAILED" in s, 30, "the fanout verdict")
     assert "✓ FANOUT PASSED" in screen, screen
 
-    terminal.keys("q")
+    terminal.keys("q")  # the exit criteria are open: the cockpit asks first
+    terminal.wait(lambda s: "Quit anyway (y)" in s and "Still running" in s, 10, "the quit question")
+    terminal.keys("y")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (pid_alive(pid) or any(pid_alive(p) for p in children)):
         time.sleep(0.2)

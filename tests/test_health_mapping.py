@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,16 @@ from rollback_tui.playbook.load import PlaybookError, load_playbook_text
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.facts import capture_facts
 from rollback_tui.probes.health import HealthProbe
+from support.http import JsonHandler
 
 
-class _DocHandler(BaseHTTPRequestHandler):
+class _DocHandler(JsonHandler):
     """Answers GET /status with the JSON document its server was given."""
 
     def do_GET(self) -> None:
         body = json.dumps(self.server.doc).encode()  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(body, 200)
 
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ HEADLESS = [
     "rollback_tui.core.state",
     "rollback_tui.core.checklist",
     "rollback_tui.core.resume",
+    "rollback_tui.core.follow",
     "rollback_tui.exec.commands",
     "rollback_tui.exec.remote",
     "rollback_tui.probes.fanout",
@@ -28,6 +29,7 @@ HEADLESS = [
     "rollback_tui.report.export",
     "rollback_tui.session.engine",
     "rollback_tui.session.rehearsal",
+    "rollback_tui.session.mirror",
 ]
 
 

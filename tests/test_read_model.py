@@ -182,5 +182,5 @@ def test_the_report_words_a_step_status_as_the_steps_pane_does() -> None:
     from rollback_tui.ui.panes.base import STATUS
 
     statuses = ["passed", "ok", "failed", "timed_out", "error", "cancelled", "interrupted", "unobserved"]
-    statuses += ["running", "queued", "not_run", "manual", "no_record", "partial"]
+    statuses += ["running", "queued", "not_run", "manual", "no_record", "partial", "skipped", "needs_input"]
     assert {s: status_word(s) for s in statuses} == {s: STATUS[s][1] for s in statuses}

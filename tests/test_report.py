@@ -88,6 +88,7 @@ def test_the_report_follows_the_playbook_sections(session: Path, tmp_path: Path)
         "## Realtime fanout",
         "## Replica traffic distribution",
         "## Guardrails, time to detect and RTO",
+        "## Readiness",
         "## Data-collection failures",
         "## Evidence checklist",
         "## Exit criteria",

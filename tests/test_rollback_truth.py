@@ -21,7 +21,8 @@ from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.resume import resume_session
 from rollback_tui.core.verdict import verdict
 from rollback_tui.session.engine import Engine, NotAvailable, triggers
-from test_checklist import T0, failed_rollback, playbook, recorded, rollback
+from support.events import T0, breach, session_started
+from test_checklist import failed_rollback, playbook, recorded, rollback
 from test_cli import run
 from test_traffic_rollback import GUARDED
 
@@ -31,17 +32,7 @@ def health(offset: float, replica: str, status: str = "ok") -> tuple[float, ev.E
 
 
 def candidate_breach(offset: float) -> tuple[float, ev.Event]:
-    breach = ev.GuardrailBreach(
-        guardrail="candidate-5xx",
-        severity="P0",
-        metric="http_5xx_rate",
-        value=0.3,
-        threshold=0.05,
-        window_s=2,
-        first_bad_ts=T0 + offset - 1,
-        scope="candidate",
-    )
-    return (offset, breach)
+    return (offset, breach(T0 + offset))
 
 
 def removal(offset: float) -> list[tuple[float, ev.Event]]:
@@ -77,17 +68,7 @@ def test_a_failed_rollback_stays_in_the_headline_until_it_changes(tmp_path: Path
 def test_resume_journals_a_rollback_left_mid_way_as_failed(tmp_path: Path) -> None:
     path = tmp_path / "killed.jsonl"
     journal = Journal(path)
-    journal.append(
-        ev.SessionStarted(
-            playbook="pb.yaml",
-            playbook_name="pb",
-            playbook_title="t",
-            environment="lab",
-            operator="alice",
-            host="h",
-            version="0",
-        )
-    )
+    journal.append(session_started())
     journal.append(ev.RollbackRequested(action="remove-next", actor="alice", confirmed_text="blue-next"))
     journal.append(ev.RollbackApplying(action="remove-next", driver="lab"))
     journal.close()  # the cockpit was killed while the driver ran

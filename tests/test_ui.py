@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,9 +24,11 @@ from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.text import command_line
+from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.health import HealthProbe
 from rollback_tui.session.engine import Engine, NotAvailable
+from rollback_tui.session.runbook import Runbook
 from rollback_tui.settings import settings_path
 from rollback_tui.ui import theme_store
 from rollback_tui.ui.app import CockpitApp
@@ -35,7 +37,7 @@ from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.panes.base import HIDDEN
 from rollback_tui.ui.panes.steps import step_title
 from rollback_tui.ui.screens.actions import ActionsScreen
-from rollback_tui.ui.screens.confirm import ConfirmRollback
+from rollback_tui.ui.screens.confirm import ConfirmAction, ConfirmRollback
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.notices import NoticesScreen
@@ -48,9 +50,11 @@ from rollback_tui.ui.themes import (
     load_theme_file,
     load_themes,
 )
+from support.http import JsonHandler
 from test_ui_support import demo_playbook, replay_engine
 
 SIZE = (120, 40)
+PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 
 
 def plain(widget: Static) -> str:
@@ -233,9 +237,12 @@ async def test_every_key_is_in_the_palette_and_in_help_and_nothing_else_is(engin
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
+        app.cockpit.panes["steps"].focus()  # the Runbook pane's own commands are bound while it has focus
+        await pilot.pause()
         active = app.screen.active_bindings
         textual_own = {b.key for b in Binding.make_bindings([*App.BINDINGS, *Screen.BINDINGS])}
-        assert {key for key, a in active.items() if a.binding.id is None} <= textual_own
+        navigation = {"up", "down"}  # the Runbook pane's list keys, as any list's
+        assert {key for key, a in active.items() if a.binding.id is None} <= textual_own | navigation
         bound = {key: a.binding for key, a in active.items() if a.binding.id is not None}
         assert {b.action for b in bound.values()} == {c.action for c in COMMANDS}
 
@@ -244,14 +251,21 @@ async def test_every_key_is_in_the_palette_and_in_help_and_nothing_else_is(engin
         for key, binding in bound.items():
             if binding.action == "command_palette":
                 continue  # the palette does not list itself
+            if binding.action == "run_step":  # the palette lists every step instead
+                steps = enumerate(engine.playbook.steps, 1)
+                assert all(f"Run step {i}: {step.name}" in titles for i, step in steps)
+                continue
             command = next(c for c in COMMANDS if c.id == binding.id)
             assert command.palette is not None and command.palette[0] in titles, key
             first = command.keys[0]
             assert titles[command.palette[0]].endswith(f"({first.display or first.key})")
         palette_actions = {c.palette[0]: c.action for c in COMMANDS if c.palette}
         for title in titles:
-            if not title.startswith("Theme: "):
+            if not title.startswith(("Theme: ", "Run action: ", "Run step ")):
                 assert palette_actions[title] in {b.action for b in bound.values()}, title
+        assert [a.name for a in engine.playbook.actions] == [
+            t.removeprefix("Run action: ") for t in titles if t.startswith("Run action: ")
+        ]
         await pilot.press("escape")
 
         await pilot.press("question_mark")
@@ -320,25 +334,49 @@ def test_the_engine_refuses_a_typo_and_an_override_without_reason(tmp_path: Path
     assert not engine.state.counts["checklist_ticked"]
 
 
-async def test_unavailable_actions_notify_and_keep_running(tmp_path: Path) -> None:
-    # No realtime section and no load balancer: the engine refuses fanout and rollback with a reason.
-    playbook = demo_playbook().model_copy(
-        update={"realtime": None, "load_balancer": None, "actions": [], "gates": []}
-    )
+async def test_keys_a_playbook_does_not_support_are_not_offered(tmp_path: Path) -> None:
+    """The reproducer: the production playbook's footer advertised `f Fanout  s Traffic  r Rollback`, which
+    only answered "not available"; its redeploy and flag actions were in neither `a` nor the palette."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
     engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=SIZE) as pilot:
-        for key in ("f", "r", "g", "e"):
-            before = len(notifications(app))
+        await pilot.pause()
+        footer = {a.binding.description for a in app.screen.active_bindings.values() if a.binding.show}
+        assert {"Gates", "Cancel", "Actions", "Export", "Log", "Help", "Quit"} <= footer, footer
+        assert not footer & {"Fanout", "Traffic", "Rollback"}, footer
+        for key in ("f", "s", "r"):
             await pilot.press(key)
-            await app.workers.wait_for_complete()
             await pilot.pause()
-            assert len(notifications(app)) > before, f"no feedback for {key}"
-        shown = " | ".join(notifications(app))
-        assert "no realtime section" in shown
-        assert "no selector_removal action" in shown
-        assert "no gates" in shown
-        assert app.is_running
+            assert app.screen is app.cockpit and not notifications(app), key
+        assert journal_actions(engine) == []
+        await pilot.press("question_mark")
+        shown = flat("\n".join(plain(s) for s in app.screen.query(Static)))
+        assert "Not in this playbook" in shown
+        assert "Fanout: the playbook has no realtime section" in shown
+        assert "Traffic: the playbook has no load balancer" in shown
+        assert "Rollback: the playbook has no selector_removal action" in shown
+        assert "Roll back: remove the candidate" not in shown.lower()
+        await pilot.press("escape")
+        titles = [line.split("\n")[0] for line in await palette_lines(app, pilot)]
+        assert not {"Roll back", "Run fanout check", "Start / stop synthetic traffic"} & set(titles)
+        for name in ("redeploy-last-known-good", "stabilise-flags", "replay-dead-letters"):
+            assert f"Run action: {name}" in titles
+        assert "Run step 1: identify-last-known-good" in titles and "Run step 7: incident-follow-up" in titles
+        await pilot.press("escape")
+        await pilot.press("e")  # what every playbook has still works
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert engine.state.exports and app.is_running
+
+
+async def test_the_palette_puts_the_operators_commands_before_the_themes(engine: Engine) -> None:
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        titles = [line.split("\n")[0] for line in await palette_lines(app, pilot)]
+    assert titles.index("Roll back") < 5 and titles[:2] == ["Run gates", "Run fanout check"]
+    assert [t for t in titles if t.startswith("Theme: ")] == titles[-3:]  # themes last
 
 
 class ExplodingEngine(Engine):
@@ -408,7 +446,7 @@ async def test_theme_cycles_and_quit_stops_engine(engine: Engine) -> None:
         await pilot.press("T", "T")
         assert app.theme == "rollback-dark"
         assert not settings_path().exists()  # a replay leaves the operator's settings alone
-        await pilot.press("q")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
     assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
     kinds = [e.kind for e in read_journal(engine.journal.path).events]
@@ -463,7 +501,7 @@ def test_theme_files_load_with_status_variables(tmp_path: Path) -> None:
 # --- live: real HTTP replicas, the real health probe, the refresh timer --------------------------
 
 
-class _Healthz(BaseHTTPRequestHandler):
+class _Healthz(JsonHandler):
     def do_GET(self) -> None:
         body = json.dumps(
             {
@@ -474,14 +512,8 @@ class _Healthz(BaseHTTPRequestHandler):
                 "realtime": {"transport": "redis", "channel_prefix": "chat:rt:"},
             }
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(body, 200)
 
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _closed_port() -> int:
@@ -518,7 +550,7 @@ async def test_live_app_polls_real_replicas(tmp_path: Path) -> None:
                     break
             assert "✓ ok" in health and "abc123def456" in health, health
             assert "✗ down" in health and "stable-b" in health, health
-            await pilot.press("q")
+            await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
             await pilot.pause()
         assert ended_on_disk(engine)  # the app stops the feeds; the CLI closes the journal after its export
         kinds = [e.kind for e in read_journal(engine.journal.path).events]
@@ -603,6 +635,10 @@ async def test_dead_letter_growth_is_shown_from_the_probe_history(tmp_path: Path
         assert "✓ ok dl-growth 5 ≤ 10" in flat(pane_text(app, "traffic"))  # 9 - 4 within the window
 
 
+async def _nobody(_: object) -> None:
+    return None
+
+
 @pytest.mark.parametrize("size", [(160, 45), (100, 30)])
 async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
@@ -620,7 +656,9 @@ async def test_what_cannot_be_observed_is_shown_as_unknown_with_its_reason(
     book = Playbook.model_validate(data)
     engine = Engine(book, Journal(tmp_path / "j.jsonl"), operator="alice")
     engine.start_session()
-    await engine.run_probes()
+    await Runbook(engine, ask=_nobody, confirm=_nobody).run_step(
+        "dlq"
+    )  # the step's item, as the runner runs it
     await HealthProbe(book, engine.emit).once()
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=size) as pilot:
@@ -775,7 +813,7 @@ async def test_lab_keys_run_fanout_gates_and_traffic(lab, tmp_path: Path) -> Non
         )
         await pilot.press("s")
         await wait_for(pilot, lambda: not engine.running("traffic"), 5, "traffic stopped")
-        await pilot.press("q")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
     actions = journal_actions(engine)
     assert actions[:3] == ["run_fanout_check", "run_gates", "start_traffic"] and "stop_traffic" in actions
@@ -808,7 +846,7 @@ async def test_lab_rollback_modal_cancel_then_confirm(lab, tmp_path: Path) -> No
         after = await engine.read_routing()
         assert "blue-next" not in after.backends
         assert "RTO" in plain(app.query_one("#status", Static))
-        await pilot.press("q")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
     kinds = [e.kind for e in journal_events(engine)]
     assert kinds.index("rollback_cancelled") < kinds.index("rollback_requested")
@@ -876,13 +914,13 @@ async def test_actions_key_runs_a_playbook_command_action_and_journals_it(tmp_pa
         await pilot.pause()
         await pilot.press("w", "i", "p", "enter")  # wrong name: nothing runs
         await pilot.pause()
-        assert isinstance(app.screen, ActionsScreen)
+        assert isinstance(app.screen, ConfirmAction)
         await pilot.press("escape")
         await pilot.pause()
-        assert not isinstance(app.screen, ActionsScreen)
-    ran = [e.detail["name"] for e in read_journal(engine.journal.path).events if e.kind == "operator_action"]
-    assert ran == ["inject"]
-    assert any("inject: passed" in n.message for n in engine.state.notices)
+        assert app.screen is app.cockpit
+    events = read_journal(engine.journal.path).events
+    assert [e.action for e in events if e.kind == "action_started"] == ["inject"]
+    assert [(e.action, e.outcome) for e in events if e.kind == "action_finished"] == [("inject", "passed")]
 
 
 async def test_a_query_guardrail_row_shows_its_value_window_evaluation_time_and_baseline(

@@ -1,14 +1,18 @@
-"""One-shot checks for scripts: `check health|fanout|traffic PLAYBOOK [--json]`, exit 0 only on pass."""
+"""One-shot checks for scripts: `check health|fanout|traffic|ready PLAYBOOK [--json]`, exit 0 only on pass."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from rollback_tui.cli.common import Output, load_or_exit, session_redactor
+
+if TYPE_CHECKING:
+    from rollback_tui.core import events as ev
 
 
 @click.group()
@@ -146,3 +150,34 @@ def check_traffic(playbook_path: str, as_json: bool, seconds: float, rps: float 
         for b in active:
             out.line(f"  ! {b.severity} guardrail {b.guardrail} breached: {breach_text(b)}")
     sys.exit(0 if result["passed"] else 1)
+
+
+@check.command("ready")
+@click.argument("playbook_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--timeout", "timeout_s", type=float, default=3.0, show_default=True, help="Per lookup (s).")
+def check_ready(playbook_path: str, as_json: bool, timeout_s: float) -> None:
+    """What every item needs from here (env vars, binaries, SSH hosts, kube context, host names) and
+    whether each is present / resolvable / reachable; exit 0 only if everything is."""
+    from rollback_tui.core.read.readiness import ReadinessView
+    from rollback_tui.probes.readiness import check_readiness
+
+    playbook = load_or_exit(playbook_path)
+    out = Output(session_redactor(playbook))
+    out.capture_logs()
+    checked = asyncio.run(check_readiness(playbook, timeout_s=timeout_s))
+    view = ReadinessView(checked)
+    if as_json:
+        out.json(json.dumps(view.as_dict(), indent=2))
+    else:
+        print_readiness(checked, "text", out)
+    sys.exit(0 if view.ready else 1)
+
+
+def print_readiness(checked: ev.ReadinessChecked, fmt: str, out: Output) -> None:
+    """The readiness table (text); nothing in jsonl, whose log carries the event itself."""
+    from rollback_tui.core.read.readiness import ReadinessView
+
+    if fmt == "text":
+        for line in ReadinessView(checked).table_lines():
+            out.line(line)

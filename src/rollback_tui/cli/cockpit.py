@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from rollback_tui.cli.common import Output, load_or_exit, open_journal, session_redactor, setup_logging
+from rollback_tui.cli.common import (
+    INCIDENT_KEYS,
+    INCIDENT_OPTIONS,
+    Output,
+    load_or_exit,
+    open_journal,
+    session_redactor,
+    setup_logging,
+)
+from rollback_tui.cli.watch import mirror_option
 from rollback_tui.playbook.model import Playbook
 
 if TYPE_CHECKING:
@@ -31,6 +40,8 @@ COCKPIT_OPTIONS = [
     ),
     click.option("-v", "--verbose", is_flag=True, help="Debug logging to the log file."),
     click.option("--no-export", is_flag=True, help="Do not export the evidence automatically on quit."),
+    mirror_option,
+    *INCIDENT_OPTIONS,
 ]
 LAB_PLAYBOOK = click.option(
     "--playbook",
@@ -77,6 +88,8 @@ async def run_cockpit(
         lab=lab,
         lab_notice=lab_notice,
         export_on_exit=export_on_quit,
+        mirror=opts.get("mirror"),
+        incident={key: opts.get(key) for key in INCIDENT_KEYS},
     )
     async with runtime as engine:
         app = CockpitApp(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -52,6 +53,22 @@ class _OutputLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.out.line(self.format(record), err=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+INCIDENT_OPTIONS = [
+    click.option("--incident", help="The incident this session serves: its ID or URL (journaled)."),
+    click.option("--commander", help="The incident commander (journaled, in the report)."),
+    click.option("--scribe", help="Who keeps the notes (journaled, in the report)."),
+]
+INCIDENT_KEYS = ("incident", "commander", "scribe")
+
+
+def with_incident_options(fn: F) -> F:
+    """`--incident`, `--commander`, `--scribe` (demo, open, resume, rehearse)."""
+    for option in reversed(INCIDENT_OPTIONS):
+        fn = option(fn)
+    return fn
 
 
 def session_redactor(playbook: Playbook) -> Redactor:

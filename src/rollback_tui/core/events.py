@@ -55,6 +55,9 @@ class SessionStarted(Event):
     # The realtime transport every replica must report (the playbook's realtime.transport_expected);
     # journals written before this field expect "redis".
     transport_expected: str | None = None
+    # True: each runbook step's status comes from its items' StepItemStarted/Finished events (the runner,
+    # session/runbook.py). Journals written before the runner existed read as False: from the evidence.
+    runbook_items: bool = False
 
 
 class SessionResumed(Event):
@@ -90,6 +93,89 @@ class StepEntered(Event):
     kind: Literal["step_entered"] = "step_entered"
     step: str
     actor: str = "engine"
+
+
+ItemOutcome = Literal["passed", "failed", "unknown", "skipped", "needs_input", "cancelled"]
+
+
+class StepItemStarted(Event):
+    """The runbook runner began one item of a step (a step's status comes from its items' outcomes, never
+    from the tracker having entered it)."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["step_item_started"] = "step_item_started"
+    step: str
+    index: int  # 0-based position in the step's `do`
+    item: str  # `gate: smoke`, `manual: Keep auth …`
+    actor: str = "engine"
+
+
+class StepItemFinished(Event):
+    """What one item of a step showed. `unknown`: it could not run or could not look (never a failure,
+    so it does not trigger `on_failure` items); `needs_input`: a manual fact or task nobody answered;
+    `skipped`: its condition did not hold, or it changes the system and was not allowed to."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["step_item_finished"] = "step_item_finished"
+    step: str
+    index: int
+    item: str
+    outcome: ItemOutcome
+    reason: str = ""  # in words
+    note: str = ""  # the operator's note (a manual task)
+    actor: str = "engine"
+class IncidentRecorded(Event):
+    """Who runs the incident and which one it is (`--incident`, `--commander`, `--scribe`): the report's
+    header and the status bar. The latest one holds every field (the engine merges what was recorded)."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["incident_recorded"] = "incident_recorded"
+    incident: str | None = None  # an ID or a URL
+    commander: str | None = None
+    scribe: str | None = None
+    actor: str
+
+
+class NeedStatus(BaseModel):
+    """One thing an item needs from the machine the session runs on, and whether it has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    need: str  # env | binary | file | known_hosts | kube_context | host | tcp | item (core/readiness.py)
+    target: str  # the variable, program, path, host, host:port, context, or the item ("gate smoke")
+    ok: bool
+    status: str  # present | missing | resolvable | unresolvable | reachable | unreachable | unknown | …
+    why: str = ""
+
+
+class ItemReadiness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | step
+    name: str
+    needs: list[NeedStatus] = []
+
+    @property
+    def ready(self) -> bool:
+        return all(n.ok for n in self.needs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.item} {self.name}"
+
+
+class ReadinessChecked(Event):
+    """What every playbook item needs from here (env vars, binaries, SSH hosts, kube context, host names)
+    and whether each is present / resolvable / reachable, checked at the start of the session."""
+
+    timeline: ClassVar[bool] = True
+    kind: Literal["readiness_checked"] = "readiness_checked"
+    host: str  # where it was checked from
+    items: list[ItemReadiness]
+    duration_s: float = 0.0
 
 
 # --- health ----------------------------------------------------------------------------------------
@@ -136,6 +222,19 @@ class FactCaptured(Event):
         if list(self.values) == ["-"]:
             return str(self.values["-"])
         return "; ".join(f"{k}: {'—' if v is None else v}" for k, v in self.values.items())
+
+
+class DeadLettersInspected(Event):
+    """The dead-letter queue looked at: its count and the newest items (one line each, in the endpoint's
+    order), read from the dead-letters probe's endpoint."""
+
+    timeline: ClassVar[bool] = True
+    kind: Literal["dead_letters_inspected"] = "dead_letters_inspected"
+    probe: str
+    count: int | None = None
+    newest: list[str] = []
+    observed: bool = True
+    error: str | None = None
 
 
 class ProbeResult(Event):
@@ -495,6 +594,70 @@ class GateFinished(Event):
         return None if self.outcome == "interrupted" else self.outcome != "passed"
 
 
+# --- command actions (redeploy, flags, queue recovery) ----------------------------------------------
+
+
+class ActionConfirmed(Event):
+    """The operator confirmed an action that changes the system, with what they typed and the commands
+    they were shown (argv with ${VAR} as the variable's name); journaled before anything runs."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True  # folded into the event log only (SessionState.log)
+    kind: Literal["action_confirmed"] = "action_confirmed"
+    action: str
+    actor: str
+    typed: str
+    via: str = "typed"  # typed | --allow-destructive (headless)
+    commands: list[dict[str, Any]] = []  # {"label", "argv", "where"}
+
+
+ActionOutcome = Literal["passed", "failed", "timed_out", "cancelled", "error", "interrupted"]
+
+
+class ActionStarted(Event):
+    """An action, or one part of it (`part`: a redeploy's service or `prepare`, a flag), starts. The whole
+    action is `part` ""; its ActionFinished carries the outcome and the reason in words."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["action_started"] = "action_started"
+    action: str
+    part: str = ""
+    argv: list[str] = []  # as previewed: placeholders filled, ${VAR} left as the variable's name
+    where: str = "local"
+    actor: str = "engine"
+
+
+class ActionFinished(Event):
+    """`error`: it could not run (missing binary, unset ${VAR}, no value for a placeholder) — unknown, not
+    failed; `interrupted`: the cockpit stopped while it ran (journaled on resume)."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["action_finished"] = "action_finished"
+    action: str
+    part: str = ""
+    outcome: ActionOutcome
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output: list[str] = []  # the last lines it printed
+    error: str | None = None  # why it did not pass, in words
+
+
+class FlagsRead(Event):
+    """The flags a stabilise_flags action names (its changes and its must_stay_on flags), read before and
+    after it changes anything. Only those flags are kept: the read command may print every variable."""
+
+    durable: ClassVar[bool] = True
+    timeline: ClassVar[bool] = True
+    kind: Literal["flags_read"] = "flags_read"
+    action: str
+    phase: Literal["before", "after"]
+    values: dict[str, str | None]  # flag → value; None: the read did not print it
+    observed: bool = True
+    error: str | None = None
+
+
 # --- evidence --------------------------------------------------------------------------------------
 
 
@@ -502,8 +665,7 @@ class OperatorAction(Event):
     """Any operator key press that changes something; fsync'd before it is acknowledged."""
 
     durable: ClassVar[bool] = True
-    timeline: ClassVar[bool] = True
-    folded: ClassVar[bool] = False
+    timeline: ClassVar[bool] = True  # folded into the event log only (SessionState.log)
     kind: Literal["operator_action"] = "operator_action"
     action: str
     actor: str
@@ -538,8 +700,13 @@ AnyEvent = Annotated[
     | SessionEnded
     | Notice
     | StepEntered
+    | StepItemStarted
+    | StepItemFinished
+    | IncidentRecorded
+    | ReadinessChecked
     | HealthSample
     | FactCaptured
+    | DeadLettersInspected
     | ProbeResult
     | FanoutFrame
     | FanoutTapBatch
@@ -560,6 +727,10 @@ AnyEvent = Annotated[
     | GateStarted
     | GateOutput
     | GateFinished
+    | ActionConfirmed
+    | ActionStarted
+    | ActionFinished
+    | FlagsRead
     | OperatorAction
     | ChecklistTicked
     | ExportWritten,

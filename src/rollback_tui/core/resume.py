@@ -353,6 +353,32 @@ def interrupted_gates(state: SessionState) -> list[ev.GateFinished]:
     return out
 
 
+def interrupted_runs(state: SessionState) -> list[ev.Event]:
+    """Runbook items and action parts the journal shows started but never finished: the cockpit stopped
+    while they ran. What they did is unknown; they end as such, never as still running."""
+    why = "interrupted: the cockpit stopped while it ran; outcome unknown"
+    out: list[ev.Event] = []
+    for run in state.actions.values():
+        for part in run.parts.values():
+            if part.status == "running":
+                out.append(
+                    ev.ActionFinished(action=run.name, part=part.part, outcome="interrupted", error=why)
+                )
+    for item in state.step_items.values():
+        if item.status == "running":
+            out.append(
+                ev.StepItemFinished(
+                    step=item.step,
+                    index=item.index,
+                    item=item.item,
+                    outcome="unknown",
+                    reason=why,
+                    actor="resume",
+                )
+            )
+    return out
+
+
 def resume_session(
     journal_path: Path | str,
     redactor: Redactor | None = None,
@@ -361,8 +387,8 @@ def resume_session(
     batch_s: float = 0.2,
 ) -> tuple[Journal, SessionState, ResumeResult]:
     """Rebuild the session from its journal and reopen it for appending (after a SessionResumed event,
-    then what the killed session left mid-way: an unfinished rollback as failed, each running gate as
-    interrupted).
+    then what the killed session left mid-way: an unfinished rollback as failed, each running gate and
+    action as interrupted, each running runbook item as unknown).
 
     Raises ResumeError when the file is missing or holds no readable session.
     """
@@ -397,7 +423,7 @@ def resume_session(
     interrupted = unfinished(state.traffic.rollback, last_seen)
     if interrupted is not None:
         state.apply(journal.append(interrupted))
-    for finished in interrupted_gates(state):
+    for finished in [*interrupted_gates(state), *interrupted_runs(state)]:
         state.apply(journal.append(finished))
     result = ResumeResult(
         events=[],

@@ -6,6 +6,7 @@ operator saw. Everything here is plain data; nothing does I/O.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ LATENCY_HISTORY = 60
 FANOUT_LOG = 500
 GATE_TAIL = 200
 PROBE_HISTORY = 720  # results kept per probe: an hour at a 5 s poll, longer than any guardrail window
+LOG_ROUTINE = 1000  # routine timeline events (notices, probe failures) kept for the cockpit's event log
+ROUTINE_KINDS = frozenset({"notice", "probe_result"})  # the only timeline kinds that come at a poll's rate
 
 
 @dataclass
@@ -193,6 +196,54 @@ class RailState:
 
 
 @dataclass
+class ItemRun:
+    """What the runbook runner journaled about one item of a step: its latest run."""
+
+    step: str
+    index: int
+    item: str
+    status: str = "running"  # running | passed | failed | unknown | skipped | needs_input | cancelled
+    reason: str = ""
+    note: str = ""
+    actor: str = ""
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    runs: int = 0
+
+
+@dataclass
+class ActionPart:
+    """One part of an action run (a redeploy's service, a flag), or the whole action (`part` "")."""
+
+    part: str
+    status: str = "running"  # running | passed | failed | timed_out | cancelled | error | interrupted
+    argv: list[str] = field(default_factory=list)
+    where: str = "local"
+    actor: str = ""
+    started_ts: float | None = None
+    finished_ts: float | None = None
+    exit_code: int | None = None
+    output: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ActionRun:
+    """The latest run of a command action: the whole (`parts[""]`) and its parts in the order they ran."""
+
+    name: str
+    parts: dict[str, ActionPart] = field(default_factory=dict)
+
+    @property
+    def whole(self) -> ActionPart | None:
+        return self.parts.get("")
+
+    @property
+    def status(self) -> str:
+        return self.whole.status if self.whole is not None else "not_run"
+
+
+@dataclass
 class ChecklistEntry:
     item: str
     checked: bool = False
@@ -200,6 +251,44 @@ class ChecklistEntry:
     note: str = ""
     auto: bool = False
     ts: float | None = None
+
+
+class EventLog:
+    """The session's timeline events, whole, for the cockpit's event log (core/read/timeline.py words them).
+
+    Breaches, recoveries, operator actions, rollback stages, gate and fanout outcomes come at a human's or a
+    state change's rate and are all kept, so none depends on a toast; notices and probe failures, which a
+    dead feed produces at its poll rate, keep the newest LOG_ROUTINE.
+    """
+
+    __slots__ = ("_kept", "_routine", "dropped")
+
+    def __init__(self) -> None:
+        self._kept: list[ev.Event] = []
+        self._routine: deque[ev.Event] = deque(maxlen=LOG_ROUTINE)
+        self.dropped = 0  # routine events that fell out
+
+    def add(self, event: ev.Event) -> None:
+        if event.kind in ROUTINE_KINDS:
+            self.dropped += len(self._routine) == LOG_ROUTINE
+            self._routine.append(event)
+        else:
+            self._kept.append(event)
+
+    def __len__(self) -> int:
+        return len(self._kept) + len(self._routine)
+
+    def __iter__(self) -> Iterator[ev.Event]:
+        """Journal order."""
+        return heapq.merge(self._kept, self._routine, key=lambda e: e.n)
+
+    def __eq__(self, other: object) -> bool:
+        """Two folds of the same events hold the same log."""
+        if not isinstance(other, EventLog):
+            return NotImplemented
+        return self.dropped == other.dropped and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
 
 @dataclass
@@ -217,8 +306,15 @@ class SessionState:
     # Recent results per probe, for guardrails over a window (dead-letter growth).
     probe_history: dict[str, deque[ev.ProbeResult]] = field(default_factory=dict)
     checklist: dict[str, ChecklistEntry] = field(default_factory=dict)
-    step: str | None = None
+    step: str | None = None  # the tracker: where the operator said they are, not what ran
+    step_items: dict[tuple[str, int], ItemRun] = field(default_factory=dict)  # (step, index) → latest run
+    actions: dict[str, ActionRun] = field(default_factory=dict)
+    flags: dict[str, dict[str, ev.FlagsRead]] = field(default_factory=dict)  # action → before/after → read
+    dead_letters: dict[str, ev.DeadLettersInspected] = field(default_factory=dict)  # probe → latest look
+    incident: ev.IncidentRecorded | None = None  # the latest holds every field recorded
+    readiness: ev.ReadinessChecked | None = None  # the latest check of what the items need from here
     notices: deque[ev.Notice] = field(default_factory=lambda: deque(maxlen=200))
+    log: EventLog = field(default_factory=EventLog)  # timeline events, for the event log
     exports: list[ev.ExportWritten] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     last_n: int = 0
@@ -303,6 +399,45 @@ def _notice(s: SessionState, e: ev.Notice) -> None:
 
 def _step_entered(s: SessionState, e: ev.StepEntered) -> None:
     s.step = e.step
+
+
+def _item_started(s: SessionState, e: ev.StepItemStarted) -> None:
+    key = (e.step, e.index)
+    runs = s.step_items[key].runs if key in s.step_items else 0
+    s.step_items[key] = ItemRun(e.step, e.index, e.item, actor=e.actor, started_ts=e.ts, runs=runs + 1)
+
+
+def _item_finished(s: SessionState, e: ev.StepItemFinished) -> None:
+    run = s.step_items.setdefault((e.step, e.index), ItemRun(e.step, e.index, e.item, started_ts=e.ts))
+    run.status, run.reason, run.note, run.actor, run.finished_ts = e.outcome, e.reason, e.note, e.actor, e.ts
+
+
+def _action_started(s: SessionState, e: ev.ActionStarted) -> None:
+    run = s.actions.setdefault(e.action, ActionRun(e.action))
+    if e.part == "":  # a new run of the action: its earlier parts belong to the previous one
+        run.parts.clear()
+    run.parts[e.part] = ActionPart(e.part, argv=list(e.argv), where=e.where, actor=e.actor, started_ts=e.ts)
+
+
+def _action_finished(s: SessionState, e: ev.ActionFinished) -> None:
+    run = s.actions.setdefault(e.action, ActionRun(e.action))
+    part = run.parts.setdefault(e.part, ActionPart(e.part, started_ts=e.ts))
+    part.status, part.exit_code, part.finished_ts = e.outcome, e.exit_code, e.ts
+    part.output, part.error = list(e.output), e.error
+
+
+def _flags_read(s: SessionState, e: ev.FlagsRead) -> None:
+    s.flags.setdefault(e.action, {})[e.phase] = e
+
+
+def _dead_letters(s: SessionState, e: ev.DeadLettersInspected) -> None:
+    s.dead_letters[e.probe] = e
+def _incident(s: SessionState, e: ev.IncidentRecorded) -> None:
+    s.incident = e
+
+
+def _readiness(s: SessionState, e: ev.ReadinessChecked) -> None:
+    s.readiness = e
 
 
 def _health_sample(s: SessionState, e: ev.HealthSample) -> None:
@@ -427,6 +562,14 @@ _HANDLERS: dict[str, Any] = {
     "session_ended": _session_ended,
     "notice": _notice,
     "step_entered": _step_entered,
+    "step_item_started": _item_started,
+    "step_item_finished": _item_finished,
+    "action_started": _action_started,
+    "action_finished": _action_finished,
+    "flags_read": _flags_read,
+    "dead_letters_inspected": _dead_letters,
+    "incident_recorded": _incident,
+    "readiness_checked": _readiness,
     "health_sample": _health_sample,
     "fact_captured": _fact,
     "probe_result": _probe,
@@ -447,3 +590,18 @@ _HANDLERS: dict[str, Any] = {
     "checklist_ticked": _ticked,
     "export_written": _export,
 }
+
+
+def _logged(handler: Any) -> Any:
+    """A timeline kind's handler: it also goes to the event log."""
+
+    def log_then_fold(s: SessionState, e: ev.Event) -> None:
+        s.log.add(e)
+        if handler is not None:
+            handler(s, e)
+
+    return log_then_fold
+
+
+for _kind in ev.TIMELINE:
+    _HANDLERS[_kind] = _logged(_HANDLERS.get(_kind))

@@ -31,7 +31,7 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +55,8 @@ THREAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 IDEMPOTENCY_TTL_S = 3600
 LOCAL_QUEUE_SIZE = 1000
 REPLAY_LIMIT = 10_000
+StreamEntries = list[tuple[str, dict[str, str]]]  # XRANGE with decode_responses=True
+CLIENT_GONE = (WebSocketDisconnect, OSError, RuntimeError)  # how a websocket session ends from the client
 
 
 class BadRequest(ValueError):
@@ -201,7 +203,8 @@ class ReplicaState:
                 queue.put_nowait(data)
 
     async def replay(self, thread_id: str, after: int) -> list[tuple[int, str]]:
-        entries = await self.r.xrange(self.stream_key(thread_id), "-", "+", count=REPLAY_LIMIT)
+        key = self.stream_key(thread_id)
+        entries: StreamEntries = await self.r.xrange(key, "-", "+", count=REPLAY_LIMIT)  # type: ignore[assignment]
         frames = [(int(fields["seq"]), fields["frame"]) for _, fields in entries]
         return sorted(f for f in frames if f[0] > after)
 
@@ -253,7 +256,7 @@ class StreamSession:
             if message and message.get("type") == "message":
                 return message["data"]
 
-    async def frames(self) -> AsyncIterator[str]:
+    async def frames(self) -> AsyncGenerator[str, None]:
         replayed = set()
         for seq, data in self.backlog:
             replayed.add(seq)
@@ -424,13 +427,13 @@ async def ws_stream(websocket: WebSocket) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            exc = task.exception()
-            if isinstance(exc, RedisError):
+            failure = task.exception()
+            if isinstance(failure, RedisError):
                 replica.metrics.disconnects.labels(replica.name).inc()
                 with contextlib.suppress(Exception):
-                    await websocket.close(code=1011, reason=f"realtime backend lost: {exc}"[:120])
-            elif exc is not None and not isinstance(exc, WebSocketDisconnect | OSError | RuntimeError):
-                raise exc
+                    await websocket.close(code=1011, reason=f"realtime backend lost: {failure}"[:120])
+            elif failure is not None and not isinstance(failure, CLIENT_GONE):
+                raise failure
     finally:
         for task in tasks:
             task.cancel()
@@ -515,7 +518,8 @@ async def delete_event(request: Request) -> Response:
     thread_id = check_thread_id(request.path_params["thread_id"])
     seq = request.path_params["seq"]
     key = replica.stream_key(thread_id)
-    for entry_id, fields in await replica.r.xrange(key, "-", "+", count=REPLAY_LIMIT):
+    entries: StreamEntries = await replica.r.xrange(key, "-", "+", count=REPLAY_LIMIT)  # type: ignore[assignment]
+    for entry_id, fields in entries:
         if int(fields["seq"]) == seq:
             await replica.r.xdel(key, entry_id)
             return JSONResponse({"deleted": {"thread_id": thread_id, "seq": seq, "entry_id": entry_id}})

@@ -351,6 +351,24 @@ class Lab:
 
     # -- the resolved playbook -----------------------------------------------------------------------------
     def _resolve(self) -> Playbook:
+        """The playbook as the lab runs it: every lab URL (and any URL elsewhere naming the same host and
+        port) moved to the port the lab actually got."""
+        data = rewrite_urls(self.source.model_dump(mode="python"), self._port_moves())
+        for replica in data["replicas"]:
+            if replica["name"] in self.endpoints and replica.get("lab") is not None:
+                replica["url"] = _with_port(replica["url"], self.ports[replica["name"]])
+                replica["labels"] = default_labels(self.source.replica(replica["name"]))
+        if data.get("load_balancer"):
+            data["load_balancer"]["url"] = _with_port(data["load_balancer"]["url"], self.ports["balancer"])
+            tc = data["load_balancer"]["traffic_control"]
+            if tc.get("driver") == "lab":
+                tc["admin_url"] = self.endpoints["balancer-admin"]
+        if data.get("realtime"):
+            data["realtime"]["redis_url"] = self.redis_url
+        self._resolve_prometheus(data)
+        return Playbook.model_validate(data)
+
+    def _port_moves(self) -> dict[tuple[str, int], int]:
         moves: dict[tuple[str, int], int] = {}
 
         def move(url: str | None, new_port: int) -> None:
@@ -371,19 +389,9 @@ class Lab:
             for server in self.source.prometheus:
                 if server.lab:
                     move(server.url, self.prometheus.port or 0)
+        return moves
 
-        data = rewrite_urls(self.source.model_dump(mode="python"), moves)
-        for replica in data["replicas"]:
-            if replica["name"] in self.endpoints and replica.get("lab") is not None:
-                replica["url"] = _with_port(replica["url"], self.ports[replica["name"]])
-                replica["labels"] = default_labels(self.source.replica(replica["name"]))
-        if data.get("load_balancer"):
-            data["load_balancer"]["url"] = _with_port(data["load_balancer"]["url"], self.ports["balancer"])
-            tc = data["load_balancer"]["traffic_control"]
-            if tc.get("driver") == "lab":
-                tc["admin_url"] = self.endpoints["balancer-admin"]
-        if data.get("realtime"):
-            data["realtime"]["redis_url"] = self.redis_url
+    def _resolve_prometheus(self, data: dict[str, Any]) -> None:
         if self.prometheus is not None:
             for server in data["prometheus"]:
                 if server["lab"]:
@@ -394,7 +402,6 @@ class Lab:
                 self.prometheus_note += (
                     f": {', '.join(removed)} left out, guardrails run on synthetic traffic"
                 )
-        return Playbook.model_validate(data)
 
     # -- operations for tests and the demo ------------------------------------------------------------------
     def _replica(self, name: str) -> Replica:

@@ -32,6 +32,7 @@ from rollback_tui.playbook.model import (
     ENV_REF,
     Action,
     ChecklistItem,
+    CommandAction,
     CommandSpec,
     ExitCriterion,
     Playbook,
@@ -685,6 +686,9 @@ class _CrossCheck:
                 self.ref((*here, "last_known_good"), "facts", action.last_known_good)
                 for j, fact in enumerate(action.record_facts):
                     self.ref((*here, "record_facts", j), "facts", fact)
+            elif isinstance(action, CommandAction):
+                for j, probe in enumerate(action.watch):
+                    self.ref((*here, "watch", j), "probes", probe)
 
     def steps(self) -> None:
         colls = {

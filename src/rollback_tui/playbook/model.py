@@ -551,6 +551,25 @@ class Realtime(Strict):
         return _check_secret_url(v)
 
 
+class Mirror(Strict):
+    """A live, read-only copy of the session for viewers elsewhere (`rollback-tui watch redis://…/<session>`):
+    every journal line, already redacted, is appended to a Redis Stream named after the session."""
+
+    redis_url: str = Field(description="redis://host:port/db to mirror to; a password only as ${ENV_VAR}.")
+    max_len: int = Field(
+        10_000, ge=100, description="Stream entries kept (each a batch of journal lines); older are trimmed."
+    )
+    ttl_s: int = Field(7 * 86400, gt=0, description="The mirror expires this long after its last line.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _mirror_url(cls, v: str) -> str:
+        _check_secret_url(v)
+        if not re.match(r"^rediss?://[^/?#]*(/\d+)?/?$", v):
+            raise ValueError("expected redis://[:${PASSWORD}@]host[:port][/db] (the session id is added)")
+        return v
+
+
 class SshHost(Strict):
     name: Name
     host: str
@@ -860,10 +879,19 @@ class Guardrail(Strict):
 # --- actions, steps, evidence ---------------------------------------------------------------------
 
 
+_CHANGES = (
+    "Whether running it changes the system: a change is typed-confirmed in the cockpit with a preview of "
+    "the resolved command, and runs headless only with --allow-destructive. Default: true for redeploy, "
+    "stabilise_flags and selector_removal, and for every action of an `environment: production` playbook; "
+    "declare `changes: false` for a read-only one."
+)
+
+
 class SelectorRemoval(Strict):
     kind: Literal["selector_removal"]
     name: Name
     title: str
+    changes: bool | None = Field(None, description=_CHANGES)
     replica_set: str = Field(description="What the operator types to confirm, e.g. blue-next.")
     remove_replicas: list[str] = Field(min_length=1)
     verify_requests: int = Field(200, ge=1, le=100_000)
@@ -885,6 +913,7 @@ class Redeploy(Strict):
     kind: Literal["redeploy"]
     name: Name
     title: str
+    changes: bool | None = Field(None, description=_CHANGES)
     services: dict[str, CommandSpec] = Field(
         min_length=1,
         description="service → deploy command; `{commit}` in argv is the last known good commit.",
@@ -914,12 +943,18 @@ class StabiliseFlags(Strict):
     kind: Literal["stabilise_flags"]
     name: Name
     title: str
+    changes: bool | None = Field(None, description=_CHANGES)
     command: CommandSpec = Field(
         description="Run once per change; `{flag}` and `{value}` in argv are replaced."
     )
     set: list[FlagChange] = []
     must_stay_on: list[str] = Field(default_factory=list, description="Flags never relaxed (auth, CSRF…).")
-    verify: CommandSpec | None = Field(None, description="Prints current flags (KEY=value lines) to confirm.")
+    verify: CommandSpec | None = Field(
+        None,
+        description="Reads the current flags (KEY=value lines): run before the change (current → new, and "
+        "every must_stay_on flag on) and after it (protected flags unchanged, the new values in place). "
+        "Without it a playbook with must_stay_on flags cannot change any flag.",
+    )
 
     @model_validator(mode="after")
     def _never_relax_protected(self) -> StabiliseFlags:
@@ -935,10 +970,37 @@ class CommandAction(Strict):
     name: Name
     title: str
     command: CommandSpec
-    destructive: bool = False
+    changes: bool | None = Field(None, description=_CHANGES)
+    destructive: bool = Field(False, description="The older name of `changes` (outside production).")
+    watch: list[str] = Field(
+        default_factory=list,
+        description="Probes polled while it runs and for the rest of the session (e.g. the dead-letters "
+        "probe for a replay), so a queue that is poisoned again shows at once.",
+    )
+
+    @model_validator(mode="after")
+    def _changes_agrees_with_destructive(self) -> CommandAction:
+        given = "destructive" in self.model_fields_set and self.changes is not None
+        if given and self.changes != self.destructive:
+            raise ValueError("changes and destructive disagree: give only changes")
+        return self
 
 
 Action = Annotated[SelectorRemoval | Redeploy | StabiliseFlags | CommandAction, Field(discriminator="kind")]
+
+
+def action_changes(
+    playbook: Playbook, action: SelectorRemoval | Redeploy | StabiliseFlags | CommandAction
+) -> bool:
+    """Whether `action` changes the system (see `changes`): what it declares, else true for the kinds that
+    change by nature and for anything in production; `destructive` counts only outside production, where
+    `destructive: false` was never a declaration that an action is read-only."""
+    if action.changes is not None:
+        return action.changes
+    if not isinstance(action, CommandAction) or playbook.environment == "production":
+        return True
+    return action.destructive
+
 
 StepUse = Literal["fact", "gate", "probe", "action", "check", "guardrail", "manual"]
 STEP_USES: tuple[str, ...] = ("fact", "gate", "probe", "action", "check", "guardrail", "manual")
@@ -1074,6 +1136,7 @@ class Playbook(Strict):
     replicas: list[Replica] = Field(min_length=1)
     load_balancer: LoadBalancer | None = None
     realtime: Realtime | None = None
+    mirror: Mirror | None = None
     hosts: list[SshHost] = []
     facts: list[Fact] = []
     gates: list[Gate] = []

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import websockets
@@ -29,6 +29,8 @@ from rollback_tui.probes.protocol import check_references, open_stream, send_req
 from rollback_tui.probes.redis_tap import RedisTap, channel_pattern, channel_prefix_reader, redis_client
 
 Emit = Callable[[ev.Event], ev.Event]
+
+SessionStateWord = Literal["connecting", "open", "dropped", "reconnecting", "closed"]
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Received:
 class StreamSession:
     """One stream session on one replica; reconnects with backoff and resumes with `after`."""
 
-    label: str  # "A" | "B"
+    label: Literal["A", "B"]
     replica: Replica
     thread_id: str
     proto: FanoutProtocol
@@ -94,11 +96,11 @@ class StreamSession:
         except TimeoutError:
             return False
 
-    def _state(self, state: str, detail: str | None = None) -> None:
+    def _state(self, state: SessionStateWord, detail: str | None = None) -> None:
         self.emit(
             ev.FanoutSessionState(
                 run=self.run_id, session=self.label, replica=self.replica.name, state=state, detail=detail
-            )  # type: ignore[arg-type]
+            )
         )
 
     async def _run(self, after: int, reconnect_until: float | None) -> None:
@@ -157,7 +159,7 @@ class StreamSession:
         self.emit(
             ev.FanoutFrame(
                 run=self.run_id,
-                session=self.label,  # type: ignore[arg-type]
+                session=self.label,
                 replica=self.replica.name,
                 thread_id=self.thread_id,
                 event_id=str(event_id),
@@ -269,7 +271,12 @@ class FanoutVerifier:
     async def run(self) -> ev.FanoutResult:
         a_rep, b_rep = self.pair
         timeout = self.proto.receive_timeout_s
-        common = {"thread_id": self.thread_id, "proto": self.proto, "emit": self.emit, "run_id": self.run_id}
+        common: dict[str, Any] = {
+            "thread_id": self.thread_id,
+            "proto": self.proto,
+            "emit": self.emit,
+            "run_id": self.run_id,
+        }
         a = StreamSession("A", a_rep, sent_at=self.sent_at, **common)
         b = StreamSession("B", b_rep, sent_at=self.sent_at, **common)
         config = await self._realtime_config()

@@ -94,7 +94,11 @@ def health_url(replica: Replica) -> str:
 
 def interpret(replica: Replica, response: httpx.Response, latency_ms: float) -> HealthSample:
     """Turn one HTTP response into a sample; anything unexpected is `junk` with the reason."""
-    base = {"replica": replica.name, "latency_ms": round(latency_ms, 2), "http_status": response.status_code}
+    base: dict[str, Any] = {
+        "replica": replica.name,
+        "latency_ms": round(latency_ms, 2),
+        "http_status": response.status_code,
+    }
     refused = auth_refused(response.status_code)
     if refused:
         return HealthSample(status="unknown", error=refused, **base)
@@ -106,6 +110,7 @@ def interpret(replica: Replica, response: httpx.Response, latency_ms: float) -> 
     if not isinstance(doc, dict):
         return HealthSample(status="junk", error=f"expected a JSON object, got {type(doc).__name__}", **base)
     status: Status
+    error: str | None
     if response.status_code >= 500:
         status, error = "down", _text(dotted(doc, "error")) or f"HTTP {response.status_code}"
     elif response.status_code >= 400:
@@ -162,8 +167,8 @@ async def sample_replica(client: httpx.AsyncClient, replica: Replica, timeout_s:
             error=f"no answer within {timeout_s:g} s",
         )
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        status = "unknown" if cannot_observe(exc) else "down"
-        return HealthSample(replica=replica.name, status=status, error=describe_http_error(exc))
+        failed: Status = "unknown" if cannot_observe(exc) else "down"
+        return HealthSample(replica=replica.name, status=failed, error=describe_http_error(exc))
     return interpret(replica, response, (time.perf_counter() - started) * 1000)
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 
-from rollback_tui.core.events import Event, ProbeResult
+from rollback_tui.core.events import DeadLettersInspected, Event, ProbeResult
 from rollback_tui.exec.commands import CommandError, resolve_refs
 from rollback_tui.playbook.model import HttpProbe, Playbook
 from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted
@@ -25,42 +27,52 @@ from rollback_tui.probes.health import auth_refused, cannot_observe, describe_ht
 async def probe_http(
     probe: HttpProbe, client: httpx.AsyncClient, *, environ: Mapping[str, str] | None = None
 ) -> ProbeResult:
+    return (await probe_document(probe, client, environ=environ))[0]
+
+
+async def probe_document(
+    probe: HttpProbe, client: httpx.AsyncClient, *, environ: Mapping[str, str] | None = None
+) -> tuple[ProbeResult, Any]:
+    """The probe's result and the JSON document it read (None when there was none)."""
     environ = os.environ if environ is None else environ
     try:
         headers = {k: resolve_refs(v, environ, f"header {k}")[0] for k, v in probe.headers.items()}
     except CommandError as exc:  # an unset ${VAR}: the probe cannot even ask
-        return ProbeResult(probe=probe.name, ok=False, error=str(exc), observed=False)
+        return ProbeResult(probe=probe.name, ok=False, error=str(exc), observed=False), None
     started = time.perf_counter()
     try:
         response = await client.request(probe.method, probe.url, headers=headers, timeout=probe.timeout_s)
     except httpx.TimeoutException:
-        return ProbeResult(
+        timed_out = ProbeResult(
             probe=probe.name,
             ok=False,
             latency_ms=round(probe.timeout_s * 1000, 2),
             error=f"no answer within {probe.timeout_s:g} s",
         )
+        return timed_out, None
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         blind = cannot_observe(exc)  # the host does not resolve from here, or the URL is malformed
-        return ProbeResult(probe=probe.name, ok=False, error=describe_http_error(exc), observed=not blind)
+        failed = ProbeResult(probe=probe.name, ok=False, error=describe_http_error(exc), observed=not blind)
+        return failed, None
     latency = round((time.perf_counter() - started) * 1000, 2)
-    base = {"probe": probe.name, "http_status": response.status_code, "latency_ms": latency}
-    value = None
+    base: dict[str, Any] = {"probe": probe.name, "http_status": response.status_code, "latency_ms": latency}
+    value = doc = None
     error = None
     if probe.json_path:
         try:
-            value = dotted(response.json(), probe.json_path)
+            doc = response.json()
         except ValueError:
             error = f"not JSON: {response.text[:80]!r}"
         else:
+            value = dotted(doc, probe.json_path)
             if value is None:
                 error = f"no field {probe.json_path!r} in the response"
     if response.status_code != probe.expect_status:
         refused = auth_refused(response.status_code)
         if refused:  # the probe was not let in: it could not look, the target is not known to fail
-            return ProbeResult(ok=False, error=refused, observed=False, **base)
+            return ProbeResult(ok=False, error=refused, observed=False, **base), None
         error = f"expected HTTP {probe.expect_status}, got {response.status_code}"
-    return ProbeResult(ok=error is None, value=value, error=error, **base)
+    return ProbeResult(ok=error is None, value=value, error=error, **base), doc
 
 
 async def probe_once(
@@ -75,6 +87,34 @@ async def probe_once(
     async with httpx.AsyncClient(headers={"User-Agent": "rollback-tui/probe"}) as client:
         results = await asyncio.gather(*(probe_http(p, client, environ=environ) for p in probes))
     return [emit(r) for r in results]  # type: ignore[misc]
+
+
+NEWEST_SHOWN = 5  # dead letters listed by an inspection
+ITEM_CHARS = 200
+
+
+async def inspect_dead_letters(
+    probe: HttpProbe, emit: Callable[[Event], Event], *, environ: Mapping[str, str] | None = None
+) -> DeadLettersInspected:
+    """Read the dead-letters endpoint once: its count (journaled as the probe's result too, so the growth
+    guardrail sees it) and the newest items — the document's `items` list, in the endpoint's order."""
+    async with httpx.AsyncClient(headers={"User-Agent": "rollback-tui/probe"}) as client:
+        result, doc = await probe_document(probe, client, environ=environ)
+    emit(result)
+    items = doc.get("items") if isinstance(doc, dict) else None
+    newest = [json.dumps(i, separators=(",", ":"))[:ITEM_CHARS] for i in (items or [])[:NEWEST_SHOWN]]
+    count: int | None = None
+    if result.ok:
+        try:
+            count = int(result.value)
+        except (TypeError, ValueError):
+            result = result.model_copy(
+                update={"ok": False, "error": f"count {result.value!r} is not a number"}
+            )
+    inspected = DeadLettersInspected(
+        probe=probe.name, count=count, newest=newest, observed=result.observed, error=result.error
+    )
+    return emit(inspected)  # type: ignore[return-value]
 
 
 async def poll_probes(

@@ -62,7 +62,7 @@ async def open_pubsub(url: str, timeout_s: float = 2.0) -> tuple[asyncio.StreamR
     """Connect and authenticate as the URL says (the URL forms redis-py accepts for TCP, TLS and unix)."""
     from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-    opts: dict[str, Any] = parse_url(os.path.expandvars(url))
+    opts: dict[str, Any] = dict(parse_url(os.path.expandvars(url)))
     kind = opts.get("connection_class")
     if kind is UnixDomainSocketConnection:
         opening = asyncio.open_unix_connection(opts["path"])
@@ -271,7 +271,7 @@ class _Ingest(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.finished.done():
             return
-        self.parser.feed(self.buffer, 0, nbytes)
+        self.parser.feed(self.buffer, 0, nbytes)  # type: ignore[arg-type]  # hiredis reads any buffer
         try:
             if self.tap._drain(self.parser, self.limit):
                 self.finished.set_result(None)

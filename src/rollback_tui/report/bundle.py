@@ -13,6 +13,8 @@ from typing import Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import ItemStatus
+from rollback_tui.core.read.incident import incident_fields
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.summary import summarize
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
@@ -53,7 +55,7 @@ def build_summary(
     artefacts: Mapping[str, str] | None = None,
     warnings: Iterable[str] = (),
 ) -> dict[str, Any]:
-    read = summarize(playbook, state)  # what the report and the headless verdict say, as data
+    read = summarize(playbook, state, incident=evidence.incident)  # what the report and headless verdict say
     report = read.checklist
     started, t = state.started, state.traffic
     verified = t.rollback_verified
@@ -95,7 +97,9 @@ def build_summary(
             "journal": journal_name,
             "events": sum(state.counts.values()),
             "counts": dict(sorted(state.counts.items())),
+            **dict(incident_fields(state.incident)),
         },
+        "incident": read.incident.as_dict(iso) if read.incident else None,  # the report's summary paragraph
         "verdict": {
             "complete": report.verdict.complete,
             "missing": report.verdict.missing,
@@ -149,6 +153,7 @@ def build_summary(
             for b in evidence.blind
         ],
         "traffic_totals": [evidence.traffic_total.as_dict(), read.traffic.as_dict()],
+        "readiness": ReadinessView(state.readiness).as_dict() if state.readiness else None,
         "exports": [_dump(e, "directory") for e in state.exports],
         "warnings": list(warnings) + evidence.warnings,
     }

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.read.incident import KINDS as INCIDENT_KINDS
+from rollback_tui.core.read.incident import IncidentFold
 from rollback_tui.core.read.timeline import describe
 from rollback_tui.core.read.traffic import TrafficTotals
 from rollback_tui.core.state import SessionState, TapFrame
@@ -138,6 +140,7 @@ class Evidence:
         self.blind: list[Blind] = []  # oldest first, at most MAX_BLIND
         self.blind_dropped = 0
         self._blind_open: dict[str, Blind] = {}  # subject → its episode while it cannot observe
+        self.incident = IncidentFold()  # what broke, the traffic while it lasted: the summary paragraph
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event], state: SessionState | None = None) -> Evidence:
@@ -163,6 +166,8 @@ class Evidence:
     def observe(self, event: ev.Event) -> None:
         self.events += 1
         kind = event.kind
+        if kind in INCIDENT_KINDS:
+            self.incident.observe(event)
         if kind == "health_sample":  # the commonest kind: only an unknown (or the end of one) matters
             if self._blind_open or event.status == "unknown":  # type: ignore[attr-defined]
                 self._observed(event)

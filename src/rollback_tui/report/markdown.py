@@ -29,6 +29,8 @@ from rollback_tui.core.read.guardrails import (
     sides_text,
     value_text,
 )
+from rollback_tui.core.read.incident import incident_fields
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.steps import status_word
 from rollback_tui.core.read.summary import SessionSummary, summarize
 from rollback_tui.core.read.words import num, pct
@@ -55,7 +57,7 @@ def render_markdown(
     `artefacts` maps a GateFinished.artefact path to where the export put it (relative to the report).
     """
     evidence = events if isinstance(events, Evidence) else Evidence.from_events(events)
-    summary = summarize(playbook, state)
+    summary = summarize(playbook, state, incident=evidence.incident)
     report = summary.checklist
     doc = _Doc()
     _header(doc, playbook, state, journal_name, summary)
@@ -66,6 +68,7 @@ def render_markdown(
     _fanout(doc, state, evidence)
     _traffic(doc, state, evidence, summary)
     _guardrails(doc, playbook, state, summary)
+    _readiness(doc, state)
     _data_collection(doc, evidence)
     _checklist(doc, "Evidence checklist", report.items, "This playbook has no evidence checklist.")
     _checklist(doc, "Exit criteria", report.exit_criteria, "This playbook has no exit criteria.")
@@ -148,9 +151,12 @@ def _header(
 ) -> None:
     started = state.started
     doc.h(1, f"Rollback evidence report — {playbook.title}")
+    if summary.incident is not None:
+        doc.p(f"**Summary.** {summary.incident.text}")
     rows = [
         ["Playbook", f"{playbook.name} ({_code(started.playbook) if started and started.playbook else '-'})"],
         ["Environment", playbook.environment],
+        *([label.capitalize(), value] for label, value in incident_fields(state.incident)),
         ["Operator", f"{started.operator} on {started.host}" if started else "-"],
         ["Session start", iso(started.ts) if started else "-"],
         [
@@ -398,7 +404,22 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         for reading in summary.guardrails:
             doc.li(reading.line)
         doc.blank()
-    log = state.traffic.breach_log
+    _breach_table(doc, playbook, state.traffic.breach_log)
+    if state.traffic.breaches:
+        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    _queried(doc, playbook, state)
+    gaps = guardrail_gaps(playbook, state)
+    if gaps:
+        doc.p("Neither ok nor breached at the end (no verdict without data):")
+        for gap in gaps:
+            doc.li(gap)
+        doc.blank()
+    _rollback_section(doc, playbook, state)
+
+
+def _breach_table(
+    doc: _Doc, playbook: Playbook, log: list[ev.GuardrailBreach | ev.GuardrailRecovered]
+) -> None:
     if log:
         rows = []
         for e in log:
@@ -423,18 +444,13 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
         )
     else:
         doc.p("No guardrail was breached.")
-    if state.traffic.breaches:
-        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
-    _queried(doc, playbook, state)
-    gaps = guardrail_gaps(playbook, state)
-    if gaps:
-        doc.p("Neither ok nor breached at the end (no verdict without data):")
-        for gap in gaps:
-            doc.li(gap)
-        doc.blank()
+
+
+def _rollback_section(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
     t = state.traffic
     if t.rollback.stage == "none":
         doc.p("No rollback was executed.")
+        doc.blank()
         return
     attempts = f" (after {t.rollback.attempts} attempts)" if t.rollback.attempts > 1 else ""
     doc.p(f"Rollback: **{t.rollback.words}**{attempts}")
@@ -501,6 +517,18 @@ def _queried(doc: _Doc, playbook: Playbook, state: SessionState) -> None:
         )
     doc.p("Guardrails read from Prometheus, as last evaluated:")
     doc.table(["Guardrail", "Server", "Query", "Window", "Last value", "Evaluated (UTC)"], rows)
+
+
+def _readiness(doc: _Doc, state: SessionState) -> None:
+    doc.h(2, "Readiness")
+    if state.readiness is None:
+        doc.p("No readiness check was journaled.")
+        return
+    view = ReadinessView(state.readiness)
+    doc.p(f"Checked at {iso(state.readiness.ts)}: {view.headline}.")
+    for item in view.not_ready:
+        doc.li(f"{item.label} — {view.why(item.item, item.name)}")
+    doc.blank()
 
 
 def _data_collection(doc: _Doc, evidence: Evidence) -> None:

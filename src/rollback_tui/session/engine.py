@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rollback_tui import __version__
 from rollback_tui.core import events as ev
@@ -25,15 +25,17 @@ from rollback_tui.core.unknown import UnknownWatch
 from rollback_tui.playbook.model import (
     ChecklistItem,
     CommandAction,
-    CommandSpec,
     ExitCriterion,
     Playbook,
+    Redeploy,
     SelectorRemoval,
+    StabiliseFlags,
 )
 
 if TYPE_CHECKING:
     from rollback_tui.actions.gates import GateRunner
     from rollback_tui.core.checklist import ChecklistReport
+    from rollback_tui.session.preview import ActionPreview, StepPreview
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ def current_operator() -> str:
 
 class Engine:
     # Operator features this engine implements (the UI says plainly which ones are not there yet).
-    features: frozenset[str] = frozenset({"fanout", "traffic", "rollback", "gates", "checklist", "export"})
+    features: frozenset[str] = frozenset(
+        {"fanout", "traffic", "rollback", "gates", "checklist", "export", "actions", "runbook"}
+    )
 
     def __init__(
         self,
@@ -79,6 +83,8 @@ class Engine:
         self._checklist: ChecklistReport | None = None
         self._ended = False
         self.screenshot: Callable[[], str] | None = None  # the UI sets this: SVG of the screen for exports
+        self.export_dir: Path | None = None  # where an export without a directory goes (default: per user)
+        self.watch_interval_s = 5.0  # how often a watched action's probes are polled (see watch_probes)
         self._subscribers: list[Subscriber] = []
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -148,8 +154,51 @@ class Engine:
                     for r in self.playbook.replicas
                 ],
                 transport_expected=rt.transport_expected if (rt := self.playbook.realtime) else None,
+                runbook_items=True,
             )
         )
+
+    def record_incident(
+        self,
+        incident: str | None = None,
+        commander: str | None = None,
+        scribe: str | None = None,
+        *,
+        actor: str | None = None,
+    ) -> ev.IncidentRecorded:
+        """Journal which incident this is and who runs it (durable); what is not given keeps its value."""
+        before = self.state.incident
+
+        def kept(value: str | None, name: str) -> str | None:  # one line: it heads the report
+            return " ".join((value or "").split()) or (getattr(before, name) if before else None)
+
+        recorded = ev.IncidentRecorded(
+            incident=kept(incident, "incident"),
+            commander=kept(commander, "commander"),
+            scribe=kept(scribe, "scribe"),
+            actor=actor or self.operator,
+        )
+        return self.emit(recorded)
+
+    def start_readiness(self, *, again: bool = False) -> asyncio.Task[Any]:
+        """Check in the background what every playbook item needs from here (probes/readiness.py); the
+        result is journaled when it is in. `again`: a new check once the last one is done."""
+        task = self._tasks.get("readiness")
+        if task is None or (again and task.done()):
+            task = self.spawn("readiness", self._check_readiness())
+        return task
+
+    async def readiness(self) -> ev.ReadinessChecked:
+        """The readiness of every item (the session's check, started now if it was not)."""
+        result = await asyncio.shield(self.start_readiness())
+        if result is None:  # the check crashed; `spawn` journaled why
+            raise NotAvailable("The readiness check stopped unexpectedly; see the notices.")
+        return result
+
+    async def _check_readiness(self) -> ev.ReadinessChecked:
+        from rollback_tui.probes.readiness import check_readiness
+
+        return self.emit(await check_readiness(self.playbook))
 
     async def start(self) -> None:
         """Start the background feeds (health polling, journal flusher)."""
@@ -196,6 +245,8 @@ class Engine:
                 return None
 
         task = asyncio.create_task(guarded(), name=name)
+        # Cancelled before it ran (the session ended at once): close `coro`, which never started.
+        task.add_done_callback(lambda t: coro.close() if t.cancelled() else None)
         self._tasks[name] = task
         return task
 
@@ -533,37 +584,228 @@ class Engine:
                 return entry
         return None
 
-    async def run_action(
-        self, name: str, *, confirmed_text: str | None = None, actor: str | None = None
-    ) -> str:
-        """Run one of the playbook's command actions (e.g. the lab's fault injection, pausing ingestion).
+    # --- command actions: redeploy, flags, queue recovery (session/actions.py) --------------------------
 
-        A destructive one runs only when `confirmed_text` is its name. Journaled (who, what) before it
-        starts; the outcome is a notice. Returns that outcome: passed | failed | timed_out | error.
-        """
+    def _command_action(self, name: str) -> CommandAction | Redeploy | StabiliseFlags:
         action = next((a for a in self.playbook.actions if a.name == name), None)
-        if not isinstance(action, CommandAction):
-            raise NotAvailable(f"No command action named {name!r} in this playbook.")
-        if action.destructive and confirmed_text != name:
-            raise NotAvailable(f"{name} is destructive: type {name!r} to confirm.")
-        return await self.run_command(name, action.command, actor=actor)
+        if action is None:
+            raise NotAvailable(f"No action named {name!r} in this playbook.")
+        if isinstance(action, SelectorRemoval):
+            raise NotAvailable(f"{name} is a rollback: confirm it with the rollback (r), not as an action.")
+        return action
 
-    async def run_command(self, label: str, spec: CommandSpec, *, actor: str | None = None) -> str:
-        """Journal who runs what, run it (locally or over SSH), and journal the outcome as a notice."""
+    def preview_action(self, name: str) -> ActionPreview:
+        """What action `name` would run (resolved argv, where, current → new flags), and what to type."""
+        from rollback_tui.session.preview import action_preview
+
+        try:
+            return action_preview(self.playbook, name, self.state)
+        except KeyError:
+            raise NotAvailable(f"No action named {name!r} in this playbook.") from None
+
+    def preview_step(self, step: str) -> StepPreview:
+        """A step's notes and each item's resolved commands."""
+        from rollback_tui.session.preview import step_preview
+
+        try:
+            return step_preview(self.playbook, step, self.state)
+        except KeyError:
+            raise NotAvailable(f"No runbook step named {step!r}.") from None
+
+    def action_refusal(self, name: str, *, include_optional: bool = False) -> str | None:
+        """Why action `name` cannot run now (before anyone is asked to confirm it), or None."""
+        from rollback_tui.session.preview import fact_value
+
+        action = self._command_action(name)
+        if self.running(f"action:{name}"):
+            return f"{name} is already running."
+        if isinstance(action, Redeploy) and not fact_value(self.state, action.last_known_good):
+            return f"No value for fact {action.last_known_good}: capture the last known good commit first."
+        if isinstance(action, StabiliseFlags) and not any(
+            include_optional or not c.optional for c in action.set
+        ):
+            optional = ", ".join(f"{c.flag}={c.value}" for c in action.set) or "none"
+            return f"{name} has only optional changes ({optional}): run it as the operator's choice."
+        return None
+
+    async def run_action(
+        self,
+        name: str,
+        *,
+        confirmed_text: str | None = None,
+        actor: str | None = None,
+        via: str = "typed",
+        include_optional: bool = False,
+    ) -> str:
+        """Run one of the playbook's command, redeploy or stabilise_flags actions.
+
+        One that changes the system (`preview_action(name).changes`) runs only when `confirmed_text` is its
+        `confirm_text`; the confirmation is journaled first (who, what they typed or `via`, the previewed
+        argv). Each part is journaled as it starts and ends. Returns the outcome: passed | failed |
+        timed_out | cancelled | error. Raises NotAvailable when it cannot start (nothing ran).
+        `include_optional`: a flag change marked optional is applied too (the operator chose it).
+        """
+        from rollback_tui.session.actions import ActionRun
+
+        action = self._command_action(name)
+        refusal = self.action_refusal(name, include_optional=include_optional)
+        if refusal:
+            raise NotAvailable(refusal)
+        preview = self.preview_action(name)
+        actor = actor or self.operator
+        if preview.changes:
+            if (confirmed_text or "").strip() != preview.confirm_text:
+                raise NotAvailable(
+                    f"{name} changes {self.playbook.environment}: type {preview.confirm_text!r} to confirm."
+                )
+            self.emit(
+                ev.ActionConfirmed(
+                    action=name,
+                    actor=actor,
+                    typed=(confirmed_text or "").strip(),
+                    via=via,
+                    commands=[c.as_dict() for c in preview.commands],
+                )
+            )
+        task = self.spawn(
+            f"action:{name}", ActionRun(self, action, actor).run(include_optional=include_optional)
+        )
+        outcome = await task
+        if outcome is None:  # it crashed; `spawn` journaled why
+            raise NotAvailable(f"{name} stopped unexpectedly; see the notices.")
+        return str(outcome)
+
+    def decline_action(self, name: str, *, actor: str | None = None) -> ev.Event:
+        """The operator declined an action at its confirmation (journaled with who)."""
+        self._command_action(name)
+        return self.operator_action("decline_action", actor=actor, name=name)
+
+    async def read_flags(self, name: str, phase: Literal["before", "after"] = "before") -> ev.FlagsRead:
+        """Read the flags a stabilise_flags action names with its `verify` command (journaled)."""
         from rollback_tui.exec.supervise import run_capture
+        from rollback_tui.session.actions import parse_flags
 
-        self.emit(
-            ev.OperatorAction(
-                action="run_action",
-                actor=actor or self.operator,
-                detail={"name": label, "argv": spec.argv or [spec.run or ""], "where": spec.where},
+        action = self._command_action(name)
+        if not isinstance(action, StabiliseFlags):
+            raise NotAvailable(f"{name} is not a stabilise_flags action.")
+        names = [c.flag for c in action.set] + list(action.must_stay_on)
+        if action.verify is None:
+            return self.emit(
+                ev.FlagsRead(
+                    action=name,
+                    phase=phase,
+                    values=dict.fromkeys(names),
+                    observed=False,
+                    error="the action has no verify command to read the flags with",
+                )
+            )
+        result = await run_capture(action.verify, self.playbook)
+        error = None
+        if result.outcome != "passed":
+            last = (result.stderr.strip().splitlines() or [""])[-1]
+            error = result.error or f"{result.outcome} (exit {result.exit_code}) {last}".strip()
+        return self.emit(
+            ev.FlagsRead(
+                action=name,
+                phase=phase,
+                values=parse_flags(result.stdout, names)
+                if result.outcome == "passed"
+                else dict.fromkeys(names),
+                observed=result.outcome != "error",
+                error=error,
             )
         )
-        result = await run_capture(spec, self.playbook)
-        output = (result.stdout or result.stderr or result.error or "").strip().splitlines()[-1:] or [""]
-        level: ev.NoticeLevel = "info" if result.outcome == "passed" else "error"
-        self.notice("action", f"{label}: {result.outcome} (exit {result.exit_code}) {output[0]}", level)
-        return result.outcome
+
+    async def inspect_dead_letters(self, probe: str) -> ev.DeadLettersInspected:
+        """Count and newest items of the dead-letter queue, from the dead-letters probe's endpoint."""
+        from rollback_tui.probes.http_json import inspect_dead_letters
+
+        spec = next((p for p in self.playbook.probes if p.name == probe), None)
+        if spec is None:
+            raise NotAvailable(f"No probe named {probe!r}.")
+        return await inspect_dead_letters(spec, self.emit)
+
+    def watch_probes(self, names: list[str]) -> None:
+        """Poll these probes every `watch_interval_s` (or their own, shorter, interval) for the rest of the
+        session: a watched action's effect on them (a queue poisoned again) shows while it happens."""
+        from rollback_tui.probes.http_json import probe_once
+
+        interval_s = self.watch_interval_s
+
+        async def poll(name: str, every: float) -> None:
+            while True:
+                await probe_once(self.playbook, self.emit, [name])
+                await asyncio.sleep(every)
+
+        for probe in self.playbook.probes:
+            if probe.name in names and not self.running(f"watch:{probe.name}"):
+                every = min(interval_s, probe.interval_s or interval_s)
+                self.spawn(f"watch:{probe.name}", poll(probe.name, every))
+
+    def record_fact(
+        self, name: str, value: str, *, phase: str = "baseline", actor: str | None = None
+    ) -> ev.FactCaptured:
+        """A manual fact's value, as the operator gave it (journaled with who)."""
+        fact = next((f for f in self.playbook.facts if f.name == name), None)
+        if fact is None:
+            raise NotAvailable(f"No fact named {name!r}.")
+        if not value.strip():
+            raise NotAvailable(f"{name}: an empty value is not a value.")
+        return self.emit(
+            ev.FactCaptured(
+                fact=name,
+                phase=phase,  # type: ignore[arg-type]
+                values={"-": value.strip()},
+                source=f"manual:{actor or self.operator}",
+            )
+        )
+
+    @property
+    def rolled_back(self) -> bool:
+        """The candidate is out of the selection, or a redeploy of the last known good commit passed."""
+        if self.state.traffic.rollback.after_rollback:
+            return True
+        redeploys = [a.name for a in self.playbook.actions if isinstance(a, Redeploy)]
+        return any(self.state.actions[n].status == "passed" for n in redeploys if n in self.state.actions)
+
+    # --- the runbook ---------------------------------------------------------------------------------
+
+    def start_item(self, step: str, index: int, *, actor: str | None = None) -> ev.StepItemStarted:
+        """The runner begins item `index` of `step` (journaled with who)."""
+        item = self._step_item(step, index)
+        return self.emit(ev.StepItemStarted(step=step, index=index, item=item, actor=actor or self.operator))
+
+    def finish_item(
+        self,
+        step: str,
+        index: int,
+        outcome: ev.ItemOutcome,
+        reason: str = "",
+        *,
+        note: str = "",
+        actor: str | None = None,
+    ) -> ev.StepItemFinished:
+        """What item `index` of `step` showed; the step's status is folded from these."""
+        item = self._step_item(step, index)
+        finished = ev.StepItemFinished(
+            step=step,
+            index=index,
+            item=item,
+            outcome=outcome,
+            reason=reason,
+            note=note,
+            actor=actor or self.operator,
+        )
+        return self.emit(finished)
+
+    def _step_item(self, step: str, index: int) -> str:
+        found = next((s for s in self.playbook.steps if s.name == step), None)
+        if found is None:
+            raise NotAvailable(f"No runbook step named {step!r}.")
+        if not 0 <= index < len(found.do):
+            raise NotAvailable(f"Step {step} has no item {index + 1}.")
+        kind, ref = found.do[index].ref
+        return f"{kind}: {ref}"
 
     def enter_step(self, step: str, *, actor: str | None = None) -> ev.StepEntered:
         """The operator (or the headless runner) moves the runbook tracker to `step` (journaled with who)."""
@@ -592,12 +834,20 @@ class Engine:
         tick = ev.ChecklistTicked(item=item, checked=checked, actor=actor or self.operator, note=note.strip())
         return self.emit(tick)
 
+    def quit_anyway(
+        self, *, running: list[str], verdict: str, missing: list[str], actor: str | None = None
+    ) -> ev.Event:
+        """The operator quits with work running or the exit criteria unmet: journaled (with what was left)
+        before anything stops, so the evidence says the session was left, not that it was finished."""
+        return self.operator_action("quit", actor=actor, running=running, verdict=verdict, missing=missing)
+
     async def export(self, directory: Path | None = None) -> list[Path]:
         """Markdown report + JSON bundle + journal copy + artefacts (+ SVG of the cockpit when shown)."""
         from rollback_tui import settings
         from rollback_tui.report.export import automatic_export_dir, export_session
 
         default = settings.export_dir() / self.journal.path.stem
+        directory = directory or self.export_dir
         out = Path(directory) if directory else automatic_export_dir(default, self.journal.path)
         self.operator_action("export", directory=str(out))
         self.journal.flush(fsync=True)

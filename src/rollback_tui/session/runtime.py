@@ -4,22 +4,28 @@
         ...  # the cockpit runs, or the headless rehearsal walks the runbook
 
 On the way out, whatever happened inside: the engine stops (feeds cancelled, the session's end journaled),
-the evidence is exported unless a front end already did, the journal is closed, the lab is stopped.
+the evidence is exported unless a front end already did, the journal is closed, its mirror (`mirror=`, or
+the playbook's `mirror:`; session/mirror.py) gets what is left of it, the lab is stopped.
 The session layer never imports the lab: the CLI hands it in as anything with start/stop/playbook.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rollback_tui.core.journal import Journal
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
+
+if TYPE_CHECKING:
+    from rollback_tui.session.mirror import JournalMirror
+
+MIRROR_FINAL_S = 10.0  # how long the end of a session waits for its mirror to take the last lines
 
 
 class LabHandle(Protocol):
@@ -51,6 +57,8 @@ class SessionRuntime:
         export_on_exit: bool = False,
         export_dir: Path | None = None,
         end_reason: str = "quit",
+        mirror: str | None = None,
+        incident: Mapping[str, str | None] | None = None,
     ) -> None:
         self.playbook = playbook
         self.playbook_path = str(Path(playbook_path).resolve()) if playbook_path else playbook_path
@@ -63,9 +71,12 @@ class SessionRuntime:
         self.export_on_exit = export_on_exit
         self.export_dir = export_dir
         self.end_reason = end_reason
+        self.incident = {k: v for k, v in (incident or {}).items() if v}  # incident, commander, scribe
         self.engine: Engine | None = None
         self.exported: list[Path] | None = None  # set by a front end that exported itself (with its SVG)
         self.export_error: str | None = None
+        self.mirror_url = mirror
+        self.mirror: JournalMirror | None = None
 
     async def __aenter__(self) -> Engine:
         playbook = self.playbook
@@ -82,14 +93,22 @@ class SessionRuntime:
         self.engine = Engine(
             playbook, self.journal, playbook_path=self.playbook_path, operator=self.operator, state=self.state
         )
+        self.engine.export_dir = self.export_dir
+        if self.mirror_url or playbook.mirror is not None:  # imported only then: startup stays as fast
+            from rollback_tui.session.mirror import start_mirror
+
+            self.mirror = start_mirror(self.engine, self.mirror_url)
         if self.engine.state.started is None:
             self.engine.start_session()
+        if self.incident:
+            self.engine.record_incident(**self.incident)
         if self.lab is not None:
             self.engine.notice("lab", f"{self.lab_notice} · Redis: {self.lab.redis_kind}")
             if self.lab.prometheus_note:  # last: the notice line shows it when the session opens
                 self.engine.notice(
                     "lab", self.lab.prometheus_note, "info" if self.lab.prometheus_up else "warning"
                 )
+        self.engine.start_readiness()  # journaled when in: what cannot run from here, and why
         return self.engine
 
     async def __aexit__(
@@ -103,6 +122,8 @@ class SessionRuntime:
                 await self._export(engine)
         finally:
             journal.close()
+            if self.mirror is not None:  # before the lab: the mirror may be the lab's own Redis
+                await self.mirror.close(MIRROR_FINAL_S)
             if self.lab is not None:
                 with contextlib.suppress(Exception):
                     await self.lab.stop()

@@ -1,10 +1,12 @@
 """The cockpit app: wiring between the engine and the cockpit screen.
 
-The engine publishes events on the app's asyncio loop; the subscriber only marks panes dirty, and the
-repaint scheduler (ui/repaint.py) repaints them in batches. The cockpit screen (ui/screens/cockpit.py) owns
-the panes and the operator's keys; the command table (ui/commands.py) generates the bindings, the palette
-and the help. The UI never does I/O: actions are engine coroutines run in workers, and every failure
-becomes a notification (and, if unexpected, a journaled notice), never a crash.
+`PanesApp` is the read side the cockpit and `watch` (ui/watch.py) share: a session's state and playbook
+painted into the panes, themes, and the repaint scheduler (ui/repaint.py), which repaints dirty panes in
+batches. `CockpitApp` adds the engine: it publishes events on the app's asyncio loop and the subscriber only
+marks panes dirty. The cockpit screen (ui/screens/cockpit.py) adds the operator's keys to the panes
+(ui/screens/panes.py); the command table (ui/commands.py) generates the bindings, the palette and the help.
+The UI never does I/O: actions are engine coroutines run in workers, and every failure becomes a
+notification (and, if unexpected, a journaled notice), never a crash.
 """
 
 from __future__ import annotations
@@ -18,21 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.events import Event
 from rollback_tui.core.read import session_now
 from rollback_tui.core.read.words import pct
+from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import stale_after_s
+from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui import theme_store
-from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke
+from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, supported
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
 from rollback_tui.ui.panes.base import View, make_redactor
 from rollback_tui.ui.repaint import RepaintScheduler
-from rollback_tui.ui.screens.cockpit import ACTIVITY_HZ, CockpitScreen, is_compact
+from rollback_tui.ui.screens.cockpit import ACTIVITY_HZ, CockpitScreen
+from rollback_tui.ui.screens.panes import PanesScreen, is_compact
+from rollback_tui.ui.screens.quit import QuitDialog
 from rollback_tui.ui.themes import VARIABLE_DEFAULTS, load_themes
 
 log = logging.getLogger(__name__)
@@ -58,66 +64,73 @@ def available_theme_names() -> list[str]:
     return list(load_themes())
 
 
-class CockpitApp(App[None]):
+class PanesApp(App[None]):
+    """The panes over one session's state and playbook: the read side (no engine, no actions).
+
+    Subclasses set `self.cockpit` (the screen with the panes) and `state`, and start what feeds the state
+    in `start_feeds`; whatever changes the state calls `mark_dirty` with the panes it changes.
+    """
+
     CSS_PATH = "app.tcss"
     TITLE = "rollback-tui"
-    BINDINGS = bindings("app")
     COMMANDS = {CockpitCommands}
+    read_only = False  # a viewer's app: views only, no operator keys (ui/commands.py)
+    cockpit: PanesScreen
 
     def __init__(
         self,
-        engine: Engine,
+        playbook: Playbook,
+        redact_base: Callable[[str], str],
         *,
-        theme: str | None = None,
-        share: bool = False,
-        live: bool = True,
-        export_on_quit: bool = False,
+        theme: str | None,
+        share: bool,
+        live: bool,
+        features: frozenset[str],
     ) -> None:
         super().__init__()
-        self.engine = engine
+        self.playbook = playbook
+        self.supports = supported(playbook)  # what the playbook has: the commands offered follow it
         self.share = share
         self.live = live
-        self.export_on_quit = export_on_quit
-        self.exported_on_quit: list[Path] | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._stopping = False
         self._cockpit_mounted = False
         self._startup_warnings: list[str] = []
         for t in load_themes().values():
             self.register_theme(t)
-        pb = engine.playbook
-        self.redact = make_redactor(engine.journal.redact, share, pb.sensitive_patterns)
-        self._sensitive = frozenset(r.name for r in pb.replicas if r.sensitive)
-        self._features = engine_features(engine)
-        self._stale_after = stale_after_s(pb)
-        self.cockpit = CockpitScreen(engine, share=share)
+        self.redact = make_redactor(redact_base, share, playbook.sensitive_patterns)
+        self._sensitive = frozenset(r.name for r in playbook.replicas if r.sensitive)
+        self._features = features
+        self._stale_after = stale_after_s(playbook)
         self.repaint = RepaintScheduler(self._paint, live=live, post=self.post_message, hold=self._hold)
-        self.sub_title = pb.title
+        self.sub_title = playbook.title
         # Before mount, so the stylesheet is parsed once, with the right theme.
         self._apply_theme(theme_store.starting(theme, live=live))
+
+    @property
+    def state(self) -> SessionState:
+        raise NotImplementedError
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(VARIABLE_DEFAULTS)
 
-    def get_default_screen(self) -> CockpitScreen:
+    def get_default_screen(self) -> PanesScreen:
         return self.cockpit
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
-        # The cockpit screen composes on its own task, maybe after this: what needs its panes waits for
+        # The screen composes on its own task, maybe after this: what needs its panes waits for
         # cockpit_mounted().
-        self._unsubscribe = self.engine.subscribe(self._on_event)
-        if hasattr(self.engine, "screenshot"):  # exports include an SVG of what the operator sees
-            self.engine.screenshot = self.export_screenshot
+        self.wire()
         self.theme_changed_signal.subscribe(self, lambda _theme: self.mark_dirty(ALL_PANES))
         self.repaint.start(self)
         if self.live:
             # Clock and staleness move with time, not only with events.
             self.set_interval(1.0, lambda: self.mark_dirty({"status", "verdict", "health"}))
-            self.set_interval(1 / ACTIVITY_HZ, self.cockpit.tick_activity)
         for warning in self._startup_warnings:
             self.notify(warning, severity="warning", timeout=8)
+
+    def wire(self) -> None:
+        """Connect what feeds the state (on mount, before the first paint)."""
 
     def cockpit_mounted(self) -> None:
         """The panes are mounted: paint them before the screen's first layout (a second one costs more)."""
@@ -125,16 +138,10 @@ class CockpitApp(App[None]):
         self.repaint.flush()
         if self.live:
             # Feeds start once the first frame is on screen (their HTTP clients cost ~0.1 s to build).
-            self.call_after_refresh(self._start_feeds)
+            self.call_after_refresh(self.start_feeds)
 
-    async def _start_feeds(self) -> None:
-        if self._stopping:
-            return
-        tune_gc()
-        try:
-            await self.engine.start()
-        except Exception as exc:  # a broken feed is shown, never fatal
-            self.report_failure("start", exc)
+    async def start_feeds(self) -> None:
+        """Start what keeps the state moving (after the first frame)."""
 
     def on_resize(self) -> None:
         self.cockpit.fit(self.size)
@@ -144,20 +151,7 @@ class CockpitApp(App[None]):
     def compact(self) -> bool:
         return is_compact(self.size)
 
-    def on_unmount(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if getattr(self.engine, "screenshot", None) == self.export_screenshot:
-            self.engine.screenshot = None
-
-    # --- events → dirty panes → repaint -----------------------------------------------------------
-
-    def _on_event(self, event: Event) -> None:
-        """Engine subscriber (runs on this loop): mark panes dirty, nothing else."""
-        self.mark_dirty(panes_for(event.kind))
-        if event.kind == "notice" and self.live and getattr(event, "level", "") == "error":
-            self.notify(self.redact(getattr(event, "message", "")), severity="error", title="notice")
+    # --- dirty panes → repaint ------------------------------------------------------------------------
 
     def mark_dirty(self, panes: Iterable[str]) -> None:
         """Ask for these panes to be repainted on the next refresh."""
@@ -173,31 +167,35 @@ class CockpitApp(App[None]):
         return not (self._cockpit_mounted and stack) or (self.live and isinstance(stack[-1], ModalScreen))
 
     def _paint(self, names: list[str]) -> None:
-        self.cockpit.paint(names, self.engine.state, self.engine.playbook, self.view())
+        self.cockpit.paint(names, self.state, self.playbook, self.view())
+
+    def now(self) -> float:
+        """The panes' clock: now, live; a replay's time stands still at the journal's end, the moment the
+        report describes too."""
+        return time.time() if self.live else session_now(self.state)
 
     def view(self) -> View:
-        state = self.engine.state
-        # Replay: time stands still at the journal's end, the moment the report describes too.
-        now = time.time() if self.live else session_now(state)
         theme_vars = {**VARIABLE_DEFAULTS, **self.current_theme.variables}
         return View(
             colors={tone: theme_vars[var] for tone, var in TONE_VARIABLES.items()},
             redact=self.redact,
             share=self.share,
-            now=now,
+            now=self.now(),
             features=self._features,
             sensitive_replicas=self._sensitive,
             stale_after_s=self._stale_after,
             activity=self.cockpit.activity(self.live),
             mono=self.no_color,
             compact=self.compact,
+            read_only=self.read_only,
         )
 
     # --- commands and themes ----------------------------------------------------------------------
 
     def run_command(self, command: Command) -> Any:
         """Run a command chosen in the palette on the node its bindings live on."""
-        return invoke(self if command.scope == "app" else self.cockpit, command.action)
+        nodes = {"app": self, "screen": self.cockpit, "steps": self.cockpit.panes.get("steps")}
+        return invoke(nodes[command.scope], command.action)
 
     def _apply_theme(self, name: str) -> None:
         chosen, warning = theme_store.resolve(name, self.available_themes)
@@ -215,7 +213,81 @@ class CockpitApp(App[None]):
         self.set_theme(nxt)
         self.notify(f"Theme: {nxt}", timeout=2)
 
+
+class CockpitApp(PanesApp):
+    BINDINGS = bindings("app")
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        theme: str | None = None,
+        share: bool = False,
+        live: bool = True,
+        export_on_quit: bool = False,
+        present: bool = False,
+    ) -> None:
+        super().__init__(
+            engine.playbook,
+            engine.journal.redact,
+            theme=theme,
+            share=share,
+            live=live,
+            features=engine_features(engine),
+        )
+        self.engine = engine
+        self.export_on_quit = export_on_quit
+        self.exported_on_quit: list[Path] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopping = False
+        self.cockpit: CockpitScreen = CockpitScreen(engine, share=share, present=present)
+
+    @property
+    def state(self) -> SessionState:
+        return self.engine.state
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def wire(self) -> None:
+        self._unsubscribe = self.engine.subscribe(self._on_event)
+        if hasattr(self.engine, "screenshot"):  # exports include an SVG of what the operator sees
+            self.engine.screenshot = self.screenshot_without_toasts
+        if self.live:
+            self.set_interval(1 / ACTIVITY_HZ, self.cockpit.tick_activity)
+
+    async def start_feeds(self) -> None:
+        if self._stopping:
+            return
+        tune_gc()
+        try:
+            await self.engine.start()
+        except Exception as exc:  # a broken feed is shown, never fatal
+            self.report_failure("start", exc)
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if getattr(self.engine, "screenshot", None) == self.screenshot_without_toasts:
+            self.engine.screenshot = None
+
+    # --- events → dirty panes → repaint -----------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        """Engine subscriber (runs on this loop): mark panes dirty, nothing else."""
+        self.mark_dirty(panes_for(event.kind))
+        if event.kind == "notice" and self.live and getattr(event, "level", "") == "error":
+            self.notify(self.redact(getattr(event, "message", "")), severity="error", title="notice")
+
     # --- running engine actions -------------------------------------------------------------------
+
+    def run_playbook_action(self, name: str) -> None:
+        """A playbook action chosen in the palette: through its confirmation, as `a` would run it."""
+        self.cockpit.run_playbook_action(name)
+
+    def run_step_named(self, name: str) -> None:
+        """A runbook step chosen in the palette: its items in order, as Enter on it in the pane."""
+        self.cockpit.run_step(name)
 
     async def perform(self, label: str, call: Callable[[], Any]) -> Any:
         """Await an engine action; its failures become notifications, never a crash."""
@@ -280,6 +352,29 @@ class CockpitApp(App[None]):
             self.notify(self.redact(message), title=label, severity=severity, timeout=6)  # type: ignore[arg-type]
 
     async def action_quit(self) -> None:
+        """q, ctrl+c, ctrl+q: on a dialog, close it (as Esc would); on the cockpit, quit — asking first when
+        something runs or the exit criteria are unmet, so no single key loses the session."""
+        if self._stopping:
+            return
+        if isinstance(self.screen, ModalScreen):
+            await close_dialog(self.screen)
+            return
+        concerns = self.cockpit.quit_concerns()
+        if not concerns.any:
+            await self.stop_and_exit()
+            return
+
+        async def answered(leave: bool | None) -> None:
+            if not leave:
+                return
+            self.engine.quit_anyway(
+                running=concerns.running, verdict=concerns.verdict_line, missing=concerns.exit.missing
+            )
+            await self.stop_and_exit()
+
+        self.push_screen(QuitDialog(concerns, exports=self.export_on_quit), callback=answered)
+
+    async def stop_and_exit(self) -> None:
         if self._stopping:
             return
         self._stopping = True
@@ -294,6 +389,30 @@ class CockpitApp(App[None]):
         if not self.engine.journal.closed:
             self.engine.journal.flush(fsync=True)
         self.exit()
+
+    def screenshot_without_toasts(self) -> str:
+        """The SVG an export carries: the screen as the operator sees it, minus the passing toasts."""
+        racks = [rack for rack in self.screen.query("#textual-toastrack") if rack.display]
+        for rack in racks:
+            rack.display = False
+        if racks:
+            self.screen._refresh_layout()  # reflow now: the export cannot wait for the next frame
+        try:
+            return self.export_screenshot()
+        finally:
+            for rack in racks:
+                rack.display = True
+            if racks:
+                self.screen.refresh(layout=True)
+
+
+async def close_dialog(screen: Screen[Any]) -> None:
+    """Do what Esc does on a dialog, so a declined confirmation is journaled as declined."""
+    for action in ("cancel", "escape"):  # our dialogs' Esc; the command palette's
+        if hasattr(screen, f"action_{action}") or hasattr(screen, f"_action_{action}"):
+            await screen.run_action(action)
+            return
+    screen.dismiss(None)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:

@@ -2,6 +2,9 @@
 
 The cockpit screen's and the app's key bindings, the command palette and the `?` help are generated from
 COMMANDS, so a command is added, renamed or rebound in one place and the three surfaces cannot drift apart.
+A command that `needs` part of a playbook (a load balancer, a realtime section…) is offered — footer, help,
+palette, key — only for a playbook that has it. A `watch` viewer gets the same surfaces from the same table,
+with only the commands marked `watch` (views: nothing a viewer does reaches the session).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from textual.actions import parse
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.ui.themes import THEME_ORDER
 
 
@@ -32,12 +36,16 @@ class Key:
 class Command:
     id: str
     keys: tuple[Key, ...]
-    action: str  # a Textual action string, run on the cockpit screen ("screen") or on the app ("app")
+    action: str  # a Textual action string, run where `scope` says
     label: str  # the footer's word
     help: str  # the help screen's line and the footer's tooltip
     palette: tuple[str, str] | None = None  # (title, line) in the command palette; None keeps it out
     footer: bool = True
-    scope: Literal["screen", "app"] = "screen"
+    # Bound on the cockpit screen, on the app, or on the Runbook pane (its keys work while it has focus).
+    scope: Literal["screen", "app", "steps"] = "screen"
+    needs: str | None = None  # a key of NEEDS: what the playbook must have for the command to be offered
+    watch: bool = False  # a `watch` viewer's too: a view of the session that changes nothing in it
+    cockpit: bool = True  # the cockpit's (False: a viewer's own, e.g. its quit, which stops nothing)
 
     def __post_init__(self) -> None:
         if parse(self.action)[0]:
@@ -46,6 +54,25 @@ class Command:
     @property
     def action_name(self) -> str:
         return parse(self.action)[1]
+
+
+# need → (whether a playbook has it, why a command is not offered when it does not)
+NEEDS: dict[str, tuple[Callable[[Playbook], bool], str]] = {
+    "gates": (lambda pb: bool(pb.gates), "the playbook has no gates"),
+    "realtime": (lambda pb: pb.realtime is not None, "the playbook has no realtime section"),
+    "load_balancer": (lambda pb: pb.load_balancer is not None, "the playbook has no load balancer"),
+    "selector_removal": (
+        lambda pb: any(isinstance(a, SelectorRemoval) for a in pb.actions),
+        "the playbook has no selector_removal action",
+    ),
+    "actions": (lambda pb: bool(pb.actions), "the playbook has no actions"),
+    "checklist": (lambda pb: bool(pb.checklist or pb.exit_criteria), "the playbook has no checklist"),
+}
+
+
+def supported(playbook: Playbook) -> frozenset[str]:
+    """The needs this playbook meets."""
+    return frozenset(need for need, (has, _) in NEEDS.items() if has(playbook))
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -57,6 +84,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Gates",
         help="Run the playbook's release gates",
         palette=("Run gates", "Run the playbook's release gates"),
+        needs="gates",
     ),
     Command(
         id="fanout",
@@ -65,6 +93,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Fanout",
         help="Run the two-session cross-replica fanout check",
         palette=("Run fanout check", "Two stream sessions on two replicas, same thread"),
+        needs="realtime",
     ),
     Command(
         id="traffic",
@@ -73,6 +102,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Traffic",
         help="Start / stop synthetic canary traffic through the balancer",
         palette=("Start / stop synthetic traffic", "Canary traffic through the balancer"),
+        needs="load_balancer",
     ),
     Command(
         id="rollback",
@@ -81,6 +111,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Rollback",
         help="Roll back: remove the candidate from the selector (confirms)",
         palette=("Roll back", "Remove the candidate from the service selector — asks to confirm"),
+        needs="selector_removal",
     ),
     Command(
         id="cancel-gates",
@@ -89,14 +120,17 @@ COMMANDS: tuple[Command, ...] = (
         label="Cancel",
         help="Cancel the running gates",
         palette=("Cancel running gates", "Stop the gates that are running"),
+        needs="gates",
     ),
     Command(
         id="tick",
-        keys=(Key("t"), Key("space", footer=False)),
+        # Not in the footer: the checklist pane says "space/t ticks" where it matters.
+        keys=(Key("t", footer=False), Key("space", footer=False)),
         action="tick",
         label="Tick",
         help="Tick / untick the highlighted checklist item",
         palette=("Tick checklist item", "Tick / untick the highlighted evidence item"),
+        needs="checklist",
     ),
     Command(
         id="export",
@@ -111,8 +145,30 @@ COMMANDS: tuple[Command, ...] = (
         keys=(Key("a"),),
         action="actions",
         label="Actions",
-        help="Run one of the playbook's command actions (lab faults…)",
-        palette=("Run a playbook action", "Lab faults and the playbook's other command actions"),
+        help="Run one of the playbook's actions (a change shows what it runs and asks you to type its name)",
+        palette=("Run a playbook action", "Choose one; a change shows what it runs and asks to confirm"),
+        needs="actions",
+    ),
+    # The Runbook pane's own (↑/↓ select a step there, as in any list).
+    Command(
+        id="run-step",
+        keys=(Key("enter"),),
+        action="run_step",
+        label="Run step",
+        help="Runbook pane: run the selected step's items in order (↑/↓ select a step)",
+        palette=None,  # the palette lists every step instead ("Run step 2: …")
+        footer=False,  # the Runbook pane names its keys in its border while it has focus
+        scope="steps",
+    ),
+    Command(
+        id="retry-item",
+        keys=(Key("R"),),
+        action="retry",
+        label="Retry",
+        help="Runbook pane: run the selected step's failed or unanswered item again (else a skipped one)",
+        palette=("Retry failed runbook item", "Run the selected step's failed (else skipped) item"),
+        footer=False,  # the Runbook pane names its keys in its border while it has focus
+        scope="steps",
     ),
     Command(
         id="next-step",
@@ -140,6 +196,16 @@ COMMANDS: tuple[Command, ...] = (
         help="Show every notice (feed failures, errors)",
         palette=("Show notices", "Feed failures, warnings and action errors"),
         footer=False,
+        watch=True,
+    ),
+    Command(
+        id="event-log",
+        keys=(Key("l"),),
+        action="event_log",
+        label="Log",
+        help="Event log: every breach, recovery, operator action and outcome, in full",
+        palette=("Show event log", "Every breach, recovery, operator action and outcome, in full"),
+        watch=True,
     ),
     Command(
         id="zoom",
@@ -149,6 +215,17 @@ COMMANDS: tuple[Command, ...] = (
         help="Zoom the focused pane (Tab moves focus; z again restores)",
         palette=("Zoom pane", "Zoom the focused pane; z again restores"),
         footer=False,
+        watch=True,
+    ),
+    Command(
+        id="present",
+        keys=(Key("p"),),
+        action="present",
+        label="Present",
+        help="Presenter layout for the call: verdict, rollback, breach, TTD/RTO, checklist in large text",
+        palette=("Presenter layout", "Large text for the call; p again returns to the panes"),
+        footer=False,
+        watch=True,
     ),
     Command(
         id="help",
@@ -157,6 +234,7 @@ COMMANDS: tuple[Command, ...] = (
         label="Help",
         help="This help",
         palette=("Help", "Keys and status glyphs"),
+        watch=True,
     ),
     # App-wide: bound on the app.
     Command(
@@ -168,6 +246,7 @@ COMMANDS: tuple[Command, ...] = (
         palette=None,  # it is the palette
         footer=False,
         scope="app",
+        watch=True,
     ),
     Command(
         id="cycle-theme",
@@ -178,23 +257,54 @@ COMMANDS: tuple[Command, ...] = (
         palette=("Cycle theme", "dark → high contrast → light"),
         footer=False,
         scope="app",
+        watch=True,
     ),
     Command(
         id="quit",
+        keys=(
+            Key("q"),
+            Key("ctrl+c", footer=False, priority=True, help="Close the dialog; on the cockpit, as q"),
+        ),
+        action="quit",
+        label="Quit",
+        help="Quit: asks first when something runs or the exit criteria are unmet; on a dialog, closes it",
+        palette=("Quit", "Stop the feeds and exit (asks first when something runs or the verdict is open)"),
+        scope="app",
+    ),
+    Command(
+        id="quit-viewer",
         keys=(Key("q"), Key("ctrl+c", footer=False, priority=True, help="Quit")),
         action="quit",
         label="Quit",
-        help="Quit (stops the feeds, closes the journal)",
-        palette=("Quit", "Stop the feeds, close the journal and exit"),
+        help="Quit this view (the session goes on)",
+        palette=("Quit", "Close this view; the session it watches goes on"),
         scope="app",
+        watch=True,
+        cockpit=False,
     ),
 )
 
-SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen")
+SCREEN_ACTIONS = frozenset(c.action_name for c in COMMANDS if c.scope == "screen" and c.cockpit)
 
 
-def bindings(scope: Literal["screen", "app"]) -> list[BindingType]:
-    """The key bindings of one scope, in table order (the footer's order)."""
+def commands(watch: bool = False, supports: frozenset[str] | None = None) -> tuple[Command, ...]:
+    """The cockpit's commands — those a playbook meeting `supports` offers (all when None) — or a `watch`
+    viewer's (views only), in table order."""
+    return tuple(
+        c
+        for c in COMMANDS
+        if (c.watch if watch else c.cockpit) and (supports is None or c.needs is None or c.needs in supports)
+    )
+
+
+def not_offered(supports: frozenset[str]) -> list[tuple[Command, str]]:
+    """The commands a playbook does not support, with the reason (the help says why a key is missing)."""
+    return [(c, NEEDS[c.needs][1]) for c in COMMANDS if c.needs is not None and c.needs not in supports]
+
+
+def bindings(scope: Literal["screen", "app", "steps"], *, watch: bool = False) -> list[BindingType]:
+    """The key bindings of one scope, in table order (the footer's order). The cockpit screen's
+    check_action turns off those its playbook does not support (`commands(supports=…)`)."""
     return [
         Binding(
             key.key,
@@ -206,28 +316,35 @@ def bindings(scope: Literal["screen", "app"]) -> list[BindingType]:
             tooltip=key.help or command.help,
             id=command.id,
         )
-        for command in COMMANDS
+        for command in commands(watch)
         if command.scope == scope
         for key in command.keys
         if key.bound
     ]
 
 
-def help_bindings() -> list[Binding]:
-    """Every key with its long description, in table order (the help screen groups keys sharing one)."""
+def help_bindings(watch: bool = False, supports: frozenset[str] | None = None) -> list[Binding]:
+    """Every offered key with its long description, in table order (the help groups keys sharing one)."""
     return [
         Binding(key.key, command.action, key.help or command.help, key_display=key.display)
-        for command in COMMANDS
+        for command in commands(watch, supports)
         for key in command.keys
     ]
 
 
 class Runner(Protocol):
-    """What the palette needs from the app: run a command, switch to a theme."""
+    """What the palette needs from the app: the playbook, run a command or an action, switch theme."""
 
     available_themes: dict[str, Any]
+    read_only: bool  # a viewer: views only
+    playbook: Playbook
+    supports: frozenset[str]
 
     def run_command(self, command: Command) -> Any: ...
+
+    def run_playbook_action(self, name: str) -> Any: ...
+
+    def run_step_named(self, name: str) -> Any: ...
 
     def set_theme(self, name: str) -> None: ...
 
@@ -236,12 +353,19 @@ PaletteEntry = tuple[str, str, Callable[[], Any]]
 
 
 def palette_entries(runner: Runner) -> Iterator[PaletteEntry]:
-    """(title, help, callback) for every palette command, then one per bundled theme."""
-    for command in COMMANDS:
+    """(title, help, callback): the offered commands, every playbook action and runbook step, then the
+    bundled themes."""
+    for command in commands(runner.read_only, runner.supports):
         if command.palette is not None:
             title, line = command.palette
             first = command.keys[0]  # the palette names the key, so the operator learns it
             yield title, f"{line} ({first.display or first.key})", partial(runner.run_command, command)
+    for action in () if runner.read_only else runner.playbook.actions:
+        line = f"{action.title} ({action.kind.replace('_', ' ')})"
+        yield f"Run action: {action.name}", line, partial(runner.run_playbook_action, action.name)
+    for i, step in enumerate(() if runner.read_only else runner.playbook.steps, 1):
+        line = f"{step.title} — its items in order"
+        yield f"Run step {i}: {step.name}", line, partial(runner.run_step_named, step.name)
     for name in THEME_ORDER:
         if name in runner.available_themes:
             yield f"Theme: {name}", f"Switch to {name}", partial(runner.set_theme, name)
@@ -254,8 +378,8 @@ class CockpitCommands(Provider):
         return list(palette_entries(cast(Runner, self.app)))
 
     async def discover(self) -> Hits:
-        # Sorted by title, as Textual's own system commands are.
-        for title, help_text, callback in sorted(self._entries(), key=lambda entry: entry[0]):
+        # In table order: the operator's actions first, the playbook's own next, themes last.
+        for title, help_text, callback in self._entries():
             yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:

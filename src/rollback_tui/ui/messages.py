@@ -12,6 +12,7 @@ from textual.message import Message
 
 ALL_PANES = frozenset(
     {"verdict", "health", "fanout", "traffic", "gates", "checklist", "steps", "notice", "status"}
+    | {"presenter", "watch"}  # the presenter board (when shown) and a viewer's follow line
 )
 
 PANES_FOR_KIND: dict[str, frozenset[str]] = {
@@ -20,6 +21,16 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "session_ended": frozenset({"status"}),
     "notice": frozenset({"notice"}),
     "step_entered": frozenset({"steps"}),
+    "operator_action": frozenset(),  # only in the event log, which repaints itself
+    "action_confirmed": frozenset(),  # likewise
+    "step_item_started": frozenset({"steps"}),
+    "step_item_finished": frozenset({"steps"}),
+    "action_started": frozenset({"steps"}),
+    "action_finished": frozenset({"steps"}),
+    "flags_read": frozenset({"steps"}),
+    "dead_letters_inspected": frozenset({"steps", "traffic"}),
+    "incident_recorded": frozenset({"status"}),
+    "readiness_checked": frozenset({"steps", "status"}),  # what cannot run from here, and why
     "health_sample": frozenset({"health", "verdict"}),
     "fact_captured": frozenset({"steps", "checklist"}),
     "probe_result": frozenset({"traffic", "steps"}),

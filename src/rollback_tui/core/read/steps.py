@@ -1,9 +1,15 @@
 """The status of each runbook step and item, from what the journal recorded.
 
-An item's status is what the journal shows about it: a gate's outcome, a fact's agreement, a probe's
-result, a fanout check, the rollback's stage. Items whose outcome is never journaled as such (a manual
-task, cleanup, a command action whose outcome is only a notice) are `manual` / `no_record`, never "not
-run": the evidence must not claim what did not happen, nor that something did not.
+A session run by the runbook runner (session/runbook.py; `SessionStarted.runbook_items`) judges an item by
+its own StepItemFinished: what ran as part of that step and what it showed, never the tracker having
+entered the step, and never the same gate or fact run elsewhere (a fact captured in step 1 does not make
+step 2's re-check pass).
+
+A journal written before the runner existed judges an item by the evidence for its ref: a gate's
+outcome, a fact's agreement, a probe's result, a fanout check, the rollback's stage. Items whose outcome
+is never journaled as such (a manual task, cleanup, a command action whose outcome is only a notice) are
+`manual` / `no_record`, never "not run": the evidence must not claim what did not happen, nor that
+something did not.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ _WORDS = {
     "unobserved": "unknown",
     "not_run": "not run",
     "no_record": "no record",
+    "needs_input": "needs input",
 }
+# An item's outcome as the runner journaled it → the status words above (unknown reads "unknown").
+_RUN_STATUS = {"unknown": "unobserved"}
+# Not done, and not held against a step when the item is conditional (on breach, on failure, optional).
+_NOT_DONE = frozenset({"not_run", "skipped"})
 
 
 def status_word(status: str) -> str:
@@ -93,12 +104,21 @@ def _check_status(check: str, state: SessionState) -> str:
     return "no_record"  # guardrail_watch, cleanup
 
 
+def run_status(state: SessionState, step: str, index: int) -> tuple[str, str]:
+    """(status, reason) of a step's item from the runner's events: `not_run` when it never started."""
+    run = state.step_items.get((step, index))
+    if run is None:
+        return "not_run", ""
+    return _RUN_STATUS.get(run.status, run.status), run.reason
+
+
 @dataclass(frozen=True)
 class ItemRow:
     kind: str
     ref: str
     status: str
     when: str = "always"
+    reason: str = ""  # why, in words, as the runner journaled it (empty for journals before it)
 
     @property
     def label(self) -> str:
@@ -107,8 +127,11 @@ class ItemRow:
 
     @property
     def text(self) -> str:
-        """`gate: release-gates passed`; a manual task is only named."""
-        return self.label if self.status == "manual" else f"{self.label} {status_word(self.status)}"
+        """`gate: release-gates passed`, `action: x skipped (why)`; a manual task is only named."""
+        if self.status == "manual":
+            return self.label
+        why = f" ({self.reason})" if self.reason and self.status not in DONE else ""
+        return f"{self.label} {status_word(self.status)}{why}"
 
 
 @dataclass(frozen=True)
@@ -127,18 +150,20 @@ class StepRow:
         return f"{self.index + 1}. {self.name}: {status_word(self.status)}" + (f" — {items}" if items else "")
 
     def as_dict(self) -> dict[str, object]:
-        items = [{"item": i.label, "when": i.when, "status": i.status} for i in self.items]
+        items = [
+            {"item": i.label, "when": i.when, "status": i.status, "reason": i.reason} for i in self.items
+        ]
         return {"step": self.name, "status": self.status, "current": self.current, "items": items}
 
 
 def step_status(items: tuple[ItemRow, ...]) -> str:
-    """A step failed if an item failed; passed when every judged item passed; unknown when an item could
-    not be observed; partial in between. Conditional items (on breach, on failure, optional) that did
-    not run are not held against it."""
+    """A step failed if an item failed; passed when every judged item passed; waiting for input when a
+    manual item was not answered; unknown when an item could not be observed; partial in between.
+    Conditional items (on breach, on failure, optional) that did not run are not held against it."""
     judged = [
         i.status
         for i in items
-        if i.status not in ("manual", "no_record") and not (i.when != "always" and i.status == "not_run")
+        if i.status not in ("manual", "no_record") and not (i.when != "always" and i.status in _NOT_DONE)
     ]
     if any(s in FAILED for s in judged):
         return "failed"
@@ -146,19 +171,34 @@ def step_status(items: tuple[ItemRow, ...]) -> str:
         return "running"
     if not judged:
         statuses = {i.status for i in items}
-        return "manual" if "manual" in statuses else "no_record" if "no_record" in statuses else "not_run"
+        for status in ("manual", "no_record", "skipped"):
+            if status in statuses:
+                return status
+        return "not_run"
     done = sum(s in DONE for s in judged)
     if done == len(judged):
         return "passed"
+    if "needs_input" in judged:
+        return "needs_input"
     if any(s in UNKNOWN for s in judged):
         return "unobserved"
-    return "partial" if done else "not_run"
+    if done:
+        return "partial"
+    return "skipped" if set(judged) == {"skipped"} else "not_run"
 
 
 def step_row(
     index: int, step: Step, state: SessionState, playbook: Playbook, guardrails: Mapping[str, str]
 ) -> StepRow:
-    items = tuple(ItemRow(*i.ref, item_status(i, state, playbook, guardrails), i.when) for i in step.do)
+    by_runner = state.started is not None and state.started.runbook_items
+    rows = []
+    for j, item in enumerate(step.do):
+        if by_runner:
+            status, reason = run_status(state, step.name, j)
+        else:
+            status, reason = item_status(item, state, playbook, guardrails), ""
+        rows.append(ItemRow(*item.ref, status, item.when, reason))
+    items = tuple(rows)
     return StepRow(index, step.name, step.title, items, step_status(items), state.step == step.name)
 
 

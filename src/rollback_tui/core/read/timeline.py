@@ -7,13 +7,20 @@ in front of it. Every kind with the `timeline` trait has a describer here (tests
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.incident import incident_text
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.text import one_line, weight_changes
+
+if TYPE_CHECKING:
+    from rollback_tui.core.state import SessionState
 
 DETAIL_MAX = 100  # characters of one detail value (the journal keeps it whole)
 
@@ -43,6 +50,10 @@ def _session_resumed(e: ev.SessionResumed) -> str:
         f"Session resumed by {e.operator} ({e.recovered_events} events recovered, "
         f"{e.skipped_lines} lines skipped)"
     )
+
+
+def _incident(e: ev.IncidentRecorded) -> str:
+    return f"Incident recorded by {e.actor}: {incident_text(e)}"
 
 
 def _operator_action(e: ev.OperatorAction) -> str:
@@ -105,6 +116,61 @@ def _fanout(e: ev.FanoutResult) -> str:
     return text + (f" — {'; '.join(dict.fromkeys(e.reasons))}" if e.reasons and not e.passed else "")
 
 
+_ITEM_WORDS = {"failed": "FAILED", "needs_input": "needs input"}
+
+
+def _item_finished(e: ev.StepItemFinished) -> str:
+    text = f"Step {e.step} item {e.index + 1} {_ITEM_WORDS.get(e.outcome, e.outcome)}: {e.item}"
+    text += f" — {e.reason}" if e.reason else ""
+    return text + (f" (by {e.actor}: {one_line(e.note, DETAIL_MAX + 1)})" if e.note else "")
+
+
+def _part(action: str, part: str) -> str:
+    return f"{action} ({part})" if part else action
+
+
+def _argv(argv: list[str], where: str) -> str:
+    return one_line(shlex.join(argv), DETAIL_MAX + 1) + ("" if where == "local" else f" @ {where}")
+
+
+def _action_confirmed(e: ev.ActionConfirmed) -> str:
+    how = "with --allow-destructive" if e.via != "typed" else f"typed {e.typed!r}"
+    shown = "; ".join(
+        (f"{c['label']}: " if c.get("label") else "")
+        + _argv(list(c.get("argv", [])), c.get("where", "local"))
+        for c in e.commands
+    )
+    return f"Action {e.action} confirmed by {e.actor} ({how})" + (f": {shown}" if shown else "")
+
+
+def _action_started(e: ev.ActionStarted) -> str:
+    text = f"Action {_part(e.action, e.part)} started by {e.actor}"
+    return text + (f": {_argv(e.argv, e.where)}" if e.argv else "")
+
+
+def _action_finished(e: ev.ActionFinished) -> str:
+    outcome = "could not run" if e.outcome == "error" else e.outcome.replace("_", " ")
+    code = f"exit {e.exit_code}, " if e.exit_code is not None else ""
+    text = f"Action {_part(e.action, e.part)} {outcome} ({code}{e.duration_s:.3g} s)"
+    return text + (f" — {e.error}" if e.error else "")
+
+
+def _flags(e: ev.FlagsRead) -> str:
+    if not e.observed:
+        return f"Flags of {e.action} could not be read {e.phase} the change: {e.error or 'no detail'}"
+    values = ", ".join(f"{k}={'(not set)' if v is None else v}" for k, v in e.values.items())
+    return f"Flags of {e.action} read {e.phase} the change: {values or '-'}" + (
+        f" — {e.error}" if e.error else ""
+    )
+
+
+def _dead_letters(e: ev.DeadLettersInspected) -> str:
+    if not e.observed or e.count is None:
+        return f"Dead letters ({e.probe}) could not be inspected: {e.error or 'no count'}"
+    newest = "; ".join(one_line(item, DETAIL_MAX + 1) for item in e.newest[:3])
+    return f"Dead letters ({e.probe}): {e.count}" + (f" — newest: {newest}" if newest else "")
+
+
 def _ticked(e: ev.ChecklistTicked) -> str:
     how = "automatically" if e.auto else f"by {e.actor}"
     return f"Checklist {e.item} {'ticked' if e.checked else 'unticked'} {how}" + (
@@ -117,6 +183,15 @@ DESCRIBERS: dict[type[ev.Event], Callable[[Any], str | None]] = {
     ev.SessionResumed: _session_resumed,
     ev.SessionEnded: lambda e: f"Session ended ({e.reason})",
     ev.StepEntered: lambda e: f"Step {e.step} entered (by {e.actor})",
+    ev.StepItemStarted: lambda e: f"Step {e.step} item {e.index + 1} started: {e.item} (by {e.actor})",
+    ev.StepItemFinished: _item_finished,
+    ev.ActionConfirmed: _action_confirmed,
+    ev.ActionStarted: _action_started,
+    ev.ActionFinished: _action_finished,
+    ev.FlagsRead: _flags,
+    ev.DeadLettersInspected: _dead_letters,
+    ev.IncidentRecorded: _incident,
+    ev.ReadinessChecked: lambda e: ReadinessView(e).timeline_text(),
     ev.OperatorAction: _operator_action,
     ev.Notice: lambda e: f"{e.level.capitalize()} from {e.source}: {e.message}",
     ev.FactCaptured: _fact,
@@ -171,11 +246,30 @@ def glyph(e: ev.Event) -> str:
         return "?" if not e.observed else "✗"
     if isinstance(e, ev.ChecklistTicked):
         return "☑" if e.checked else "☐"
+    if isinstance(e, ev.StepItemFinished):
+        return _ITEM_GLYPH[e.outcome]
+    if isinstance(e, ev.ActionFinished):
+        return _GATE_GLYPH.get(e.outcome, "?")
+    if isinstance(e, ev.FlagsRead | ev.DeadLettersInspected):
+        return "?" if not e.observed else "·"
+    if isinstance(e, ev.ReadinessChecked):
+        return "✓" if all(i.ready for i in e.items) else "!"
     return _KIND_GLYPH.get(e.kind, "·")
 
 
+_ITEM_GLYPH = {
+    "passed": "✓",
+    "failed": "✗",
+    "unknown": "?",
+    "skipped": "-",
+    "needs_input": "!",
+    "cancelled": "!",
+}
 _KIND_GLYPH = {
     "step_entered": "▶",
+    "step_item_started": "▷",
+    "action_started": "▷",
+    "action_confirmed": "⚠",
     "guardrail_breach": "!",
     "guardrail_recovered": "✓",
     "rollback_requested": "⟲",
@@ -183,3 +277,16 @@ _KIND_GLYPH = {
     "rollback_failed": "✗",
     "rollback_cancelled": "⟲",
 }
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: float
+    kind: str
+    glyph: str
+    text: str
+
+
+def event_log(state: SessionState) -> list[LogLine]:
+    """The cockpit's event log: what the session's log kept (SessionState.log), in the timeline's words."""
+    return [LogLine(e.ts, e.kind, glyph(e), text) for e in state.log if (text := describe(e)) is not None]

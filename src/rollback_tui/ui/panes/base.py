@@ -45,6 +45,8 @@ STATUS = {
     "partial": ("◐", "partial", "warn"),
     "manual": ("·", "manual", "stale"),
     "no_record": ("·", "no record", "stale"),
+    "skipped": ("-", "skipped", "stale"),
+    "needs_input": ("!", "needs input", "warn"),
 }
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -82,6 +84,7 @@ class View:
     stale_after_s: float = 10.0
     activity: Activity = field(default_factory=Activity)
     compact: bool = False  # small terminal: panes drop their least useful lines
+    read_only: bool = False  # a viewer's copy (`watch`): it has no operator keys, so no key hints
 
     mono: bool = False  # NO_COLOR: tones become weight (bold for fail/warn, dim for stale), never grey
 

@@ -47,7 +47,8 @@ class ChecklistPane(Pane):
         entries += [("exit", s.name, s.text, s.checked, how(s)) for s in report.exit_criteria]
         signature = (tuple(entries), view.share, tuple(sorted(view.colors.items())))
         note = Text(ChecklistCounts.of(report).text, style="bold")
-        note.append("  · space/t ticks", style=view.tone("stale"))
+        if not view.read_only:
+            note.append("  · space/t ticks", style=view.tone("stale"))
         self.query_one("#checklist-note", Static).update(note, layout=False)
         self.border_subtitle = "" if "checklist" in view.features else "ticking arrives with #8"
         if signature == self._signature:

@@ -110,9 +110,8 @@ class FanoutPane(StaticPane):
             if "fanout" not in view.features:
                 parts.append(pending("Fanout verification", 4, "f", view))
             else:
-                parts.append(
-                    Text("No fanout check yet — press f to run the two-session check.", style="bold")
-                )
+                hint = "" if view.read_only else " — press f to run the two-session check"
+                parts.append(Text(f"No fanout check yet{hint}.", style="bold"))
             if playbook.realtime:
                 rt = playbook.realtime
                 parts.append(
@@ -123,7 +122,7 @@ class FanoutPane(StaticPane):
                         style=view.tone("stale"),
                     )
                 )
-            self.border_subtitle = "f runs the check"
+            self.border_subtitle = "" if view.read_only else "f runs the check"
             self.show(Group(*parts))
             return
 
@@ -144,8 +143,8 @@ class FanoutPane(StaticPane):
         parts.append(self._log(list(fanout.frames), run, last, room, view))
         self.border_subtitle = (
             f"{'checking… · ' if checking is not None else ''}{fanout.frames_total} frames · "
-            f"{len(fanout.results)} check{'s' if len(fanout.results) != 1 else ''} · f runs again"
-        )
+            f"{len(fanout.results)} check{'s' if len(fanout.results) != 1 else ''}"
+        ) + ("" if view.read_only else " · f runs again")
         self.show(Group(*parts))
 
     def _sessions(self, fanout: object, run: str | None, view: View) -> Text | None:

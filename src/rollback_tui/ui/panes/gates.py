@@ -147,9 +147,12 @@ class GatesPane(Pane):
         if table.styles.height is None or table.styles.height.value != len(names) + 1:
             table.styles.height = len(names) + 1
         self._show_tail(state, view, tail)
-        self.border_subtitle = (
-            f"{running} running · c cancels · Enter details" if running else "g runs all · Enter details"
-        )
+        if view.read_only:
+            self.border_subtitle = f"{running} running · Enter details" if running else "Enter details"
+        else:
+            self.border_subtitle = (
+                f"{running} running · c cancels · Enter details" if running else "g runs all · Enter details"
+            )
 
     def _show_tail(self, state: SessionState, view: View, tail: Static) -> None:
         running = [g for g in state.gates.values() if g.status == "running"]

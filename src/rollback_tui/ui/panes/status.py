@@ -69,14 +69,15 @@ def short_path(path: Path, share: bool) -> str:
 
 
 class StatusBar(Static):
-    def __init__(self, journal_path: Path, operator: str, **kw: object) -> None:
+    def __init__(self, journal_path: Path, operator: str | None, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.journal_path = journal_path
-        self.operator = operator
+        self.operator = operator  # None: a viewer's, the session's own operator (from its start)
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         width = self.size.width or (self.app.size.width if self.is_attached else 200) or 200
-        self.update(status_text(state, playbook, view, self.journal_path, self.operator, width), layout=False)
+        operator = self.operator or (state.started.operator if state.started else "?")
+        self.update(status_text(state, playbook, view, self.journal_path, operator, width), layout=False)
 
 
 def status_text(

@@ -1,22 +1,36 @@
-"""Runbook step tracker: where we are in the playbook and what the current step needs.
+"""Runbook: the playbook's steps, and the selected step's items — run from here.
 
-Each step's and item's status comes from the read model (core/read/steps.py), as in the report.
+↑/↓ select a step, Enter runs its items in order, R runs its failed item again (the cockpit does the
+running through the runbook runner; this pane only asks, with a message). Each step's and item's status
+comes from the read model (core/read/steps.py), as in the report; with room to spare (a tall pane, or
+zoomed with z) the step's notes and each item's resolved command are shown under it, secrets redacted.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
 
-from rollback_tui.core.read.steps import next_step, step_rows
+from rollback_tui.core.read.steps import ItemRow, StepRow, next_step, step_rows
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.ui.commands import bindings
 from rollback_tui.ui.panes.base import StaticPane, View
+
+if TYPE_CHECKING:
+    from rollback_tui.session.preview import StepPreview
 
 # The mark of a step that is not the current one: its status, never its position ("✓" only if it passed).
 STEP_GLYPH = {"passed": "✓", "failed": "✗", "partial": "◐", "running": "…", "unobserved": "?"}
+# An item that can be run again: it failed, could not look, was declined or is waiting for an answer.
+RETRYABLE = ("failed", "timed_out", "unobserved", "error", "cancelled", "needs_input", "interrupted")
 
 LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)
 
@@ -26,66 +40,203 @@ def step_title(title: str) -> str:
     return LEADING_NUMBER.sub("", title, count=1) or title
 
 
+def retry_index(row: StepRow) -> int | None:
+    """The item of a step R runs on its own: its first failed (or unknown, declined, unanswered) one, else
+    its first skipped one (an optional or conditional item the operator decides to run after all)."""
+    for wanted in (RETRYABLE, ("skipped",)):
+        found = next((i for i, item in enumerate(row.items) if item.status in wanted), None)
+        if found is not None:
+            return found
+    return None
+
+
 class StepsPane(StaticPane):
     TITLE = "Runbook"
+    BINDINGS = [
+        Binding("up", "select(-1)", "Previous step", show=False),
+        Binding("down", "select(1)", "Next step", show=False),
+        *bindings("steps"),
+    ]
+
+    @dataclass
+    class Run(Message):
+        """Enter on a step: the cockpit runs its items."""
+
+        step: str
+
+    @dataclass
+    class Retry(Message):
+        """R on a step with a failed item: the cockpit runs that item again."""
+
+        step: str
+        index: int
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.selected: int | None = None  # the operator's choice; None follows the tracker
+        self.running: str | None = None  # the step the cockpit is running now (it sets this)
+        self.details: Callable[[str], StepPreview | None] = lambda step: None  # notes, resolved commands
+        self._rows: list[StepRow] = []
+        self._shown: int = 0  # the step the detail shows
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A `watch` viewer shows the runbook; running it is the cockpit's.
+        return not (action in ("run_step", "retry") and getattr(self.app, "read_only", False))
+
+    def action_select(self, offset: int) -> None:
+        if not self._rows:
+            return
+        self.selected = max(0, min(len(self._rows) - 1, self._shown + offset))
+        self._shown = self.selected
+        self._repaint()
+
+    def action_run_step(self) -> None:
+        if self._rows:
+            self.post_message(self.Run(self._rows[self._shown].name))
+
+    def action_retry(self) -> None:
+        if not self._rows:
+            return
+        row = self._rows[self._shown]
+        index = retry_index(row)
+        if index is None:
+            self.notify(
+                f"Nothing to run again in step {row.index + 1}: no item failed or was skipped.", timeout=3
+            )
+            return
+        self.post_message(self.Retry(row.name, index))
+
+    def on_focus(self) -> None:
+        self._repaint()  # the subtitle names the keys while the pane has focus
+
+    def on_blur(self) -> None:
+        self._repaint()
+
+    def _repaint(self) -> None:
+        mark = getattr(self.app, "mark_dirty", None)
+        if mark is not None:
+            mark({"steps"})
+
+    # --- painting ---------------------------------------------------------------------------------
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
+        rows = self._rows = step_rows(playbook, state, view.now)
         names = [s.name for s in playbook.steps]
-        rows = step_rows(playbook, state, view.now)
         current = names.index(state.step) if state.step in names else None
-        focus_i = current if current is not None else next_step(rows)
-        focus = playbook.steps[focus_i]
-        # "Now" (what the current step needs) is what matters: it gets its room first.
+        tracker = current if current is not None else next_step(rows)
+        shown = self._shown = self.selected if self.selected is not None else tracker
+        row = rows[shown]
         height = max(4, self.content_size.height)
-        need = rows[focus_i].items
-        now_rows = 1 + min(len(need), max(1, height // 2 - 1))
-        list_rows = max(1, height - now_rows - (0 if view.compact else 1))
+        items = row.items
+        # What the shown step needs gets its room first; the step list takes what is left.
+        now_rows = 1 + min(len(items), max(1, height // 2 - 1))
+        gap = 0 if view.compact else 1
+        list_rows = max(1, min(len(rows), height - now_rows - gap))
+        parts: list[RenderableType] = self._step_list(rows, playbook, current, shown, list_rows, view)
+        head = Text(f"{chr(10) * gap}{self._heading(shown, current)}: ", style="bold")
+        head.append(f"{shown + 1}. {step_title(playbook.steps[shown].title)}")
+        if self.running == row.name:
+            head.append(f"  {view.activity.spinner} running", style=view.tone("warn", bold=True))
+        head.no_wrap, head.overflow = True, "ellipsis"
+        parts.append(head)
+        room = now_rows - 1
+        detail = self.details(row.name)
+        spare = height - list_rows - now_rows - gap
+        pad = max(10, *(len(view.status(i.status).plain) + 1 for i in items))  # statuses in one column
+        for i, item in enumerate(items[:room] if len(items) <= room else items[: room - 1]):
+            parts.append(self._item_line(item, view, pad))
+            if spare > 0 and detail is not None:
+                extra = _item_detail(detail, i, view)[:spare]
+                spare -= len(extra)
+                parts += extra
+        if len(items) > room:
+            parts.append(Text(f"  … {len(items) - room + 1} more items", style=view.tone("stale")))
+        if spare > 1 and detail is not None and detail.description:
+            parts.append(Text(view.redact(detail.description.strip()), style=view.tone("stale")))
+        self.border_subtitle = self._subtitle(row, current, len(names))
+        self.show(Group(*parts))
+
+    def _heading(self, shown: int, current: int | None) -> str:
+        if shown == current:
+            return "Now"
+        return "Selected" if self.selected is not None else "Next"
+
+    def _step_list(
+        self,
+        rows: list[StepRow],
+        playbook: Playbook,
+        current: int | None,
+        shown: int,
+        list_rows: int,
+        view: View,
+    ) -> list[RenderableType]:
         parts: list[RenderableType] = []
-        shown = _window(len(playbook.steps), focus_i, list_rows)
-        if shown.start > 0:
-            above = {r.status for r in rows[: shown.start]}
+        window = _window(len(rows), shown, list_rows)
+        if window.start > 0:
+            above = {r.status for r in rows[: window.start]}
             mark = "✗" if "failed" in above else "✓" if above == {"passed"} else "·"
-            parts.append(Text(f"{mark} steps 1-{shown.start} above", style=view.tone("stale")))
-        for i in shown:
-            step = playbook.steps[i]
-            title = f"{i + 1}. {step_title(step.title)}"
+            parts.append(Text(f"{mark} steps 1-{window.start} above", style=view.tone("stale")))
+        for i in window:
+            title = f"{i + 1}. {step_title(playbook.steps[i].title)}"
             mark = STEP_GLYPH.get(rows[i].status, " ")
             if i == current:
                 line = Text(f"▶ {title}", style=view.tone("warn", bold=True))
-            elif current is None and i == focus_i:
+            elif current is None and i == shown and self.selected is None:
                 line = Text(f"→ {title}", style="bold")
             elif mark == "✗":
                 line = Text(f"✗ {title}", style=view.tone("fail", bold=True))
             else:
                 line = Text(f"{mark} {title}", style=view.tone("stale") if mark != " " else "")
+            if i == shown and self.selected is not None:
+                line.stylize("reverse")  # the operator's selection: what Enter runs
             line.no_wrap, line.overflow = True, "ellipsis"
             parts.append(line)
-        if shown.stop < len(playbook.steps):
-            parts.append(Text(f"  … {len(playbook.steps) - shown.stop} more", style=view.tone("stale")))
-        heading = "Now" if current is not None else "Next"
-        head = Text(
-            f"{'' if view.compact else chr(10)}{heading}: {focus_i + 1}. {step_title(focus.title)}",
-            style="bold",
+        if window.stop < len(rows):
+            parts.append(Text(f"  … {len(rows) - window.stop} more", style=view.tone("stale")))
+        return parts
+
+    @staticmethod
+    def _item_line(item: ItemRow, view: View, pad: int) -> Text:
+        line = Text("  ")
+        line.append_text(view.status(item.status, pad=pad))
+        line.append(f" {view.redact(item.label)}")
+        if item.when != "always":
+            line.append(f" ({item.when.replace('_', ' ')})", style=view.tone("stale"))
+        reason = item.reason  # the runner's words for why (failed, skipped…)
+        if reason and item.status not in ("passed", "ok"):
+            line.append(f" — {view.redact(reason)}", style=view.tone("stale"))
+        line.no_wrap, line.overflow = True, "ellipsis"
+        return line
+
+    def _subtitle(self, row: StepRow, current: int | None, total: int) -> str:
+        where = f"step {current + 1}/{total}" if current is not None else f"{total} steps · none entered"
+        index = retry_index(row)
+        again = (
+            ""
+            if index is None
+            else " · R runs skipped"
+            if row.items[index].status == "skipped"
+            else " · R retries"
         )
-        head.no_wrap, head.overflow = True, "ellipsis"
-        parts.append(head)
-        room = now_rows - 1
-        for row in need[:room] if len(need) <= room else need[: room - 1]:
-            line = Text("  ")
-            line.append_text(view.status(row.status, pad=10))
-            line.append(f" {view.redact(row.label)}")
-            if row.when == "on_breach":
-                line.append(" (on breach)", style=view.tone("stale"))
-            line.no_wrap, line.overflow = True, "ellipsis"
-            parts.append(line)
-        if len(need) > room:
-            parts.append(Text(f"  … {len(need) - room + 1} more items", style=view.tone("stale")))
-        self.border_subtitle = (
-            f"step {current + 1}/{len(names)}"
-            if current is not None
-            else f"{len(names)} steps · none entered"
-        )
-        self.show(Group(*parts))
+        hint = "⏎ runs" + again
+        return f"{hint} · {where}" if self.has_focus and not getattr(self.app, "read_only", False) else where
+
+
+def _item_detail(detail: StepPreview, index: int, view: View) -> list[Text]:
+    """An item's note and resolved commands, one line each, dim (what the runbook says it does)."""
+    item = next((i for i in detail.items if i.index == index), None)
+    if item is None:
+        return []
+    lines = [f"{item.note.strip()}"] if item.note.strip() else []
+    lines += [f"$ {c.text}" for c in item.commands]
+    out = []
+    for text in lines:
+        line = Text(f"             {view.redact(text)}", style=view.tone("stale"))
+        line.no_wrap, line.overflow = True, "ellipsis"
+        out.append(line)
+    return out
 
 
 def _window(total: int, focus: int, rows: int) -> range:

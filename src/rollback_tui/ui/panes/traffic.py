@@ -35,7 +35,7 @@ class TrafficPane(StaticPane):
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         traffic = state.traffic
-        running = self._running_line(view, playbook)
+        running = self._running_line(view, playbook, state)
         routing = self._routing(traffic.selector, playbook, view)
         totals = recent_traffic(state, view.now, split_window_s(playbook))
         split: list[RenderableType] = []
@@ -51,11 +51,13 @@ class TrafficPane(StaticPane):
             line.no_wrap, line.overflow = True, "ellipsis"
             summary.append(line)
         elif traffic.last_window is not None:
-            split.append(Text(f"{totals.text()} — s sends synthetic traffic.", style="dim"))
+            hint = "" if view.read_only else " — s sends synthetic traffic"
+            split.append(Text(f"{totals.text()}{hint}.", style="dim"))
         elif "traffic" not in view.features:
             split.append(pending("Traffic split", 5, None, view))
         else:
-            split.append(Text("No traffic window yet — s sends synthetic traffic.", style="dim"))
+            hint = "" if view.read_only else " — s sends synthetic traffic"
+            split.append(Text(f"No traffic window yet{hint}.", style="dim"))
         rails = self._guardrails(state, playbook, view, collapse=view.compact)
         rollback = self._rollback(state, playbook, view)
         # Fit the height: the rollback and the breaches matter most; ok guardrails, the request
@@ -83,11 +85,13 @@ class TrafficPane(StaticPane):
         active = list(traffic.breaches.values())
         self.border_subtitle = (
             f"{len(active)} breach{'es' if len(active) != 1 else ''}" if active else "guardrails clear"
-        ) + " · s traffic · r rollback"
+        ) + ("" if view.read_only else " · s traffic · r rollback")
         self.show(Group(*parts))
 
-    def _running_line(self, view: View, playbook: Playbook) -> Text:
+    def _running_line(self, view: View, playbook: Playbook, state: SessionState) -> Text:
         act = view.activity
+        if view.read_only and playbook.load_balancer is not None:
+            return _seen_line(state, view)
         if act.traffic_since is not None:
             running = "● running" if view.compact else f"● synthetic traffic running {act.spinner}"
             text = Text(running, style=view.tone("ok", bold=True))
@@ -304,3 +308,12 @@ class TrafficPane(StaticPane):
                 )
             ]
         return []
+
+
+def _seen_line(state: SessionState, view: View) -> Text:
+    """A viewer does not see the operator's keys, only the journal: traffic is what its windows show."""
+    last = state.traffic.last_window
+    if last is not None and state.ended is None and view.now - last.ts <= max(3.0, 3 * last.window_s):
+        return Text("● synthetic traffic flowing", style=view.tone("ok", bold=True))
+    seen = f"since {clock(last.ts)}" if last is not None else "seen"
+    return Text(f"○ no synthetic traffic {seen}", style=view.tone("stale", bold=True))

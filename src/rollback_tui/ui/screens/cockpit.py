@@ -1,41 +1,32 @@
-"""The cockpit screen: it owns the panes and the operator's keys.
+"""The cockpit screen: the panes (ui/screens/panes.py) plus the operator's keys.
 
-Verdict bar on top, health full width, five panes below, notice line, status bar and footer. Its bindings
-come from the command table (ui/commands.py); its actions open the dialogs and run engine calls through the
-app, which turns every outcome into a toast and every failure into a notification, never a crash.
+Its bindings come from the command table (ui/commands.py); its actions open the dialogs and run engine calls
+through the app, which turns every outcome into a toast and every failure into a notification, never a crash.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Container
-from textual.geometry import Size
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer
+from textual.screen import ModalScreen
 
-from rollback_tui.core.state import SessionState
-from rollback_tui.playbook.model import CommandAction, Playbook
+from rollback_tui.core.verdict import stale_after_s, verdict
+from rollback_tui.playbook.model import SelectorRemoval, StabiliseFlags
 from rollback_tui.session.engine import Engine, NotAvailable
-from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, help_bindings
-from rollback_tui.ui.panes.base import Activity, View
-from rollback_tui.ui.panes.checklist import ChecklistPane
-from rollback_tui.ui.panes.fanout import FanoutPane
-from rollback_tui.ui.panes.gates import GatesPane
-from rollback_tui.ui.panes.health import HealthPane
-from rollback_tui.ui.panes.status import NoticeLine, StatusBar, VerdictBar
+from rollback_tui.session.preview import ActionPreview, StepPreview
+from rollback_tui.session.runbook import Question, Runbook
+from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, commands, supported
+from rollback_tui.ui.panes.base import Activity
 from rollback_tui.ui.panes.steps import StepsPane
-from rollback_tui.ui.panes.traffic import TrafficPane
 from rollback_tui.ui.screens.actions import ActionsScreen
-from rollback_tui.ui.screens.confirm import ConfirmRollback
-from rollback_tui.ui.screens.gate_detail import GateDetail
-from rollback_tui.ui.screens.help import HelpScreen
-from rollback_tui.ui.screens.notices import NoticesScreen
-from rollback_tui.ui.screens.reason import ReasonPrompt
+from rollback_tui.ui.screens.confirm import ConfirmAction, ConfirmRollback
+from rollback_tui.ui.screens.panes import PanesScreen
+from rollback_tui.ui.screens.quit import QuitConcerns
+from rollback_tui.ui.screens.reason import ReasonPrompt, TextPrompt
 
 if TYPE_CHECKING:
     from rollback_tui.ui.app import CockpitApp
@@ -43,30 +34,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVITY_HZ = 8  # spinners and elapsed times while something runs
-WIDE_AT = 160  # terminal columns from which the wide layout is used
-COMPACT_BELOW = (120, 36)  # width, height under which panes drop their least useful lines
-LOWER_PANES = ("fanout", "traffic", "steps", "gates", "checklist")
 
 
-def is_compact(size: Size) -> bool:
-    return size.width < COMPACT_BELOW[0] or size.height < COMPACT_BELOW[1]
-
-
-def layout_classes(size: Size) -> dict[str, bool]:
-    """The lower grid's classes for a terminal size: which are on."""
-    return {"-wide": size.width >= WIDE_AT, "-compact": is_compact(size)}
-
-
-class CockpitScreen(Screen[None]):
+class CockpitScreen(PanesScreen):
     BINDINGS = bindings("screen")
     if TYPE_CHECKING:
         app: CockpitApp  # the app this screen is made for: its engine wiring, workers and toasts
 
-    def __init__(self, engine: Engine, *, share: bool) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine, *, share: bool, present: bool = False) -> None:
+        super().__init__(engine.journal.path, engine.operator, engine.playbook, share=share, present=present)
         self.engine = engine
-        self.share = share
-        self.panes: dict[str, Any] = {}
         # What the operator started and is still running (spinners, elapsed times).
         self._gates_queued: frozenset[str] = frozenset()
         self._gates_requested_at: float | None = None
@@ -74,54 +51,16 @@ class CockpitScreen(Screen[None]):
         self._traffic_since: float | None = None
         self._traffic_rps: float | None = None
         self._rollback_since: float | None = None
-
-    # --- layout ---------------------------------------------------------------------------------
+        self._offered = frozenset(c.action_name for c in commands(supports=supported(engine.playbook)))
+        self.runbook = Runbook(engine, ask=self.ask, confirm=self.confirm)
 
     def compose(self) -> ComposeResult:
-        p = self.panes = {
-            "verdict": VerdictBar(id="verdict", classes="share" if self.share else ""),
-            "health": HealthPane(id="health"),
-            "fanout": FanoutPane(id="fanout"),
-            "traffic": TrafficPane(id="traffic"),
-            "steps": StepsPane(id="steps"),
-            "gates": GatesPane(id="gates"),
-            "checklist": ChecklistPane(id="checklist"),
-            "notice": NoticeLine(id="notice"),
-            "status": StatusBar(self.engine.journal.path, self.engine.operator, id="status"),
-        }
-        yield p["verdict"]
-        with Container(id="body"):
-            yield p["health"]
-            # The starting size's classes, so the first layout is already the right one.
-            classes = " ".join(name for name, wanted in layout_classes(self.app.size).items() if wanted)
-            with Container(id="lower", classes=classes):
-                for name in LOWER_PANES:
-                    yield p[name]
-        yield p["notice"]
-        yield p["status"]
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.app.cockpit_mounted()
-
-    def fit(self, size: Size) -> None:
-        """Follow the terminal's size. Layout classes live on the containers they affect (a class on the
-        screen would restyle every node); unchanged classes cost no restyle."""
-        for lower in self.query("#lower"):
-            for name, wanted in layout_classes(size).items():
-                lower.set_class(wanted, name)
-
-    def paint(self, names: list[str], state: SessionState, playbook: Playbook, view: View) -> None:
-        for name in names:
-            widget = self.panes.get(name)
-            if widget is None or not widget.is_mounted:
-                continue
-            try:
-                widget.refresh_from(state, playbook, view)
-            except Exception:  # a pane bug must not take the cockpit down
-                log.exception("pane %s failed to render", name)
+        yield from super().compose()
+        self.panes["steps"].details = self._step_details
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in SCREEN_ACTIONS and action not in self._offered:
+            return False  # not in this playbook: no key, no footer hint (the help says why)
         # While a dialog is open the operator's actions wait (and leave the footer behind it).
         return not (action in SCREEN_ACTIONS and isinstance(self.app.screen, ModalScreen))
 
@@ -137,6 +76,34 @@ class CockpitScreen(Screen[None]):
             traffic_rps=self._traffic_rps,
             rollback_since=self._rollback_since,
             frame=int(time.monotonic() * ACTIVITY_HZ) if running and live else 0,
+        )
+
+    def running_work(self) -> list[str]:
+        """What quitting now would stop, in words (the quit dialog lists it)."""
+        engine, state, busy = self.engine, self.engine.state, self.app.busy
+        work = []
+        if engine.running("traffic"):
+            rps = f" at {self._traffic_rps:g} rps" if self._traffic_rps else ""
+            work.append(f"synthetic traffic{rps}")
+        gates = [g.name for g in state.gates.values() if g.status == "running"] or sorted(self._gates_queued)
+        if gates or busy("gates"):
+            work.append(f"gates {', '.join(gates)}".strip())
+        if engine.running("fanout") or busy("fanout"):
+            work.append("the fanout check")
+        rollback = state.traffic.rollback
+        if rollback.in_progress or busy("rollback"):
+            work.append(f"the rollback ({rollback.words})")
+        if self.runbook.busy or busy("runbook"):
+            work.append(f"runbook step {self.panes['steps'].running or ''}".strip())
+        actions = {a.name for a in engine.playbook.actions}
+        work += [f"action {w.name}" for w in self.app.workers if w.name in actions and not w.is_finished]
+        return work
+
+    def quit_concerns(self) -> QuitConcerns:
+        return QuitConcerns(
+            running=self.running_work(),
+            verdict=verdict(self.engine.state, self.app.now(), stale_after_s(self.engine.playbook)),
+            exit=self.engine.checklist().verdict,
         )
 
     def tick_activity(self) -> None:
@@ -189,11 +156,6 @@ class CockpitScreen(Screen[None]):
             self.app.report_failure("cancel", exc)
             return False
 
-    @on(GatesPane.Opened)
-    def _open_gate(self, message: GatesPane.Opened) -> None:
-        name = message.gate
-        self.app.push_screen(GateDetail(name, lambda: self.engine.state.gates.get(name), self.app.view))
-
     # --- fanout and traffic -----------------------------------------------------------------------
 
     def action_fanout(self) -> None:
@@ -230,10 +192,10 @@ class CockpitScreen(Screen[None]):
 
     # --- rollback -------------------------------------------------------------------------------
 
-    def action_rollback(self) -> None:
+    def action_rollback(self, name: str | None = None) -> None:
         """Ask for the typed confirmation; the engine journals the request, or the operator's decline."""
         try:
-            removal = self.engine.rollback_action()
+            removal = self.engine.rollback_action(name)
         except NotAvailable as exc:
             self.app.not_available("rollback", exc)
             return
@@ -293,41 +255,109 @@ class CockpitScreen(Screen[None]):
         self.app.launch("step", lambda: self.engine.enter_step(step))
 
     def action_actions(self) -> None:
-        actions = [a for a in self.engine.playbook.actions if isinstance(a, CommandAction)]
-        if not actions:
-            self.notify("This playbook has no command actions.", severity="warning", timeout=3)
+        names = [a.name for a in self.engine.playbook.actions]
+        if not names:
+            self.notify("This playbook has no actions.", severity="warning", timeout=3)
             return
 
-        def chosen(answer: tuple[str, str] | None) -> None:
-            if answer is not None:
-                name, typed = answer
-                self.app.launch(name, lambda: self.engine.run_action(name, confirmed_text=typed or None))
+        def chosen(name: str | None) -> None:
+            if name is not None:
+                self.run_playbook_action(name)
 
-        self.app.push_screen(ActionsScreen(actions), callback=chosen)
+        previews = [self.engine.preview_action(n) for n in names]
+        self.app.push_screen(ActionsScreen(previews), callback=chosen)
+
+    def run_playbook_action(self, name: str) -> None:
+        """Run one playbook action on its own (the operator chose it, optional flag changes included): the
+        rollback through its own dialog; anything that changes something only after a typed confirmation
+        of its preview (resolved argv, where it runs, current → new flags)."""
+        if isinstance(self.engine.playbook.action(name), SelectorRemoval):
+            self.action_rollback(name)
+            return
+        self.app.launch(name, lambda: self._confirm_and_run(name))
+
+    async def _confirm_and_run(self, name: str) -> str | None:
+        refusal = self.engine.action_refusal(name, include_optional=True)
+        if refusal:  # before anyone is asked to confirm what would be refused
+            raise NotAvailable(refusal)
+        if isinstance(self.engine.playbook.action(name), StabiliseFlags):
+            await self.engine.read_flags(name, "before")  # the preview shows current → new
+        preview = self.engine.preview_action(name)
+        typed = await self.confirm(preview) if preview.changes else None
+        if preview.changes and typed is None:
+            self._declined(name)
+            return None
+        return await self.engine.run_action(name, confirmed_text=typed, include_optional=True)
+
+    def _confirmation(self, preview: ActionPreview) -> ConfirmAction | ConfirmRollback:
+        action = self.engine.playbook.action(preview.name)
+        if isinstance(action, SelectorRemoval):
+            return ConfirmRollback(action, self.engine.playbook)
+        return ConfirmAction(preview, self.engine.playbook, self.app.redact, self.share)
+
+    def _declined(self, name: str) -> None:
+        """Journaled with who (a selector removal as a declined rollback); nothing ran."""
+        if isinstance(self.engine.playbook.action(name), SelectorRemoval):
+            self.engine.cancel_rollback(name)
+        else:
+            self.engine.decline_action(name)
+        self.notify(f"{name} declined; nothing ran.", timeout=3)
+
+    # --- the runbook: steps run from the Runbook pane -----------------------------------------------
+
+    @on(StepsPane.Run)
+    def _run_step(self, message: StepsPane.Run) -> None:
+        self.run_step(message.step)
+
+    @on(StepsPane.Retry)
+    def _retry_item(self, message: StepsPane.Retry) -> None:
+        self.run_step(message.step, message.index)
+
+    def run_step(self, step: str, index: int | None = None) -> None:
+        """Run a step's items in order (or one item again) through the runbook runner, in a worker."""
+        if self.runbook.busy or self.app.busy("runbook"):
+            self.notify("A runbook step is already running.", severity="warning", timeout=3)
+            return
+        self.runbook_worker(step, index)
+
+    @work(group="runbook", exit_on_error=False)
+    async def runbook_worker(self, step: str, index: int | None) -> None:
+        steps = self.panes["steps"]
+        steps.running = step
+        self.app.mark_dirty({"steps"})
+        label = f"step {step}" if index is None else f"step {step} item {index + 1}"
+        try:
+            if index is None:
+                await self.app.perform(label, lambda: self.runbook.run_step(step))
+            else:
+                await self.app.perform(label, lambda: self.runbook.run_item(step, index))
+        finally:
+            steps.running = None
+            self.app.mark_dirty({"steps", "verdict", "checklist", "gates", "traffic"})
+
+    async def ask(self, question: Question) -> str | None:
+        """The runner's question for the operator (a manual fact's value, a manual task's note)."""
+        where = f"step {question.step}, item {question.index + 1}"
+        if question.kind == "fact":
+            hint = "Type the value (journaled with your name as the fact's value); Esc leaves it waiting:"
+            title = f"Fact {question.ref} — {where}"
+            prompt = TextPrompt(question.text, hint=hint, placeholder=question.ref, title=title)
+        else:
+            hint = "Type a note saying it is done (journaled with your name); Esc leaves it waiting:"
+            title = f"Manual task — {where}"
+            prompt = TextPrompt(question.text, hint=hint, placeholder="done: how / where", title=title)
+        return await self.app.push_screen_wait(prompt)
+
+    async def confirm(self, preview: ActionPreview) -> str | None:
+        """The runner's confirmation of an action that changes something: typed, with its preview."""
+        return await self.app.push_screen_wait(self._confirmation(preview))
+
+    def _step_details(self, step: str) -> StepPreview | None:
+        try:
+            return self.engine.preview_step(step)
+        except Exception:  # a preview is help, not a reason to lose the pane
+            log.exception("no preview for step %s", step)
+            return None
 
     def action_export(self) -> None:
         self.app.launch("export", self.engine.export)
-
-    # --- views --------------------------------------------------------------------------------------
-
-    def action_zoom(self) -> None:
-        """Zoom the focused pane to the whole screen (z again, or Esc, restores)."""
-        if self.maximized is not None:
-            self.minimize()
-            return
-        focused = self.focused
-        pane = next(
-            (w for w in (focused, *(focused.ancestors if focused else ())) if w in self.panes.values()), None
-        )
-        target = pane or self.panes.get("fanout")
-        if target is not None:
-            self.maximize(target, container=False)
-
-    def action_help(self) -> None:
-        # Built once and kept installed: reopening it costs a paint, not a compose.
-        if not self.app.is_screen_installed("help"):
-            self.app.install_screen(HelpScreen(help_bindings()), "help")
-        self.app.push_screen("help")
-
-    def action_notices(self) -> None:
-        self.app.push_screen(NoticesScreen(list(self.engine.state.notices), self.app.redact))

@@ -1,16 +1,24 @@
-"""Confirmation for destructive actions: names exactly what changes; typing the replica set confirms."""
+"""Confirmation for whatever changes something: names exactly what changes (the selector, the resolved
+commands and where they run); typing the confirmation word — the replica set, the action's name — confirms.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
+from rollback_tui.session.preview import ActionPreview
+from rollback_tui.ui.panes.base import HIDDEN
 
 
 def describe_removal(action: SelectorRemoval, playbook: Playbook) -> Text:
@@ -35,38 +43,80 @@ def describe_removal(action: SelectorRemoval, playbook: Playbook) -> Text:
     return text
 
 
-class ConfirmRollback(ModalScreen[str | None]):
-    """Dismisses with the typed text when it matches the replica set, or None on cancel."""
+def where_text(where: str, playbook: Playbook, share: bool) -> str:
+    """`local (this machine)` or `SSH deploy@10.0.0.5:22 (host bastion)`; share mode hides the address."""
+    if where == "local":
+        return "local (this machine)"
+    host = next((h for h in playbook.hosts if h.name == where), None)
+    if host is None:
+        return f"SSH host {where}"
+    address = HIDDEN if share and host.sensitive else f"{host.user}@{host.host}:{host.port}"
+    return f"SSH {address} (host {host.name})"
+
+
+def describe_preview(
+    preview: ActionPreview, playbook: Playbook, redact: Callable[[str], str], share: bool
+) -> Group:
+    """The action, whether and why it changes something, and each resolved command with where it runs."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("Action", f"{preview.name} ({preview.kind.replace('_', ' ')})")
+    if preview.changes:
+        grid.add_row("Changes", Text(f"yes — in {preview.environment}", style="bold"))
+    else:
+        grid.add_row("Changes", "no (declared read-only)")
+    wheres = dict.fromkeys(c.where for c in preview.commands)
+    if wheres:
+        grid.add_row("Runs", "; ".join(redact(where_text(w, playbook, share)) for w in wheres))
+    for i, command in enumerate(preview.commands):
+        shown = Text(f"{command.label}: ", style="bold") if command.label else Text()
+        shown.append(redact(command.text), style="dim")
+        if command.cwd:
+            shown.append(f"\n(in {redact(command.cwd)})", style="dim italic")
+        grid.add_row("" if i else ("Commands" if len(preview.commands) > 1 else "Command"), shown)
+    for i, flag in enumerate(preview.flags):
+        grid.add_row("" if i else "Flags", redact(flag.text))
+    if preview.watch:
+        grid.add_row("Watches", f"{', '.join(preview.watch)} (polled while it runs)")
+    for note in preview.notes:
+        grid.add_row("Note", redact(note))
+    return Group(Text(f"{preview.title}\n", style="bold"), grid)
+
+
+class TypedConfirm(ModalScreen[str | None]):
+    """Dismisses with the typed text when it is the confirmation word, or None on cancel (Esc, ctrl+c)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, action: SelectorRemoval, playbook: Playbook) -> None:
+    def __init__(self, what: RenderableType, word: str, *, title: str, button: str) -> None:
         super().__init__()
-        self.action = action
-        self.playbook = playbook
+        self.what = what
+        self.word = word
+        self.title_text = title
+        self.button = button
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
-            yield Static(describe_removal(self.action, self.playbook), id="confirm-what")
+            with VerticalScroll(id="confirm-scroll"):
+                yield Static(self.what, id="confirm-what")
             yield Static(
-                Text.assemble("\nType ", (self.action.replica_set, "bold"), " to confirm, Esc to cancel:"),
+                Text.assemble("\nType ", (self.word, "bold"), " to confirm, Esc to cancel:"),
                 id="confirm-prompt",
             )
-            yield Input(placeholder=self.action.replica_set, id="confirm-input")
+            yield Input(placeholder=self.word, id="confirm-input")
             yield Static("", id="confirm-error")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel (Esc)", id="cancel")
-                yield Button(
-                    f"Remove {self.action.replica_set}", id="confirm", variant="error", disabled=True
-                )
+                yield Button(self.button, id="confirm", variant="error", disabled=True)
 
     def on_mount(self) -> None:
-        self.query_one("#confirm-dialog").border_title = "Confirm rollback"
+        self.query_one("#confirm-dialog").border_title = self.title_text
         self.query_one(Input).focus()
 
     @property
     def matches(self) -> bool:
-        return self.query_one(Input).value.strip() == self.action.replica_set
+        return self.query_one(Input).value.strip() == self.word
 
     @on(Input.Changed)
     def _changed(self) -> None:
@@ -82,7 +132,7 @@ class ConfirmRollback(ModalScreen[str | None]):
         if not self.matches:
             typed = self.query_one(Input).value.strip()
             self.query_one("#confirm-error", Static).update(
-                Text(f"✗ '{typed}' is not '{self.action.replica_set}' — nothing changed", style="bold")
+                Text(f"✗ '{typed}' is not '{self.word}' — nothing changed", style="bold")
             )
             return
         self.dismiss(self.query_one(Input).value.strip())
@@ -90,3 +140,27 @@ class ConfirmRollback(ModalScreen[str | None]):
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmRollback(TypedConfirm):
+    def __init__(self, action: SelectorRemoval, playbook: Playbook) -> None:
+        super().__init__(
+            describe_removal(action, playbook),
+            action.replica_set,
+            title="Confirm rollback",
+            button=f"Remove {action.replica_set}",
+        )
+        self.action = action
+
+
+class ConfirmAction(TypedConfirm):
+    def __init__(
+        self, preview: ActionPreview, playbook: Playbook, redact: Callable[[str], str], share: bool
+    ) -> None:
+        super().__init__(
+            describe_preview(preview, playbook, redact, share),
+            preview.confirm_text,
+            title=f"Confirm {preview.name} — it changes {preview.environment}",
+            button=f"Run {preview.name}",
+        )
+        self.preview = preview

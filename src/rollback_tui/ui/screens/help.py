@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -9,6 +11,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from rollback_tui.ui.commands import Key
 
 LEGEND = (
     ("✓", "ok / passed"),
@@ -35,6 +39,21 @@ def bindings_table(bindings: list[Binding], key_display) -> Table:
     return table
 
 
+def missing_table(missing: Sequence[tuple[str, Key, str]]) -> Table:
+    table = Table(box=None, padding=(0, 2, 0, 0), show_header=False)
+    table.add_column(style="dim", no_wrap=True, justify="right")
+    table.add_column(style="dim")
+    for label, key, why in missing:
+        table.add_row(key.display or key.key, f"{label}: {why}")
+    return table
+
+
+READ_ONLY = (
+    "Read-only view of the session: there are no action keys. Nothing pressed here reaches the session;\n"
+    "it goes on, and this view follows it.\n"
+)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape", "dismiss", "Close"),
@@ -42,9 +61,17 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close", show=False),
     ]
 
-    def __init__(self, bindings: list[Binding]) -> None:
+    def __init__(
+        self,
+        bindings: list[Binding],
+        missing: Sequence[tuple[str, Key, str]] = (),
+        *,
+        read_only: bool = False,
+    ) -> None:
         super().__init__()
         self.entries = bindings
+        self.missing = list(missing)  # (label, key, why): commands this playbook does not offer
+        self.read_only = read_only
 
     def compose(self) -> ComposeResult:
         legend = Table(box=None, padding=(0, 2, 0, 0), show_header=False)
@@ -53,8 +80,13 @@ class HelpScreen(ModalScreen[None]):
         for glyph, meaning in LEGEND:
             legend.add_row(glyph, meaning)
         with VerticalScroll(id="help-dialog"):
+            if self.read_only:
+                yield Static(Text(READ_ONLY, style="bold"))
             yield Static(Text("Keys", style="bold underline"))
             yield Static(bindings_table(self.entries, self.app.get_key_display))
+            if self.missing:
+                yield Static(Text("\nNot in this playbook", style="bold underline"))
+                yield Static(missing_table(self.missing))
             yield Static(Text("\nStatus glyphs (colour only repeats them)", style="bold underline"))
             yield Static(legend)
             yield Static(Text("\nEsc, ? or q closes this help.", style="dim"))

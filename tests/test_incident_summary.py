@@ -1,0 +1,221 @@
+"""Incident facts in the evidence (issue 14 item 6): `--incident/--commander/--scribe` journaled at the
+start and in the report header; the summary paragraph the report opens with and the headless verdict
+prints — what broke, when it was detected and mitigated, the impact, the state now, what could not be
+observed — from one read model (core/read/incident.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rollback_tui.cli.headless import verdict_lines
+from rollback_tui.core import events as ev
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.read.incident import IncidentFold
+from rollback_tui.core.read.summary import summarize
+from rollback_tui.core.read.traffic import TrafficTotals
+from rollback_tui.core.state import fold
+from rollback_tui.playbook.load import load_playbook
+from rollback_tui.report.bundle import build_bundle
+from rollback_tui.report.markdown import render_markdown
+from rollback_tui.session.runtime import SessionRuntime
+from support.http import JsonHandler
+from test_cli import run
+from test_report import DATA, SECRET, session  # noqa: F401  (the recorded-session fixture)
+
+T0 = 1767268800.0  # 2026-01-01T12:00:00Z
+PLAYBOOK = load_playbook(DATA / "playbook.yaml")
+
+
+def paragraph(report: str) -> str:
+    line = next(ln for ln in report.splitlines() if ln.startswith("**Summary.** "))
+    return line.removeprefix("**Summary.** ")
+
+
+def test_the_report_opens_with_what_broke_when_it_was_detected_and_mitigated_and_the_impact(
+    session: Path,  # noqa: F811
+) -> None:
+    events = read_journal(session).events
+    report = render_markdown(PLAYBOOK, fold(events), events)
+    assert report.splitlines()[2].startswith("**Summary.** What broke: ")  # right under the title
+    assert paragraph(report) == (
+        "What broke: P0 guardrail candidate-5xx breached: http_5xx_rate 20.0% > 2.0% over 10 s. "
+        "Detected at 12:00:42Z, 3.01 s after the first bad sample (12:00:39Z). "
+        "Mitigated at 12:00:57Z by rollback remove-blue-next (blue-next out of traffic; 100.0% of 200 "
+        "requests on stable): 18.1 s after the first bad sample, RTO 12.5 s. "
+        # 18 one-second windows of 100 requests end after the first bad sample, up to the verification;
+        # the 6 from 12:00:40Z to 12:00:45Z carried 3 blue-next 5xx each.
+        "Impact in the incident window (12:00:39Z → 12:00:57Z, 18.1 s): 1800 requests, 18 5xx (1.0%). "
+        "Now (12:01:50Z): ? NO DATA — stable-a no recent sample; stable-b no recent sample. "
+        "Everything that reported could be observed."
+    )
+
+
+def failed_rollback_session() -> list[ev.Event]:
+    """Canary traffic, a P0 breach, a rollback whose traffic-control change failed, and a probe that could
+    not observe (its token unset) — the session ends with blue-next still in traffic."""
+    events: list[ev.Event] = []
+
+    def at(offset: float, event: ev.Event) -> None:
+        event.ts, event.n = T0 + offset, len(events) + 1
+        events.append(event)
+
+    at(0, ev.SessionStarted(playbook="playbook.yaml", playbook_name="rehearsal-fixture",
+                            playbook_title="t", environment="staging", operator="alice", host="ops-1",
+                            version="0.1.0"))  # fmt: skip
+    at(0.1, ev.IncidentRecorded(incident="INC-42", commander="bob", scribe="carol", actor="alice"))
+    for name in ("stable-a", "stable-b", "blue-next"):
+        at(1, ev.HealthSample(replica=name, status="ok", latency_ms=5.0))
+    at(2, ev.ProbeResult(probe="dead-letters", ok=False, observed=False,
+                         error="environment variable OPS_API_TOKEN is not set"))  # fmt: skip
+    for t in range(10, 30):
+        errors = {"blue-next": 5} if t >= 20 else {}
+        per = {"stable-a": 40, "stable-b": 40, "blue-next": 20}
+        at(t, ev.TrafficWindow(window_s=1.0, requests=100, per_replica=per, errors_5xx=errors))
+        if t == 22:
+            at(22.5, ev.GuardrailBreach(guardrail="candidate-5xx", severity="P0", metric="http_5xx_rate",
+                                        value=0.25, threshold=0.02, window_s=10.0, first_bad_ts=T0 + 19.0,
+                                        scope="candidate"))  # fmt: skip
+            at(23, ev.RollbackRequested(action="remove-blue-next", actor="alice", confirmed_text="blue-next",
+                                        reason="candidate-5xx breached", replicas=["blue-next"]))  # fmt: skip
+            at(23.5, ev.RollbackApplying(action="remove-blue-next", driver="lab"))
+            at(24, ev.RollbackApplied(action="remove-blue-next", driver="lab", ok=False,
+                                      error="admin endpoint refused the change (HTTP 503)"))  # fmt: skip
+    at(31, ev.SessionEnded(reason="quit"))
+    return events
+
+
+def test_a_failed_rollback_and_an_unknown_probe_are_said_in_the_paragraph_and_the_headless_verdict() -> None:
+    events = failed_rollback_session()
+    state = fold(events)
+    report = render_markdown(PLAYBOOK, state, events)
+    text = paragraph(report)
+    assert text.startswith(
+        "What broke: P0 guardrail candidate-5xx breached: http_5xx_rate 25.0% > 2.0% over 10 s. "
+        "Detected at 12:00:22Z, 3.5 s after the first bad sample (12:00:19Z). "
+        "Not mitigated: rollback remove-blue-next FAILED — admin endpoint refused the change (HTTP 503). "
+        # Windows ending after 12:00:19Z up to the end: 12:00:20Z … 12:00:29Z, 5 blue-next 5xx each.
+        "Impact in the incident window (12:00:19Z → end of session 12:00:31Z, not mitigated): "
+        "1000 requests, 50 5xx (5.0%). "
+        "Now (12:00:31Z): ✗ FAILING — "
+    ), text
+    assert "rollback failed: admin endpoint refused the change (HTTP 503)" in text
+    assert text.endswith(
+        "Could not be observed: probe dead-letters (environment variable OPS_API_TOKEN is not set; "
+        "still unknown at the end)."
+    )
+    header = report.split("## Exit verdict")[0]
+    assert "| Incident | INC-42 |" in header and "| Commander | bob |" in header
+    assert "| Scribe | carol |" in header
+
+    # The headless verdict prints the same sentences, folded live from the same events.
+    live = IncidentFold()
+    for event in events:
+        live.observe(event)
+    summary = summarize(PLAYBOOK, state, incident=live)
+    lines = verdict_lines(summary, TrafficTotals("whole session"), Path("j.jsonl"), [])
+    assert lines[1] == "  summary:" and " ".join(line.strip() for line in lines[2:8]) == text
+
+    bundle = build_bundle(PLAYBOOK, state, events)["summary"]
+    assert bundle["session"]["incident"] == "INC-42" and bundle["session"]["commander"] == "bob"
+    incident = bundle["incident"]
+    assert incident["rollback"] == "failed" and incident["mitigated"] is None
+    assert incident["first_bad"] == "2026-01-01T12:00:19Z" and incident["time_to_detect_s"] == 3.5
+    assert incident["impact"]["requests"] == 1000 and incident["impact"]["errors_5xx"] == {"blue-next": 50}
+    assert incident["unobserved"] == [
+        {"what": "probe dead-letters", "why": "environment variable OPS_API_TOKEN is not set",
+         "still_unknown": True}
+    ]  # fmt: skip
+
+
+def test_a_session_where_nothing_broke_says_so() -> None:
+    events = failed_rollback_session()[:6]  # started, incident, health, the unknown probe: nothing broke
+    state = fold(events)
+    text = paragraph(render_markdown(PLAYBOOK, state, events))
+    assert text.startswith("Nothing broke: no guardrail breached; no replica, gate, check, probe or fact")
+    assert "Impact" not in text and "mitigated" not in text
+
+
+async def test_incident_facts_are_journaled_at_the_start_and_kept_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    incident = {"incident": "https://status.example/inc/42", "commander": "bob", "scribe": None}
+    async with SessionRuntime(PLAYBOOK, "pb.yaml", journal=Journal(path), incident=incident) as engine:
+        engine.record_incident(scribe=" carol\nsmith ")  # later: the scribe joins; the rest is kept
+    recorded = [e for e in read_journal(path).events if isinstance(e, ev.IncidentRecorded)]
+    assert [(e.incident, e.commander, e.scribe) for e in recorded] == [
+        ("https://status.example/inc/42", "bob", None),
+        ("https://status.example/inc/42", "bob", "carol smith"),  # one line: it heads the report
+    ]
+    assert fold(read_journal(path).events).incident == recorded[-1]
+
+
+@pytest.fixture
+def healthy_replica() -> Iterator[str]:
+    """A real HTTP server answering the health check with status ok."""
+
+    class Health(JsonHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "ok", "commit": "abc1234"}).encode()
+            self.send_json(body, 200)
+
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_headless_prints_readiness_before_it_runs_and_the_paragraph_in_its_verdict(
+    tmp_path: Path, healthy_replica: str
+) -> None:
+    book = tmp_path / "tiny.yaml"
+    gates = [
+        {"name": "lint", "title": "Lint", "argv": ["rollback-tui-no-such-linter"]},
+        {"name": "smoke", "title": "Smoke", "argv": ["python3", "-c", "raise SystemExit(3)"]},
+    ]
+    doc = {
+        "version": 1,
+        "name": "tiny",
+        "title": "Tiny",
+        "replicas": [{"name": "api", "url": healthy_replica, "role": "stable"}],
+        "gates": gates,
+        "steps": [{"name": "validate", "title": "Validate", "do": [{"gate": "lint"}, {"gate": "smoke"}]}],
+    }
+    book.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "evidence"
+    args = ["--incident", "INC-7", "--commander", "bob", "--scribe", "carol", "--export", str(out)]
+    result = run("rehearse", str(book), "--headless", "--no-lab", "--watch", "1", *args, tmp=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    log = result.stdout.splitlines()
+    # The readiness table comes before the first step runs, and names what cannot run and why.
+    headline = next(i for i, line in enumerate(log) if "items cannot run from" in line)
+    assert log[headline].startswith("✗ 2 of 4 items cannot run from ")
+    assert headline < next(i for i, line in enumerate(log) if "Step validate entered" in line)
+    lint = next(line for line in log[:headline] if line.startswith("✗ gate lint"))
+    assert lint.split()[3:6] == ["binary", "rollback-tui-no-such-linter", "missing"]
+
+    summary = log.index("  summary:")
+    sentences = [line.strip() for line in log[summary + 1 :] if line.startswith("    ")]
+    assert sentences[:3] == [
+        "What broke: gate smoke failed (exit 3).",
+        f"Detected at {sentences[1].split()[2]}",
+        "Not mitigated: no rollback was executed.",
+    ]
+    assert sentences[-1].startswith("Could not be observed: gate lint (")
+    recorded = [e for e in read_journal(out / "journal.jsonl").events if isinstance(e, ev.IncidentRecorded)]
+    assert [(e.incident, e.commander, e.scribe) for e in recorded] == [("INC-7", "bob", "carol")]
+    report = (out / "report.md").read_text()
+    assert "| Incident | INC-7 |" in report and "| Scribe | carol |" in report
+    assert paragraph(report) == " ".join(sentences)  # the report opens with the same words
+    assert "- gate lint — cannot run: binary rollback-tui-no-such-linter missing (not on PATH)" in report
+    bundle = json.loads((out / "bundle.json").read_text())["summary"]
+    assert bundle["incident"]["text"] == " ".join(sentences)
+    assert (bundle["readiness"]["ready"], bundle["readiness"]["items_ready"]) == (False, 2)
