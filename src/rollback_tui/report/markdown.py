@@ -21,12 +21,13 @@ from rollback_tui.core.checklist import ItemStatus, guardrail_gaps
 from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.read.checklist import how
 from rollback_tui.core.read.guardrails import (
+    breach_evidence,
     breach_number,
     breach_sides,
+    breach_window,
     metric_text,
     sides_text,
     value_text,
-    window_text,
 )
 from rollback_tui.core.read.incident import incident_fields
 from rollback_tui.core.read.readiness import ReadinessView
@@ -430,8 +431,8 @@ def _breach_table(
                         iso(e.ts),
                         e.guardrail,
                         f"breach {e.severity}",
-                        f"{e.metric} {breach_number(e, e.value)}{breach_sides(e)}",
-                        f"{threshold} {window_text(e.metric, e.window_s)}",
+                        f"{e.metric} {breach_number(e, e.value)}{breach_sides(e)}{breach_evidence(e)}",
+                        f"{threshold} {breach_window(e)}",
                         iso(e.first_bad_ts),
                         ttd,
                     ]

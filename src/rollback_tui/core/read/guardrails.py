@@ -90,24 +90,30 @@ def breach_sides(breach: ev.GuardrailBreach) -> str:
     return f" (candidate {candidate} vs stable {stable})"
 
 
+def breach_window(breach: ev.GuardrailBreach) -> str:
+    """What a breach's value is over: `over 10 s`; decided by a sequential test, the run of responses
+    its evidence came from, `over 31 responses (9 failed)`."""
+    if breach.requests is not None and breach.statistic is not None:
+        return f"over {breach.requests} responses ({breach.errors} failed)"
+    return window_text(breach.metric, breach.window_s)
+
+
 def breach_evidence(breach: ev.GuardrailBreach) -> str:
-    """` · sequential: 9 of 31 responses failed, evidence 9.10 ≥ 8.01` for a breach a sequential test
-    decided (its run, its statistic and bound), else ``."""
+    """` · sequential evidence 9.10 ≥ 8.01` (its statistic and bound) for a breach a sequential test
+    decided, else ``."""
     if breach.statistic is None or breach.bound is None:
         return ""
-    return (
-        f" · sequential: {breach.errors} of {breach.requests} responses failed, "
-        f"evidence {breach.statistic:.2f} ≥ {breach.bound:.2f}"
-    )
+    return f" · sequential evidence {breach.statistic:.2f} ≥ {breach.bound:.2f}"
 
 
 def breach_text(breach: ev.GuardrailBreach) -> str:
     """`http_5xx_rate 20.0% > 2.0% over 10 s` — a breach as it was journaled; against the baseline, the
     comparison and both sides: `p95_latency_ms x3.10 > x2.00 over 10 s (candidate 310 ms vs stable 100
-    ms)`; decided by a sequential test, its evidence (`breach_evidence`)."""
+    ms)`; decided by a sequential test, its run and evidence: `http_5xx_rate 29.0% > 5.0% over 31
+    responses (9 failed) · sequential evidence 9.10 ≥ 8.01`."""
     return (
         f"{breach.metric} {breach_number(breach, breach.value)} > "
-        f"{breach_number(breach, breach.threshold)} {window_text(breach.metric, breach.window_s)}"
+        f"{breach_number(breach, breach.threshold)} {breach_window(breach)}"
         + breach_sides(breach)
         + breach_evidence(breach)
     )
@@ -151,6 +157,8 @@ class GuardrailReading:
 
     @property
     def window(self) -> str:
+        if self.breach is not None:
+            return breach_window(self.breach)
         return window_text(self.rail.metric, self.rail.window_s)
 
     @property
@@ -173,14 +181,14 @@ class GuardrailReading:
 
     @property
     def evidence(self) -> str | None:
-        """A sequential test's standing: `sequential 2.31/8.01` (its statistic against its bound), or
-        the evidence of its breach while breached."""
+        """A sequential test's standing: `sequential evidence 2.31/8.01` (its statistic against its
+        bound), or the evidence of its breach while breached."""
         if self.breach is not None and self.breach.statistic is not None:
             return breach_evidence(self.breach).removeprefix(" · ")
         found = self.reading.evidence
         if found is None:
             return None
-        return f"sequential {found.statistic:.2f}/{found.bound:.2f}"
+        return f"sequential evidence {found.statistic:.2f}/{found.bound:.2f}"
 
     @property
     def evaluated_at(self) -> float | None:
