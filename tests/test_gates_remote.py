@@ -392,3 +392,35 @@ async def test_openssh_timeout_leaves_no_remote_process(tmp_path: Path, openssh:
         for pid in live_with_cmdline("sleep 3291") + live_with_cmdline("sleep 3292"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_openssh_a_secret_in_a_shell_script_travels_as_ssh_env_never_in_the_command(
+    tmp_path: Path, openssh: Server
+) -> None:
+    secret = "tok\"en' $(touch spliced1) `touch spliced2` ;touch spliced3"
+    work = tmp_path / "work"
+    work.mkdir()
+    script = 'printf %s "${GATE_TOKEN}" > value; tr "\\0" " " < /proc/$$/cmdline > cmdline'
+    gate = {"name": "tok", "argv": ["sh", "-c", script], "cwd": str(work)}
+    s = Session(tmp_path, playbook(openssh.host(), gate), env={**os.environ, "GATE_TOKEN": secret})
+    finished = await s.runner.run("tok")
+    assert finished.outcome == "passed", finished
+    assert (work / "value").read_text() == secret  # the remote shell expanded it from its environment
+    assert sorted(p.name for p in work.iterdir()) == ["cmdline", "value"]  # nothing in it ran
+    cmdline = (work / "cmdline").read_text()
+    assert "${GATE_TOKEN}" in cmdline and secret not in cmdline
+
+
+async def test_openssh_a_script_variable_the_server_does_not_accept_is_an_error(
+    tmp_path: Path, openssh: Server
+) -> None:
+    # sshd_config accepts GATE_* only: RTUI_TOKEN is dropped, and the script must not run without it.
+    gate = {"name": "tok", "argv": ["sh", "-c", 'touch started; echo "${RTUI_TOKEN}"'], "cwd": str(tmp_path)}
+    s = Session(tmp_path, playbook(openssh.host(), gate), env={**os.environ, "RTUI_TOKEN": "v"})
+    finished = await s.runner.run("tok")
+    assert finished.outcome == "error", finished
+    assert finished.error == (
+        "environment variable RTUI_TOKEN did not reach box: its SSH server must accept it "
+        "(sshd_config: AcceptEnv RTUI_TOKEN)"
+    )
+    assert not (tmp_path / "started").exists()
