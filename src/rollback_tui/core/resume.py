@@ -34,6 +34,7 @@ from rollback_tui.core.journal import Journal, ReadResult, _short
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.rollback import unfinished
 from rollback_tui.core.state import FANOUT_LOG, GATE_TAIL, SessionState
+from rollback_tui.playbook.model import Playbook
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,32 @@ def first_event(path: Path) -> ev.Event | None:
             except (ValidationError, ValueError):
                 continue
     return None
+
+
+class SessionPlaybookError(Exception):
+    """The playbook a journal's session started with cannot be found or loaded; the message says why."""
+
+
+def session_playbook(journal: Path) -> Playbook:
+    """The playbook the journal's SessionStarted names: its path as recorded, or (relative) next to the
+    journal, so a journal moved with its playbook still finds it."""
+    first = first_event(journal)
+    if not isinstance(first, ev.SessionStarted) or not first.playbook:
+        raise SessionPlaybookError(
+            f"{journal}: no session_started event naming a playbook; pass the playbook"
+        )
+    from rollback_tui.playbook.load import PlaybookError, load_playbook  # YAML only when it is needed
+
+    recorded = Path(first.playbook)
+    candidates = [recorded] if recorded.is_absolute() else [recorded, journal.parent / recorded]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return load_playbook(candidate)
+            except PlaybookError as exc:
+                why = f"playbook {candidate} of this session is invalid:\n{exc}"
+                raise SessionPlaybookError(why) from exc
+    raise SessionPlaybookError(f"playbook {first.playbook} of this session not found; pass --playbook")
 
 
 def credit_deferred(state: SessionState, kind: str, skipped: int) -> None:
