@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -295,6 +296,22 @@ async def test_parallel_gates_run_concurrently_and_serial_ones_keep_order(tmp_pa
 
     only = await s.runner.run_all(["p3", "serial"])
     assert [r.gate for r in only] == ["serial", "p3"]  # playbook order, not the caller's
+
+
+async def test_concurrent_captures_leave_the_child_watcher_nothing_to_reap_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Closing a capture signalled its reaper the moment the reaper's status pipe closed; Popen polls before
+    # a signal and reaped the exited reaper under asyncio's watcher thread, which then logged "Unknown
+    # child process pid …, will report returncode 255". Many at once give the watcher threads the delay.
+    from rollback_tui.exec.supervise import run_capture
+    from rollback_tui.playbook.model import CommandSpec
+
+    specs = [CommandSpec(argv=["sh", "-c", f"echo {i}; exit {i % 7}"]) for i in range(100)]
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        results = await asyncio.gather(*(run_capture(spec, playbook()) for spec in specs))
+    assert [(r.exit_code, r.stdout) for r in results] == [(i % 7, str(i)) for i in range(100)]
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def test_a_placeholder_is_never_spliced_into_a_shell_script(tmp_path: Path) -> None:
