@@ -357,37 +357,48 @@ async def test_secret_from_env_never_reaches_events_journal_or_artefact(tmp_path
     assert "length-ok" in artefact and secret not in artefact
 
 
-# Reads the secret the way a script should (quoted, from the environment), then records what `ps` shows
-# for the script's shell and for its parent (the reaper, whose own argv carries the command's).
-SCRIPT_SEES = (
-    'printf %s "${RTUI_SCRIPT_SECRET}" > value; '
-    'tr "\\0" " " < /proc/$$/cmdline > cmdline; tr "\\0" " " < /proc/$PPID/cmdline >> cmdline'
-)
+# Quotes, $(…) and backticks: spliced into a script's text, this value would run.
+SPLICE_BAIT = "tok\"en' $(touch spliced1) `touch spliced2` ;touch spliced3"
+
+
+def script_reading(var: str) -> str:
+    """A script that writes ${var} as a script should (quoted, from its environment), then what `ps` shows
+    for its shell and for that shell's parent (locally the reaper, whose own argv carries the command's)."""
+    return (
+        f'printf %s "${{{var}}}" > value; '
+        'tr "\\0" " " < /proc/$$/cmdline > cmdline; tr "\\0" " " < /proc/$PPID/cmdline >> cmdline'
+    )
+
+
+def assert_expanded_by_the_shell(work: Path, var: str) -> None:
+    """What script_reading(var) left in `work` when var held SPLICE_BAIT."""
+    assert (work / "value").read_text() == SPLICE_BAIT  # the shell expanded it, from its environment
+    assert sorted(p.name for p in work.iterdir()) == ["cmdline", "value"]  # nothing in it ran
+    cmdline = (work / "cmdline").read_text()
+    assert f"${{{var}}}" in cmdline and SPLICE_BAIT not in cmdline  # `ps` shows the name only
+
+
+SCRIPT = script_reading("RTUI_SCRIPT_SECRET")
 
 
 @pytest.mark.parametrize(
-    "form", [{"argv": ["sh", "-c", SCRIPT_SEES]}, {"run": SCRIPT_SEES, "shell": True}], ids=["sh-c", "shell"]
+    "form", [{"argv": ["sh", "-c", SCRIPT]}, {"run": SCRIPT, "shell": True}], ids=["sh-c", "shell"]
 )
 async def test_a_secret_in_a_shell_script_is_expanded_by_the_shell_never_spliced(
     tmp_path: Path, form: dict
 ) -> None:
-    # Quotes, $(…) and backticks in the value stay data: spliced into the script text, they would run.
-    secret = "tok\"en' $(touch spliced1) `touch spliced2` ;touch spliced3"
     work = tmp_path / "work"
     work.mkdir()
     s = Session(
         tmp_path,
         playbook({"name": "curl", "cwd": str(work), **form}),
-        env={"PATH": os.environ["PATH"], "RTUI_SCRIPT_SECRET": secret},
+        env={"PATH": os.environ["PATH"], "RTUI_SCRIPT_SECRET": SPLICE_BAIT},
     )
     finished = await s.runner.run("curl")
     assert finished.outcome == "passed", finished
-    assert (work / "value").read_text() == secret  # the shell expanded it, from its environment
-    assert sorted(p.name for p in work.iterdir()) == ["cmdline", "value"]  # nothing in it ran
-    cmdline = (work / "cmdline").read_text()
-    assert "${RTUI_SCRIPT_SECRET}" in cmdline and secret not in cmdline  # `ps` shows the name only
+    assert_expanded_by_the_shell(work, "RTUI_SCRIPT_SECRET")
     started = next(e for e in s.events if isinstance(e, ev.GateStarted))
-    assert "${RTUI_SCRIPT_SECRET}" in started.argv[-1] and secret not in s.journal_text()
+    assert "${RTUI_SCRIPT_SECRET}" in started.argv[-1] and SPLICE_BAIT not in s.journal_text()
 
 
 async def test_an_unset_variable_in_a_shell_script_is_an_error_before_starting(tmp_path: Path) -> None:
