@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import statistics
 from collections.abc import Sequence
@@ -50,3 +51,13 @@ def table(rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def add_fault_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a timed fault run (rto.one_run, which false_alarms reuses): the synthetic traffic,
+    the fault injected on blue-next, and whether a missed target fails the benchmark."""
+    parser.add_argument("--rps", type=float, help="synthetic requests/s (default: the playbook's rate)")
+    parser.add_argument("--traffic-window", type=float, default=1.0, help="seconds per TrafficWindow")
+    parser.add_argument("--error-rate", type=float, default=0.25, help="5xx share injected on blue-next")
+    parser.add_argument("--latency-ms", type=int, default=150, help="latency added on blue-next")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

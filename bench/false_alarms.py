@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import median, table
+from _common import add_fault_run_options, median, table
 from rto import DEMO, Run, one_run
 
 from rollback_tui.core import events as ev
@@ -133,11 +133,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the clean phase")
     parser.add_argument("--runs", type=int, default=5, help="fault injections timed after the clean phase")
     parser.add_argument("--hogs", type=int, default=os.cpu_count() or 2, help="busy-looping processes")
-    parser.add_argument("--rps", type=float, help="fault phase req/s (default: the playbook's)")
-    parser.add_argument("--traffic-window", type=float, default=1.0, help="seconds per TrafficWindow")
-    parser.add_argument("--error-rate", type=float, default=0.25, help="5xx share injected on blue-next")
-    parser.add_argument("--latency-ms", type=int, default=150, help="latency added on blue-next")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    add_fault_run_options(parser)  # --rps: of the fault phase
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(bench(args)))

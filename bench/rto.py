@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _common import median, table
+from _common import add_fault_run_options, median, table
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
@@ -334,11 +334,7 @@ def main() -> None:
     parser.add_argument(
         "--windows", default="demo,fixed,prom", help="demo, fixed, window_s values, prom (comma-separated)"
     )
-    parser.add_argument("--rps", type=float, help="synthetic requests/s (default: the playbook's rate)")
-    parser.add_argument("--traffic-window", type=float, default=1.0, help="seconds per TrafficWindow")
-    parser.add_argument("--error-rate", type=float, default=0.25, help="5xx share injected on blue-next")
-    parser.add_argument("--latency-ms", type=int, default=150, help="latency added on blue-next")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a median misses its target")
+    add_fault_run_options(parser)  # --strict: a median that misses its target fails
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(bench(args)))

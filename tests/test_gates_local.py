@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -297,6 +298,22 @@ async def test_parallel_gates_run_concurrently_and_serial_ones_keep_order(tmp_pa
     assert [r.gate for r in only] == ["serial", "p3"]  # playbook order, not the caller's
 
 
+async def test_concurrent_captures_leave_the_child_watcher_nothing_to_reap_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Closing a capture signalled its reaper the moment the reaper's status pipe closed; Popen polls before
+    # a signal and reaped the exited reaper under asyncio's watcher thread, which then logged "Unknown
+    # child process pid …, will report returncode 255". Many at once give the watcher threads the delay.
+    from rollback_tui.exec.supervise import run_capture
+    from rollback_tui.playbook.model import CommandSpec
+
+    specs = [CommandSpec(argv=["sh", "-c", f"echo {i}; exit {i % 7}"]) for i in range(100)]
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        results = await asyncio.gather(*(run_capture(spec, playbook()) for spec in specs))
+    assert [(r.exit_code, r.stdout) for r in results] == [(i % 7, str(i)) for i in range(100)]
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
 async def test_a_placeholder_is_never_spliced_into_a_shell_script(tmp_path: Path) -> None:
     from rollback_tui.exec.commands import CommandError, fill
     from rollback_tui.exec.supervise import run_capture
@@ -338,6 +355,59 @@ async def test_secret_from_env_never_reaches_events_journal_or_artefact(tmp_path
     assert secret not in (tmp_path / "journal.jsonl").read_text()
     artefact = Path(finished.artefact or "").read_text()
     assert "length-ok" in artefact and secret not in artefact
+
+
+# Quotes, $(…) and backticks: spliced into a script's text, this value would run.
+SPLICE_BAIT = "tok\"en' $(touch spliced1) `touch spliced2` ;touch spliced3"
+
+
+def script_reading(var: str) -> str:
+    """A script that writes ${var} as a script should (quoted, from its environment), then what `ps` shows
+    for its shell and for that shell's parent (locally the reaper, whose own argv carries the command's)."""
+    return (
+        f'printf %s "${{{var}}}" > value; '
+        'tr "\\0" " " < /proc/$$/cmdline > cmdline; tr "\\0" " " < /proc/$PPID/cmdline >> cmdline'
+    )
+
+
+def assert_expanded_by_the_shell(work: Path, var: str) -> None:
+    """What script_reading(var) left in `work` when var held SPLICE_BAIT."""
+    assert (work / "value").read_text() == SPLICE_BAIT  # the shell expanded it, from its environment
+    assert sorted(p.name for p in work.iterdir()) == ["cmdline", "value"]  # nothing in it ran
+    cmdline = (work / "cmdline").read_text()
+    assert f"${{{var}}}" in cmdline and SPLICE_BAIT not in cmdline  # `ps` shows the name only
+
+
+SCRIPT = script_reading("RTUI_SCRIPT_SECRET")
+
+
+@pytest.mark.parametrize(
+    "form", [{"argv": ["sh", "-c", SCRIPT]}, {"run": SCRIPT, "shell": True}], ids=["sh-c", "shell"]
+)
+async def test_a_secret_in_a_shell_script_is_expanded_by_the_shell_never_spliced(
+    tmp_path: Path, form: dict
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    s = Session(
+        tmp_path,
+        playbook({"name": "curl", "cwd": str(work), **form}),
+        env={"PATH": os.environ["PATH"], "RTUI_SCRIPT_SECRET": SPLICE_BAIT},
+    )
+    finished = await s.runner.run("curl")
+    assert finished.outcome == "passed", finished
+    assert_expanded_by_the_shell(work, "RTUI_SCRIPT_SECRET")
+    started = next(e for e in s.events if isinstance(e, ev.GateStarted))
+    assert "${RTUI_SCRIPT_SECRET}" in started.argv[-1] and SPLICE_BAIT not in s.journal_text()
+
+
+async def test_an_unset_variable_in_a_shell_script_is_an_error_before_starting(tmp_path: Path) -> None:
+    script = 'touch started; echo "${RTUI_UNSET_VAR}"'
+    gate = {"name": "g", "argv": ["sh", "-c", script], "cwd": str(tmp_path)}
+    finished = await Session(tmp_path, playbook(gate), env={"PATH": os.environ["PATH"]}).runner.run("g")
+    assert finished.outcome == "error"
+    assert finished.error == "environment variable RTUI_UNSET_VAR is not set (needed by argv[2])"
+    assert not (tmp_path / "started").exists()
 
 
 async def test_cancelling_the_run_task_still_kills_and_journals(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from rollback_tui.core.redact import Redactor
 from rollback_tui.exec.supervise import run_capture
 from rollback_tui.lab.proc import free_port
 from rollback_tui.playbook.model import CommandSpec, Playbook
+from test_gates_local import SPLICE_BAIT, assert_expanded_by_the_shell, script_reading
 
 SSHD = "/usr/sbin/sshd"
 
@@ -392,3 +393,30 @@ async def test_openssh_timeout_leaves_no_remote_process(tmp_path: Path, openssh:
         for pid in live_with_cmdline("sleep 3291") + live_with_cmdline("sleep 3292"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def test_openssh_a_secret_in_a_shell_script_travels_as_ssh_env_never_in_the_command(
+    tmp_path: Path, openssh: Server
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    gate = {"name": "tok", "argv": ["sh", "-c", script_reading("GATE_TOKEN")], "cwd": str(work)}
+    s = Session(tmp_path, playbook(openssh.host(), gate), env={**os.environ, "GATE_TOKEN": SPLICE_BAIT})
+    finished = await s.runner.run("tok")
+    assert finished.outcome == "passed", finished
+    assert_expanded_by_the_shell(work, "GATE_TOKEN")  # by the remote shell, from its SSH environment
+
+
+async def test_openssh_a_script_variable_the_server_does_not_accept_is_an_error(
+    tmp_path: Path, openssh: Server
+) -> None:
+    # sshd_config accepts GATE_* only: RTUI_TOKEN is dropped, and the script must not run without it.
+    gate = {"name": "tok", "argv": ["sh", "-c", 'touch started; echo "${RTUI_TOKEN}"'], "cwd": str(tmp_path)}
+    s = Session(tmp_path, playbook(openssh.host(), gate), env={**os.environ, "RTUI_TOKEN": "v"})
+    finished = await s.runner.run("tok")
+    assert finished.outcome == "error", finished
+    assert finished.error == (
+        "environment variable RTUI_TOKEN did not reach box: its SSH server must accept it "
+        "(sshd_config: AcceptEnv RTUI_TOKEN)"
+    )
+    assert not (tmp_path / "started").exists()

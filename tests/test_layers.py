@@ -49,3 +49,28 @@ def test_the_import_contracts_hold() -> None:
     lint = subprocess.run([str(lint_imports), "--no-cache"], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert "0 broken" in lint.stdout
+
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "rollback_tui"
+
+
+def private_imports_across_packages() -> list[str]:
+    """`from rollback_tui.X.m import _name` in a module outside package X: a private name used as an API."""
+    import ast
+
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        package = path.relative_to(SRC).parts[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("rollback_tui."):
+                continue
+            source = (node.module or "").split(".")[1]
+            for alias in node.names:
+                if alias.name.startswith("_") and source != package:
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.module}.{alias.name}")
+    return found
+
+
+def test_no_package_imports_another_packages_private_names() -> None:
+    # e.g. the watch CLI once loaded a session's playbook through report.export._load_session_playbook
+    assert private_imports_across_packages() == []

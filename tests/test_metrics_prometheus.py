@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from rollback_tui.lab.prometheus import LabPrometheus, Target
 from rollback_tui.lab.supervisor import Lab
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
+from support.wait import until
 
 REPLICAS = [
     {"name": "stable-a", "url": "http://127.0.0.1:9", "role": "stable"},
@@ -46,14 +46,6 @@ def playbook(servers: list[dict], rails: list[dict], **extra: Any) -> Playbook:
             **extra,
         }
     )
-
-
-async def until(predicate: Callable[[], object], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def rail_status(engine: Engine, name: str) -> tuple[str | None, str | None]:

@@ -25,6 +25,7 @@ from rollback_tui.core.state import fold
 from rollback_tui.playbook.model import Mirror
 from rollback_tui.playbook.secrets import MissingVariable
 from rollback_tui.session.mirror import JournalMirror, MirrorError, MirrorTarget, StreamFollower, session_id
+from support.wait import until
 from test_ui_support import demo_playbook, rehearsal_full_events
 from watch_support import RedisProcess, state_digest
 
@@ -66,14 +67,6 @@ def mirror_for(url: str, path: Path, said: list[tuple[str, str]], journal: Journ
     )
 
 
-async def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_every_journal_line_reaches_the_stream_and_a_viewer_folds_them(redis_server, tmp_path) -> None:
     path = tmp_path / "calm-session.jsonl"
     journal = Journal(path, batch_s=0.05)
@@ -89,7 +82,7 @@ async def test_every_journal_line_reaches_the_stream_and_a_viewer_folds_them(red
             await asyncio.sleep(0.01)
     journal.close()
     assert await mirror.close(10)
-    await wait_until(lambda: viewer.fold.state.last_n == fold_journal(path)[0].last_n, 10, "the viewer")
+    await until(lambda: viewer.fold.state.last_n == fold_journal(path)[0].last_n, "the viewer", 10)
     follow.cancel()
     assert await stream_lines(mirror.target) == journal_lines(path)
     assert state_digest(viewer.fold.state) == state_digest(fold(read_journal(path).events))
@@ -118,7 +111,7 @@ async def test_redis_restarted_mid_session_loses_no_mirrored_line(tmp_path) -> N
         for event in events[:third]:
             journal.append(event)
         journal.flush()
-        await wait_until(lambda: mirror.top == third, 10, "the first third mirrored")
+        await until(lambda: mirror.top == third, "the first third mirrored", 10)
         server.kill()
         started = time.monotonic()
         for event in events[third : 2 * third]:  # the session goes on while Redis is gone
@@ -126,14 +119,14 @@ async def test_redis_restarted_mid_session_loses_no_mirrored_line(tmp_path) -> N
             journal.flush()
             await asyncio.sleep(0.005)
         assert time.monotonic() - started < 2.0
-        await wait_until(lambda: mirror.down is not None, 10, "the mirror to notice")
+        await until(lambda: mirror.down is not None, "the mirror to notice", 10)
         server.start()  # empty: the stream and its first third are gone
         for event in events[2 * third :]:
             journal.append(event)
         journal.close()
         assert await mirror.close(15)
         last = fold_journal(path)[0].last_n
-        await wait_until(lambda: viewer.fold.state.last_n == last, 15, "the viewer to catch up")
+        await until(lambda: viewer.fold.state.last_n == last, "the viewer to catch up", 15)
         follow.cancel()
         assert await stream_lines(mirror.target) == journal_lines(path)
         assert state_digest(viewer.fold.state) == state_digest(fold(read_journal(path).events))
@@ -157,7 +150,7 @@ async def test_a_hung_redis_never_holds_up_the_session(tmp_path) -> None:
         events = _events()
         journal.append(events[0])
         journal.flush()
-        await wait_until(lambda: mirror.top == 1, 10, "the first line mirrored")
+        await until(lambda: mirror.top == 1, "the first line mirrored", 10)
         os.kill(server.proc.pid, signal.SIGSTOP)
         gaps = []
         for event in events[1:]:
@@ -189,7 +182,7 @@ async def test_a_resumed_writer_continues_the_same_stream(redis_server, tmp_path
     for event in events[:30]:
         journal.append(event)
     journal.flush()
-    await wait_until(lambda: mirror.top == 30, 10, "30 lines mirrored")
+    await until(lambda: mirror.top == 30, "30 lines mirrored", 10)
     task.cancel()  # the cockpit is killed: its mirror with it ...
     await asyncio.gather(task, return_exceptions=True)
     for event in events[30:50]:  # ... after journaling lines it never mirrored
@@ -217,7 +210,7 @@ async def test_a_viewer_of_a_trimmed_stream_starts_from_the_sessions_head_and_sa
         for event in _events():
             n = journal.append(event).n
             journal.flush()
-            await wait_until(lambda n=n: mirror.top == n, 10, f"line {n} mirrored")
+            await until(lambda n=n: mirror.top == n, f"line {n} mirrored", 10)
         journal.close()
         assert await mirror.close(10)
         remaining = await stream_lines(mirror.target)
@@ -227,7 +220,7 @@ async def test_a_viewer_of_a_trimmed_stream_starts_from_the_sessions_head_and_sa
             MirrorTarget.parse(mirror.target.watch_url), on_status=lambda *s: statuses.append(s)
         )
         follow = asyncio.create_task(viewer.run(lambda kinds: None))
-        await wait_until(lambda: viewer.fold.state.last_n == len(journal_lines(path)), 10, "the viewer")
+        await until(lambda: viewer.fold.state.last_n == len(journal_lines(path)), "the viewer", 10)
         follow.cancel()
         assert viewer.fold.state.started is not None  # the head: the session's own first line
         first = min(remaining)
@@ -300,7 +293,7 @@ async def test_the_playbooks_mirror_section_mirrors_without_the_option(redis_ser
     assert mirror is not None and mirror.max_len == 500
     engine.start_session()
     engine.journal.flush()
-    await wait_until(lambda: mirror.top >= 1, 10, "the session's start mirrored")
+    await until(lambda: mirror.top >= 1, "the session's start mirrored", 10)
     await engine.stop("done")
     assert await mirror.close(10)
     journal = engine.journal.path

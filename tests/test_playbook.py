@@ -364,11 +364,45 @@ def test_userinfo_password_as_env_ref_is_allowed() -> None:
     assert (err.line, err.path) == (7, "realtime.redis_url")
 
 
-def test_shell_true_with_a_string_is_allowed_but_not_with_env_interpolation() -> None:
+def test_shell_true_with_a_string_is_allowed_and_its_env_references_are_for_the_shell() -> None:
     pb = load_playbook_text(BASE + "gates:\n  - {name: g, title: G, run: 'ls | wc -l', shell: true}\n")
     assert pb.gates[0].run == "ls | wc -l"
-    err = one_error("gates:\n  - {name: g, title: G, run: 'echo ${X}', shell: true}\n")
-    assert "may not interpolate" in err.message
+    # ${X} in a shell script is expanded by the shell from its environment (test_gates_local runs it).
+    pb = load_playbook_text(BASE + "gates:\n  - {name: g, title: G, run: 'echo \"${X}\"', shell: true}\n")
+    assert referenced_env_vars(pb) == {"X"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "index"),
+    [
+        ("[sudo, sh, -c, 'curl -H \"Authorization: Bearer ${TOKEN}\" x']", 3),  # sudo resets the env
+        ("[kubectl, exec, api, --, sh, -c, 'redis-cli -a ${TOKEN}']", 6),  # runs elsewhere
+        ("[python3, -c, 'print(\"${TOKEN}\")']", 2),  # Python does not expand ${VAR}
+        ("[fish, -c, 'echo ${TOKEN}']", 2),  # nor does fish
+    ],
+)
+def test_an_env_reference_in_code_that_cannot_read_it_is_refused(argv: str, index: int) -> None:
+    err = one_error(f"gates:\n  - {{name: g, title: G, argv: {argv}}}\n")
+    assert f"argv[{index}]: ${{TOKEN}} would be spliced into code" in err.message, err
+    assert """[sh, -c, 'curl -H "Authorization: Bearer $1"', sh, "${TOKEN}"]""" in err.message
+
+
+def test_an_env_reference_beside_code_or_in_a_script_the_shell_runs_is_accepted() -> None:
+    gates = [
+        "[sh, -c, 'curl -H \"Authorization: Bearer $1\" x', sh, '${TOKEN}']",  # data after the script
+        "[bash, -euo, pipefail, -c, 'curl -H \"Authorization: Bearer ${TOKEN}\" x']",
+        "[python3, -c, 'import sys; print(sys.argv[1])', '${TOKEN}']",
+    ]
+    text = "gates:\n" + "".join(f"  - {{name: g{i}, title: G, argv: {a}}}\n" for i, a in enumerate(gates))
+    assert referenced_env_vars(load_playbook_text(BASE + text)) == {"TOKEN"}
+
+
+def test_a_script_reference_and_env_may_not_give_the_variable_two_values() -> None:
+    gate = "{name: g, title: G, argv: [sh, -c, 'echo ${TOKEN}'], env: {TOKEN: '${OTHER}'}}"
+    err = one_error(f"gates:\n  - {gate}\n")
+    assert "env: sets TOKEN to something else" in err.message
+    same = "{name: g, title: G, argv: [sh, -c, 'echo ${TOKEN}'], env: {TOKEN: '${TOKEN}'}}"
+    load_playbook_text(BASE + f"gates:\n  - {same}\n")
 
 
 REDEPLOY = """\

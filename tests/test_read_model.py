@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from textual.widgets import OptionList, Static
 
 from rollback_tui.cli import progress_line, verdict_lines
@@ -31,12 +30,6 @@ from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
 JOURNAL = "rehearsal-full.jsonl"
 ORDER = ["stable-a", "stable-b", "blue-next"]
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "config"))
 
 
 async def screen_text(tmp_path: Path) -> dict[str, str]:

@@ -94,6 +94,29 @@ def test_fast_fold_equals_the_plain_fold(tmp_path: Path, source: str) -> None:
         assert plain.fanout.frames_total > FANOUT_LOG and len(plain.traffic.windows) == 300
 
 
+@pytest.mark.parametrize("frames_per_batch", [1, 3, 40])  # 40: far more frames than the log keeps
+def test_the_fold_of_a_journal_orders_frames_and_tap_batches_as_the_live_fold(
+    tmp_path: Path, frames_per_batch: int
+) -> None:
+    """A fanout check's frames between the Redis tap's batches: the fanout log that resume, watch and
+    export fold from the journal is the one the live session folded, frame for frame and in order."""
+    path = tmp_path / "s.jsonl"
+    journal, live = Journal(path), SessionState()
+    live.apply(journal.append(started()))
+    for i in range(30):
+        rows = [(float(i), "chat:rt:t", "stable-a", "t", f"tap{i}-{k}", k, None) for k in range(i % 4 + 1)]
+        live.apply(journal.append(ev.FanoutTapBatch(run="tap", rows=rows)))
+        for k in range(frames_per_batch):
+            frame = ev.FanoutFrame(run="f", session="AB"[k % 2], replica="stable-a", thread_id="t",
+                                   event_id=f"e{i}-{k}", seq=k, received_at=float(i))  # fmt: skip
+            live.apply(journal.append(frame))
+    journal.close()
+    folded, _ = fold_journal(path)
+    assert list(folded.fanout.frames) == list(live.fanout.frames)
+    assert folded.fanout.frames_total == live.fanout.frames_total
+    assert list(fold(read_journal(path).events).fanout.frames) == list(live.fanout.frames)
+
+
 def test_resume_cuts_a_torn_tail_and_carries_on_numbering(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     busy_journal(path, frames=20, windows=5)

@@ -357,20 +357,19 @@ def test_the_traffic_pane_says_weights_changed_for_a_weight_based_driver():
     assert "✓ weights changed via command: blue-next 50 → 0 → stable-a" in lines, lines
 
 
-async def test_the_session_start_says_a_traffic_control_program_is_missing(tmp_path):
-    """The cockpit and headless rehearsals say it at the start, not at the moment of the rollback."""
-    from rollback_tui.core.journal import Journal
-    from rollback_tui.session.engine import Engine
+async def test_the_session_start_says_a_traffic_control_program_is_missing_once(tmp_path):
+    """The cockpit and headless rehearsals say it at the start, not at the moment of the rollback: in the
+    session's readiness check, and only there (the engine once repeated it as a notice of its own)."""
+    from rollback_tui.core.journal import Journal, read_journal
+    from rollback_tui.core.read.readiness import ReadinessView
+    from rollback_tui.session.runtime import SessionRuntime
 
-    pb = _command_playbook(tmp_path / "no-such-kubectl")
-    engine = Engine(pb, Journal(tmp_path / "s.jsonl"), operator="tester")
-    await engine.start()
-    for _ in range(250):  # let the feeds run once (a refused health poll is quick) before stopping them
-        if all(r.samples for r in engine.state.replicas.values()):
-            break
-        await asyncio.sleep(0.02)
-    await engine.stop()
-    notices = [n.message for n in engine.state.notices if n.source == "readiness" and n.level == "warning"]
     missing = tmp_path / "no-such-kubectl"
-    expected = f"load_balancer.traffic_control.remove.argv[0]: {missing} is not an executable file here"
-    assert any(m.startswith(expected) for m in notices), notices
+    journal = Journal(tmp_path / "s.jsonl")
+    async with SessionRuntime(_command_playbook(missing), "", journal=journal) as engine:
+        await engine.start()
+        checked = await engine.readiness()
+    why = ReadinessView(checked).why("load_balancer", "lb") or ""
+    assert f"binary {missing} missing (not an executable file)" in why, why
+    events = read_journal(journal.path).events
+    assert [e for e in events if e.kind == "notice" and e.source == "readiness"] == []

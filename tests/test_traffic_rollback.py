@@ -11,6 +11,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.probes.traffic import TrafficGenerator
 from rollback_tui.session.engine import Engine, NotAvailable
+from support.wait import until
 
 GUARDED = build_lab_playbook(
     guardrails=[
@@ -64,21 +65,26 @@ def engine(lab, tmp_path):
     yield eng
 
 
+async def rolled_back_on_5xx(
+    engine: Engine, lab, *, healthy_s: float, error_rate: float
+) -> ev.RollbackVerified:
+    """Traffic with nothing to decide for `healthy_s`, then 5xx on blue-next until the automatic rollback
+    is verified."""
+    engine.auto_rollback = True
+    engine.start_traffic(rate_rps=150)
+    await asyncio.sleep(healthy_s)
+    assert not engine.state.traffic.breaches
+    await lab.set_faults("blue-next", error_rate=error_rate)
+    verified = await until(lambda: engine.state.traffic.rollback_verified, "the rollback verified", 15)
+    assert verified.ok
+    return verified
+
+
 @pytest.mark.parametrize("lab_playbook", [GUARDED], indirect=True)
 async def test_injected_5xx_is_detected_rolled_back_and_verified(lab, engine):
-    engine.auto_rollback = True
     await engine.start()
     try:
-        engine.start_traffic(rate_rps=150)
-        await asyncio.sleep(1.5)
-        assert not engine.state.traffic.breaches
-        await lab.set_faults("blue-next", error_rate=0.6)
-        for _ in range(150):
-            if engine.state.traffic.rollback_verified is not None:
-                break
-            await asyncio.sleep(0.1)
-        verified = engine.state.traffic.rollback_verified
-        assert verified is not None and verified.ok
+        verified = await rolled_back_on_5xx(engine, lab, healthy_s=1.5, error_rate=0.6)
         assert verified.stable_share == 1.0 and verified.requests >= 100
         assert verified.time_to_detect_s is not None and 0 < verified.time_to_detect_s < 5
         assert verified.rto_s is not None and 0 < verified.rto_s < 10
@@ -88,12 +94,12 @@ async def test_injected_5xx_is_detected_rolled_back_and_verified(lab, engine):
         # after the removal no traffic reaches blue-next: judged on a window that began after the
         # selector change (a window that straddles it may hold a request routed just before)
         applied_at = engine.state.traffic.rollback_applied.ts
-        for _ in range(50):
+
+        def window_after_the_change() -> ev.TrafficWindow | None:
             last = engine.state.traffic.last_window
-            if last is not None and last.ts - last.window_s > applied_at + 0.5:
-                break
-            await asyncio.sleep(0.1)
-        assert last is not None and last.ts - last.window_s > applied_at + 0.5, "no window after the change"
+            return last if last is not None and last.ts - last.window_s > applied_at + 0.5 else None
+
+        last = await until(window_after_the_change, "a traffic window after the change", 5)
         assert last.requests > 0 and "blue-next" not in last.per_replica
         # pressing it again does no harm: it says so and journals nothing
         assert engine.state.traffic.rollback.stage == "verified"
@@ -285,19 +291,9 @@ SEQUENTIAL = build_lab_playbook(
 async def test_a_sequential_guardrail_decides_on_the_response_and_the_journal_replays_it(lab, engine):
     from rollback_tui.core.guardrails import GuardrailEvaluator
 
-    engine.auto_rollback = True
     await engine.start()
     try:
-        engine.start_traffic(rate_rps=150)
-        await asyncio.sleep(2.5)
-        assert not engine.state.traffic.breaches  # healthy traffic: nothing to decide
-        await lab.set_faults("blue-next", error_rate=0.5)
-        for _ in range(150):
-            if engine.state.traffic.rollback_verified is not None:
-                break
-            await asyncio.sleep(0.1)
-        verified = engine.state.traffic.rollback_verified
-        assert verified is not None and verified.ok
+        await rolled_back_on_5xx(engine, lab, healthy_s=2.5, error_rate=0.5)
     finally:
         await engine.stop()
     events = read_journal(engine.journal.path).events

@@ -93,13 +93,6 @@ def notifications(app: CockpitApp) -> list[str]:
     return [n.message for n in app._notifications]
 
 
-@pytest.fixture(autouse=True)
-def private_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Exports, journals and remembered settings go to the test's own directory."""
-    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "config"))
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     return replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl")

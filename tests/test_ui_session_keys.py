@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 from textual.widgets import Static
 
 from rollback_tui.core import events as ev
@@ -22,12 +21,6 @@ from test_ui import flat, journal_events, plain, wait_for
 from test_ui_support import demo_playbook, replay_engine
 
 SIZE = (120, 40)
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def with_slow_gate(marker: Path) -> Playbook:

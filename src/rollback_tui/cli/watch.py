@@ -115,14 +115,14 @@ def _stream_source(url: str, playbook: Any) -> Source:
 
 def _file_source(path: Path, playbook: Any) -> Source:
     from rollback_tui.core.follow import FileFollower
-    from rollback_tui.report.export import ExportError, _load_session_playbook
+    from rollback_tui.core.resume import SessionPlaybookError, session_playbook
 
     if not path.is_file():
         _fail(f"{path}: no such journal")
     if playbook is None:
         try:
-            playbook = _load_session_playbook(path)
-        except ExportError as exc:
+            playbook = session_playbook(path)
+        except SessionPlaybookError as exc:
             _fail(str(exc))
     return Source(FileFollower(path), playbook, str(path), path.name)
 

@@ -34,6 +34,7 @@ from rollback_tui.core.journal import Journal, ReadResult, _short
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.rollback import unfinished
 from rollback_tui.core.state import FANOUT_LOG, GATE_TAIL, SessionState
+from rollback_tui.playbook.model import Playbook
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ STATE_DEFERRED: dict[str, int] = {
     "fanout_frame": FANOUT_LOG,
     "traffic_window": SessionState().traffic.windows.maxlen or 300,
 }
+# Kinds folded into the same place as a deferred kind: the lines of that kind held so far are applied
+# before one of these, so the place keeps the journal's order (the fanout log interleaves a fanout
+# check's frames with the Redis tap's batches, as the live fold did).
+SAME_PLACE: dict[str, str] = {"fanout_tap_batch": "fanout_frame"}
 
 
 class ResumeError(Exception):
@@ -118,6 +123,8 @@ class _Held:
             k.encode(): deque(maxlen=n) for k, n in deferred.items()
         }
         self.seen = dict.fromkeys(self.keep, 0)
+        self.applied = dict.fromkeys(self.keep, 0)  # held lines applied early (see SAME_PLACE)
+        self.before = {k: held for k, place in SAME_PLACE.items() if (held := place.encode()) in self.keep}
         self.specs = {k.encode(): (f'"{g.field}":"'.encode(), g.keep, g.groups) for k, g in grouped.items()}
         self.kept: dict[bytes, OrderedDict[bytes, deque[tuple[int, bytes]]]] = {
             k: OrderedDict() for k in self.specs
@@ -154,6 +161,15 @@ class _Held:
             self.kept[group_kind].pop(key, None)
             self.counted[group_kind].pop(key, None)
 
+    def take(self, kind: bytes) -> list[tuple[int, bytes]]:
+        """The lines of a deferred kind held so far, to apply now: none of them is in the way of the
+        newest N any more once the fold has them."""
+        buf = self.keep[kind]
+        lines = list(buf)
+        buf.clear()
+        self.applied[kind] += len(lines)
+        return lines
+
     def retained(self) -> list[tuple[int, bytes]]:
         """Every kept line, in journal order."""
         out = [item for buf in self.keep.values() for item in buf]
@@ -167,7 +183,7 @@ class _Held:
     ) -> None:
         if on_deferred is not None:
             for kind, buf in self.keep.items():
-                on_deferred(kind.decode(), self.seen[kind] - len(buf))
+                on_deferred(kind.decode(), self.seen[kind] - self.applied[kind] - len(buf))
         if on_grouped is not None:
             for kind, groups in self.kept.items():
                 held = {key: len(buf) for key, buf in groups.items()}
@@ -188,10 +204,11 @@ def scan_journal(
     """Fold a journal in one streaming pass: `apply(event)` for every readable event.
 
     Kinds in `deferred` (kind → how many of the newest to keep) are counted instead; at the end their
-    newest lines are parsed and applied (after the others, in journal order) and `on_deferred(kind,
-    skipped)` reports how many were never parsed so the caller can credit them (counts, totals). Kinds in
-    `grouped` are kept per group (see Grouped); `on_grouped(kind, skipped, skipped_per_group)` reports
-    those. Corrupt lines are warnings. Deferred lines that are never parsed are not validated.
+    newest lines are parsed and applied (after the others, in journal order; before an event folded into
+    the same place, see SAME_PLACE, those held so far are) and `on_deferred(kind, skipped)` reports how
+    many were never parsed so the caller can credit them (counts, totals). Kinds in `grouped` are kept
+    per group (see Grouped); `on_grouped(kind, skipped, skipped_per_group)` reports those. Corrupt lines
+    are warnings. Deferred lines that are never parsed are not validated.
     `limit`: read only the first `limit` bytes (whole lines), as the export does for a live journal.
     """
     held = _Held(deferred or {}, grouped or {})
@@ -199,7 +216,7 @@ def scan_journal(
     offset = 0
     last_raw: bytes | None = None
     # The loop is the hot path of a million-line journal: locals only, no attribute lookups per line.
-    keep, seen, specs, resets = held.keep, held.seen, held.specs, held.resets
+    keep, seen, specs, resets, before = held.keep, held.seen, held.specs, held.resets, held.before
     validators: dict[bytes, Callable[[bytes], ev.Event]] = {
         kind: model.__pydantic_validator__.validate_json for kind, model in MODELS.items()
     }
@@ -234,6 +251,8 @@ def scan_journal(
                 continue
             if event.kind in resets:
                 held.reset(event)
+            if event.kind in before and keep[place := before[event.kind]]:
+                _apply_lines(path, held.take(place), apply, result)
             apply(event)
             events += 1
             last_raw = None
@@ -242,7 +261,7 @@ def scan_journal(
     if last is not None:
         result.last_n, result.last_ts = last.n, last.ts
     result.bytes_read = offset
-    _apply_retained(path, held, apply, result)
+    _apply_lines(path, held.retained(), apply, result)
     held.report(on_deferred, on_grouped)
     if last_raw is not None:  # the journal ends with a deferred event: it sets last n / ts
         with contextlib.suppress(ValidationError, ValueError):
@@ -251,9 +270,11 @@ def scan_journal(
     return result
 
 
-def _apply_retained(path: Path, held: _Held, apply: Callable[[ev.Event], None], result: ScanResult) -> None:
+def _apply_lines(
+    path: Path, lines: list[tuple[int, bytes]], apply: Callable[[ev.Event], None], result: ScanResult
+) -> None:
     """Parse what was kept aside, in journal order; an unreadable one is a warning, not an event."""
-    for lineno, raw in held.retained():
+    for lineno, raw in lines:
         try:
             event = parse_line(raw)
         except (ValidationError, ValueError) as exc:
@@ -275,6 +296,32 @@ def first_event(path: Path) -> ev.Event | None:
             except (ValidationError, ValueError):
                 continue
     return None
+
+
+class SessionPlaybookError(Exception):
+    """The playbook a journal's session started with cannot be found or loaded; the message says why."""
+
+
+def session_playbook(journal: Path) -> Playbook:
+    """The playbook the journal's SessionStarted names: its path as recorded, or (relative) next to the
+    journal, so a journal moved with its playbook still finds it."""
+    first = first_event(journal)
+    if not isinstance(first, ev.SessionStarted) or not first.playbook:
+        raise SessionPlaybookError(
+            f"{journal}: no session_started event naming a playbook; pass the playbook"
+        )
+    from rollback_tui.playbook.load import PlaybookError, load_playbook  # YAML only when it is needed
+
+    recorded = Path(first.playbook)
+    candidates = [recorded] if recorded.is_absolute() else [recorded, journal.parent / recorded]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return load_playbook(candidate)
+            except PlaybookError as exc:
+                why = f"playbook {candidate} of this session is invalid:\n{exc}"
+                raise SessionPlaybookError(why) from exc
+    raise SessionPlaybookError(f"playbook {first.playbook} of this session not found; pass --playbook")
 
 
 def credit_deferred(state: SessionState, kind: str, skipped: int) -> None:

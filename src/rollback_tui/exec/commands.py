@@ -1,7 +1,7 @@
 """Command plumbing shared by the local and remote runners.
 
-* `spec_argv` / `build_env`: what to run and with which environment (`${VAR}` resolved here, never
-  interpolated into a command line).
+* `spec_argv` / `resolve_argv` / `build_env`: what to run and with which environment (`${VAR}` resolved
+  here; inside a shell script it is left to the shell, which reads it from the environment).
 * `LineSplitter`: bytes → decoded lines, each cut at `MAX_LINE` bytes so one endless line cannot
   exhaust memory.
 * `OutputRecorder`: every line goes (redacted) to an artefact file; at most `lines_per_s` become
@@ -23,7 +23,14 @@ from typing import IO, Protocol
 from rollback_tui.core.events import Event, GateOutput
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook import secrets
-from rollback_tui.playbook.model import CommandSpec, placeholders_in_code, spliced_placeholder_message
+from rollback_tui.playbook.model import (
+    CommandSpec,
+    env_ref_in_code_message,
+    env_refs_in_code,
+    placeholders_in_code,
+    shell_script_index,
+    spliced_placeholder_message,
+)
 
 BASE_ENV = ("PATH", "HOME", "LANG", "TZ")
 MAX_LINE = 4096
@@ -102,6 +109,40 @@ def resolve_refs(value: str, environ: Mapping[str, str], what: str) -> tuple[str
         return secrets.resolve(value, environ, what)
     except secrets.MissingVariable as exc:
         raise CommandError(str(exc)) from exc
+
+
+@dataclass
+class ResolvedArgv:
+    argv: list[str]
+    script_env: dict[str, str]  # the `${VAR}`s a shell script expands itself: for its environment
+    secrets: list[str]  # values substituted or passed, to redact
+
+
+def resolve_argv(spec: CommandSpec, environ: Mapping[str, str]) -> ResolvedArgv:
+    """The argv with `${VAR}` replaced per element (one argument each: nothing re-splits the value).
+
+    Not in a shell script: there the value would become code (`"` or `$(…)` in it runs) and would show
+    in `ps`. The reference stays as text and VAR goes into the command's environment instead, so the
+    shell expands it as data. `${VAR}` in code that cannot read the environment is refused.
+    """
+    argv = spec_argv(spec)
+    if refused := env_refs_in_code(argv):  # the model refuses these too: this is for specs built in code
+        raise CommandError(env_ref_in_code_message(*refused[0]))
+    script = shell_script_index(argv)
+    resolved = ResolvedArgv([], {}, [])
+    for index, arg in enumerate(argv):
+        if index == script:
+            for name in secrets.ENV_REF.findall(arg):
+                if name not in environ:
+                    raise CommandError(str(secrets.MissingVariable(name, f"argv[{index}]")))
+                resolved.script_env[name] = environ[name]
+                resolved.secrets.append(environ[name])
+            resolved.argv.append(arg)
+            continue
+        value, used = resolve_refs(arg, environ, f"argv[{index}]")
+        resolved.argv.append(value)
+        resolved.secrets.extend(used)
+    return resolved
 
 
 def build_env(spec: CommandSpec, environ: Mapping[str, str] | None = None) -> ResolvedEnv:

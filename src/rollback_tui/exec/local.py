@@ -185,9 +185,12 @@ class LocalExecution:
                 self.notes.append(leftovers_note(killed))
             if isinstance(message.get("exit"), int):
                 status = message["exit"]  # type: ignore[assignment]
+        # The status pipe closes when the reaper exits: let asyncio's child watcher collect it before
+        # anything signals it. Popen.send_signal polls first, and that waitpid would reap the exited
+        # reaper under the watcher thread ("Unknown child process pid …, will report returncode 255").
+        code = await self._exit_code()
         if status is None:
             self._signal_group(signal.SIGKILL)  # the supervisor is gone: end what it no longer can
-            code = await self._exit_code()
             raise CommandError(f"the command's supervisor exited (status {code}) before the command")
         return status
 

@@ -7,7 +7,9 @@
   command, so a cancel or timeout can kill the whole remote process group through a second
   channel — closing the channel alone would leave e.g. a `sleep` running on the host.
 * Environment values travel as SSH `env` requests (the server must `AcceptEnv` them), never on
-  the command line where `ps` on the host would show them.
+  the command line where `ps` on the host would show them. The variables a shell script's `${VAR}`
+  needs are checked on arrival by the prologue: one the server dropped is an error naming it, not a
+  script that silently expands it to nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncssh
@@ -23,6 +26,7 @@ from rollback_tui.exec.commands import CommandError, LineSplitter, OnLine
 from rollback_tui.playbook.model import SshHost
 
 PGID_MARKER = "__rollback_tui_pgid__="
+UNSET_MARKER = "__rollback_tui_unset__="
 KILL_GRACE_S = 2.0
 
 # Runs on the host with the group leader's PID substituted: TERM the group, wait up to the grace
@@ -113,9 +117,14 @@ async def connect(host: SshHost) -> asyncssh.SSHClientConnection:
         raise CommandError(f"SSH connect to {_address(host)} failed: {exc}") from None
 
 
-def remote_command(argv: list[str], cwd: str | None = None) -> str:
-    """The exec request: report our PID (the group leader), optionally cd, then exec the argv."""
+def remote_command(argv: list[str], cwd: str | None = None, required_env: Sequence[str] = ()) -> str:
+    """The exec request: report our PID (the group leader), check the required variables arrived,
+    optionally cd, then exec the argv. (`required_env` are `${VAR}` names: `[A-Z_][A-Z0-9_]*`.)"""
     parts = [f"echo {PGID_MARKER}$$ >&2"]
+    parts += [
+        f'[ "${{{name}+set}}" = set ] || {{ echo {UNSET_MARKER}{name} >&2; exit 125; }}'
+        for name in required_env
+    ]
     if cwd:
         parts.append(f"cd -- {shlex.quote(cwd)} || exit 127")
     parts.append(f"exec {shlex.join(argv)}")
@@ -126,9 +135,18 @@ class RemoteExecution:
     """One command on an SshHost: streamed output, killable as a process group."""
 
     def __init__(
-        self, host: SshHost, argv: list[str], *, cwd: str | None, env: dict[str, str], on_line: OnLine
+        self,
+        host: SshHost,
+        argv: list[str],
+        *,
+        cwd: str | None,
+        env: dict[str, str],
+        on_line: OnLine,
+        required_env: Sequence[str] = (),
     ) -> None:
         self.host, self.argv, self.cwd, self.env, self.on_line = host, argv, cwd, env, on_line
+        self.required_env = required_env  # names the command's shell reads: they must arrive
+        self.unset: str | None = None  # one of them the server did not accept
         self.pgid: int | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
         self._process: asyncssh.SSHClientProcess[bytes] | None = None
@@ -139,7 +157,10 @@ class RemoteExecution:
         self._conn = await connect(self.host)
         try:
             self._process = await self._conn.create_process(
-                remote_command(self.argv, self.cwd), env=self.env or (), encoding=None, term_type=None
+                remote_command(self.argv, self.cwd, self.required_env),
+                env=self.env or (),
+                encoding=None,
+                term_type=None,
             )
         except (asyncssh.Error, OSError) as exc:
             await self.close()
@@ -168,6 +189,9 @@ class RemoteExecution:
                     self.pgid = int(digits) if digits.isdigit() else None
                     continue
                 first = False
+                if stream == "stderr" and self.unset is None and line.startswith(UNSET_MARKER):
+                    self.unset = line[len(UNSET_MARKER) :].strip()
+                    continue
                 self.on_line(stream, line)
         for line in splitter.close():
             self.on_line(stream, line)
@@ -177,6 +201,11 @@ class RemoteExecution:
         await self._process.wait(check=False)
         await asyncio.gather(*self._pumps, return_exceptions=True)
         code = self._process.returncode
+        if self.unset is not None:
+            raise CommandError(
+                f"environment variable {self.unset} did not reach {self.host.name}: its SSH server must "
+                f"accept it (sshd_config: AcceptEnv {self.unset})"
+            )
         if code is None:
             raise CommandError(f"connection to {_address(self.host)} lost before the command finished")
         return code

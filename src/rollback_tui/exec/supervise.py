@@ -16,8 +16,8 @@ from rollback_tui.exec.commands import (
     Execution,
     OnLine,
     build_env,
+    resolve_argv,
     resolve_refs,
-    spec_argv,
     this_installation,
 )
 from rollback_tui.exec.local import KILL_GRACE_S, LocalExecution
@@ -33,25 +33,23 @@ def make_execution(
     """Build the execution for a spec; returns it with the secret values its env resolved."""
     resolved = build_env(spec, environ)
     lookup = os.environ if environ is None else environ
-    secrets = list(resolved.secrets)
-    argv: list[str] = []
-    for index, arg in enumerate(spec_argv(spec)):
-        if spec.shell:  # a shell string is never interpolated (the model forbids ${...} in it)
-            argv.append(arg)
-            continue
-        value, used = resolve_refs(arg, lookup, f"argv[{index}]")
-        argv.append(value)  # one argv element each: no shell ever re-splits the value
-        secrets.extend(used)
+    command = resolve_argv(spec, lookup)
+    secrets = [*resolved.secrets, *command.secrets]
     cwd = spec.cwd
     if cwd is not None:
         cwd, used = resolve_refs(cwd, lookup, "cwd")
         secrets.extend(used)
     if spec.where == "local":
-        return LocalExecution(this_installation(argv), cwd=cwd, env=resolved.full, on_line=on_line), secrets
+        env = {**resolved.full, **command.script_env}
+        return LocalExecution(this_installation(command.argv), cwd=cwd, env=env, on_line=on_line), secrets
     host = next((h for h in playbook.hosts if h.name == spec.where), None)
     if host is None:
         raise CommandError(f"where: {spec.where!r} is neither 'local' nor a host in the playbook")
-    return RemoteExecution(host, argv, cwd=cwd, env=resolved.passed, on_line=on_line), secrets
+    env = {**resolved.passed, **command.script_env}  # sent as SSH env requests, checked on arrival
+    remote = RemoteExecution(
+        host, command.argv, cwd=cwd, env=env, on_line=on_line, required_env=sorted(command.script_env)
+    )
+    return remote, secrets
 
 
 @dataclass

@@ -280,6 +280,42 @@ def placeholders_in_code(spec: CommandSpec, names: Iterable[str]) -> list[tuple[
     return found
 
 
+# Shells that expand `${VAR}` themselves (fish writes `{$VAR}`).
+_EXPANDING_SHELLS = SHELLS - {"fish"}
+
+
+def shell_script_index(argv: Sequence[str]) -> int | None:
+    """The SCRIPT of `sh -c SCRIPT` when the shell is the program itself: the one place where a
+    `${VAR}` can stay as text, for the shell to expand from the environment the command is given.
+    (A `shell: true` command runs as `/bin/sh -c RUN`, so its string is such a script too.)"""
+    if argv and argv[0].rsplit("/", 1)[-1] in _EXPANDING_SHELLS:
+        return _shell_script(argv, 1)
+    return None
+
+
+def env_refs_in_code(argv: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, name) for each `${VAR}` in code that cannot read it from the environment we give: Python's
+    `-c` code (Python does not expand it), a script behind another program (`sudo` resets the
+    environment, `kubectl exec` runs it elsewhere). Substituting the value there would splice a secret
+    into code, so these are refused."""
+    readable = shell_script_index(argv)
+    return [
+        (index, name)
+        for index in code_arguments(argv)
+        if index != readable
+        for name in ENV_REF.findall(argv[index])
+    ]
+
+
+def env_ref_in_code_message(index: int, name: str) -> str:
+    return (
+        f"argv[{index}]: ${{{name}}} would be spliced into code that cannot read it from the environment: "
+        f"pass it as its own argv item after the script, [sh, -c, 'curl -H \"Authorization: Bearer $1\"', "
+        f'sh, "${{{name}}}"] (python3 -c: os.environ with env: {{{name}: "${{{name}}}"}}); a shell that is '
+        f"the program itself (sh -c, shell: true) expands ${{{name}}} from its environment"
+    )
+
+
 def spliced_placeholder_message(name: str) -> str:
     """Why `{name}` may not sit in code, and what to write instead."""
     return (
@@ -293,10 +329,13 @@ class CommandSpec(Strict):
     """A command: argv (no shell) by default, a string only with explicit `shell: true`.
 
     `${VAR}` in argv, cwd and env values is replaced from the operator's environment when the
-    command runs (never through a shell). Actions may define extra `{placeholders}` (see Redeploy,
-    StabiliseFlags); each argv item stays one argument. A placeholder is refused inside shell or
-    Python code (a `shell: true` string, the SCRIPT of `sh -c SCRIPT`): pass the value as its own argv
-    item after the script instead, `[sh, -c, 'deploy --commit "$1"', sh, "{commit}"]`.
+    command runs (never through a shell). In a shell script (a `shell: true` string, SCRIPT of
+    `sh -c SCRIPT`) it stays as text and VAR goes into the shell's environment, so the shell expands
+    it: the value is neither on the command line nor ever parsed as code. Actions may define extra
+    `{placeholders}` (see Redeploy, StabiliseFlags); each argv item stays one argument. A placeholder
+    is refused inside shell or Python code (a `shell: true` string, the SCRIPT of `sh -c SCRIPT`): pass
+    the value as its own argv item after the script instead, `[sh, -c, 'deploy --commit "$1"', sh,
+    "{commit}"]`.
     """
 
     argv: list[ScalarStr] | None = None
@@ -318,11 +357,24 @@ class CommandSpec(Strict):
             raise ValueError("a command string needs explicit shell: true (prefer argv)")
         if self.argv is not None and not self.argv:
             raise ValueError("argv must not be empty")
-        if self.shell and self.run and ENV_REF.search(self.run):
-            raise ValueError("shell commands may not interpolate ${...}; pass values through env instead")
+        if self.argv is not None and (refused := env_refs_in_code(self.argv)):
+            raise ValueError(env_ref_in_code_message(*refused[0]))
+        self._script_env_agrees()
         if self.argv is not None and self.shell:
             raise ValueError("shell: true goes with run (a string), not argv")
         return self
+
+    def _script_env_agrees(self) -> None:
+        """A script's `${VAR}` is passed to its shell as VAR: `env:` may not give VAR another value."""
+        script = self.run
+        if self.argv is not None and (index := shell_script_index(self.argv)) is not None:
+            script = self.argv[index]
+        for name in ENV_REF.findall(script or ""):
+            if name in self.env and self.env[name] != f"${{{name}}}":
+                raise ValueError(
+                    f"the script's ${{{name}}} is the operator's {name}, passed to the shell in its "
+                    f"environment, but env: sets {name} to something else: rename one of them"
+                )
 
     @field_validator("argv")
     @classmethod

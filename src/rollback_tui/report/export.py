@@ -19,7 +19,14 @@ from pathlib import Path, PurePath
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.redact import Redactor
-from rollback_tui.core.resume import GATE_OUTPUT, credit_deferred, credit_grouped, first_event, scan_journal
+from rollback_tui.core.resume import (
+    GATE_OUTPUT,
+    SessionPlaybookError,
+    credit_deferred,
+    credit_grouped,
+    scan_journal,
+    session_playbook,
+)
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.report.bundle import BUNDLE_HEAD, build_summary, bundle_tail
@@ -36,23 +43,6 @@ FILES = ("report.md", "bundle.json", "journal.jsonl")
 _READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 __all__ = ["ExportError", "automatic_export_dir", "check_export_target", "export_session"]
-
-
-def _load_session_playbook(journal: Path) -> Playbook:
-    first = first_event(journal)
-    if not isinstance(first, ev.SessionStarted) or not first.playbook:
-        raise ExportError(f"{journal}: no session_started event naming a playbook; pass the playbook")
-    from rollback_tui.playbook.load import PlaybookError, load_playbook
-
-    recorded = Path(first.playbook)
-    candidates = [recorded] if recorded.is_absolute() else [recorded, journal.parent / recorded]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return load_playbook(candidate)
-            except PlaybookError as exc:
-                raise ExportError(f"playbook {candidate} of this session is invalid:\n{exc}") from exc
-    raise ExportError(f"playbook {first.playbook} of this session not found; pass --playbook")
 
 
 def _default_redactor(playbook: Playbook) -> Redactor:
@@ -217,7 +207,10 @@ def export_session(
         raise ExportError(f"{journal}: no such journal")
     check_export_target(journal, out)  # before the playbook is loaded: refuse early and clearly
     if playbook is None:
-        playbook = _load_session_playbook(journal)
+        try:
+            playbook = session_playbook(journal)
+        except SessionPlaybookError as exc:
+            raise ExportError(str(exc)) from exc
     redactor = redactor or _default_redactor(playbook)
     with OutputDir.open(out, source=journal) as target:
         paths = _write_export(

@@ -206,7 +206,6 @@ class Engine:
 
         if self.state.started is None:
             self.start_session()
-        self._readiness()
         self._flusher = asyncio.create_task(self._flush_loop(), name="journal-flush")
         self.spawn("health", HealthProbe(self.playbook, self.emit).run())
         if any(p.interval_s for p in self.playbook.probes):
@@ -220,13 +219,6 @@ class Engine:
         if self.playbook.load_balancer is not None:
             interval = 2.0 if self.playbook.load_balancer.traffic_control.driver == "lab" else 15.0
             self.spawn("routing", self._routing_loop(interval))
-
-    def _readiness(self) -> None:
-        """What would fail only when it runs (a traffic-control program not on PATH) is said at the start."""
-        from rollback_tui.playbook.load import format_path, readiness_warnings
-
-        for path, message in readiness_warnings(self.playbook):
-            self.notice("readiness", f"{format_path(path)}: {message}", "warning")
 
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a feed or action as a named task; a crash becomes a journaled notice, not a dead app."""
