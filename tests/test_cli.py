@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO, build_lab_playbook, holds_secret, require_redis_server
-from rollback_tui.cli import Output
+from rollback_tui.cli.common import Output
 from rollback_tui.core.redact import MASK, Redactor
 from support.http import JsonHandler
 
@@ -455,7 +455,7 @@ def test_a_fault_the_lab_refuses_is_an_error_not_a_traceback(tmp_path):
 
 
 def test_injected_values_are_read_as_json_scalars() -> None:
-    from rollback_tui.cli import _parse_injections
+    from rollback_tui.cli.headless import _parse_injections
 
     parsed = _parse_injections(
         ("stable-b:health_errors=true", "stable-b:error_rate=0.5", "b:transport=memory")
@@ -464,7 +464,7 @@ def test_injected_values_are_read_as_json_scalars() -> None:
 
 
 def test_a_baseline_breach_reads_with_both_sides_in_the_headless_log() -> None:
-    from rollback_tui.cli import progress_line
+    from rollback_tui.cli.headless import progress_line
     from rollback_tui.core import events as ev
 
     breach = ev.GuardrailBreach(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual.widgets import OptionList, Static
 
-from rollback_tui.cli import progress_line, verdict_lines
+from rollback_tui.cli.headless import progress_line, verdict_lines
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import read_journal
 from rollback_tui.core.read.steps import status_word

@@ -17,10 +17,10 @@ import click
 
 from rollback_tui import settings
 from rollback_tui.core.redact import Redactor
-from rollback_tui.playbook.model import Playbook
 
-if TYPE_CHECKING:  # the journal module is imported where a session opens
+if TYPE_CHECKING:  # imported where a session opens: `open` paints before pydantic is imported
     from rollback_tui.core.journal import Journal
+    from rollback_tui.playbook.model import Playbook
 
 
 class Output:

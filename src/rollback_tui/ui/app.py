@@ -7,39 +7,45 @@ marks panes dirty. The cockpit screen (ui/screens/cockpit.py) adds the operator'
 (ui/screens/panes.py); the command table (ui/commands.py) generates the bindings, the palette and the help.
 The UI never does I/O: actions are engine coroutines run in workers, and every failure becomes a
 notification (and, if unexpected, a journaled notice), never a crash.
+
+The CLI starts `CockpitApp(opener=…)`: its first frame is the loading screen (ui/loading.py), painted before
+the playbook is validated and before the panes, the engine or pydantic are imported; the session and its
+panes follow on the same app. Tests and benches hand it a ready engine instead (`CockpitApp(engine)`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import importlib
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.screen import ModalScreen, Screen
 
-from rollback_tui.core import events as ev
-from rollback_tui.core.events import Event
-from rollback_tui.core.read import session_now
-from rollback_tui.core.read.words import pct
-from rollback_tui.core.state import SessionState
-from rollback_tui.core.verdict import stale_after_s
-from rollback_tui.playbook.model import Playbook
-from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui import theme_store
 from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, supported
 from rollback_tui.ui.features import engine_features
+from rollback_tui.ui.loading import LoadingScreen, NotOpened, SessionOpener
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
-from rollback_tui.ui.panes.base import View, make_redactor
 from rollback_tui.ui.repaint import RepaintScheduler
-from rollback_tui.ui.screens.cockpit import ACTIVITY_HZ, CockpitScreen
-from rollback_tui.ui.screens.panes import PanesScreen, is_compact
-from rollback_tui.ui.screens.quit import QuitDialog
 from rollback_tui.ui.themes import VARIABLE_DEFAULTS, load_themes
+
+# The rest is imported once a session is there (in a thread while the loading screen is up, for `open`):
+# the first frame needs none of it (ui/loading.py; tests/test_startup.py).
+if TYPE_CHECKING:
+    from rollback_tui.core.events import Event
+    from rollback_tui.core.state import SessionState
+    from rollback_tui.playbook.model import Playbook
+    from rollback_tui.session.engine import Engine
+    from rollback_tui.ui.panes.base import View
+    from rollback_tui.ui.screens.cockpit import CockpitScreen
+    from rollback_tui.ui.screens.panes import PanesScreen
 
 log = logging.getLogger(__name__)
 
@@ -75,35 +81,45 @@ class PanesApp(App[None]):
     TITLE = "rollback-tui"
     COMMANDS = {CockpitCommands}
     read_only = False  # a viewer's app: views only, no operator keys (ui/commands.py)
+    # Set by show_session, before the panes' screen is shown (on construction, or once a cockpit opened).
     cockpit: PanesScreen
+    playbook: Playbook
+    supports: frozenset[str]  # what the playbook has: the commands offered follow it
+    redact: Callable[[str], str]
 
-    def __init__(
-        self,
-        playbook: Playbook,
-        redact_base: Callable[[str], str],
-        *,
-        theme: str | None,
-        share: bool,
-        live: bool,
-        features: frozenset[str],
-    ) -> None:
+    def __init__(self, *, theme: str | None, share: bool, live: bool) -> None:
         super().__init__()
-        self.playbook = playbook
-        self.supports = supported(playbook)  # what the playbook has: the commands offered follow it
         self.share = share
         self.live = live
+        self.has_session = False
         self._cockpit_mounted = False
         self._startup_warnings: list[str] = []
         for t in load_themes().values():
             self.register_theme(t)
-        self.redact = make_redactor(redact_base, share, playbook.sensitive_patterns)
+        self.repaint = RepaintScheduler(self._paint, live=live, post=self.post_message, hold=self._hold)
+        # Before mount, so the stylesheet is parsed once, with the right theme.
+        self._apply_theme(theme_store.starting(theme, live=live))
+
+    def show_session(
+        self,
+        playbook: Playbook,
+        redact_base: Callable[[str], str],
+        features: frozenset[str],
+        screen: PanesScreen,
+    ) -> None:
+        """What the panes paint with, and the screen holding them."""
+        from rollback_tui.core.verdict import stale_after_s
+        from rollback_tui.ui.panes.base import make_redactor
+
+        self.playbook = playbook
+        self.supports = supported(playbook)
+        self.redact = make_redactor(redact_base, self.share, playbook.sensitive_patterns)
         self._sensitive = frozenset(r.name for r in playbook.replicas if r.sensitive)
         self._features = features
         self._stale_after = stale_after_s(playbook)
-        self.repaint = RepaintScheduler(self._paint, live=live, post=self.post_message, hold=self._hold)
         self.sub_title = playbook.title
-        # Before mount, so the stylesheet is parsed once, with the right theme.
-        self._apply_theme(theme_store.starting(theme, live=live))
+        self.cockpit = screen
+        self.has_session = True
 
     @property
     def state(self) -> SessionState:
@@ -112,22 +128,26 @@ class PanesApp(App[None]):
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(VARIABLE_DEFAULTS)
 
-    def get_default_screen(self) -> PanesScreen:
+    def get_default_screen(self) -> Screen[Any]:
         return self.cockpit
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
-        # The screen composes on its own task, maybe after this: what needs its panes waits for
-        # cockpit_mounted().
-        self.wire()
         self.theme_changed_signal.subscribe(self, lambda _theme: self.mark_dirty(ALL_PANES))
+        for warning in self._startup_warnings:
+            self.notify(warning, severity="warning", timeout=8)
+        if self.has_session:
+            self.begin()
+
+    def begin(self) -> None:
+        """The session is there: feed the state, repaint. The screen composes on its own task, maybe after
+        this: what needs its panes waits for cockpit_mounted()."""
+        self.wire()
         self.repaint.start(self)
         if self.live:
             # Clock and staleness move with time, not only with events.
             self.set_interval(1.0, lambda: self.mark_dirty({"status", "verdict", "health"}))
-        for warning in self._startup_warnings:
-            self.notify(warning, severity="warning", timeout=8)
 
     def wire(self) -> None:
         """Connect what feeds the state (on mount, before the first paint)."""
@@ -144,11 +164,14 @@ class PanesApp(App[None]):
         """Start what keeps the state moving (after the first frame)."""
 
     def on_resize(self) -> None:
-        self.cockpit.fit(self.size)
+        if self.has_session:
+            self.cockpit.fit(self.size)
         self.mark_dirty(ALL_PANES)
 
     @property
     def compact(self) -> bool:
+        from rollback_tui.ui.screens.panes import is_compact
+
         return is_compact(self.size)
 
     # --- dirty panes → repaint ------------------------------------------------------------------------
@@ -172,9 +195,13 @@ class PanesApp(App[None]):
     def now(self) -> float:
         """The panes' clock: now, live; a replay's time stands still at the journal's end, the moment the
         report describes too."""
+        from rollback_tui.core.read import session_now
+
         return time.time() if self.live else session_now(self.state)
 
     def view(self) -> View:
+        from rollback_tui.ui.panes.base import View
+
         theme_vars = {**VARIABLE_DEFAULTS, **self.current_theme.variables}
         return View(
             colors={tone: theme_vars[var] for tone, var in TONE_VARIABLES.items()},
@@ -214,37 +241,90 @@ class PanesApp(App[None]):
         self.notify(f"Theme: {nxt}", timeout=2)
 
 
+def import_cockpit() -> None:
+    """The cockpit screen's modules: panes, dialogs, the engine, the playbook model (~0.1 s)."""
+    importlib.import_module("rollback_tui.ui.screens.cockpit")
+
+
 class CockpitApp(PanesApp):
     BINDINGS = bindings("app")
+    cockpit: CockpitScreen
+    engine: Engine
+    loading: LoadingScreen  # the first screen, when opened by an opener
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | None = None,
         *,
+        opener: SessionOpener | None = None,
         theme: str | None = None,
         share: bool = False,
         live: bool = True,
         export_on_quit: bool = False,
         present: bool = False,
     ) -> None:
-        super().__init__(
-            engine.playbook,
-            engine.journal.redact,
-            theme=theme,
-            share=share,
-            live=live,
-            features=engine_features(engine),
-        )
-        self.engine = engine
+        """On a running engine, or on an opener that starts one after the first frame (ui/loading.py)."""
+        if (engine is None) == (opener is None):
+            raise TypeError("CockpitApp takes an engine or an opener")
+        super().__init__(theme=theme, share=share, live=live)
         self.export_on_quit = export_on_quit
         self.exported_on_quit: list[Path] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
-        self.cockpit: CockpitScreen = CockpitScreen(engine, share=share, present=present)
+        self._present = present
+        self._opener = opener
+        self.not_opened: NotOpened | None = None  # why the opener failed (the CLI prints it, exits with it)
+        if engine is not None:
+            self._show_engine(engine)
 
     @property
     def state(self) -> SessionState:
         return self.engine.state
+
+    def _show_engine(self, engine: Engine) -> None:
+        from rollback_tui.ui.screens.cockpit import CockpitScreen
+
+        self.engine = engine
+        screen = CockpitScreen(engine, share=self.share, present=self._present)
+        self.show_session(engine.playbook, engine.journal.redact, engine_features(engine), screen)
+
+    # --- opening (ui/loading.py) --------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        if self.has_session:
+            return self.cockpit
+        assert self._opener is not None
+        self.loading = LoadingScreen(self._opener.source)
+        return self.loading
+
+    async def on_mount(self) -> None:
+        await super().on_mount()
+        if not self.has_session:  # once the loading screen is on the terminal
+            self.call_after_refresh(lambda: self.run_worker(self._open(), name="open", group="open"))
+
+    async def _open(self) -> None:
+        """Validate, import the panes, start the session, show it; or show why it could not open."""
+        assert self._opener is not None
+        opener, loading = self._opener, self.loading
+        try:
+            loading.say("validating the playbook")
+            await asyncio.to_thread(opener.validate)  # nothing is journaled or started before this returns
+            loading.say("loading the cockpit")
+            await asyncio.to_thread(import_cockpit)
+            engine = await opener.start(loading.say)
+        except NotOpened as failure:
+            self.not_opened = failure
+            loading.fail(failure)
+            return
+        self._show_engine(engine)
+        self.begin()
+        # On top of the loading screen, which stays under it unseen (Textual cannot switch away from an
+        # app's first screen).
+        await self.push_screen(self.cockpit)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While the session opens, the app's keys that need it (the palette) wait for it.
+        return self.has_session or action in ("quit", "cycle_theme")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -253,6 +333,8 @@ class CockpitApp(PanesApp):
         if hasattr(self.engine, "screenshot"):  # exports include an SVG of what the operator sees
             self.engine.screenshot = self.screenshot_without_toasts
         if self.live:
+            from rollback_tui.ui.screens.cockpit import ACTIVITY_HZ
+
             self.set_interval(1 / ACTIVITY_HZ, self.cockpit.tick_activity)
 
     async def start_feeds(self) -> None:
@@ -268,7 +350,7 @@ class CockpitApp(PanesApp):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if getattr(self.engine, "screenshot", None) == self.screenshot_without_toasts:
+        if self.has_session and getattr(self.engine, "screenshot", None) == self.screenshot_without_toasts:
             self.engine.screenshot = None
 
     # --- events → dirty panes → repaint -----------------------------------------------------------
@@ -291,6 +373,8 @@ class CockpitApp(PanesApp):
 
     async def perform(self, label: str, call: Callable[[], Any]) -> Any:
         """Await an engine action; its failures become notifications, never a crash."""
+        from rollback_tui.session.engine import NotAvailable
+
         try:
             result = call()
             if inspect.isawaitable(result):
@@ -311,7 +395,7 @@ class CockpitApp(PanesApp):
     def busy(self, group: str) -> bool:
         return any(w.group == group and not w.is_finished for w in self.workers)
 
-    def not_available(self, title: str, exc: NotAvailable) -> None:
+    def not_available(self, title: str, exc: Exception) -> None:
         self.notify(self.redact(str(exc)), title=title, severity="warning", timeout=6)
 
     def report_failure(self, label: str, exc: BaseException) -> None:
@@ -325,6 +409,9 @@ class CockpitApp(PanesApp):
 
     def _done(self, label: str, result: object) -> None:
         """A short outcome toast; the panes show the detail."""
+        from rollback_tui.core import events as ev
+        from rollback_tui.core.read.words import pct
+
         message, severity = None, "information"
         if isinstance(result, list) and result and isinstance(result[0], ev.GateFinished):
             failed = [g.gate for g in result if g.outcome != "passed"]
@@ -356,6 +443,12 @@ class CockpitApp(PanesApp):
         something runs or the exit criteria are unmet, so no single key loses the session."""
         if self._stopping:
             return
+        if not self.has_session:  # still opening, or it failed: nothing runs yet, nothing to ask
+            self._stopping = True
+            if self.not_opened is None:
+                self.not_opened = NotOpened("Quit before the session opened: nothing was journaled.", 1)
+            self.exit(return_code=self.not_opened.status)
+            return
         if isinstance(self.screen, ModalScreen):
             await close_dialog(self.screen)
             return
@@ -371,6 +464,8 @@ class CockpitApp(PanesApp):
                 running=concerns.running, verdict=concerns.verdict_line, missing=concerns.exit.missing
             )
             await self.stop_and_exit()
+
+        from rollback_tui.ui.screens.quit import QuitDialog
 
         self.push_screen(QuitDialog(concerns, exports=self.export_on_quit), callback=answered)
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from textual.actions import parse
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.ui.themes import THEME_ORDER
+
+if TYPE_CHECKING:  # the app's bindings come from here: importing it must not import pydantic
+    from rollback_tui.playbook.model import Playbook
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ NEEDS: dict[str, tuple[Callable[[Playbook], bool], str]] = {
     "realtime": (lambda pb: pb.realtime is not None, "the playbook has no realtime section"),
     "load_balancer": (lambda pb: pb.load_balancer is not None, "the playbook has no load balancer"),
     "selector_removal": (
-        lambda pb: any(isinstance(a, SelectorRemoval) for a in pb.actions),
+        lambda pb: any(a.kind == "selector_removal" for a in pb.actions),
         "the playbook has no selector_removal action",
     ),
     "actions": (lambda pb: bool(pb.actions), "the playbook has no actions"),

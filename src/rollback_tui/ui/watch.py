@@ -106,20 +106,18 @@ class WatchApp(PanesApp):
         present: bool = False,
         live: bool = True,
     ) -> None:
-        super().__init__(
-            playbook,
-            Redactor.from_env(referenced_env_vars(playbook)),
-            theme=theme,
-            share=share,
-            live=live,
-            # The session's engine had every feature: its panes show what it did, not "arrives with …".
-            features=frozenset(FEATURES),
-        )
+        super().__init__(theme=theme, share=share, live=live)
         self.follower = follower
         self.source = source
         self.follow_status: tuple[str, str] = ("info", "connecting")
         follower.on_status = self._on_status
-        self.cockpit = WatchScreen(Path(journal_name), None, playbook, share=share, present=present)
+        self.show_session(
+            playbook,
+            Redactor.from_env(referenced_env_vars(playbook)),
+            # The session's engine had every feature: its panes show what it did, not "arrives with …".
+            frozenset(FEATURES),
+            WatchScreen(Path(journal_name), None, playbook, share=share, present=present),
+        )
         self.title = "rollback-tui watch"
 
     @property
