@@ -96,7 +96,7 @@ async def run(
     rate: float, presses: int, size: tuple[int, int], tmp: Path
 ) -> tuple[list[float], int, int, float]:
     playbook = load_playbook(bundled_playbook("demo"))
-    journal = Journal(tmp / f"storm-{int(rate)}.jsonl")
+    journal = Journal(Path(tempfile.mkdtemp(dir=tmp)) / f"storm-{int(rate)}.jsonl")  # one per run
     engine = QuietEngine(playbook, journal, playbook_path="demo.yaml", operator="bench")
     app = CockpitApp(engine, theme="rollback-dark")
     latencies: list[float] = []
