@@ -256,16 +256,17 @@ async def main(mode: str, runs: int, size: tuple[int, int]) -> int:
     finally:
         await lab.stop()
     print(f"Lab Redis: {lab.redis_kind}")
-    for name, what in (
-        ("startup", "process start → first frame"),
-        ("inprocess", "in-process compose → paint"),
-    ):
-        if name in ratios:
-            verdict = "✓ within" if ratios[name] <= TARGET else "✗ over"
-            print(f"{verdict} target ({what}): cockpit / bare = {ratios[name]:.2f}x (target ≤ {TARGET}x)")
+    if "startup" in ratios:
+        verdict = "✓ within" if ratios["startup"] <= TARGET else "✗ over"
+        print(
+            f"{verdict} target (process start → first frame): cockpit / bare = {ratios['startup']:.2f}x "
+            f"(target ≤ {TARGET}x)"
+        )
+    if "inprocess" in ratios:  # the target is the operator's wait, from exec: this one has none
+        print(f"  (in-process compose → paint, for reference: {ratios['inprocess']:.2f}x: 30 widgets vs one)")
     if "panes" in ratios:
         print(f"  (the cockpit screen's first frame, after the loading screen: {ratios['panes']:.2f}x bare)")
-    headline = ratios.get("startup", ratios.get("inprocess", 0.0))
+    headline = ratios.get("startup", 0.0)  # the target is on the process-mode ratio only
     figures = " ".join(f"{name}_ratio={ratio:.2f}" for name, ratio in ratios.items())
     print(f"RESULT {figures} target={TARGET} load={os.getloadavg()[0]:.1f}")
     return 0 if headline <= TARGET else 1
