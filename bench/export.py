@@ -1,6 +1,6 @@
 """Benchmark: export and resume of a 1,000,000-event journal (targets: ≤ 5 s each).
 
-    /tmp/venv/bin/python bench/export.py [--events N] [--keep DIR]
+    .venv/bin/python bench/export.py [--events N] [--keep DIR]
 
 Generates a realistic journal in a temp dir (mostly fanout frames, health samples and gate output, plus
 traffic windows, gate runs, facts, breaches, a rollback and checklist ticks), then times:

@@ -1,7 +1,7 @@
 """Benchmark: no false alarms on a busy host, and the real fault still detected fast (targets: 0 P0/P1
 breaches in the clean phase; time to detect the demo fault <= 2 s, median of 5, with the host still busy).
 
-    /tmp/venv/bin/python bench/false_alarms.py [--minutes 10] [--runs 5] [--hogs N]
+    .venv/bin/python bench/false_alarms.py [--minutes 10] [--runs 5] [--hogs N]
 
 Starts `Lab(load_playbook("playbooks/demo.yaml"))` (real redis-server, three replicas, the lab balancer and,
 when installed, the lab's Prometheus with the demo's Prometheus guardrails), then:

@@ -1,7 +1,7 @@
 """Benchmark: fanout frames per second the engine ingests from Redis pub/sub, journal on (target ≥ 0.5x
 what `redis-cli psubscribe` reads from the same stream).
 
-    /tmp/venv/bin/python bench/fanout_ingest.py [--n 200000] [--reps 3] [--mode backlog|live|both]
+    .venv/bin/python bench/fanout_ingest.py [--n 200000] [--reps 3] [--mode backlog|live|both]
 
 One run starts a real `redis-server` on a free loopback port (temp dir, `--save ''`) and compares two
 consumers of `PSUBSCRIBE chat:rt:*`, one after the other, under the same publisher load:

@@ -2,7 +2,7 @@
 ingest rate with the mirror and 20 watchers >= 0.9x the same run without them; every watcher ends with
 the full journal).
 
-    /tmp/venv/bin/python bench/mirror.py [--n 200000] [--watchers 20] [--reps 3]
+    .venv/bin/python bench/mirror.py [--n 200000] [--watchers 20] [--reps 3]
 
 Each run is a run of bench/fanout_ingest.py's consumer in backlog mode: a child process with a real Engine
 and Journal taps `PSUBSCRIBE chat:rt:*` on a throwaway redis-server, is paused (SIGSTOP) while a publisher

@@ -1,7 +1,7 @@
 """Benchmark: time-to-detect and RTO of the automatic rollback on the embedded lab (targets, median of 5:
 TTD <= 1 s, RTO <= 1 s on demo.yaml; through the Prometheus guardrail TTD <= 3 s with its 1 s scrape).
 
-    /tmp/venv/bin/python bench/rto.py [--runs 5] [--windows demo,fixed,prom] [--rps R] [--error-rate 0.25]
+    .venv/bin/python bench/rto.py [--runs 5] [--windows demo,fixed,prom] [--rps R] [--error-rate 0.25]
 
 Starts `Lab(load_playbook("playbooks/demo.yaml"))` once (real redis-server, three uvicorn replicas, the lab
 balancer, and the lab's Prometheus when the binary is installed), then for each guardrail setting in

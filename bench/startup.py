@@ -1,6 +1,6 @@
 """Benchmark: time to the first frame of the cockpit (lab already up) vs a bare Textual app (target ≤ 1.3x).
 
-    /tmp/venv/bin/python bench/startup.py [--runs 7] [--size 160x45] [--mode process|inprocess|both]
+    .venv/bin/python bench/startup.py [--runs 7] [--size 160x45] [--mode process|inprocess|both]
 
 Starts the embedded lab once (bundled demo playbook, written back out with the lab's real ports), then
 measures, alternating and after one warm-up round that is not counted:

@@ -1,7 +1,7 @@
 """Shared helpers for the UI tests: a lab-shaped playbook and engines rebuilt from recorded journals.
 
 Run as a script to regenerate the recorded journals in tests/data/journals/:
-    /tmp/venv/bin/python tests/test_ui_support.py
+    .venv/bin/python tests/test_ui_support.py
 """
 
 from __future__ import annotations

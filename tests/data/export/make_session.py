@@ -1,6 +1,6 @@
 """Regenerate the recorded journal `session.jsonl` (and its gate artefacts) behind the golden tests.
 
-Run: /tmp/venv/bin/python tests/data/export/make_session.py, then UPDATE_GOLDEN=1 pytest tests/test_report.py.
+Run: .venv/bin/python tests/data/export/make_session.py, then UPDATE_GOLDEN=1 pytest tests/test_report.py.
 The session: baseline facts and gates, a fanout check, canary traffic to blue-next, a P0 5xx breach,
 rollback (requested → applied → verified), gates and fanout re-run, a manual tick, session end.
 The journal is written without knowing the secret `SECRET`, so only the export's redactor can mask it.
