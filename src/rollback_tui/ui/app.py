@@ -31,7 +31,7 @@ from rollback_tui.core.verdict import stale_after_s
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.ui import theme_store
-from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, supported
+from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, offered_keys, supported
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
 from rollback_tui.ui.panes.base import View, make_redactor
@@ -90,6 +90,7 @@ class PanesApp(App[None]):
         super().__init__()
         self.playbook = playbook
         self.supports = supported(playbook)  # what the playbook has: the commands offered follow it
+        self.keys = offered_keys(self.read_only, self.supports)  # and the key hints the panes give
         self.share = share
         self.live = live
         self._cockpit_mounted = False
@@ -188,6 +189,7 @@ class PanesApp(App[None]):
             mono=self.no_color,
             compact=self.compact,
             read_only=self.read_only,
+            keys=self.keys,
         )
 
     # --- commands and themes ----------------------------------------------------------------------
