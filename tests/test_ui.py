@@ -363,6 +363,55 @@ async def test_keys_a_playbook_does_not_support_are_not_offered(tmp_path: Path) 
         assert engine.state.exports and app.is_running
 
 
+@pytest.mark.parametrize(("name", "offered"), [("production-rollback", False), ("demo", True)])
+async def test_pane_hints_name_only_the_keys_the_playbook_offers(
+    tmp_path: Path, name: str, offered: bool
+) -> None:
+    """The reproducer: with no fanout, load balancer or selector removal (their keys gone from the footer),
+    the fanout pane still said "press f to run the two-session check" and the traffic pane "s traffic ·
+    r rollback". Hints come from the command table, as the keys do."""
+    playbook = load_playbook(PLAYBOOKS / f"{name}.yaml")
+    engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        footer = {a.binding.key for a in app.screen.active_bindings.values() if a.binding.show}
+        assert {"f", "s", "r"} <= footer if offered else not footer & {"f", "s", "r"}, footer
+        fanout, traffic = (flat(pane_text(app, pane)) for pane in ("fanout", "traffic"))
+        titles = " ".join(str(app.cockpit.panes[pane].border_subtitle) for pane in ("fanout", "traffic"))
+        hints = {
+            "press f to run the two-session check": fanout,
+            "f runs the check": titles,
+            "· s traffic · r rollback": titles,
+            "s sends synthetic traffic": traffic,
+            "s starts it": traffic,
+            "r rolls back:": traffic,
+        }
+        assert {hint: hint in shown for hint, shown in hints.items()} == dict.fromkeys(hints, offered)
+        if not offered:
+            assert "No realtime section in this playbook" in fanout
+
+
+async def test_the_status_bar_names_the_incident_and_who_runs_it(tmp_path: Path) -> None:
+    """--incident, --commander and --scribe were journaled and headed the report, but the screen shared on
+    the call did not say which incident it was or who ran it."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()
+    engine.record_incident("https://app.incident.io/acme/incidents/INC-4711", "carol", "dave")
+    url = "https://app.incident.io/acme/incidents/INC-4711"
+    for size, shown in (
+        ((200, 50), f"incident {url} │ commander carol │ scribe dave │ journal j.jsonl"),
+        ((100, 30), "incident INC-4711 │ IC carol"),  # the URL gives way to its id, the scribe goes first
+    ):
+        app = CockpitApp(engine, live=False)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            status = flat(plain(app.query_one("#status", Static)))
+            assert shown in status, (size, status)
+            assert status.startswith("session 00:00 │ production-rollback · production │"), status
+
+
 async def test_the_palette_puts_the_operators_commands_before_the_themes(engine: Engine) -> None:
     app = CockpitApp(engine, live=False)
     async with app.run_test(size=SIZE) as pilot:

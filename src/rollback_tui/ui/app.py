@@ -29,7 +29,7 @@ from textual.app import App
 from textual.screen import ModalScreen, Screen
 
 from rollback_tui.ui import theme_store
-from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, supported
+from rollback_tui.ui.commands import CockpitCommands, Command, bindings, invoke, offered_keys, supported
 from rollback_tui.ui.features import engine_features
 from rollback_tui.ui.loading import LoadingScreen, NotOpened, SessionOpener
 from rollback_tui.ui.messages import ALL_PANES, StateChanged, panes_for
@@ -85,6 +85,7 @@ class PanesApp(App[None]):
     cockpit: PanesScreen
     playbook: Playbook
     supports: frozenset[str]  # what the playbook has: the commands offered follow it
+    keys: dict[str, str]  # command id → its key, for the commands offered: what the panes' hints may name
     redact: Callable[[str], str]
 
     def __init__(self, *, theme: str | None, share: bool, live: bool) -> None:
@@ -113,6 +114,7 @@ class PanesApp(App[None]):
 
         self.playbook = playbook
         self.supports = supported(playbook)
+        self.keys = offered_keys(self.read_only, self.supports)  # and the key hints the panes give
         self.redact = make_redactor(redact_base, self.share, playbook.sensitive_patterns)
         self._sensitive = frozenset(r.name for r in playbook.replicas if r.sensitive)
         self._features = features
@@ -215,6 +217,7 @@ class PanesApp(App[None]):
             mono=self.no_color,
             compact=self.compact,
             read_only=self.read_only,
+            keys=self.keys,
         )
 
     # --- commands and themes ----------------------------------------------------------------------

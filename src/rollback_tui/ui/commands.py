@@ -210,6 +210,18 @@ COMMANDS: tuple[Command, ...] = (
         watch=True,
     ),
     Command(
+        id="readiness",
+        keys=(Key("y"),),
+        action="readiness",
+        label="Ready",
+        help="Readiness: what each item needs from here, and what cannot run and why (r checks again)",
+        palette=("Show readiness", "What each item needs from here; what cannot run and why"),
+        # Not in the footer (it would cut `q Quit` off at 100 columns): the status bar and the panes that
+        # mark an item "cannot run" name the key.
+        footer=False,
+        watch=True,
+    ),
+    Command(
         id="zoom",
         keys=(Key("z"),),
         action="zoom",
@@ -302,6 +314,12 @@ def commands(watch: bool = False, supports: frozenset[str] | None = None) -> tup
 def not_offered(supports: frozenset[str]) -> list[tuple[Command, str]]:
     """The commands a playbook does not support, with the reason (the help says why a key is missing)."""
     return [(c, NEEDS[c.needs][1]) for c in COMMANDS if c.needs is not None and c.needs not in supports]
+
+
+def offered_keys(watch: bool = False, supports: frozenset[str] | None = None) -> dict[str, str]:
+    """command id → how its first key is spelled, for the commands offered (`commands`): what a pane's hint
+    may name ("f runs the check"), so no pane advertises a key the footer does not have."""
+    return {c.id: c.keys[0].display or c.keys[0].key for c in commands(watch, supports)}
 
 
 def bindings(scope: Literal["screen", "app", "steps"], *, watch: bool = False) -> list[BindingType]:

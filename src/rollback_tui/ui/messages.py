@@ -30,7 +30,7 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "flags_read": frozenset({"steps"}),
     "dead_letters_inspected": frozenset({"steps", "traffic"}),
     "incident_recorded": frozenset({"status"}),
-    "readiness_checked": frozenset({"steps", "status"}),  # what cannot run from here, and why
+    "readiness_checked": frozenset({"steps", "gates", "status"}),  # what cannot run from here, and why
     "health_sample": frozenset({"health", "verdict"}),
     "fact_captured": frozenset({"steps", "checklist"}),
     "probe_result": frozenset({"traffic", "steps"}),

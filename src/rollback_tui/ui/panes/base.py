@@ -18,6 +18,7 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Static
 
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import ms as ms  # the panes' `ms` is the report's (re-exported)
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
@@ -85,6 +86,9 @@ class View:
     activity: Activity = field(default_factory=Activity)
     compact: bool = False  # small terminal: panes drop their least useful lines
     read_only: bool = False  # a viewer's copy (`watch`): it has no operator keys, so no key hints
+    # command id → its key, for the commands this screen offers (ui/commands.py offered_keys): a pane names
+    # a key in a hint only through `key`, so a hint never advertises a key the playbook does not have.
+    keys: dict[str, str] = field(default_factory=dict)
 
     mono: bool = False  # NO_COLOR: tones become weight (bold for fail/warn, dim for stale), never grey
 
@@ -92,6 +96,10 @@ class View:
         if self.mono:
             return Style(bold=bold or tone in ("fail", "warn"), dim=tone == "stale" and not bold)
         return Style(color=self.colors.get(tone), bold=bold)
+
+    def key(self, command: str) -> str | None:
+        """The key of an offered command (`f` for "fanout"), or None when it is not offered here."""
+        return self.keys.get(command)
 
     def status(self, status: str, *, pad: int = 0) -> Text:
         glyph, word, tone = STATUS.get(status, ("?", status, "stale"))
@@ -115,6 +123,20 @@ def make_redactor(base: Callable[[str], str], share: bool, patterns: Iterable[st
         return text
 
     return redact
+
+
+def cannot_run(state: SessionState) -> Callable[[str, str], str | None]:
+    """(item kind, name) → `cannot run: binary gh missing (not on PATH)` for what the journaled readiness
+    check says cannot run from here, else None — for every item while no check was journaled (unchecked
+    is not "ready", so nothing is claimed either way)."""
+    if state.readiness is None:
+        return lambda item, name: None
+    return ReadinessView(state.readiness).why
+
+
+def blocked_mark(why: str, view: View) -> Text:
+    """`✗ cannot run: binary gh missing (not on PATH)`, redacted, in the failing tone."""
+    return Text(f"✗ {view.redact(why)}", style=view.tone("fail", bold=True))
 
 
 def sparkline(values: Iterable[float], width: int, ceiling: float | None = None) -> str:

@@ -107,10 +107,13 @@ class FanoutPane(StaticPane):
                 )
             )
         elif not fanout.frames_total and not fanout.results:
+            key = view.key("fanout")  # None when this playbook (or a viewer) has no fanout key
             if "fanout" not in view.features:
-                parts.append(pending("Fanout verification", 4, "f", view))
+                parts.append(pending("Fanout verification", 4, key, view))
+            elif playbook.realtime is None:
+                parts.append(Text("No realtime section in this playbook: no fanout to check.", style="bold"))
             else:
-                hint = "" if view.read_only else " — press f to run the two-session check"
+                hint = f" — press {key} to run the two-session check" if key else ""
                 parts.append(Text(f"No fanout check yet{hint}.", style="bold"))
             if playbook.realtime:
                 rt = playbook.realtime
@@ -122,7 +125,7 @@ class FanoutPane(StaticPane):
                         style=view.tone("stale"),
                     )
                 )
-            self.border_subtitle = "" if view.read_only else "f runs the check"
+            self.border_subtitle = f"{key} runs the check" if key else ""
             self.show(Group(*parts))
             return
 
@@ -144,7 +147,7 @@ class FanoutPane(StaticPane):
         self.border_subtitle = (
             f"{'checking… · ' if checking is not None else ''}{fanout.frames_total} frames · "
             f"{len(fanout.results)} check{'s' if len(fanout.results) != 1 else ''}"
-        ) + ("" if view.read_only else " · f runs again")
+        ) + (f" · {key} runs again" if (key := view.key("fanout")) else "")
         self.show(Group(*parts))
 
     def _sessions(self, fanout: object, run: str | None, view: View) -> Text | None:

@@ -6,6 +6,7 @@ ONE line: the demo's gates are long `python3 -c` scripts and their bodies belong
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -17,7 +18,7 @@ from textual.widgets import DataTable, Static
 from rollback_tui.core.state import GateState, SessionState
 from rollback_tui.core.text import command_line, one_line
 from rollback_tui.playbook.model import Gate, Playbook
-from rollback_tui.ui.panes.base import Pane, View, pending
+from rollback_tui.ui.panes.base import Pane, View, blocked_mark, cannot_run, pending
 
 RESULT_W, WHERE_W, TIME_W = 13, 6, 6
 
@@ -96,7 +97,7 @@ class GatesPane(Pane):
         tail = self.query_one("#gates-tail", Static)
         if not names:
             tail.update(
-                pending("Running gates", 6, "g", view)
+                pending("Running gates", 6, view.key("run-gates"), view)
                 if "gates" not in view.features
                 else Text("This playbook defines no gates.", style="dim")
             )
@@ -124,6 +125,7 @@ class GatesPane(Pane):
                 table.add_row(*[Text("")] * len(table.columns), key=name)
             self._columns_for, self._rows = width, tuple(names)
         running = 0
+        why = cannot_run(state)
         for name in names:
             spec, gate = specs.get(name), state.gates.get(name)
             status = gate_status(name, gate, view)
@@ -132,6 +134,10 @@ class GatesPane(Pane):
             if status == "running":
                 result = Text(f"{view.activity.spinner} running", style=view.tone("warn", bold=True))
             last = gate.tail[-1] if gate and gate.tail else ""
+            blocked = why("gate", name) if status == "not_run" else None
+            if blocked:  # before anyone presses g: what the readiness check says stops it
+                result = Text("✗ cannot run", style=view.tone("fail", bold=True))
+                last = blocked.removeprefix("cannot run: ")
             cells = {
                 "result": result,
                 "gate": Text(one_line(spec.title if spec else name, title_w), style="bold"),
@@ -146,18 +152,22 @@ class GatesPane(Pane):
                 table.update_cell(name, column, value)
         if table.styles.height is None or table.styles.height.value != len(names) + 1:
             table.styles.height = len(names) + 1
-        self._show_tail(state, view, tail)
-        if view.read_only:
-            self.border_subtitle = f"{running} running · Enter details" if running else "Enter details"
-        else:
-            self.border_subtitle = (
-                f"{running} running · c cancels · Enter details" if running else "g runs all · Enter details"
-            )
+        self._show_tail(state, view, tail, why)
+        key = view.key("cancel-gates" if running else "run-gates")
+        hint = f"{key} cancels · " if running and key else f"{key} runs all · " if key else ""
+        self.border_subtitle = f"{f'{running} running · ' if running else ''}{hint}Enter details"
 
-    def _show_tail(self, state: SessionState, view: View, tail: Static) -> None:
+    def _show_tail(
+        self, state: SessionState, view: View, tail: Static, why: Callable[[str, str], str | None]
+    ) -> None:
         running = [g for g in state.gates.values() if g.status == "running"]
         name = running[0].name if running else self.highlighted_gate()
         gate = state.gates.get(name) if name else None
+        blocked = why("gate", name) if name and gate is None else None
+        if blocked:  # the row's cell is cut to its column: the whole reason, wrapped, for the highlighted one
+            text = Text(f"{view.redact(name or '')}: ", style="bold")
+            tail.update(text.append_text(blocked_mark(blocked, view)), layout=False)
+            return
         if gate is None or not gate.tail:
             hint = "No output yet." if gate is None else f"{gate.name}: no output."
             tail.update(Text(hint, style="dim") if not view.compact else "", layout=False)

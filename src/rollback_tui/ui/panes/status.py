@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
 from textual.widgets import Static
 
+from rollback_tui.core.read.incident import incident_fields
+from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import secs
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import verdict
@@ -80,6 +83,67 @@ class StatusBar(Static):
         self.update(status_text(state, playbook, view, self.journal_path, operator, width), layout=False)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A part of the status bar: the lowest priority gives way first when the bar is too narrow — to its
+    `shorter` form when it has one (a path to its file name), else out."""
+
+    priority: int
+    text: Text
+    shorter: Segment | None = None
+
+
+def middle_cut(value: str, width: int) -> str:
+    """`https://app.incident.io/…/incidents/INC-4711`: a long value's start and end, its middle cut."""
+    if len(value) <= width:
+        return value
+    tail = (width - 1) // 2
+    return f"{value[: width - 1 - tail]}…{value[-tail:]}"
+
+
+def short_id(value: str, width: int) -> str:
+    """An incident URL's last path segment (`INC-4711`: usually the incident's id), else `value` cut in the
+    middle."""
+    if "://" in value:
+        last = value.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if last and "://" not in last and len(last) <= width:
+            return last
+    return middle_cut(value, width)
+
+
+def incident_segments(state: SessionState, view: View) -> list[Segment]:
+    """`incident INC-42`, `commander bob`, `scribe carol`: what --incident/--commander/--scribe journaled.
+    Which incident stays longest (its URL gives way to its id first), then who commands, then who writes."""
+    segments = []
+    for label, value in incident_fields(state.incident):
+        value = view.redact(value)
+        if label == "incident":
+            short = Segment(70, Text("incident ").append(short_id(value, 24), style="bold"))
+            full = Text("incident ").append(middle_cut(value, 48), style="bold")
+            segments.append(Segment(45, full, short) if full.plain != short.text.plain else short)
+        elif label == "commander":  # "IC", the incident call's word for them, when room is short
+            who = middle_cut(value, 20)
+            segments.append(Segment(60, Text(f"commander {who}"), Segment(60, Text(f"IC {who}"))))
+        else:
+            segments.append(Segment(35, Text(f"{label} {middle_cut(value, 20)}")))
+    return segments
+
+
+def readiness_segment(state: SessionState, view: View) -> list[Segment]:
+    """`✗ 3 cannot run (y)` after the journaled readiness check (`✓ ready`, the first to give way);
+    nothing before one, which is not "ready"."""
+    if state.readiness is None:
+        return []
+    model = ReadinessView(state.readiness)
+    if model.ready:
+        return [Segment(10, Text("✓ ready", style=view.tone("ok")))]
+    key = view.key("readiness")
+    text = Text(f"✗ {len(model.not_ready)} cannot run", style=view.tone("fail", bold=True))
+    if key:
+        text.append(f" ({key})")
+    return [Segment(55, text)]
+
+
 def status_text(
     state: SessionState, playbook: Playbook, view: View, journal: Path, operator: str, width: int
 ) -> Text:
@@ -106,32 +170,31 @@ def status_text(
     where = Text(playbook.name, style="bold")
     where.append(f" · {playbook.environment}")
     path = view.redact(short_path(journal, view.share))
-    # (priority, segment): the lowest priority goes first when the bar is too narrow; the full journal
-    # path gives way to its file name before anything more useful goes.
-    full_path = (5, Text(f"journal {path}"))
-    short_name = (4, Text(f"journal {Path(path).name}"))
-    chosen: list[tuple[int, Text]] = [
-        (9, clock_part),
-        *([(3, Text(f"since {since}"))] if since else []),
-        (8, where),
-        (9, rto),
-        (2, Text(f"operator {view.redact(operator)}")),
-        full_path,
+    chosen = [
+        Segment(90, clock_part),
+        *([Segment(30, Text(f"since {since}"))] if since else []),
+        Segment(80, where),
+        Segment(90, rto),
+        *readiness_segment(state, view),
+        *incident_segments(state, view),
+        Segment(20, Text(f"operator {view.redact(operator)}")),
+        # The full journal path gives way to its file name before anything more useful goes.
+        Segment(33, Text(f"journal {path}"), Segment(40, Text(f"journal {Path(path).name}"))),
     ]
 
-    def assemble(parts: list[tuple[int, Text]]) -> Text:
+    def assemble(parts: list[Segment]) -> Text:
         out = Text(" ")
-        for i, (_, part) in enumerate(parts):
+        for i, part in enumerate(parts):
             if i:
                 out.append("  │  " if width >= 120 else " │ ")
-            out.append_text(part)
+            out.append_text(part.text)
         return out
 
     while len(assemble(chosen).plain) > width and len(chosen) > 1:
-        lowest = min(chosen, key=lambda seg: seg[0])
-        index = chosen.index(lowest)
-        if lowest is full_path and short_name[1].plain != full_path[1].plain:
-            chosen[index] = short_name
+        index = min(range(len(chosen)), key=lambda i: chosen[i].priority)
+        lowest = chosen[index]
+        if lowest.shorter is not None and lowest.shorter.text.plain != lowest.text.plain:
+            chosen[index] = lowest.shorter
         else:
             chosen.pop(index)
     text = assemble(chosen)

@@ -22,7 +22,7 @@ from rollback_tui.core.read.steps import ItemRow, StepRow, next_step, step_rows
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.commands import bindings
-from rollback_tui.ui.panes.base import StaticPane, View
+from rollback_tui.ui.panes.base import StaticPane, View, blocked_mark, cannot_run
 
 if TYPE_CHECKING:
     from rollback_tui.session.preview import StepPreview
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 STEP_GLYPH = {"passed": "✓", "failed": "✗", "partial": "◐", "running": "…", "unobserved": "?"}
 # An item that can be run again: it failed, could not look, was declined or is waiting for an answer.
 RETRYABLE = ("failed", "timed_out", "unobserved", "error", "cancelled", "needs_input", "interrupted")
+# An item that has not run (or not yet this session): its line says what the readiness check says stops it.
+NOT_RUN = ("not_run", "skipped", "no_record", "needs_input")
+SETTLED = ("passed", "ok", "running", "queued")  # ran (or runs now): what it showed says it, not a forecast
 
 LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)
 
@@ -144,9 +147,11 @@ class StepsPane(StaticPane):
         room = now_rows - 1
         detail = self.details(row.name)
         spare = height - list_rows - now_rows - gap
-        pad = max(10, *(len(view.status(i.status).plain) + 1 for i in items))  # statuses in one column
+        why = cannot_run(state)
+        marks = [_item_status(item, why(item.kind, item.ref), view) for item in items]
+        pad = max(10, *(len(status.plain) + 1 for status, _ in marks))  # statuses in one column
         for i, item in enumerate(items[:room] if len(items) <= room else items[: room - 1]):
-            parts.append(self._item_line(item, view, pad))
+            parts.append(self._item_line(item, view, pad, *marks[i]))
             if spare > 0 and detail is not None:
                 extra = _item_detail(detail, i, view)[:spare]
                 spare -= len(extra)
@@ -155,7 +160,8 @@ class StepsPane(StaticPane):
             parts.append(Text(f"  … {len(items) - room + 1} more items", style=view.tone("stale")))
         if spare > 1 and detail is not None and detail.description:
             parts.append(Text(view.redact(detail.description.strip()), style=view.tone("stale")))
-        self.border_subtitle = self._subtitle(row, current, len(names))
+        blocked = sum(why(i.kind, i.ref) is not None and i.status not in SETTLED for i in items)
+        self.border_subtitle = self._subtitle(row, current, len(names), view, blocked)
         self.show(Group(*parts))
 
     def _heading(self, shown: int, current: int | None) -> str:
@@ -198,19 +204,21 @@ class StepsPane(StaticPane):
         return parts
 
     @staticmethod
-    def _item_line(item: ItemRow, view: View, pad: int) -> Text:
+    def _item_line(item: ItemRow, view: View, pad: int, status: Text, after: Text | None) -> Text:
+        status = status.copy()
+        status.pad_right(max(0, pad - len(status.plain)))  # the statuses in one column
         line = Text("  ")
-        line.append_text(view.status(item.status, pad=pad))
+        line.append_text(status)
         line.append(f" {view.redact(item.label)}")
         if item.when != "always":
             line.append(f" ({item.when.replace('_', ' ')})", style=view.tone("stale"))
-        reason = item.reason  # the runner's words for why (failed, skipped…)
-        if reason and item.status not in ("passed", "ok"):
-            line.append(f" — {view.redact(reason)}", style=view.tone("stale"))
+        if after is not None:
+            line.append(" — ", style=after.style)
+            line.append_text(after)
         line.no_wrap, line.overflow = True, "ellipsis"
         return line
 
-    def _subtitle(self, row: StepRow, current: int | None, total: int) -> str:
+    def _subtitle(self, row: StepRow, current: int | None, total: int, view: View, blocked: int) -> str:
         where = f"step {current + 1}/{total}" if current is not None else f"{total} steps · none entered"
         index = retry_index(row)
         again = (
@@ -221,7 +229,28 @@ class StepsPane(StaticPane):
             else " · R retries"
         )
         hint = "⏎ runs" + again
-        return f"{hint} · {where}" if self.has_focus and not getattr(self.app, "read_only", False) else where
+        if self.has_focus and not getattr(self.app, "read_only", False):
+            where = f"{hint} · {where}"
+        if blocked:  # first: the marks may be cut at the pane's edge, the readiness screen has them whole
+            key = view.key("readiness")
+            where = f"{blocked} cannot run{f' ({key})' if key else ''} · {where}"
+        return where
+
+
+def _item_status(item: ItemRow, blocked: str | None, view: View) -> tuple[Text, Text | None]:
+    """An item's status and what follows its label. What ran says why it ended (the runner's words);
+    what has not run says what the journaled readiness check says stops it (`✗ cannot run — binary gh
+    missing (not on PATH)`), before anyone presses Enter."""
+    reason = item.reason
+    if blocked and item.status == "not_run":
+        why = Text(view.redact(blocked.removeprefix("cannot run: ")), style=view.tone("fail"))
+        return Text("✗ cannot run", style=view.tone("fail", bold=True)), why
+    status = view.status(item.status)
+    if blocked and (item.status in NOT_RUN or not (reason or item.status in SETTLED)):
+        return status, blocked_mark(blocked, view)
+    if reason and item.status not in ("passed", "ok"):
+        return status, Text(view.redact(reason), style=view.tone("stale"))
+    return status, None
 
 
 def _item_detail(detail: StepPreview, index: int, view: View) -> list[Text]:

@@ -51,13 +51,11 @@ class TrafficPane(StaticPane):
             line.no_wrap, line.overflow = True, "ellipsis"
             summary.append(line)
         elif traffic.last_window is not None:
-            hint = "" if view.read_only else " — s sends synthetic traffic"
-            split.append(Text(f"{totals.text()}{hint}.", style="dim"))
+            split.append(Text(f"{totals.text()}{_sends(view)}.", style="dim"))
         elif "traffic" not in view.features:
             split.append(pending("Traffic split", 5, None, view))
         else:
-            hint = "" if view.read_only else " — s sends synthetic traffic"
-            split.append(Text(f"No traffic window yet{hint}.", style="dim"))
+            split.append(Text(f"No traffic window yet{_sends(view)}.", style="dim"))
         rails = self._guardrails(state, playbook, view, collapse=view.compact)
         rollback = self._rollback(state, playbook, view)
         # Fit the height: the rollback and the breaches matter most; ok guardrails, the request
@@ -85,7 +83,7 @@ class TrafficPane(StaticPane):
         active = list(traffic.breaches.values())
         self.border_subtitle = (
             f"{len(active)} breach{'es' if len(active) != 1 else ''}" if active else "guardrails clear"
-        ) + ("" if view.read_only else " · s traffic · r rollback")
+        ) + "".join(f" · {key} {c}" for c in ("traffic", "rollback") if (key := view.key(c)))
         self.show(Group(*parts))
 
     def _running_line(self, view: View, playbook: Playbook, state: SessionState) -> Text:
@@ -97,14 +95,16 @@ class TrafficPane(StaticPane):
             text = Text(running, style=view.tone("ok", bold=True))
             rps = f" · {act.traffic_rps:g} rps" if act.traffic_rps else ""
             text.append(f"{rps} · {duration(view.now - act.traffic_since)}", style="bold")
-            if not view.compact:
-                text.append(" · s stops", style="bold")
+            if not view.compact and (key := view.key("traffic")):
+                text.append(f" · {key} stops", style="bold")
             text.no_wrap, text.overflow = True, "ellipsis"
             return text
         if playbook.load_balancer is None:
             return Text("○ no load balancer in this playbook", style=view.tone("stale"))
+        key = view.key("traffic")
+        starts = f" · {key} starts it" if key and not view.compact else ""
         return Text(
-            "○ no traffic" if view.compact else "○ no synthetic traffic · s starts it",
+            f"○ no traffic{starts}" if view.compact else f"○ no synthetic traffic{starts}",
             style=view.tone("stale", bold=True),
         )
 
@@ -299,15 +299,22 @@ class TrafficPane(StaticPane):
             return lines
         removal = next((a for a in playbook.actions if a.kind == "selector_removal"), None)
         if removal is not None:
+            key = view.key("rollback")
             return [
                 Text(
-                    f"r rolls back: {removal.title} ({', '.join(removal.remove_replicas)})",
+                    f"{f'{key} rolls back' if key else 'rollback'}: {removal.title}"
+                    f" ({', '.join(removal.remove_replicas)})",
                     style=view.tone("stale"),
                     no_wrap=True,
                     overflow="ellipsis",
                 )
             ]
         return []
+
+
+def _sends(view: View) -> str:
+    key = view.key("traffic")
+    return f" — {key} sends synthetic traffic" if key else ""
 
 
 def _seen_line(state: SessionState, view: View) -> Text:

@@ -6,7 +6,7 @@ preview of what it runs (ui/screens/confirm.py), so Enter on the highlighted lin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,7 +20,8 @@ from rollback_tui.core.text import one_line
 from rollback_tui.session.preview import ActionPreview
 
 
-def action_label(preview: ActionPreview) -> Text:
+def action_label(preview: ActionPreview, blocked: Text | None = None) -> Text:
+    """Title (and `! changes`), kind and first command; `blocked`: the readiness check's `✗ cannot run: …`."""
     label = Text(preview.title, style="bold")
     if preview.changes:
         label.append("  ! changes", style="bold reverse")
@@ -29,6 +30,9 @@ def action_label(preview: ActionPreview) -> Text:
         more = f"  (+{len(preview.commands) - 1} more)" if len(preview.commands) > 1 else ""
         detail += f" · {one_line(preview.commands[0].text, 64)}{more}"
     label.append(f"\n  {detail}", style="dim")
+    if blocked is not None:
+        label.append("\n  ")
+        label.append_text(blocked)
     return label
 
 
@@ -37,9 +41,12 @@ class ActionsScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, previews: Sequence[ActionPreview]) -> None:
+    def __init__(self, previews: Sequence[ActionPreview], blocked: Mapping[str, Text] | None = None) -> None:
+        """`blocked`: action name → why the journaled readiness check says it cannot run from here (marked
+        before it is chosen; still choosable — the check may be out of date)."""
         super().__init__()
         self.previews = list(previews)
+        self.blocked = dict(blocked or {})
 
     def compose(self) -> ComposeResult:
         with Vertical(id="actions-dialog"):
@@ -48,7 +55,9 @@ class ActionsScreen(ModalScreen[str | None]):
                 "and asks you to type its name.",
                 id="actions-prompt",
             )
-            yield OptionList(*(Option(action_label(p), id=p.name) for p in self.previews))
+            yield OptionList(
+                *(Option(action_label(p, self.blocked.get(p.name)), id=p.name) for p in self.previews)
+            )
 
     def on_mount(self) -> None:
         self.query_one("#actions-dialog").border_title = "Playbook actions — Enter chooses, Esc cancels"

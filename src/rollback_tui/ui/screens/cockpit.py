@@ -20,12 +20,13 @@ from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.session.preview import ActionPreview, StepPreview
 from rollback_tui.session.runbook import Question, Runbook
 from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, commands, supported
-from rollback_tui.ui.panes.base import Activity
+from rollback_tui.ui.panes.base import Activity, blocked_mark, cannot_run
 from rollback_tui.ui.panes.steps import StepsPane
 from rollback_tui.ui.screens.actions import ActionsScreen
 from rollback_tui.ui.screens.confirm import ConfirmAction, ConfirmRollback
 from rollback_tui.ui.screens.panes import PanesScreen
 from rollback_tui.ui.screens.quit import QuitConcerns
+from rollback_tui.ui.screens.readiness import Recheck
 from rollback_tui.ui.screens.reason import ReasonPrompt, TextPrompt
 
 if TYPE_CHECKING:
@@ -265,7 +266,9 @@ class CockpitScreen(PanesScreen):
                 self.run_playbook_action(name)
 
         previews = [self.engine.preview_action(n) for n in names]
-        self.app.push_screen(ActionsScreen(previews), callback=chosen)
+        why, view = cannot_run(self.engine.state), self.app.view()
+        blocked = {n: blocked_mark(w, view) for n in names if (w := why("action", n))}
+        self.app.push_screen(ActionsScreen(previews, blocked), callback=chosen)
 
     def run_playbook_action(self, name: str) -> None:
         """Run one playbook action on its own (the operator chose it, optional flag changes included): the
@@ -358,6 +361,10 @@ class CockpitScreen(PanesScreen):
         except Exception:  # a preview is help, not a reason to lose the pane
             log.exception("no preview for step %s", step)
             return None
+
+    def readiness_recheck(self) -> Recheck:
+        """The readiness screen's `r`: a new check through the engine, journaled when it is in."""
+        return lambda: self.engine.start_readiness(again=True)
 
     def action_export(self) -> None:
         self.app.launch("export", self.engine.export)

@@ -35,6 +35,7 @@ from rollback_tui.ui.screens.event_log import EventLogScreen
 from rollback_tui.ui.screens.gate_detail import GateDetail
 from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.notices import NoticesScreen
+from rollback_tui.ui.screens.readiness import ReadinessScreen, Recheck
 
 if TYPE_CHECKING:
     from rollback_tui.ui.app import PanesApp
@@ -186,6 +187,13 @@ class PanesScreen(Screen[None]):
 
     def action_event_log(self) -> None:
         self.app.push_screen(EventLogScreen(lambda: self.app.state, self.app.view))
+
+    def action_readiness(self) -> None:
+        self.app.push_screen(ReadinessScreen(lambda: self.app.state, self.app.view, self.readiness_recheck()))
+
+    def readiness_recheck(self) -> Recheck | None:
+        """How to check readiness again (journaled): only a screen with the engine has one."""
+        return None
 
     @on(GatesPane.Opened)
     def _open_gate(self, message: GatesPane.Opened) -> None:
