@@ -161,6 +161,7 @@ class FanoutState:
     frames_total: int = 0
     sessions: dict[str, ev.FanoutSessionState] = field(default_factory=dict)
     results: list[ev.FanoutResult] = field(default_factory=list)
+    started: dict[str, float] = field(default_factory=dict)  # run → when its first session was journaled
 
     @property
     def last_result(self) -> ev.FanoutResult | None:
@@ -480,6 +481,7 @@ def _tap_batch(s: SessionState, e: ev.FanoutTapBatch) -> None:
 
 def _fanout_session(s: SessionState, e: ev.FanoutSessionState) -> None:
     s.fanout.sessions[e.session] = e
+    s.fanout.started.setdefault(e.run, e.ts)
 
 
 def _fanout_result(s: SessionState, e: ev.FanoutResult) -> None:
