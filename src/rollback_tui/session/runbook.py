@@ -32,7 +32,7 @@ from typing import Literal
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.guardrails import readings
-from rollback_tui.core.read.traffic import recent_traffic, split_window_s
+from rollback_tui.core.read.traffic import traffic_since
 from rollback_tui.core.read.words import pct
 from rollback_tui.playbook.model import Fact, Redeploy, SelectorRemoval, StabiliseFlags, Step, StepItem
 from rollback_tui.session.actions import protection_refusal
@@ -308,14 +308,28 @@ class Runbook:
         return "passed", f"{len(paths)} files in {paths[0].parent}" if paths else "nothing written"
 
     async def _traffic(self) -> Result:
+        """Canary traffic for `canary_s`, judged on what was sent in that time and nothing from before:
+        failed when a request was answered by no replica (as `check traffic` says), or, after the
+        rollback, by a replica it took out of traffic."""
         if self.playbook.load_balancer is None:
             raise NotAvailable("no load balancer in the playbook")
+        since = time.time()
         self.engine.start_traffic(self.opts.traffic_rps, actor=self.actor)
         await asyncio.sleep(self.opts.canary_s)
-        totals = recent_traffic(self.engine.state, time.time(), split_window_s(self.playbook))
+        totals = traffic_since(self.engine.state, since, f"{self.opts.canary_s:g} s canary")
         if not totals.requests:
             return "unknown", "synthetic traffic produced no responses yet"
-        return "passed", f"{totals.text()}; {totals.split_text(r.name for r in self.playbook.replicas)}"
+        shown = f"{totals.text()}; {totals.split_text(r.name for r in self.playbook.replicas)}"
+        unanswered = sum(totals.unattributed.values())
+        if unanswered:
+            return "failed", f"{unanswered} of {totals.requests} requests answered by no replica — {shown}"
+        rollback = self.engine.state.traffic.rollback
+        removed = rollback.replicas if rollback.after_rollback else []
+        still = {r: totals.served[r] for r in removed if totals.served.get(r)}
+        if still:
+            named = ", ".join(f"{r} answered {n}" for r, n in still.items())
+            return "failed", f"after the rollback {named} of {totals.requests} requests — {shown}"
+        return "passed", shown
 
     async def _watch(self) -> Result:
         """Watch the guardrails for `watch_s`; stop early once a P0 breach was rolled back (or seen, when

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import hms
 from rollback_tui.core.read.guardrails import breach_text
-from rollback_tui.core.read.traffic import TrafficTotals
+from rollback_tui.core.read.traffic import WINDOW_EDGE_S, TrafficTotals
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.unknown import KINDS as OBSERVING_KINDS
 from rollback_tui.core.unknown import observation
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 # A breach's first bad sample lies at most its window plus its sustained time back (≤ 3600 s each, as
 # validated): traffic windows that old are kept until something breaks, so the impact starts there.
 LOOKBACK_S = 7200.0
-# A traffic window's start is known as its end minus its duration, journaled to the millisecond: the start
-# of the window that held the first bad sample may come out up to half a millisecond before the end of the
-# window it followed. A window that ends within this of the start ended before the incident.
-EDGE_S = 0.001
 
 
 # --- who runs it ---------------------------------------------------------------------------------
@@ -151,8 +147,8 @@ class IncidentFold:
 
     def _open(self, found: Trouble) -> None:
         self.trouble = found
-        for w in self._recent:  # the windows that end after the first bad sample
-            if w.ts > found.start_ts + EDGE_S:
+        for w in self._recent:  # the windows that end after the first bad sample (a start may be early)
+            if w.ts > found.start_ts + WINDOW_EDGE_S:
                 self.traffic.add(w)
         self._recent.clear()
 
