@@ -234,6 +234,46 @@ def test_a_canary_that_no_replica_answered_is_a_failed_traffic_check(tmp_path: P
     assert "  step 1. canary: failed — check: traffic failed (" in result.stdout
 
 
+def test_a_change_a_breach_called_for_and_nobody_made_is_not_a_passed_step(tmp_path: Path) -> None:
+    """The smoke gate fails, its P0 rail breaches, and the next step's `on_breach` change is due — but
+    not run without --allow-destructive. The step read "passed": a skipped conditional item was never
+    held against its step, also when its condition held."""
+    closed = free_port()
+    doc = {
+        "name": "withheld",
+        "title": "A due change that was not made",
+        "replicas": [{"name": "api", "url": f"http://127.0.0.1:{closed}", "role": "stable"}],
+        "gates": [
+            {"name": "smoke", "title": "Smoke", "argv": [sys.executable, "-c", "raise SystemExit(1)"]},
+            {"name": "backfill", "title": "Backfill check", "argv": [sys.executable, "-c", "pass"]},
+        ],
+        "guardrails": [{"name": "smoke-failed", "title": "Smoke failed", "metric": "gate_failed",
+                        "gate": "smoke", "threshold": 0, "severity": "P0"}],
+        "actions": [{"kind": "command", "name": "pause-ingestion", "title": "Pause ingestion",
+                     "changes": True, "command": {"argv": [sys.executable, "-c", "pass"]}}],
+        "steps": [
+            {"name": "detect", "title": "Detect", "do": [{"gate": "smoke"}]},
+            {"name": "mitigate", "title": "Mitigate",
+             "do": [{"action": "pause-ingestion", "when": "on_breach"}, {"gate": "backfill"}]},
+            {"name": "calm", "title": "Nothing to do",
+             "do": [{"action": "pause-ingestion", "when": "on_failure"}, {"gate": "backfill"}]},
+        ],
+    }  # fmt: skip
+    book = tmp_path / "withheld.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "evidence"
+    result = run("rehearse", str(book), "--headless", "--no-lab", "--export", str(out), tmp=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "P0 guardrail smoke-failed breached" in result.stdout
+    assert (
+        "  step 2. mitigate: partial — action: pause-ingestion skipped (changes the system: not run without "
+        "--allow-destructive) · gate: backfill passed"
+    ) in result.stdout, result.stdout
+    # A condition that did not hold (nothing failed in that step) is still not held against its step.
+    assert "  step 3. calm: passed — action: pause-ingestion skipped (nothing failed earlier" in result.stdout
+    assert "(mitigate): partial" in (out / "report.md").read_text()
+
+
 def test_headless_rehearsal_fails_and_says_why_with_a_memory_transport_replica(tmp_path):
     require_redis_server()
     result = run(

@@ -210,6 +210,7 @@ class ItemRun:
     started_ts: float | None = None
     finished_ts: float | None = None
     runs: int = 0
+    due: bool = False  # a conditional item whose condition held (StepItemFinished.due)
 
 
 @dataclass
@@ -411,6 +412,7 @@ def _item_started(s: SessionState, e: ev.StepItemStarted) -> None:
 def _item_finished(s: SessionState, e: ev.StepItemFinished) -> None:
     run = s.step_items.setdefault((e.step, e.index), ItemRun(e.step, e.index, e.item, started_ts=e.ts))
     run.status, run.reason, run.note, run.actor, run.finished_ts = e.outcome, e.reason, e.note, e.actor, e.ts
+    run.due = e.due
 
 
 def _action_started(s: SessionState, e: ev.ActionStarted) -> None:

@@ -170,8 +170,11 @@ class Runbook:
         skip = self._skip_reason(item, earlier, explicit)
         if skip:
             return self._finish(step, index, label, "skipped", skip)
+        # A breach or a failure made it due: not running it (not allowed, the policy) counts against its step.
+        due = item.when in ("on_breach", "on_failure") and not explicit
         if kind == "action" and self._withheld(ref):
-            return self._finish(step, index, label, "skipped", self.opts.withheld_reason, withheld=True)
+            reason = self.opts.withheld_reason
+            return self._finish(step, index, label, "skipped", reason, withheld=True, due=due)
         self.engine.start_item(step.name, index, actor=self.actor)
         note = ""
         try:
@@ -180,14 +183,14 @@ class Runbook:
             else:
                 outcome, reason = await getattr(self, f"_{kind}")(step, index, ref, item, explicit)
         except asyncio.CancelledError:
-            self._finish(step, index, label, "cancelled", "cancelled before it finished")
+            self._finish(step, index, label, "cancelled", "cancelled before it finished", due=due)
             raise
         except NotAvailable as exc:  # it could not run: unknown, never a failure
             outcome, reason = "unknown", str(exc)
         except Exception as exc:  # a bug must not pass for an outcome of the system: say it could not run
             log.exception("runbook item %s/%d failed", step.name, index)
             outcome, reason = "unknown", f"could not run: {type(exc).__name__}: {exc}"
-        return self._finish(step, index, label, outcome, reason, note=note)
+        return self._finish(step, index, label, outcome, reason, note=note, due=due)
 
     def _finish(
         self,
@@ -199,8 +202,9 @@ class Runbook:
         *,
         note: str = "",
         withheld: bool = False,
+        due: bool = False,
     ) -> ItemResult:
-        self.engine.finish_item(step.name, index, outcome, reason, note=note, actor=self.actor)
+        self.engine.finish_item(step.name, index, outcome, reason, note=note, actor=self.actor, due=due)
         return ItemResult(step.name, index, label, outcome, reason, withheld)
 
     def _skip_reason(self, item: StepItem, earlier: list[ItemResult], explicit: bool) -> str | None:
