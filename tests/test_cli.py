@@ -274,6 +274,35 @@ def test_a_change_a_breach_called_for_and_nobody_made_is_not_a_passed_step(tmp_p
     assert "(mitigate): partial" in (out / "report.md").read_text()
 
 
+def test_a_guardrail_watch_with_a_breach_still_on_is_not_clear(tmp_path: Path) -> None:
+    """The smoke gate fails and its P0 rail breaches; nothing recovers it. The next step's guardrail watch
+    ("trigger conditions clear") passed — "no guardrail breached in 1 s" — since only breaches that began
+    during the watch counted, beside a verdict line "✗ BREACH P0 smoke-failed"."""
+    closed = free_port()
+    doc = {
+        "name": "still-breached",
+        "title": "A breach that never cleared",
+        "replicas": [{"name": "api", "url": f"http://127.0.0.1:{closed}", "role": "stable"}],
+        "gates": [{"name": "smoke", "title": "Smoke", "argv": [sys.executable, "-c", "raise SystemExit(1)"]}],
+        "guardrails": [{"name": "smoke-failed", "title": "Smoke failed", "metric": "gate_failed",
+                        "gate": "smoke", "threshold": 0, "severity": "P0"}],
+        "steps": [
+            {"name": "detect", "title": "Detect", "do": [{"gate": "smoke"}]},
+            {"name": "validate", "title": "Validate",
+             "do": [{"check": "guardrail_watch", "note": "Trigger conditions clear"}]},
+        ],
+    }  # fmt: skip
+    book = tmp_path / "still.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    for policy in ("on_breach", "never"):  # with nothing to roll back, and with rollbacks off
+        result = run("rehearse", str(book), "--headless", "--no-lab", "--watch", "1", "--rollback", policy,
+                     tmp=tmp_path)  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "  guardrail ✗ BREACH P0 smoke-failed" in result.stdout
+        step = "  step 2. validate: failed — check: guardrail_watch failed (still breached: P0 smoke-failed"
+        assert step in result.stdout, result.stdout
+
+
 def test_headless_rehearsal_fails_and_says_why_with_a_memory_transport_replica(tmp_path):
     require_redis_server()
     result = run(

@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.read.guardrails import readings
 from rollback_tui.core.read.traffic import traffic_since
 from rollback_tui.core.read.words import pct
+from rollback_tui.core.verdict import answered_by_rollback
 from rollback_tui.playbook.model import Fact, Redeploy, SelectorRemoval, StabiliseFlags, Step, StepItem
 from rollback_tui.session.actions import protection_refusal
 from rollback_tui.session.engine import Engine, NotAvailable
@@ -336,25 +338,28 @@ class Runbook:
         return "passed", shown
 
     async def _watch(self) -> Result:
-        """Watch the guardrails for `watch_s`; stop early once a P0 breach was rolled back (or seen, when
-        nothing rolls back on its own)."""
+        """Watch the guardrails for `watch_s`; stop early once a P0 breach was rolled back during the watch
+        (or seen, when nothing rolls back on its own). Failed on a breach during the watch, and on one from
+        before it that still holds (one a verified rollback answered excepted): the trigger conditions are
+        not clear."""
         since = time.time()
         deadline = time.monotonic() + self.opts.watch_s
         while time.monotonic() < deadline:
             traffic = self.engine.state.traffic
-            if traffic.rollback.stage in ("verified", "failed"):
+            if traffic.rollback.stage in ("verified", "failed") and (traffic.rollback.ended_ts or 0) >= since:
                 break
             if any(b.severity == "P0" for b in traffic.breaches.values()) and not self.engine.auto_rollback:
                 break
             await asyncio.sleep(0.1)
-        breaches = [
-            b
-            for b in self.engine.state.traffic.breach_log
-            if isinstance(b, ev.GuardrailBreach) and b.ts >= since
-        ]
+        traffic = self.engine.state.traffic
+        breaches = [b for b in traffic.breach_log if isinstance(b, ev.GuardrailBreach) and b.ts >= since]
         if breaches:
             named = ", ".join(dict.fromkeys(f"{b.severity} {b.guardrail}" for b in breaches))
             return "failed", f"breached: {named}"
+        still = [b for b in traffic.breaches.values() if not answered_by_rollback(b, traffic.rollback)]
+        if still:
+            named = ", ".join(f"{b.severity} {b.guardrail} (since {hms(b.ts)})" for b in still)
+            return "failed", f"still breached: {named}"
         now = readings(self.playbook, self.engine.state, time.time())
         blind = [r.rail.name for r in now if r.status in ("unknown", "waiting")]
         if now and len(blind) == len(now):
