@@ -193,6 +193,31 @@ def test_fanout_passed_after_rollback(tmp_path: Path) -> None:
     assert "reason: B never received e2" in status.evidence
 
 
+def test_a_fanout_check_that_began_before_the_rollback_is_not_evidence_after_it(tmp_path: Path) -> None:
+    """The auto-rollback runs on its own task: a fanout check started while blue-next was still in traffic
+    (its sessions opened, its events sent and received) finished after the routing change was applied. It
+    ticked "realtime events still delivered after rollback" on events delivered before it — the gate rule
+    already counts only runs that started after the rollback."""
+    pb = playbook([item("fanout_passed_after_rollback")])
+    sessions = [
+        (9, ev.FanoutSessionState(run="f1", session=s, replica=r, state="connecting"))
+        for s, r in (("A", "stable-a"), ("B", "blue-next"))
+    ]
+    frames = [
+        (9.5, ev.FanoutFrame(run="f1", session="B", replica="blue-next", thread_id="t", event_id="e1",
+                             received_at=T0 + 9.5))
+    ]  # fmt: skip
+    straddling = recorded(tmp_path, sessions + frames + rollback(10) + fanout(30, "adhoc"))
+    status = evaluate(pb, straddling).items[0]
+    assert not status.checked, status.evidence
+    assert status.evidence == ["no fanout check after rollback"]
+    # A check whose sessions opened after the routing change counts.
+    after = [(e[0] + 20, e[1].model_copy(update={"run": "f2"})) for e in sessions]
+    later = recorded(tmp_path, sessions + rollback(10) + fanout(15) + after + fanout(31, run="f2"))
+    status = evaluate(pb, later).items[0]
+    assert status.checked and status.evidence[0].startswith("fanout run f2 (adhoc) passed at 12:00:31Z")
+
+
 def failed_rollback(offset: float, error: str = "kubectl: exit 1: forbidden"):
     return [
         (offset, ev.RollbackRequested(action="remove-next", actor="alice", confirmed_text="blue-next")),

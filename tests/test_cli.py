@@ -22,7 +22,10 @@ import yaml
 
 from conftest import REPO, build_lab_playbook, holds_secret, require_redis_server
 from rollback_tui.cli.common import Output
+from rollback_tui.core import events as ev
+from rollback_tui.core.journal import read_journal
 from rollback_tui.core.redact import MASK, Redactor
+from rollback_tui.lab.proc import free_port
 from support.http import JsonHandler
 
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
@@ -188,11 +191,116 @@ def test_headless_rehearsal_detects_rolls_back_verifies_and_passes(tmp_path):
     else:
         assert "Warning from lab: Prometheus is not installed (apt-get install prometheus)" in log
     assert "✓ exit criteria hold" in log
+    # "All traffic on the old image" is judged on the canary the item sent after the rollback, not on a
+    # window reaching back to blue-next's traffic before it (it read "blue-next 8.1% (6 5xx)", passed).
+    verify_traffic = next(ln for ln in log.splitlines() if "Step verify-rollback item 4 passed" in ln)
+    assert "3 s canary: " in verify_traffic and "blue-next 0.0% (0 5xx)" in verify_traffic, verify_traffic
     assert {p.name for p in out.iterdir()} >= {"report.md", "bundle.json", "journal.jsonl"}
     report = (out / "report.md").read_text()
     assert "Exit verdict: COMPLETE" in report
     summary = json.loads((out / "bundle.json").read_text())["summary"]
     assert summary["verdict"]["complete"] is True
+
+
+def test_a_canary_that_no_replica_answered_is_a_failed_traffic_check(tmp_path: Path) -> None:
+    """The runbook's `check: traffic` passed whenever requests had an outcome — also when every one of
+    them found the balancer unreachable — where `check traffic` fails: no replica answered."""
+    closed = free_port()
+    doc = {
+        "name": "unreachable",
+        "title": "The balancer does not answer",
+        "replicas": [
+            {"name": "stable-a", "url": f"http://127.0.0.1:{closed}", "role": "stable",
+             "labels": {"app": "api", "track": "stable"}},
+            {"name": "blue-next", "url": f"http://127.0.0.1:{closed}", "role": "candidate",
+             "labels": {"app": "api", "track": "blue-next"}},
+        ],
+        "load_balancer": {
+            "url": f"http://127.0.0.1:{closed}",
+            "selector": {"app": "api"},
+            "traffic_control": {"driver": "lab", "admin_url": f"http://127.0.0.1:{closed}"},
+        },
+        "steps": [{"name": "canary", "title": "Canary traffic", "do": [{"check": "traffic"}]}],
+    }  # fmt: skip
+    book = tmp_path / "unreachable.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    journal = tmp_path / "j.jsonl"
+    result = run("rehearse", str(book), "--headless", "--no-lab", "--journal", str(journal), tmp=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    finished = [e for e in read_journal(journal).events if isinstance(e, ev.StepItemFinished)]
+    assert [(e.item, e.outcome) for e in finished] == [("check: traffic", "failed")], finished
+    reason = finished[0].reason
+    assert "answered by no replica" in reason and "balancer unreachable 100.0%" in reason, reason
+    assert "  step 1. canary: failed — check: traffic failed (" in result.stdout
+
+
+def test_a_change_a_breach_called_for_and_nobody_made_is_not_a_passed_step(tmp_path: Path) -> None:
+    """The smoke gate fails, its P0 rail breaches, and the next step's `on_breach` change is due — but
+    not run without --allow-destructive. The step read "passed": a skipped conditional item was never
+    held against its step, also when its condition held."""
+    closed = free_port()
+    doc = {
+        "name": "withheld",
+        "title": "A due change that was not made",
+        "replicas": [{"name": "api", "url": f"http://127.0.0.1:{closed}", "role": "stable"}],
+        "gates": [
+            {"name": "smoke", "title": "Smoke", "argv": [sys.executable, "-c", "raise SystemExit(1)"]},
+            {"name": "backfill", "title": "Backfill check", "argv": [sys.executable, "-c", "pass"]},
+        ],
+        "guardrails": [{"name": "smoke-failed", "title": "Smoke failed", "metric": "gate_failed",
+                        "gate": "smoke", "threshold": 0, "severity": "P0"}],
+        "actions": [{"kind": "command", "name": "pause-ingestion", "title": "Pause ingestion",
+                     "changes": True, "command": {"argv": [sys.executable, "-c", "pass"]}}],
+        "steps": [
+            {"name": "detect", "title": "Detect", "do": [{"gate": "smoke"}]},
+            {"name": "mitigate", "title": "Mitigate",
+             "do": [{"action": "pause-ingestion", "when": "on_breach"}, {"gate": "backfill"}]},
+            {"name": "calm", "title": "Nothing to do",
+             "do": [{"action": "pause-ingestion", "when": "on_failure"}, {"gate": "backfill"}]},
+        ],
+    }  # fmt: skip
+    book = tmp_path / "withheld.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "evidence"
+    result = run("rehearse", str(book), "--headless", "--no-lab", "--export", str(out), tmp=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "P0 guardrail smoke-failed breached" in result.stdout
+    assert (
+        "  step 2. mitigate: partial — action: pause-ingestion skipped (changes the system: not run without "
+        "--allow-destructive) · gate: backfill passed"
+    ) in result.stdout, result.stdout
+    # A condition that did not hold (nothing failed in that step) is still not held against its step.
+    assert "  step 3. calm: passed — action: pause-ingestion skipped (nothing failed earlier" in result.stdout
+    assert "(mitigate): partial" in (out / "report.md").read_text()
+
+
+def test_a_guardrail_watch_with_a_breach_still_on_is_not_clear(tmp_path: Path) -> None:
+    """The smoke gate fails and its P0 rail breaches; nothing recovers it. The next step's guardrail watch
+    ("trigger conditions clear") passed — "no guardrail breached in 1 s" — since only breaches that began
+    during the watch counted, beside a verdict line "✗ BREACH P0 smoke-failed"."""
+    closed = free_port()
+    doc = {
+        "name": "still-breached",
+        "title": "A breach that never cleared",
+        "replicas": [{"name": "api", "url": f"http://127.0.0.1:{closed}", "role": "stable"}],
+        "gates": [{"name": "smoke", "title": "Smoke", "argv": [sys.executable, "-c", "raise SystemExit(1)"]}],
+        "guardrails": [{"name": "smoke-failed", "title": "Smoke failed", "metric": "gate_failed",
+                        "gate": "smoke", "threshold": 0, "severity": "P0"}],
+        "steps": [
+            {"name": "detect", "title": "Detect", "do": [{"gate": "smoke"}]},
+            {"name": "validate", "title": "Validate",
+             "do": [{"check": "guardrail_watch", "note": "Trigger conditions clear"}]},
+        ],
+    }  # fmt: skip
+    book = tmp_path / "still.yaml"
+    book.write_text(yaml.safe_dump(doc))
+    for policy in ("on_breach", "never"):  # with nothing to roll back, and with rollbacks off
+        result = run("rehearse", str(book), "--headless", "--no-lab", "--watch", "1", "--rollback", policy,
+                     tmp=tmp_path)  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "  guardrail ✗ BREACH P0 smoke-failed" in result.stdout
+        step = "  step 2. validate: failed — check: guardrail_watch failed (still breached: P0 smoke-failed"
+        assert step in result.stdout, result.stdout
 
 
 def test_headless_rehearsal_fails_and_says_why_with_a_memory_transport_replica(tmp_path):
@@ -465,7 +573,6 @@ def test_injected_values_are_read_as_json_scalars() -> None:
 
 def test_a_baseline_breach_reads_with_both_sides_in_the_headless_log() -> None:
     from rollback_tui.cli.headless import progress_line
-    from rollback_tui.core import events as ev
 
     breach = ev.GuardrailBreach(
         ts=1767268800.0, guardrail="p95-latency", severity="P1", metric="p95_latency_ms", value=3.1,

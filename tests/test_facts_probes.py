@@ -21,11 +21,13 @@ from rollback_tui.core.checklist import evaluate
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.resume import resume_session
 from rollback_tui.core.state import fold
-from rollback_tui.playbook.model import HttpProbe, Playbook
+from rollback_tui.playbook.model import HttpProbe, Playbook, Replica
 from rollback_tui.probes.facts import capture_facts
+from rollback_tui.probes.health import sample_replica
 from rollback_tui.probes.http_json import poll_probes, probe_http, probe_once
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.engine import Engine
+from support.http import JsonHandler, serving
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -262,6 +264,42 @@ async def test_probe_reads_json_field_and_flags_status_and_timeouts(replicas: di
         unset = HttpProbe(name="auth", url=url(srv, "/"), headers={"Authorization": "${RTUI_UNSET_TOKEN}"})
         missing = await probe_http(unset, client, environ={})
         assert missing.ok is False and "RTUI_UNSET_TOKEN is not set" in (missing.error or "")
+
+
+class _ClosesIdleKeepAlive(JsonHandler):
+    """A server that closes a keep-alive connection once it has sat idle (uvicorn and Node after 5 s,
+    gunicorn after 2 s) — here exactly as the next request arrives on it, which a poll every few seconds
+    hits under load: the request is read by nobody and the connection closes without an answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.answered = 0  # on this connection
+
+    def do_GET(self) -> None:
+        if self.answered:
+            self.close_connection = True
+            return
+        self.answered += 1
+        self.send_json({"status": "ok", "count": 0})
+
+
+async def test_a_keep_alive_connection_closed_as_a_poll_arrives_is_not_a_failure_of_the_target() -> None:
+    """Seen in a demo rehearsal: `Probe dead-letters FAILED: RemoteProtocolError: Server disconnected
+    without sending a response.` while the replica was fine — the poll's pooled connection had been closed
+    by uvicorn's keep-alive timer as the request went out. The target never saw the request; it is asked
+    again on a new connection. (A health check is the same race: one false `down` trips a P0 rail.)"""
+    with serving(_ClosesIdleKeepAlive) as server:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        probe = HttpProbe(name="dead-letters", url=f"{base}/api/ops/dead-letters", json_path="count")
+        replica = Replica(name="stable-a", url=base, role="stable")
+        async with httpx.AsyncClient() as client:
+            polls = [await probe_http(probe, client) for _ in range(3)]
+        assert [(p.ok, p.value, p.error) for p in polls] == [(True, 0, None)] * 3
+        async with httpx.AsyncClient() as client:
+            samples = [await sample_replica(client, replica, 2.0) for _ in range(3)]
+        assert [(s.status, s.error) for s in samples] == [("ok", None)] * 3
 
 
 async def test_poll_probes_until_stopped(replicas: dict) -> None:

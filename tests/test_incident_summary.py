@@ -142,6 +142,41 @@ def test_a_session_where_nothing_broke_says_so() -> None:
     assert "Impact" not in text and "mitigated" not in text
 
 
+def test_the_window_that_ended_before_the_first_bad_sample_is_not_incident_traffic() -> None:
+    """Recorded from a demo rehearsal (the traffic generator's windows and the sequential breach, as
+    journaled): the fault window's start — its end minus its duration, which is journaled to the
+    millisecond — lies 0.4 ms before the previous window's end. That clean window (197 requests, all
+    answered before the fault was even injected) was counted as incident traffic: "354 requests, 5 5xx
+    (1.4%)" where the incident window held 157 requests and 5 5xx (3.2%)."""
+    clean = {"stable-a": 79, "stable-b": 94, "blue-next": 24}
+    recorded = [
+        ev.TrafficWindow(ts=1796016997.1158946, window_s=1.001, requests=200,
+                         per_replica={"stable-a": 79, "stable-b": 87, "blue-next": 34}),
+        ev.TrafficWindow(ts=1796016998.1223133, window_s=1.006, requests=197, per_replica=clean),
+        ev.TrafficWindow(ts=1796016998.9028068, window_s=0.781, requests=157,
+                         per_replica={"blue-next": 19, "stable-a": 67, "stable-b": 71},
+                         errors_5xx={"blue-next": 5}),
+        ev.GuardrailBreach(ts=1796016998.903282, guardrail="candidate-5xx", severity="P0",
+                           metric="http_5xx_rate", value=0.625, threshold=0.05, window_s=10.0,
+                           first_bad_ts=1796016998.1218069, scope="candidate", requests=8, errors=5,
+                           statistic=9.587, bound=8.006, alternative=0.5),
+    ]  # fmt: skip
+    events: list[ev.Event] = [ev.SessionStarted(ts=1796016994.0, playbook="playbook.yaml",
+                                                playbook_name="rehearsal-fixture", playbook_title="t",
+                                                environment="lab", operator="alice", host="h",
+                                                version="0")]  # fmt: skip
+    events += recorded
+    for n, event in enumerate(events, start=1):
+        event.n = n
+    state = fold(events)
+    text = paragraph(render_markdown(PLAYBOOK, state, events))
+    assert "157 requests, 5 5xx (3.2%)." in text, text
+    live = IncidentFold()
+    for event in events:
+        live.observe(event)
+    assert live.traffic.requests == 157 and live.traffic.errors == {"blue-next": 5}
+
+
 async def test_incident_facts_are_journaled_at_the_start_and_kept_on_resume(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     incident = {"incident": "https://status.example/inc/42", "commander": "bob", "scribe": None}

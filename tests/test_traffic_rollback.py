@@ -309,3 +309,40 @@ async def test_a_sequential_guardrail_decides_on_the_response_and_the_journal_re
     again = next(d for e in events for d in replayed.observe(e) if isinstance(d, ev.GuardrailBreach))
     keys = {"value", "requests", "errors", "statistic", "bound", "alternative", "first_bad_ts"}
     assert again.model_dump(include=keys) == breach.model_dump(include=keys)
+
+
+WATCHED = build_lab_playbook(
+    guardrails=[
+        *GUARDED.model_dump(mode="json", exclude_unset=True)["guardrails"],
+        {"name": "service-5xx", "title": "5xx of the service", "metric": "http_5xx_rate",
+         "threshold": 0.5, "window_s": 2, "scope": "all", "severity": "P1"},
+    ],
+    actions=GUARDED.model_dump(mode="json", exclude_unset=True)["actions"],
+    steps=[{"name": "watch", "title": "Watch after the rollback", "do": [{"check": "guardrail_watch"}]}],
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("lab_playbook", [WATCHED], indirect=True)
+async def test_a_watch_after_a_finished_rollback_watches_its_whole_time(lab, engine):
+    """A guardrail watch stopped as soon as the rollback stage read verified — also for a rollback that
+    ended before the watch began: it "passed" after watching for nothing ("no guardrail breached in 0 s")."""
+    from rollback_tui.session.runbook import Runbook, RunOptions
+
+    async def nobody(_: object) -> None:
+        return None
+
+    await engine.start()
+    try:
+        engine.start_traffic(rate_rps=100)
+        await engine.rollback("remove-blue-next", "blue-next")
+        assert engine.state.traffic.rollback.stage == "verified"
+        await until(lambda: engine.state.traffic.last_window, "traffic after the rollback", 5)
+        runbook = Runbook(engine, ask=nobody, confirm=nobody, options=RunOptions(watch_s=1.5))
+        [result] = await runbook.run_step("watch")
+    finally:
+        await engine.stop()
+    assert result.outcome == "passed" and result.reason.startswith("no guardrail breached in "), result
+    assert result.reason != "no guardrail breached in 0 s"
+    run = engine.state.step_items[("watch", 0)]
+    assert run.finished_ts is not None and run.started_ts is not None
+    assert run.finished_ts - run.started_ts >= 1.5

@@ -173,10 +173,13 @@ def _rto_rule(playbook: Playbook, state: SessionState, item: Item) -> _Outcome:
     return _Outcome(verified.ok and within, [line])
 
 
-def _after_rollback(result: ev.FanoutResult, applied: ev.RollbackApplied | None) -> bool:
+def _after_rollback(state: SessionState, result: ev.FanoutResult, applied: ev.RollbackApplied | None) -> bool:
     # By time, not by the label the check was started with: a rollback that failed after the check
-    # was labelled does not make it evidence after the rollback.
-    return applied is not None and result.ts > applied.ts
+    # was labelled does not make it evidence after the rollback. And by when the check began (its first
+    # session; its result for journals without one), as for gates: one that opened its sessions and sent
+    # its events before the routing change, and finished after it, proves nothing about after it.
+    began = state.fanout.started.get(result.run, result.ts)
+    return applied is not None and began >= applied.ts
 
 
 def _describe_fanout(result: ev.FanoutResult) -> str:
@@ -191,7 +194,7 @@ def _describe_fanout(result: ev.FanoutResult) -> str:
 
 def _fanout_after_rule(state: SessionState) -> _Outcome:
     applied = _rollback_applied(state)
-    after = [r for r in state.fanout.results if _after_rollback(r, applied)]
+    after = [r for r in state.fanout.results if _after_rollback(state, r, applied)]
     if not after:
         if applied is None:
             return _Outcome(False, [f"{_no_rollback_yet(state)}, so no fanout check after rollback"])

@@ -114,7 +114,9 @@ class StepItemStarted(Event):
 class StepItemFinished(Event):
     """What one item of a step showed. `unknown`: it could not run or could not look (never a failure,
     so it does not trigger `on_failure` items); `needs_input`: a manual fact or task nobody answered;
-    `skipped`: its condition did not hold, or it changes the system and was not allowed to."""
+    `skipped`: its condition did not hold, or it changes the system and was not allowed to. `due`: a
+    conditional item (on breach, on failure) whose condition held — it had to run, so a skip is not a
+    condition that did not apply."""
 
     durable: ClassVar[bool] = True
     timeline: ClassVar[bool] = True
@@ -126,6 +128,9 @@ class StepItemFinished(Event):
     reason: str = ""  # in words
     note: str = ""  # the operator's note (a manual task)
     actor: str = "engine"
+    due: bool = False
+
+
 class IncidentRecorded(Event):
     """Who runs the incident and which one it is (`--incident`, `--commander`, `--scribe`): the report's
     header and the status bar. The latest one holds every field (the engine merges what was recorded)."""

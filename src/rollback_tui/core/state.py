@@ -161,6 +161,7 @@ class FanoutState:
     frames_total: int = 0
     sessions: dict[str, ev.FanoutSessionState] = field(default_factory=dict)
     results: list[ev.FanoutResult] = field(default_factory=list)
+    started: dict[str, float] = field(default_factory=dict)  # run → when its first session was journaled
 
     @property
     def last_result(self) -> ev.FanoutResult | None:
@@ -209,6 +210,7 @@ class ItemRun:
     started_ts: float | None = None
     finished_ts: float | None = None
     runs: int = 0
+    due: bool = False  # a conditional item whose condition held (StepItemFinished.due)
 
 
 @dataclass
@@ -410,6 +412,7 @@ def _item_started(s: SessionState, e: ev.StepItemStarted) -> None:
 def _item_finished(s: SessionState, e: ev.StepItemFinished) -> None:
     run = s.step_items.setdefault((e.step, e.index), ItemRun(e.step, e.index, e.item, started_ts=e.ts))
     run.status, run.reason, run.note, run.actor, run.finished_ts = e.outcome, e.reason, e.note, e.actor, e.ts
+    run.due = e.due
 
 
 def _action_started(s: SessionState, e: ev.ActionStarted) -> None:
@@ -480,6 +483,7 @@ def _tap_batch(s: SessionState, e: ev.FanoutTapBatch) -> None:
 
 def _fanout_session(s: SessionState, e: ev.FanoutSessionState) -> None:
     s.fanout.sessions[e.session] = e
+    s.fanout.started.setdefault(e.run, e.ts)
 
 
 def _fanout_result(s: SessionState, e: ev.FanoutResult) -> None:

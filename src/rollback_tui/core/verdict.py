@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rollback_tui.core import events as ev
 from rollback_tui.core.read.guardrails import breach_text
 from rollback_tui.core.read.words import pct
+from rollback_tui.core.rollback import RollbackStatus
 from rollback_tui.core.state import ReplicaState, SessionState
 from rollback_tui.playbook.model import Playbook
 
@@ -161,16 +163,21 @@ def _gates(v: Verdict, state: SessionState) -> None:
             v.raise_to("stale", f"gate {gate.name} interrupted")
 
 
+def answered_by_rollback(breach: ev.GuardrailBreach, rollback: RollbackStatus) -> bool:
+    """A candidate's breach from before a verified rollback took the candidates out of traffic: it stays
+    on the books (nothing reaches them to recover it) but the rollback answered it."""
+    return (
+        rollback.stage == "verified"
+        and breach.scope == "candidate"
+        and rollback.applied_ts is not None
+        and breach.ts <= rollback.applied_ts
+    )
+
+
 def _breaches(v: Verdict, state: SessionState) -> None:
     rollback = state.traffic.rollback
     for breach in state.traffic.breaches.values():
-        answered = (
-            rollback.stage == "verified"
-            and breach.scope == "candidate"
-            and rollback.applied_ts is not None
-            and breach.ts <= rollback.applied_ts
-        )
-        if answered:
+        if answered_by_rollback(breach, rollback):
             v.note(f"{breach.severity} {breach.guardrail} mitigated by the rollback")
         else:
             level = "fail" if breach.severity == "P0" else "warn"

@@ -31,6 +31,7 @@ from rollback_tui.probes.health import (
     describe_http_error,
     dotted,
     health_url,
+    request,
     run_health_command,
 )
 from rollback_tui.probes.metrics.prometheus import Answer, PrometheusClient, render, scoped
@@ -54,7 +55,7 @@ class _Fetched(NamedTuple):
 
 async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> _Fetched:
     try:
-        response = await client.get(url, timeout=timeout_s)
+        response = await request(client, "GET", url, timeout=timeout_s)
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         return _Fetched(None, describe_http_error(exc), not cannot_observe(exc))
     refused = auth_refused(response.status_code)

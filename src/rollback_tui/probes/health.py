@@ -57,6 +57,23 @@ def _unresolved(exc: BaseException) -> socket.gaierror | None:
     return _behind(exc, socket.gaierror)
 
 
+# What httpcore says when the server closed a pooled keep-alive connection before answering on it.
+_STALE = "without sending a response"
+
+
+async def request(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+    """`client.request`, asked once more when a pooled keep-alive connection was closed by the server as
+    the request went out: its idle timer (uvicorn, Node: 5 s; gunicorn: 2 s) raced a poll, nobody answered
+    and the target is not failing. The second try goes out on a new connection, so a target that really
+    drops requests fails it too. GET and HEAD only: another method may have been acted on."""
+    try:
+        return await client.request(method, url, **kw)
+    except httpx.RemoteProtocolError as exc:
+        if method.upper() not in ("GET", "HEAD") or _STALE not in str(exc):
+            raise
+    return await client.request(method, url, **kw)
+
+
 def cannot_observe(exc: Exception) -> bool:
     """True when the request never reached a target that could answer: the host name does not resolve
     from here or the URL is malformed. Refused, reset and timed out are the target failing."""
@@ -158,7 +175,7 @@ def from_document(
 async def sample_replica(client: httpx.AsyncClient, replica: Replica, timeout_s: float) -> HealthSample:
     started = time.perf_counter()
     try:
-        response = await client.get(health_url(replica), timeout=timeout_s)
+        response = await request(client, "GET", health_url(replica), timeout=timeout_s)
     except httpx.TimeoutException:
         return HealthSample(
             replica=replica.name,

@@ -776,8 +776,10 @@ class Engine:
         *,
         note: str = "",
         actor: str | None = None,
+        due: bool = False,
     ) -> ev.StepItemFinished:
-        """What item `index` of `step` showed; the step's status is folded from these."""
+        """What item `index` of `step` showed (`due`: a conditional item whose condition held); the step's
+        status is folded from these."""
         item = self._step_item(step, index)
         finished = ev.StepItemFinished(
             step=step,
@@ -787,6 +789,7 @@ class Engine:
             reason=reason,
             note=note,
             actor=actor or self.operator,
+            due=due,
         )
         return self.emit(finished)
 

@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.read.guardrails import readings
-from rollback_tui.core.read.traffic import recent_traffic, split_window_s
+from rollback_tui.core.read.traffic import traffic_since
 from rollback_tui.core.read.words import pct
+from rollback_tui.core.verdict import answered_by_rollback
 from rollback_tui.playbook.model import Fact, Redeploy, SelectorRemoval, StabiliseFlags, Step, StepItem
 from rollback_tui.session.actions import protection_refusal
 from rollback_tui.session.engine import Engine, NotAvailable
@@ -170,8 +172,11 @@ class Runbook:
         skip = self._skip_reason(item, earlier, explicit)
         if skip:
             return self._finish(step, index, label, "skipped", skip)
+        # A breach or a failure made it due: not running it (not allowed, the policy) counts against its step.
+        due = item.when in ("on_breach", "on_failure") and not explicit
         if kind == "action" and self._withheld(ref):
-            return self._finish(step, index, label, "skipped", self.opts.withheld_reason, withheld=True)
+            reason = self.opts.withheld_reason
+            return self._finish(step, index, label, "skipped", reason, withheld=True, due=due)
         self.engine.start_item(step.name, index, actor=self.actor)
         note = ""
         try:
@@ -180,14 +185,14 @@ class Runbook:
             else:
                 outcome, reason = await getattr(self, f"_{kind}")(step, index, ref, item, explicit)
         except asyncio.CancelledError:
-            self._finish(step, index, label, "cancelled", "cancelled before it finished")
+            self._finish(step, index, label, "cancelled", "cancelled before it finished", due=due)
             raise
         except NotAvailable as exc:  # it could not run: unknown, never a failure
             outcome, reason = "unknown", str(exc)
         except Exception as exc:  # a bug must not pass for an outcome of the system: say it could not run
             log.exception("runbook item %s/%d failed", step.name, index)
             outcome, reason = "unknown", f"could not run: {type(exc).__name__}: {exc}"
-        return self._finish(step, index, label, outcome, reason, note=note)
+        return self._finish(step, index, label, outcome, reason, note=note, due=due)
 
     def _finish(
         self,
@@ -199,8 +204,9 @@ class Runbook:
         *,
         note: str = "",
         withheld: bool = False,
+        due: bool = False,
     ) -> ItemResult:
-        self.engine.finish_item(step.name, index, outcome, reason, note=note, actor=self.actor)
+        self.engine.finish_item(step.name, index, outcome, reason, note=note, actor=self.actor, due=due)
         return ItemResult(step.name, index, label, outcome, reason, withheld)
 
     def _skip_reason(self, item: StepItem, earlier: list[ItemResult], explicit: bool) -> str | None:
@@ -308,35 +314,52 @@ class Runbook:
         return "passed", f"{len(paths)} files in {paths[0].parent}" if paths else "nothing written"
 
     async def _traffic(self) -> Result:
+        """Canary traffic for `canary_s`, judged on what was sent in that time and nothing from before:
+        failed when a request was answered by no replica (as `check traffic` says), or, after the
+        rollback, by a replica it took out of traffic."""
         if self.playbook.load_balancer is None:
             raise NotAvailable("no load balancer in the playbook")
+        since = time.time()
         self.engine.start_traffic(self.opts.traffic_rps, actor=self.actor)
         await asyncio.sleep(self.opts.canary_s)
-        totals = recent_traffic(self.engine.state, time.time(), split_window_s(self.playbook))
+        totals = traffic_since(self.engine.state, since, f"{self.opts.canary_s:g} s canary")
         if not totals.requests:
             return "unknown", "synthetic traffic produced no responses yet"
-        return "passed", f"{totals.text()}; {totals.split_text(r.name for r in self.playbook.replicas)}"
+        shown = f"{totals.text()}; {totals.split_text(r.name for r in self.playbook.replicas)}"
+        unanswered = sum(totals.unattributed.values())
+        if unanswered:
+            return "failed", f"{unanswered} of {totals.requests} requests answered by no replica — {shown}"
+        rollback = self.engine.state.traffic.rollback
+        removed = rollback.replicas if rollback.after_rollback else []
+        still = {r: totals.served[r] for r in removed if totals.served.get(r)}
+        if still:
+            named = ", ".join(f"{r} answered {n}" for r, n in still.items())
+            return "failed", f"after the rollback {named} of {totals.requests} requests — {shown}"
+        return "passed", shown
 
     async def _watch(self) -> Result:
-        """Watch the guardrails for `watch_s`; stop early once a P0 breach was rolled back (or seen, when
-        nothing rolls back on its own)."""
+        """Watch the guardrails for `watch_s`; stop early once a P0 breach was rolled back during the watch
+        (or seen, when nothing rolls back on its own). Failed on a breach during the watch, and on one from
+        before it that still holds (one a verified rollback answered excepted): the trigger conditions are
+        not clear."""
         since = time.time()
         deadline = time.monotonic() + self.opts.watch_s
         while time.monotonic() < deadline:
             traffic = self.engine.state.traffic
-            if traffic.rollback.stage in ("verified", "failed"):
+            if traffic.rollback.stage in ("verified", "failed") and (traffic.rollback.ended_ts or 0) >= since:
                 break
             if any(b.severity == "P0" for b in traffic.breaches.values()) and not self.engine.auto_rollback:
                 break
             await asyncio.sleep(0.1)
-        breaches = [
-            b
-            for b in self.engine.state.traffic.breach_log
-            if isinstance(b, ev.GuardrailBreach) and b.ts >= since
-        ]
+        traffic = self.engine.state.traffic
+        breaches = [b for b in traffic.breach_log if isinstance(b, ev.GuardrailBreach) and b.ts >= since]
         if breaches:
             named = ", ".join(dict.fromkeys(f"{b.severity} {b.guardrail}" for b in breaches))
             return "failed", f"breached: {named}"
+        still = [b for b in traffic.breaches.values() if not answered_by_rollback(b, traffic.rollback)]
+        if still:
+            named = ", ".join(f"{b.severity} {b.guardrail} (since {hms(b.ts)})" for b in still)
+            return "failed", f"still breached: {named}"
         now = readings(self.playbook, self.engine.state, time.time())
         blind = [r.rail.name for r in now if r.status in ("unknown", "waiting")]
         if now and len(blind) == len(now):

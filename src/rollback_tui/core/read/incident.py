@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import hms
 from rollback_tui.core.read.guardrails import breach_text
-from rollback_tui.core.read.traffic import TrafficTotals
+from rollback_tui.core.read.traffic import WINDOW_EDGE_S, TrafficTotals
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.unknown import KINDS as OBSERVING_KINDS
 from rollback_tui.core.unknown import observation
@@ -147,8 +147,8 @@ class IncidentFold:
 
     def _open(self, found: Trouble) -> None:
         self.trouble = found
-        for w in self._recent:  # the windows that end after the first bad sample
-            if w.ts > found.start_ts:
+        for w in self._recent:  # the windows that end after the first bad sample (a start may be early)
+            if w.ts > found.start_ts + WINDOW_EDGE_S:
                 self.traffic.add(w)
         self._recent.clear()
 

@@ -104,12 +104,12 @@ def _check_status(check: str, state: SessionState) -> str:
     return "no_record"  # guardrail_watch, cleanup
 
 
-def run_status(state: SessionState, step: str, index: int) -> tuple[str, str]:
-    """(status, reason) of a step's item from the runner's events: `not_run` when it never started."""
+def run_status(state: SessionState, step: str, index: int) -> tuple[str, str, bool]:
+    """(status, reason, due) of a step's item from the runner's events: `not_run` when it never started."""
     run = state.step_items.get((step, index))
     if run is None:
-        return "not_run", ""
-    return _RUN_STATUS.get(run.status, run.status), run.reason
+        return "not_run", "", False
+    return _RUN_STATUS.get(run.status, run.status), run.reason, run.due
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class ItemRow:
     status: str
     when: str = "always"
     reason: str = ""  # why, in words, as the runner journaled it (empty for journals before it)
+    due: bool = False  # a conditional item whose condition held: judged like one that always runs
 
     @property
     def label(self) -> str:
@@ -159,11 +160,13 @@ class StepRow:
 def step_status(items: tuple[ItemRow, ...]) -> str:
     """A step failed if an item failed; passed when every judged item passed; waiting for input when a
     manual item was not answered; unknown when an item could not be observed; partial in between.
-    Conditional items (on breach, on failure, optional) that did not run are not held against it."""
+    Conditional items (on breach, on failure, optional) that did not run are not held against it — unless
+    their condition held (`due`): a change a breach called for and nobody made is not a step done."""
     judged = [
         i.status
         for i in items
-        if i.status not in ("manual", "no_record") and not (i.when != "always" and i.status in _NOT_DONE)
+        if i.status not in ("manual", "no_record")
+        and not (i.when != "always" and not i.due and i.status in _NOT_DONE)
     ]
     if any(s in FAILED for s in judged):
         return "failed"
@@ -193,11 +196,12 @@ def step_row(
     by_runner = state.started is not None and state.started.runbook_items
     rows = []
     for j, item in enumerate(step.do):
+        due = False
         if by_runner:
-            status, reason = run_status(state, step.name, j)
+            status, reason, due = run_status(state, step.name, j)
         else:
             status, reason = item_status(item, state, playbook, guardrails), ""
-        rows.append(ItemRow(*item.ref, status, item.when, reason))
+        rows.append(ItemRow(*item.ref, status, item.when, reason, due))
     items = tuple(rows)
     return StepRow(index, step.name, step.title, items, step_status(items), state.step == step.name)
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from rollback_tui.playbook.model import Playbook
 
 DEFAULT_WINDOW_S = 10.0  # a guardrail's default window_s
+# A traffic window's start is known as its end minus its duration, journaled to the millisecond: it may come
+# out up to half a millisecond before the end of the window it followed. Starts are compared with this slack.
+WINDOW_EDGE_S = 0.001
 
 
 def split_window_s(playbook: Playbook) -> float:
@@ -164,3 +167,10 @@ def recent_traffic(state: SessionState, now: float, window_s: float) -> TrafficT
     `window_s` judges at `now`, chosen the same way)."""
     since = now - window_s
     return TrafficTotals.of(f"last {window_s:g} s", (w for w in state.traffic.windows if w.ts >= since))
+
+
+def traffic_since(state: SessionState, since: float, label: str) -> TrafficTotals:
+    """Totals of the traffic windows that began at or after `since`: what was sent from then on, none of
+    it from before (a check judges only the traffic it looked at)."""
+    windows = (w for w in state.traffic.windows if w.ts - w.window_s >= since - WINDOW_EDGE_S)
+    return TrafficTotals.of(label, windows)
