@@ -48,7 +48,7 @@ class Execution(Protocol):
 
     async def wait(self) -> int: ...  # exit status once the output is drained
 
-    async def kill(self) -> None: ...  # stop it and everything it started
+    async def kill(self) -> bool: ...  # stop it and all it started; False: it had ended on its own
 
     async def close(self) -> None: ...  # release pipes, channels, connections
 
