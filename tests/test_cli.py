@@ -85,17 +85,24 @@ def test_validate_rejects_a_broken_playbook_with_file_line_field(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_validate_refuses_a_placeholder_spliced_into_a_shell_script(tmp_path):
+@pytest.mark.parametrize(
+    ("argv", "index", "into"),
+    [
+        ('[sh, -c, "deploy --commit {commit}"]', 2, "shell"),
+        ('[ssh, deploy@web-1, deploy, --commit, "{commit}"]', 4, "remote shell"),  # parsed on the host
+    ],
+)
+def test_validate_refuses_a_placeholder_spliced_into_a_shell_script(tmp_path, argv, index, into):
     bad = tmp_path / "injection.yaml"
     text = (REPO / "playbooks" / "production-rollback.yaml").read_text()
     web = re.search(r"argv: \[railway, up, .*--service, web, --ci\]", text)
     assert web is not None
     line = text[: web.start()].count("\n") + 1  # the first service of the redeploy action: web
-    bad.write_text(text[: web.start()] + 'argv: [sh, -c, "deploy --commit {commit}"]' + text[web.end() :])
+    bad.write_text(text[: web.start()] + f"argv: {argv}" + text[web.end() :])
     result = run("validate", str(bad))
     assert result.returncode == 1, result.stdout
-    field = r"actions\[0\]\.services\.web\.argv\[2\]"
-    where = rf"^{re.escape(str(bad))}:{line}:\d+: {field}: \{{commit\}} would be spliced into shell"
+    field = rf"actions\[0\]\.services\.web\.argv\[{index}\]"
+    where = rf"^{re.escape(str(bad))}:{line}:\d+: {field}: \{{commit\}} would be spliced into {into}"
     assert re.search(where, result.stderr, re.M), result.stderr
 
 

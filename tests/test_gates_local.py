@@ -381,8 +381,14 @@ def assert_expanded_by_the_shell(work: Path, var: str) -> None:
 SCRIPT = script_reading("RTUI_SCRIPT_SECRET")
 
 
+# env, timeout and nice pass the environment on: the shell behind them reads the variable as well.
+WRAPPED = ["env", "RTUI_OTHER=1", "timeout", "60", "nice", "-n", "1", "sh", "-c", SCRIPT]
+
+
 @pytest.mark.parametrize(
-    "form", [{"argv": ["sh", "-c", SCRIPT]}, {"run": SCRIPT, "shell": True}], ids=["sh-c", "shell"]
+    "form",
+    [{"argv": ["sh", "-c", SCRIPT]}, {"run": SCRIPT, "shell": True}, {"argv": WRAPPED}],
+    ids=["sh-c", "shell", "env-timeout-nice-sh-c"],
 )
 async def test_a_secret_in_a_shell_script_is_expanded_by_the_shell_never_spliced(
     tmp_path: Path, form: dict

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -197,6 +198,45 @@ async def test_remote_timeout_kills_the_remote_process_group(tmp_path: Path, ssh
     assert finished.outcome == "timed_out", finished
     assert time.monotonic() - t0 < 8
     assert live_with_cmdline("sleep 3271") == [] and live_with_cmdline("sleep 3272") == []
+
+
+async def test_remote_command_ending_at_its_timeout_is_what_it_was(
+    tmp_path: Path, ssh_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A command that ends as its timeout fires: kill() ran the kill script on a process the host had
+    # already reaped (its bare-PID fallback could then hit another process that got the number) and the
+    # gate read "timed_out" with exit 0 and its whole output, though nothing was stopped. Now a command
+    # that ended on its own is reported as it ended, one that was stopped as timed out.
+    book = playbook(ssh_server.host())
+    durations = [0.9 + i * 0.005 for i in range(40)]  # around the 1 s limit, all at once: jitter
+
+    async def one(duration: float) -> tuple[str, int | None, str]:
+        spec = CommandSpec(argv=["sh", "-c", f"sleep {duration:.3f}; echo done"], where="box", timeout_s=1)
+        result = await run_capture(spec, book)
+        return result.outcome, result.exit_code, result.stdout
+
+    with caplog.at_level(logging.WARNING):
+        results = await asyncio.gather(*(one(d) for d in durations))
+    for duration, (outcome, code, stdout) in zip(durations, results, strict=True):
+        ended = (outcome, code, stdout) == ("passed", 0, "done")
+        stopped = outcome == "timed_out" and code not in (0, None) and stdout == ""
+        assert ended or stopped, (duration, outcome, code, stdout)
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+async def test_remote_command_that_ended_leaving_a_process_behind_is_what_it_was(
+    tmp_path: Path, ssh_server: Server
+) -> None:
+    # The command ends at once; a process it started holds its output open until the limit, when it is
+    # killed with the command's group. The gate ran to its end (exit 0): not a timeout, and the kill of
+    # what it left behind is said (locally the reaper notes the same).
+    gate = {"name": "bg", "argv": ["sh", "-c", "sleep 3301 & echo done"], "timeout_s": 1}
+    s = Session(tmp_path, playbook(ssh_server.host(), gate))
+    finished = await s.runner.run("bg")
+    assert (finished.outcome, finished.exit_code) == ("passed", 0), finished
+    done, note = s.lines("bg")
+    assert done == "done" and note.startswith("[rollback-tui] killed what the command left running on box")
+    assert live_with_cmdline("sleep 3301") == []
 
 
 async def test_remote_cancel_kills_the_remote_command(tmp_path: Path, ssh_server: Server) -> None:

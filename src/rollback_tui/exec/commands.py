@@ -23,14 +23,13 @@ from typing import IO, Protocol
 from rollback_tui.core.events import Event, GateOutput
 from rollback_tui.core.redact import Redactor
 from rollback_tui.playbook import secrets
-from rollback_tui.playbook.model import (
-    CommandSpec,
+from rollback_tui.playbook.code import (
     env_ref_in_code_message,
     env_refs_in_code,
-    placeholders_in_code,
-    shell_script_index,
+    readable_script,
     spliced_placeholder_message,
 )
+from rollback_tui.playbook.model import CommandSpec, placeholders_in_code
 
 BASE_ENV = ("PATH", "HOME", "LANG", "TZ")
 MAX_LINE = 4096
@@ -49,7 +48,7 @@ class Execution(Protocol):
 
     async def wait(self) -> int: ...  # exit status once the output is drained
 
-    async def kill(self) -> None: ...  # stop it and everything it started
+    async def kill(self) -> bool: ...  # stop it and all it started; False: it had ended on its own
 
     async def close(self) -> None: ...  # release pipes, channels, connections
 
@@ -78,17 +77,18 @@ def fill(spec: CommandSpec, values: Mapping[str, str]) -> CommandSpec:
 
     Only the names in `values` are replaced, so other braces (kubectl jsonpath `{.spec.selector}`, JSON
     patches) are written as they are, with no escaping. A placeholder inside code — a `shell: true`
-    string, the SCRIPT of `sh -c SCRIPT`, the CODE of `python3 -c CODE` — is refused with a
-    CommandError: a value such as `abc$(touch X)` would run as a command. `validate` refuses these
-    playbooks already; this is the second line for specs built in code.
+    string, the SCRIPT of `sh -c SCRIPT`, the CODE of `python3 -c CODE` / `node -e CODE`, the remote
+    command of `ssh HOST …` (playbook.code has the table) — is refused with a CommandError: a value such
+    as `abc$(touch X)` would run as a command. `validate` refuses these playbooks already, with the same
+    table; this is the second line for specs built in code.
     """
     if not values:
         return spec
     spliced = placeholders_in_code(spec, values)
     if spliced:
-        (field, *index), name = spliced[0]
+        (field, *index), name, program = spliced[0]
         where = f"{field}[{index[0]}]" if index else field
-        raise CommandError(f"refusing to fill {where}: {spliced_placeholder_message(name)}")
+        raise CommandError(f"refusing to fill {where}: {spliced_placeholder_message(name, program)}")
     if spec.argv is None:
         return spec
     pattern = re.compile("{(" + "|".join(map(re.escape, values)) + ")}")
@@ -128,7 +128,8 @@ def resolve_argv(spec: CommandSpec, environ: Mapping[str, str]) -> ResolvedArgv:
     argv = spec_argv(spec)
     if refused := env_refs_in_code(argv):  # the model refuses these too: this is for specs built in code
         raise CommandError(env_ref_in_code_message(*refused[0]))
-    script = shell_script_index(argv)
+    readable = readable_script(argv)
+    script = readable.index if readable is not None else None
     resolved = ResolvedArgv([], {}, [])
     for index, arg in enumerate(argv):
         if index == script:

@@ -194,10 +194,12 @@ class LocalExecution:
             raise CommandError(f"the command's supervisor exited (status {code}) before the command")
         return status
 
-    async def kill(self) -> None:
-        """SIGTERM everything, SIGKILL what is left after the grace (the reaper does both for its tree)."""
+    async def kill(self) -> bool:
+        """SIGTERM everything, SIGKILL what is left after the grace (the reaper does both for its tree).
+        False when the command (or its reaper, which outlives it) had already exited on its own."""
         if self.proc is None or self._exited is None:
-            return
+            return False
+        ended = self.proc.returncode is not None
         supervised = self._status is not None
         if not supervised:
             self._signal_group(signal.SIGTERM)
@@ -210,6 +212,7 @@ class LocalExecution:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
+        return not ended
 
     async def close(self) -> None:
         for task in self._pumps:

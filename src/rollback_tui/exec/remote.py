@@ -5,7 +5,8 @@
 * The command runs without a pty, built with `shlex.join(argv)`. A one-line prologue reports the
   remote shell's PID (sshd makes it a session and process-group leader) before `exec`-ing the
   command, so a cancel or timeout can kill the whole remote process group through a second
-  channel — closing the channel alone would leave e.g. a `sleep` running on the host.
+  channel — closing the channel alone would leave e.g. a `sleep` running on the host. A command
+  that has already ended is not signalled: the host has reaped it, and its number may be another's.
 * Environment values travel as SSH `env` requests (the server must `AcceptEnv` them), never on
   the command line where `ps` on the host would show them. The variables a shell script's `${VAR}`
   needs are checked on arrival by the prologue: one the server dropped is an error naming it, not a
@@ -25,17 +26,39 @@ import asyncssh
 from rollback_tui.exec.commands import CommandError, LineSplitter, OnLine
 from rollback_tui.playbook.model import SshHost
 
-PGID_MARKER = "__rollback_tui_pgid__="
+PGID_MARKER = "__rollback_tui_pgid__="  # the shell leads its own process group (sshd: a session)
+PID_MARKER = "__rollback_tui_pid__="  # it does not (a server that does not setsid): only it can be signalled
+ENDED = "ended"  # what the kill script prints when the command had already ended on its own
+LEFTOVERS = "leftovers"  # … and left processes running in its group (killed with the group)
 UNSET_MARKER = "__rollback_tui_unset__="
 KILL_GRACE_S = 2.0
 
-# Runs on the host with the group leader's PID substituted: TERM the group, wait up to the grace
-# period, then KILL whatever is left. POSIX sh (dash's kill has no `--`, so `-PID` directly).
-_KILL_SCRIPT = (
-    "P={pid}; kill -TERM -$P 2>/dev/null || kill -TERM $P 2>/dev/null; i=0; "
-    "while [ $i -lt {rounds} ] && kill -0 -$P 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
-    "kill -KILL -$P 2>/dev/null; kill -KILL $P 2>/dev/null; exit 0"
-)
+# Runs on the host with T = -PGID (the group) or PID (the shell alone). First it freezes T with STOP,
+# so the command (the shell, which exec'd it) can no longer end while the script looks: once the leader
+# shows as stopped it had not ended; gone or a zombie, it had ended on its own — and a group still
+# living without it is what it left running. Then TERM, CONT (a stopped handler runs only once
+# continued), KILL what is left after the grace. Nothing is signalled once T is gone: its number is free
+# for another process; while the group lives, its leader's PID cannot be reused. POSIX sh; /proc (Linux)
+# tells the states, elsewhere a living leader counts as not ended; dash's kill has no `--`.
+_KILL_SCRIPT = """\
+T={target}; P={pid}
+kill -0 $T 2>/dev/null || {{ echo {ended}; exit 0; }}
+kill -STOP $T 2>/dev/null
+state() {{ s=; read -r s 2>/dev/null </proc/$P/stat; s=${{s##*) }}; s=${{s%% *}}; }}
+i=0; state
+while [ $i -lt 50 ] && [ -n "$s" ] && [ "$s" != T ] && [ "$s" != t ] && [ "$s" != Z ]; do
+  sleep 0.01; i=$((i+1)); state
+done
+if [ -z "$s" ] && ! kill -0 $P 2>/dev/null; then
+  kill -0 $T 2>/dev/null || {{ echo {ended}; exit 0; }}
+  echo {ended} {leftovers}
+elif [ "$s" = Z ]; then
+  echo {ended}
+fi
+kill -TERM $T 2>/dev/null; kill -CONT $T 2>/dev/null; i=0
+while [ $i -lt {rounds} ] && kill -0 $T 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+kill -KILL $T 2>/dev/null; exit 0
+"""
 
 
 def _address(host: SshHost) -> str:
@@ -120,7 +143,8 @@ async def connect(host: SshHost) -> asyncssh.SSHClientConnection:
 def remote_command(argv: list[str], cwd: str | None = None, required_env: Sequence[str] = ()) -> str:
     """The exec request: report our PID (the group leader), check the required variables arrived,
     optionally cd, then exec the argv. (`required_env` are `${VAR}` names: `[A-Z_][A-Z0-9_]*`.)"""
-    parts = [f"echo {PGID_MARKER}$$ >&2"]
+    # `kill -0 -$$` finds a process group numbered like this shell only if the shell leads it.
+    parts = [f"if kill -0 -$$ 2>/dev/null; then echo {PGID_MARKER}$$; else echo {PID_MARKER}$$; fi >&2"]
     parts += [
         f'[ "${{{name}+set}}" = set ] || {{ echo {UNSET_MARKER}{name} >&2; exit 125; }}'
         for name in required_env
@@ -147,11 +171,13 @@ class RemoteExecution:
         self.host, self.argv, self.cwd, self.env, self.on_line = host, argv, cwd, env, on_line
         self.required_env = required_env  # names the command's shell reads: they must arrive
         self.unset: str | None = None  # one of them the server did not accept
-        self.pgid: int | None = None
+        self.pgid: int | None = None  # the remote shell's PID (the command, once exec'd)
+        self.leads_group = True  # … which leads its own process group: the kill takes the whole group
         self._conn: asyncssh.SSHClientConnection | None = None
         self._process: asyncssh.SSHClientProcess[bytes] | None = None
         self._pumps: list[asyncio.Task[None]] = []
         self.kill_error: str | None = None
+        self.notes: list[str] = []  # for the journal: what the kill found besides the command
 
     async def start(self) -> None:
         self._conn = await connect(self.host)
@@ -183,9 +209,10 @@ class RemoteExecution:
             if not data:
                 break
             for line in splitter.feed(data):
-                if first and line.startswith(PGID_MARKER):
+                if first and line.startswith((PGID_MARKER, PID_MARKER)):
                     first = False
-                    digits = line[len(PGID_MARKER) :].strip()
+                    self.leads_group = line.startswith(PGID_MARKER)
+                    digits = line.split("=", 1)[1].strip()
                     self.pgid = int(digits) if digits.isdigit() else None
                     continue
                 first = False
@@ -210,24 +237,41 @@ class RemoteExecution:
             raise CommandError(f"connection to {_address(self.host)} lost before the command finished")
         return code
 
-    async def kill(self) -> None:
-        """Signal over the channel, kill the remote group via a second channel, then close."""
+    async def kill(self) -> bool:
+        """Kill the remote group via a second channel (what the command left in it too), then close.
+        False when the command had already ended on its own: its exit status is in, or the host found
+        it gone (a timeout and the command's end can cross)."""
         process, conn = self._process, self._conn
         if process is None or conn is None:
-            return
-        with contextlib.suppress(asyncssh.Error, OSError):
-            process.send_signal("TERM")
+            return False
+        ended = process.returncode is not None
         if self.pgid is not None and self.pgid > 1:
-            rounds = int(KILL_GRACE_S / 0.1)
-            try:
-                await conn.run(
-                    _KILL_SCRIPT.format(pid=self.pgid, rounds=rounds), check=False, timeout=KILL_GRACE_S + 8
-                )
-            except (asyncssh.Error, OSError, TimeoutError) as exc:
-                self.kill_error = f"could not confirm the remote process group {self.pgid} was killed: {exc}"
-        else:
+            ended = await self._kill_remote(conn, self.pgid) or ended
+        elif not ended:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                process.send_signal("TERM")  # a server may honour it (OpenSSH ≥ 7.9): the best we can do
             self.kill_error = "remote process id unknown; closed the channel only"
         process.close()
+        return not ended
+
+    async def _kill_remote(self, conn: asyncssh.SSHClientConnection, pid: int) -> bool:
+        """Run the kill script on the host; True when it found that the command had already ended."""
+        target = f"-{pid}" if self.leads_group else str(pid)
+        rounds = int(KILL_GRACE_S / 0.1)
+        script = _KILL_SCRIPT.format(target=target, pid=pid, ended=ENDED, leftovers=LEFTOVERS, rounds=rounds)
+        try:
+            result = await conn.run(script, check=False, timeout=KILL_GRACE_S + 8)
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            what = "process group" if self.leads_group else "process"
+            self.kill_error = f"could not confirm the remote {what} {pid} was killed: {exc}"
+            return False
+        said = str(result.stdout or "").split()
+        if LEFTOVERS in said:
+            self.notes.append(
+                f"killed what the command left running on {self.host.name} (its process group {pid}) "
+                "after the command itself exited"
+            )
+        return ENDED in said
 
     async def close(self) -> None:
         for pump in self._pumps:

@@ -77,21 +77,22 @@ async def supervise(execution: Execution, timeout_s: float, cancelled: asyncio.E
         done, _ = await asyncio.wait({waiter, canceller}, timeout=timeout_s, return_when=first)
         if waiter in done:
             try:
-                code = waiter.result()
+                result = _exited(waiter.result())
             except CommandError as exc:  # e.g. the SSH connection dropped mid-run
                 return Outcome("error", error=str(exc))
-            if code == COMMAND_NOT_FOUND:
-                result = Outcome("error", exit_code=code, error="command not found (exit 127)")
-            else:
-                result = Outcome("passed" if code == 0 else "failed", exit_code=code)
         else:
             reason = "cancelled" if cancelled.is_set() else "timed_out"
-            await execution.kill()
+            stopped = await execution.kill()
             code = None
             with contextlib.suppress(Exception):
                 code = await asyncio.wait_for(waiter, KILL_GRACE_S + 3)
             error = "cancelled by operator" if reason == "cancelled" else f"timed out after {timeout_s:g} s"
-            result = Outcome(reason, exit_code=code, error=error)
+            # The command can end just as the limit (or the cancel) comes: then nothing was stopped, and
+            # the outcome is its own, not a timeout with its exit status 0 beside it.
+            if not stopped and code is not None:
+                result = _exited(code)
+            else:
+                result = Outcome(reason, exit_code=code, error=error)
         result.notes.extend(getattr(execution, "notes", []))
         if kill_error := getattr(execution, "kill_error", None):
             result.notes.append(kill_error)
@@ -104,6 +105,13 @@ async def supervise(execution: Execution, timeout_s: float, cancelled: asyncio.E
         if not waiter.done():
             waiter.cancel()
         await execution.close()
+
+
+def _exited(code: int) -> Outcome:
+    """The outcome of a command that ran to its end with this exit status."""
+    if code == COMMAND_NOT_FOUND:
+        return Outcome("error", exit_code=code, error="command not found (exit 127)")
+    return Outcome("passed" if code == 0 else "failed", exit_code=code)
 
 
 @dataclass

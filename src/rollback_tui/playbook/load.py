@@ -28,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from rollback_tui.playbook.code import spliced_placeholder_message
 from rollback_tui.playbook.model import (
     ENV_REF,
     Action,
@@ -41,7 +42,6 @@ from rollback_tui.playbook.model import (
     StabiliseFlags,
     TrafficControl,
     placeholders_in_code,
-    spliced_placeholder_message,
 )
 
 FieldPath = tuple[Any, ...]
@@ -576,8 +576,8 @@ class _CrossCheck:
     def placeholders(self) -> None:
         """A filled-in value (a commit, a flag value, a selector) must never become code."""
         for path, spec, names in self._filled_commands():
-            for where, name in placeholders_in_code(spec, names):
-                self.add((*path, *where), spliced_placeholder_message(name))
+            for where, name, program in placeholders_in_code(spec, names):
+                self.add((*path, *where), spliced_placeholder_message(name, program))
 
     def _filled_commands(self) -> Iterator[tuple[FieldPath, CommandSpec, tuple[str, ...]]]:
         """The commands whose `{placeholders}` are filled at run time, with the names filled in."""

@@ -7,7 +7,7 @@ Every step, command, guardrail, checklist item and exit criterion of the two sou
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -20,6 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from rollback_tui.playbook.code import (
+    code_arguments,
+    env_ref_in_code_message,
+    env_refs_in_code,
+    readable_script,
+)
 from rollback_tui.playbook.secrets import ENV_REF, is_env_ref, looks_secret
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
@@ -203,126 +209,21 @@ class Replica(Strict):
         return _check_secret_url(v)
 
 
-# Programs that run an argument as code. Placeholder values must never be spliced into that code.
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"})
-_PYTHON = re.compile(r"(python|pypy)[0-9.]*")
+Spliced = tuple[tuple[str | int, ...], str, str]  # (field path, placeholder name, program running it)
 
 
-def code_arguments(argv: Sequence[str]) -> list[int]:
-    """Indices of the argv items a shell or Python runs as code: SCRIPT in `sh -c SCRIPT`,
-    `bash -lc SCRIPT`, `/bin/dash -e -c SCRIPT`, CODE in `python3 -c CODE`.
-
-    Every item is looked at, not only the first, so wrappers (`env`, `sudo`, `kubectl exec … --`) are
-    covered. The arguments after the script (`sh -c SCRIPT name "$1"…`) are data, not code.
-    """
-    found = []
-    for i, arg in enumerate(argv):
-        program = arg.rsplit("/", 1)[-1]
-        if program in SHELLS:
-            index = _shell_script(argv, i + 1)
-        elif _PYTHON.fullmatch(program):
-            index = _python_code(argv, i + 1)
-        else:
-            continue
-        if index is not None:
-            found.append(index)
-    return found
-
-
-def _shell_script(argv: Sequence[str], i: int) -> int | None:
-    """`sh [options] -c SCRIPT [name [arg…]]`: SCRIPT is the first operand once an option cluster has c."""
-    command = False
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            i += 1
-            break
-        if arg.startswith("--"):  # --login, --norc
-            i += 1
-            continue
-        if len(arg) < 2 or arg[0] not in "-+":
-            break
-        command |= arg[0] == "-" and "c" in arg
-        i += 2 if arg[-1] in "oO" else 1  # -o pipefail, -euo pipefail, -O extglob: a value follows
-    return i if command and i < len(argv) else None
-
-
-def _python_code(argv: Sequence[str], i: int) -> int | None:
-    """`python3 [options] -c CODE`: CODE is the rest of the `-c` cluster, or the next item."""
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "-" or not arg.startswith("-") or arg == "--":
-            return None  # a script file (or stdin) runs, and the rest is its arguments
-        i += 1
-        if arg.startswith("--"):
-            continue
-        for k, letter in enumerate(arg[1:], start=2):
-            rest = k < len(arg)
-            if letter == "c":
-                return i - 1 if rest else (i if i < len(argv) else None)
-            if letter == "m":
-                return None  # a module runs
-            if letter in "WX":  # -W ignore, -X dev: a value, attached or next
-                i += 0 if rest else 1
-                break
-    return None
-
-
-def placeholders_in_code(spec: CommandSpec, names: Iterable[str]) -> list[tuple[tuple[str | int, ...], str]]:
-    """(field path, name) for every `{name}` that filling would put into code: the string of a
-    `shell: true` command, or a script argument (see code_arguments). Empty when filling is safe."""
+def placeholders_in_code(spec: CommandSpec, names: Iterable[str]) -> list[Spliced]:
+    """(field path, name, program) for every `{name}` that filling would put into code: the string of a
+    `shell: true` command, or a code argument (see playbook.code). Empty when filling is safe."""
     wanted = list(names)
-    found: list[tuple[tuple[str | int, ...], str]] = []
+    found: list[Spliced] = []
     if spec.run is not None:
-        found += [(("run",), n) for n in wanted if "{" + n + "}" in spec.run]
-    for index in code_arguments(spec.argv or []):
-        found += [(("argv", index), n) for n in wanted if "{" + n + "}" in (spec.argv or [])[index]]
+        found += [(("run",), n, "sh") for n in wanted if "{" + n + "}" in spec.run]
+    argv = spec.argv or []
+    for code in code_arguments(argv):
+        text = argv[code.index]
+        found += [(("argv", code.index), n, code.program) for n in wanted if "{" + n + "}" in text]
     return found
-
-
-# Shells that expand `${VAR}` themselves (fish writes `{$VAR}`).
-_EXPANDING_SHELLS = SHELLS - {"fish"}
-
-
-def shell_script_index(argv: Sequence[str]) -> int | None:
-    """The SCRIPT of `sh -c SCRIPT` when the shell is the program itself: the one place where a
-    `${VAR}` can stay as text, for the shell to expand from the environment the command is given.
-    (A `shell: true` command runs as `/bin/sh -c RUN`, so its string is such a script too.)"""
-    if argv and argv[0].rsplit("/", 1)[-1] in _EXPANDING_SHELLS:
-        return _shell_script(argv, 1)
-    return None
-
-
-def env_refs_in_code(argv: Sequence[str]) -> list[tuple[int, str]]:
-    """(index, name) for each `${VAR}` in code that cannot read it from the environment we give: Python's
-    `-c` code (Python does not expand it), a script behind another program (`sudo` resets the
-    environment, `kubectl exec` runs it elsewhere). Substituting the value there would splice a secret
-    into code, so these are refused."""
-    readable = shell_script_index(argv)
-    return [
-        (index, name)
-        for index in code_arguments(argv)
-        if index != readable
-        for name in ENV_REF.findall(argv[index])
-    ]
-
-
-def env_ref_in_code_message(index: int, name: str) -> str:
-    return (
-        f"argv[{index}]: ${{{name}}} would be spliced into code that cannot read it from the environment: "
-        f"pass it as its own argv item after the script, [sh, -c, 'curl -H \"Authorization: Bearer $1\"', "
-        f'sh, "${{{name}}}"] (python3 -c: os.environ with env: {{{name}: "${{{name}}}"}}); a shell that is '
-        f"the program itself (sh -c, shell: true) expands ${{{name}}} from its environment"
-    )
-
-
-def spliced_placeholder_message(name: str) -> str:
-    """Why `{name}` may not sit in code, and what to write instead."""
-    return (
-        f"{{{name}}} would be spliced into shell or Python code, where a value like abc$(touch X) runs as "
-        f"a command: pass it as its own argv item after the script, "
-        f'[sh, -c, \'deploy --commit "$1"\', sh, "{{{name}}}"] (python3 -c: sys.argv[1])'
-    )
 
 
 class CommandSpec(Strict):
@@ -333,9 +234,9 @@ class CommandSpec(Strict):
     `sh -c SCRIPT`) it stays as text and VAR goes into the shell's environment, so the shell expands
     it: the value is neither on the command line nor ever parsed as code. Actions may define extra
     `{placeholders}` (see Redeploy, StabiliseFlags); each argv item stays one argument. A placeholder
-    is refused inside shell or Python code (a `shell: true` string, the SCRIPT of `sh -c SCRIPT`): pass
-    the value as its own argv item after the script instead, `[sh, -c, 'deploy --commit "$1"', sh,
-    "{commit}"]`.
+    is refused inside code (a `shell: true` string, the SCRIPT of `sh -c SCRIPT`, `python3 -c`, `node
+    -e`, the remote command of `ssh`: playbook.code): pass the value as its own argv item after the
+    script instead, `[sh, -c, 'deploy --commit "$1"', sh, "{commit}"]`.
     """
 
     argv: list[ScalarStr] | None = None
@@ -365,15 +266,17 @@ class CommandSpec(Strict):
         return self
 
     def _script_env_agrees(self) -> None:
-        """A script's `${VAR}` is passed to its shell as VAR: `env:` may not give VAR another value."""
-        script = self.run
-        if self.argv is not None and (index := shell_script_index(self.argv)) is not None:
-            script = self.argv[index]
+        """A script's `${VAR}` is passed to its shell as VAR: `env:` (or `env VAR=…` in front of the
+        shell) may not give VAR another value."""
+        script, assigned = self.run, frozenset[str]()
+        if self.argv is not None and (code := readable_script(self.argv)) is not None:
+            script, assigned = self.argv[code.index], code.assigned
         for name in ENV_REF.findall(script or ""):
-            if name in self.env and self.env[name] != f"${{{name}}}":
+            if name in assigned or (name in self.env and self.env[name] != f"${{{name}}}"):
                 raise ValueError(
                     f"the script's ${{{name}}} is the operator's {name}, passed to the shell in its "
-                    f"environment, but env: sets {name} to something else: rename one of them"
+                    f"environment, but {'env ' + name + '=…' if name in assigned else 'env:'} sets "
+                    f"{name} to something else: rename one of them"
                 )
 
     @field_validator("argv")
