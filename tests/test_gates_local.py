@@ -314,6 +314,26 @@ async def test_concurrent_captures_leave_the_child_watcher_nothing_to_reap_twice
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
+def test_a_kill_never_reaps_what_asyncio_s_watcher_collects(tmp_path: Path) -> None:
+    # kill() and close() used Process.send_signal/kill: Popen polls first, and that waitpid reaped a
+    # command that had just exited under asyncio's watcher ("Unknown child process pid …, will report
+    # returncode 255"; its real status lost). signal_unreaped looks without reaping.
+    import subprocess
+
+    done = subprocess.Popen(["sh", "-c", "exit 3"])
+    deadline = time.monotonic() + 10
+    while os.waitid(os.P_PID, done.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert local_exec.signal_unreaped(done.pid, signal.SIGTERM) is False
+    assert os.waitpid(done.pid, 0) == (done.pid, 3 << 8)  # still there for its owner, status intact
+    done.returncode = 3  # collected above: keep Popen's destructor from waiting again
+
+    running = subprocess.Popen(["sleep", "30"])
+    assert local_exec.signal_unreaped(running.pid, signal.SIGTERM) is True
+    assert running.wait(10) == -signal.SIGTERM
+
+
 async def test_a_placeholder_is_never_spliced_into_a_shell_script(tmp_path: Path) -> None:
     from rollback_tui.exec.commands import CommandError, fill
     from rollback_tui.exec.supervise import run_capture

@@ -28,6 +28,25 @@ def supervised() -> bool:
     return sys.platform.startswith("linux") and os.path.isdir("/proc/self") and REAPER.is_file()
 
 
+def signal_unreaped(pid: int, sig: signal.Signals) -> bool:
+    """Signal our child `pid` unless it has already exited; False then.
+
+    Popen.send_signal (under asyncio's Process.send_signal/kill) polls first, and that waitpid reaps an
+    exited child under asyncio's child watcher, which then warns "Unknown child process pid …, will
+    report returncode 255" and loses the real status. WNOWAIT looks without reaping: the watcher still
+    collects it. Until it does, the pid cannot be reused, so the kill cannot reach another process.
+    """
+    try:
+        exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # already collected
+        return False
+    if exited is not None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    return True
+
+
 def start_error(command: str, exc: OSError) -> CommandError:
     if isinstance(exc, FileNotFoundError):
         return CommandError(f"command not found: {command}")
@@ -204,14 +223,12 @@ class LocalExecution:
         if not supervised:
             self._signal_group(signal.SIGTERM)
         elif self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
+            signal_unreaped(self.proc.pid, signal.SIGTERM)
         await asyncio.wait([self._exited, *self._pumps], timeout=KILL_GRACE_S + (1 if supervised else 0))
         if not supervised or self.proc.returncode is None:  # unsupervised, or the reaper did not answer
             self._signal_group(signal.SIGKILL)
         if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+            signal_unreaped(self.proc.pid, signal.SIGKILL)
         return not ended
 
     async def close(self) -> None:
@@ -222,8 +239,7 @@ class LocalExecution:
         if self.proc is None or self._transport is None:
             return
         if self.proc.returncode is None:  # interrupted while starting: the reaper ends the tree
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
+            signal_unreaped(self.proc.pid, signal.SIGTERM)
         else:
             self._transport.close()  # release the pipes, even if a process we could not kill holds them
 
