@@ -46,9 +46,9 @@ def test_the_report_opens_with_what_broke_when_it_was_detected_and_mitigated_and
     assert report.splitlines()[2].startswith("**Summary.** What broke: ")  # right under the title
     assert paragraph(report) == (
         "What broke: P0 guardrail candidate-5xx breached: http_5xx_rate 20.0% > 2.0% over 10 s. "
-        "Detected at 12:00:42Z, 3.01 s after the first bad sample (12:00:39Z). "
+        "Detected at 12:00:42Z, within 3.01 s of the first bad sample (in the window from 12:00:39Z). "
         "Mitigated at 12:00:57Z by rollback remove-blue-next (blue-next out of traffic; 100.0% of 200 "
-        "requests on stable): 18.1 s after the first bad sample, RTO 12.5 s. "
+        "requests on stable): within 18.1 s of the first bad sample, RTO 12.5 s. "
         # 18 one-second windows of 100 requests end after the first bad sample, up to the verification;
         # the 6 from 12:00:40Z to 12:00:45Z carried 3 blue-next 5xx each.
         "Impact in the incident window (12:00:39Z → 12:00:57Z, 18.1 s): 1800 requests, 18 5xx (1.0%). "
@@ -98,7 +98,7 @@ def test_a_failed_rollback_and_an_unknown_probe_are_said_in_the_paragraph_and_th
     text = paragraph(report)
     assert text.startswith(
         "What broke: P0 guardrail candidate-5xx breached: http_5xx_rate 25.0% > 2.0% over 10 s. "
-        "Detected at 12:00:22Z, 3.5 s after the first bad sample (12:00:19Z). "
+        "Detected at 12:00:22Z, within 3.5 s of the first bad sample (in the window from 12:00:19Z). "
         "Not mitigated: rollback remove-blue-next FAILED — admin endpoint refused the change (HTTP 503). "
         # Windows ending after 12:00:19Z up to the end: 12:00:20Z … 12:00:29Z, 5 blue-next 5xx each.
         "Impact in the incident window (12:00:19Z → end of session 12:00:31Z, not mitigated): "
@@ -254,3 +254,27 @@ def test_headless_prints_readiness_before_it_runs_and_the_paragraph_in_its_verdi
     bundle = json.loads((out / "bundle.json").read_text())["summary"]
     assert bundle["incident"]["text"] == " ".join(sentences)
     assert (bundle["readiness"]["ready"], bundle["readiness"]["items_ready"]) == (False, 2)
+
+
+def test_a_query_breach_does_not_claim_a_bad_sample_at_the_start_of_its_window() -> None:
+    # A Prometheus rate over 3 s that crosses 0.6 s after the fault: the breach's first_bad_ts is its
+    # range's start, 2.4 s BEFORE the fault (never understating the time to detect). The summary said
+    # "3 s after the first bad sample (12:00:07Z)": a bad sample at a time when nothing was bad yet.
+    events: list[ev.Event] = []
+
+    def at(offset: float, event: ev.Event) -> None:
+        event.ts, event.n = T0 + offset, len(events) + 1
+        events.append(event)
+
+    at(0, ev.SessionStarted(playbook="playbook.yaml", playbook_name="rehearsal-fixture",
+                            playbook_title="t", environment="staging", operator="alice", host="ops-1",
+                            version="0.1.0"))  # fmt: skip
+    at(10.6, ev.GuardrailBreach(guardrail="prom-candidate-5xx", severity="P0", metric="query", value=0.12,
+                                threshold=0.05, window_s=3.0, first_bad_ts=T0 + 7.6, scope="candidate"))  # fmt: skip
+    at(12, ev.SessionEnded(reason="quit"))
+    state = fold(events)
+    text = paragraph(render_markdown(PLAYBOOK, state, events))
+    assert "Detected at 12:00:10Z, within 3 s of the first bad sample (in the window from 12:00:07Z)." in text
+    assert "after the first bad sample" not in text
+    report = render_markdown(PLAYBOOK, state, events)
+    assert "| Bad window from | Detect within |" in report

@@ -158,7 +158,7 @@ def _rto_rule(playbook: Playbook, state: SessionState, item: Item) -> _Outcome:
         bound = action.rto_budget_s if isinstance(action, SelectorRemoval) else None
     share = f"{verified.stable_share * 100:.1f}% of {verified.requests} requests on stable"
     ttd = (
-        f", time to detect {_num(verified.time_to_detect_s)} s"
+        f", time to detect within {_num(verified.time_to_detect_s)} s"
         if verified.time_to_detect_s is not None
         else ""
     )

@@ -440,7 +440,8 @@ def _breach_table(
             else:
                 rows.append([iso(e.ts), e.guardrail, "recovered", _recovered_value(e, playbook), "", "", ""])
         doc.table(
-            ["Time (UTC)", "Guardrail", "Event", "Value", "Threshold", "First bad sample", "Detect"], rows
+            ["Time (UTC)", "Guardrail", "Event", "Value", "Threshold", "Bad window from", "Detect within"],
+            rows,
         )
     else:
         doc.p("No guardrail was breached.")
@@ -483,7 +484,8 @@ def _rollback_section(doc: _Doc, playbook: Playbook, state: SessionState) -> Non
         doc.li(f"Time to detect: {num(v.time_to_detect_s, ' s')}")
         doc.li(f"RTO: {num(v.rto_s, ' s')}" + (f" (budget {budget:g} s)" if budget is not None else ""))
         if v.time_to_mitigate_s is not None:
-            doc.li(f"Time to mitigate (first bad sample → verified): {num(v.time_to_mitigate_s, ' s')}")
+            mitigate = num(v.time_to_mitigate_s, " s")
+            doc.li(f"Time to mitigate (first bad window → verified, at most): {mitigate}")
     doc.blank()
 
 

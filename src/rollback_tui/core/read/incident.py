@@ -227,8 +227,10 @@ def _detected(t: Trouble | None) -> list[str]:
     if t.time_to_detect_s is None:
         return [f"Detected at {hms(t.detected_ts)}."]
     return [
-        f"Detected at {hms(t.detected_ts)}, {num(t.time_to_detect_s, ' s')} after the first bad sample "
-        f"({hms(t.first_bad_ts)})."
+        # first_bad_ts is the start of the window that held the first bad sample (a query's: of its
+        # range): an upper bound on the time to detect, never the sample's own time.
+        f"Detected at {hms(t.detected_ts)}, within {num(t.time_to_detect_s, ' s')} of the first bad sample "
+        f"(in the window from {hms(t.first_bad_ts)})."
     ]
 
 
@@ -246,10 +248,11 @@ def _mitigated(fold: IncidentFold, state: SessionState) -> list[str]:
         how = f"{', '.join(r.replicas) or r.action} out of traffic"
         if v is not None and v.ok:
             how += f"; {pct(v.stable_share)} of {v.requests} requests on stable"
-        since = "the first bad sample" if fold.trouble and fold.trouble.first_bad_ts else "it was detected"
         rto = f", RTO {num(v.rto_s, ' s')}" if v is not None and v.rto_s is not None else ""
         took = num(_time_to_mitigate(fold), " s")
-        return [f"Mitigated at {hms(fold.mitigated_ts)} by {name} ({how}): {took} after {since}{rto}."]
+        bound = fold.trouble is not None and fold.trouble.first_bad_ts is not None  # an upper bound, as above
+        took = f"within {took} of the first bad sample" if bound else f"{took} after it was detected"
+        return [f"Mitigated at {hms(fold.mitigated_ts)} by {name} ({how}): {took}{rto}."]
     if r.stage == "failed":
         return [f"Not mitigated: {name} FAILED — {r.failure}."]
     if r.in_progress:

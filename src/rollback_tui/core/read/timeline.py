@@ -80,7 +80,7 @@ def _selector(e: ev.SelectorState) -> str:
 
 
 def _breach(e: ev.GuardrailBreach) -> str:
-    ttd = f"; time to detect {e.ts - e.first_bad_ts:.3g} s" if e.first_bad_ts is not None else ""
+    ttd = f"; time to detect within {e.ts - e.first_bad_ts:.3g} s" if e.first_bad_ts is not None else ""
     return f"{e.severity} guardrail {e.guardrail} breached: {breach_text(e)}{ttd}"
 
 
@@ -96,7 +96,7 @@ def _applied(e: ev.RollbackApplied) -> str:
 def _verified(e: ev.RollbackVerified) -> str:
     text = (
         f"Rollback {e.action} verified {'ok' if e.ok else 'NOT ok'}: {pct(e.stable_share)} of "
-        f"{e.requests} requests on stable; time to detect {num(e.time_to_detect_s, ' s')}; "
+        f"{e.requests} requests on stable; time to detect within {num(e.time_to_detect_s, ' s')}; "
         f"RTO {num(e.rto_s, ' s')}"
     )
     if e.time_to_mitigate_s is not None:
