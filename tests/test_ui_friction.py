@@ -4,13 +4,21 @@ the opposite of what was happening, text cut where it mattered — kept from com
 
 from __future__ import annotations
 
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from textual.command import CommandPalette
+from textual.widgets._footer import FooterKey
 
 from rollback_tui.core.follow import FileFollower
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.watch import WatchApp
+from test_e2e_tmux import Terminal, require_tmux
 from test_ui import pane_text
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
@@ -21,6 +29,9 @@ async def test_ctrl_p_opens_the_command_palette_as_help_and_readme_say(tmp_path:
     app = CockpitApp(replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl"), live=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
+        # Bound, ctrl+p must not take the footer's right end (Textual docks it there) and push `q Quit` off.
+        quit_key = next(k for k in app.screen.query(FooterKey) if k.key == "q")
+        assert 0 < quit_key.region.right <= 100 and not app.screen.query(".-command-palette")
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert isinstance(app.screen, CommandPalette)
@@ -53,3 +64,61 @@ async def test_traffic_a_runbook_step_started_shows_as_running_and_s_stops_it(tm
         await pilot.pause()
         assert not engine.running("traffic")
         assert "no synthetic traffic" in pane_text(app, "traffic")
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    term = Terminal(require_tmux(), f"rollback-ux-{uuid.uuid4().hex[:8]}", "view")
+    try:
+        yield term
+    finally:
+        term.run("kill-server")
+
+
+def gates_and_checklist(screen: str) -> list[str]:
+    """The screen's rows from the Release gates pane's top border to its bottom one (scrollbar thumbs, which
+    move by eighths of a row, left out)."""
+    rows = [row.translate(str.maketrans("▁▂▃▄▅▆▇█", "        ")) for row in screen.splitlines()]
+    top = next((i for i, row in enumerate(rows) if row.startswith("╭─ Release gates")), len(rows))
+    bottom = next((i for i in range(top + 1, len(rows)) if rows[i].startswith("╰")), top)
+    return rows[top : bottom + 1]
+
+
+@pytest.mark.integration
+def test_panes_zoomed_and_restored_repaint_at_their_own_size_in_a_real_terminal(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """`z` then `z` on the Release gates pane (and then the checklist) in tmux at 100x30: the restored
+    panes kept the zoomed layout — the gates table's `Where` column that only fits at full width, checklist
+    items on one line cut mid-word — until some event repainted them, because a real terminal's relayout
+    sent them no Resize (Pilot's does). The same screen code serves the cockpit and `watch`."""
+    journal = tmp_path / "session.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-full.jsonl").read_bytes())
+    env = {
+        "ROLLBACK_TUI_DATA_DIR": str(tmp_path / "data"),
+        "ROLLBACK_TUI_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    script = Path(sys.executable).parent / "rollback-tui"
+    command = "exec env -u COLUMNS -u LINES TERM=xterm-256color "
+    command += " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    command += f" {shlex.quote(str(script))} watch {shlex.quote(str(journal))}"
+    terminal.run("new-session", "-d", "-s", "view", "-x", "100", "-y", "30", command)
+    terminal.run("resize-window", "-t", "view", "-x", "100", "-y", "30")
+    terminal.wait(lambda s: "245 events" in s, 30, "the whole journal read")
+    time.sleep(1)
+    lower = gates_and_checklist(terminal.screen())
+    assert lower and not any("Where" in line for line in lower), lower
+    for pane in ("Release gates", "Evidence checklist"):
+        for _ in range(8):  # Tab round the panes until `z` zooms this one
+            terminal.keys("z")
+            time.sleep(0.5)
+            if terminal.screen().startswith(f"╭─ {pane}"):
+                break
+            terminal.keys("z", "Tab")
+            time.sleep(0.3)
+        terminal.wait(lambda s, p=pane: s.startswith(f"╭─ {p}"), 5, f"{pane} zoomed")
+        terminal.keys("z")
+        terminal.wait(lambda s: "Replica health" in s, 5, "the panes back")
+        time.sleep(1)  # a stale pane stays stale: give a repaint every chance to happen
+        restored = terminal.screen()
+        assert gates_and_checklist(restored) == lower, f"{pane}:\n{restored}"
