@@ -16,10 +16,14 @@ from textual.command import CommandPalette
 from textual.widgets._footer import FooterKey
 
 from rollback_tui.core.follow import FileFollower
+from rollback_tui.core.journal import Journal
+from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
+from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
 from test_e2e_tmux import Terminal, require_tmux
-from test_ui import pane_text
+from test_ui import pane_text, wait_for
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
 
@@ -122,3 +126,58 @@ def test_panes_zoomed_and_restored_repaint_at_their_own_size_in_a_real_terminal(
         time.sleep(1)  # a stale pane stays stale: give a repaint every chance to happen
         restored = terminal.screen()
         assert gates_and_checklist(restored) == lower, f"{pane}:\n{restored}"
+
+
+def scripted_playbook() -> Playbook:
+    """One step: a manual fact, a gate whose argv carries a multi-line script, a gate after it."""
+    py = sys.executable
+    script = "import sys\nprint('second line of the script')\nsys.exit(0)"
+    doc = demo_playbook().model_dump()
+    doc["facts"] = [{"name": "migration-checksum", "title": "Migration checksum", "source": "manual"}]
+    doc["gates"] = [
+        {"name": "scripted", "title": "Scripted gate", "argv": [py, "-c", script]},
+        {"name": "after", "title": "The gate after it", "argv": [py, "-c", "print('fine')"]},
+    ]
+    doc["steps"] = [
+        {
+            "name": "baseline",
+            "title": "1. Capture baseline",
+            "do": [{"fact": "migration-checksum"}, {"gate": "scripted"}, {"gate": "after"}],
+        }
+    ]
+    doc["checklist"], doc["exit_criteria"] = [], []
+    return Playbook.model_validate(doc)
+
+
+async def test_the_runbook_shows_what_a_passed_item_captured_and_one_line_per_command(tmp_path: Path) -> None:
+    """Zoomed on the Runbook after step 1 ran: `✓ passed  fact: last-known-good` never said which commit it
+    recorded (the report does), and a gate's `python3 -c` script filled the pane line by line, pushing the
+    items after it down and off."""
+    engine = Engine(scripted_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()  # as the cockpit's feeds do: the runner's own outcomes judge the items
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.cockpit.panes["steps"].focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt), what="the fact's question")
+        await pilot.press(*"sha256:abc", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.press("z")
+        await pilot.pause()
+        text = pane_text(app, "steps")
+        fact = next(line for line in text.splitlines() if "fact: migration-checksum" in line)
+        assert "✓ passed" in fact and "sha256:abc" in fact, text
+        assert "second line of the script" not in text and "import sys…" in text, text
+        assert "gate: after" in text
+
+
+async def test_the_runbook_says_step_1_above_not_steps_1_1(tmp_path: Path) -> None:
+    """At 100x30 the Runbook lists a window of steps; with step 3 selected it read `✓ steps 1-1 above`."""
+    app = CockpitApp(replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.cockpit.panes["steps"].focus()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        text = pane_text(app, "steps")
+        assert "Selected: 3." in text and "step 1 above" in text and "1-1" not in text, text
