@@ -13,17 +13,21 @@ from pathlib import Path
 
 import pytest
 from textual.command import CommandPalette
+from textual.widgets import Static
 from textual.widgets._footer import FooterKey
 
+from rollback_tui.core import events as ev
 from rollback_tui.core.follow import FileFollower
 from rollback_tui.core.journal import Journal
+from rollback_tui.core.verdict import stale_after_s, verdict
+from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
 from test_e2e_tmux import Terminal, require_tmux
-from test_ui import pane_text, wait_for
+from test_ui import PLAYBOOKS, pane_text, plain, wait_for
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
 
@@ -181,3 +185,23 @@ async def test_the_runbook_says_step_1_above_not_steps_1_1(tmp_path: Path) -> No
         await pilot.pause()
         text = pane_text(app, "steps")
         assert "Selected: 3." in text and "step 1 above" in text and "1-1" not in text, text
+
+
+async def test_without_a_realtime_section_nothing_claims_prefixes_and_transport_agree(tmp_path: Path) -> None:
+    """The production playbook has no realtime section and its api reports no channel prefix or transport:
+    the verdict bar, the quit dialog and the report still said `every replica healthy · prefixes and
+    transport agree`, and the health pane `✓ all replicas agree on prefix and transport` (of `1 replicas`)."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
+    now = time.time()
+    for i in range(3):  # as the api's /health answers: a commit, nothing about realtime
+        engine.state.apply(ev.HealthSample(ts=now - 3 + i, replica="api", status="ok", commit="3f2a9c1"))
+    verdict_now = verdict(engine.state, now, stale_after_s(playbook))
+    assert verdict_now.headline == "✓ HEALTHY — every replica healthy"
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        health = pane_text(app, "health")
+        assert "agree" not in health and "prefix" not in health.split("\n", 1)[1], health
+        assert app.cockpit.panes["health"].border_subtitle.startswith("1 replica · 1 ok")
+        assert "prefixes" not in plain(app.query_one("#verdict", Static))
