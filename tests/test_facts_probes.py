@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from rollback_tui.core.resume import resume_session
 from rollback_tui.core.state import fold
 from rollback_tui.playbook.model import HttpProbe, Playbook
 from rollback_tui.probes.facts import capture_facts
+from rollback_tui.probes.health import sample_replica
 from rollback_tui.probes.http_json import poll_probes, probe_http, probe_once
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.engine import Engine
@@ -431,3 +433,50 @@ async def test_facts_that_cannot_be_observed_are_unknown_not_disagreeing(
     state = fold([e for e in emit.events])
     [status] = evaluate(Playbook.model_validate(book), state).items
     assert not status.checked and status.evidence[0].startswith("fact prefix is unknown at baseline")
+
+
+class _IdleTimeoutBeatsReuse(socketserver.BaseRequestHandler):
+    """Answers the first request of a connection with keep-alive, then closes the connection when the
+    next request arrives on it without answering — what uvicorn's (and Node's) 5 s idle timeout does to a
+    probe that polls every 5 s and reuses its connection just as the server drops it."""
+
+    def handle(self) -> None:
+        reader = self.request.makefile("rb")
+        for n in range(2):
+            if not reader.readline():  # the request line; nothing: the client closed
+                return
+            while reader.readline() not in (b"\r\n", b"\n", b""):  # its headers
+                pass
+            if n:
+                return  # the connection closes with the request unanswered
+            body = json.dumps({"status": "ok", "count": 0, "commit": "c0ffee1"}).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            self.request.sendall(head.encode() + body)
+
+
+@pytest.fixture
+def idle_closing_server() -> Iterator[str]:
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _IdleTimeoutBeatsReuse)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_not_a_failing_target(
+    idle_closing_server: str,
+) -> None:
+    """The demo's report opened with 'What broke: probe dead-letters failed: RemoteProtocolError: Server
+    disconnected without sending a response' — the lab replica's idle timeout closing the connection the
+    5 s poll reused, twice in a minute, nothing wrong with the replica. A GET asked again on a fresh
+    connection gets the answer; the replica health poll is the same GET."""
+    probe = HttpProbe(
+        name="dead-letters", url=f"{idle_closing_server}/api/ops/dead-letters", json_path="count"
+    )
+    replica = playbook({"api": idle_closing_server}).replicas[0]
+    async with httpx.AsyncClient() as client:
+        results = [await probe_http(probe, client) for _ in range(3)]
+        samples = [await sample_replica(client, replica, 2.0) for _ in range(3)]
+    assert [(r.ok, r.value, r.error) for r in results] == [(True, 0, None)] * 3
+    assert [(s.status, s.error) for s in samples] == [("ok", None)] * 3

@@ -57,6 +57,21 @@ def _unresolved(exc: BaseException) -> socket.gaierror | None:
     return _behind(exc, socket.gaierror)
 
 
+IDEMPOTENT = frozenset({"GET", "HEAD"})
+
+
+async def request_once_more(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
+    """An idempotent request, sent again (once) when the server closed the kept-alive connection it went
+    out on without answering: the server's idle timeout and our reuse of the connection crossed (uvicorn's
+    and Node's 5 s against a 5 s poll), which says nothing about the target. A second close is an answer."""
+    try:
+        return await client.request(method, url, **kw)
+    except httpx.RemoteProtocolError:
+        if method.upper() not in IDEMPOTENT:
+            raise
+        return await client.request(method, url, **kw)
+
+
 def cannot_observe(exc: Exception) -> bool:
     """True when the request never reached a target that could answer: the host name does not resolve
     from here or the URL is malformed. Refused, reset and timed out are the target failing."""
@@ -158,7 +173,7 @@ def from_document(
 async def sample_replica(client: httpx.AsyncClient, replica: Replica, timeout_s: float) -> HealthSample:
     started = time.perf_counter()
     try:
-        response = await client.get(health_url(replica), timeout=timeout_s)
+        response = await request_once_more(client, "GET", health_url(replica), timeout=timeout_s)
     except httpx.TimeoutException:
         return HealthSample(
             replica=replica.name,

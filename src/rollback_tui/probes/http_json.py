@@ -21,7 +21,13 @@ import httpx
 from rollback_tui.core.events import DeadLettersInspected, Event, ProbeResult
 from rollback_tui.exec.commands import CommandError, resolve_refs
 from rollback_tui.playbook.model import HttpProbe, Playbook
-from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted
+from rollback_tui.probes.health import (
+    auth_refused,
+    cannot_observe,
+    describe_http_error,
+    dotted,
+    request_once_more,
+)
 
 
 async def probe_http(
@@ -41,7 +47,9 @@ async def probe_document(
         return ProbeResult(probe=probe.name, ok=False, error=str(exc), observed=False), None
     started = time.perf_counter()
     try:
-        response = await client.request(probe.method, probe.url, headers=headers, timeout=probe.timeout_s)
+        response = await request_once_more(
+            client, probe.method, probe.url, headers=headers, timeout=probe.timeout_s
+        )
     except httpx.TimeoutException:
         timed_out = ProbeResult(
             probe=probe.name,
