@@ -205,3 +205,19 @@ async def test_without_a_realtime_section_nothing_claims_prefixes_and_transport_
         assert "agree" not in health and "prefix" not in health.split("\n", 1)[1], health
         assert app.cockpit.panes["health"].border_subtitle.startswith("1 replica · 1 ok")
         assert "prefixes" not in plain(app.query_one("#verdict", Static))
+
+
+async def test_the_checklist_counts_fit_the_pane_at_100_columns(tmp_path: Path) -> None:
+    """At 100x30 the checklist's count line read `evidence 4/5 · exit` — the exit criteria, what `q` asks
+    about, cut off. It says both counts in the room it has."""
+    app = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        note = app.query_one("#checklist-note", Static)
+        shown = plain(note).strip()
+        assert "evidence 4/5" in shown and "exit 1/2" in shown and "\n" not in shown, shown
+        assert len(shown) <= note.content_size.width, shown
+    app = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "wide.jsonl"), live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert "evidence 4/5 · exit criteria 1/2" in plain(app.query_one("#checklist-note", Static))
