@@ -221,3 +221,23 @@ async def test_the_checklist_counts_fit_the_pane_at_100_columns(tmp_path: Path) 
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause()
         assert "evidence 4/5 · exit criteria 1/2" in plain(app.query_one("#checklist-note", Static))
+
+
+async def test_without_realtime_the_runbook_takes_the_fanout_panes_room(tmp_path: Path) -> None:
+    """The production rollback at 100x30: a third of the lower half said 'No realtime section in this
+    playbook: no fanout to check' (and took a Tab stop) while the Runbook — the pane the whole production
+    rollback is driven from — cut every step title at 30 columns ('1. Identify last known …')."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        panes = app.cockpit.panes
+        assert not panes["fanout"].display or panes["fanout"].region.area == 0
+        assert panes["steps"].region.width > panes["traffic"].region.width + 20
+        steps = pane_text(app, "steps")
+        assert "1. Identify last known good commit" in steps and "3. Stabilize runtime flags" in steps, steps
+        focusable = {w.id for w in app.screen.focus_chain} | {
+            w.parent.id for w in app.screen.focus_chain if w.parent
+        }
+        assert "fanout" not in focusable

@@ -114,6 +114,8 @@ class PanesScreen(Screen[None]):
             yield p["health"]
             # The starting size's classes, so the first layout is already the right one.
             classes = " ".join(name for name, wanted in layout_classes(self.app.size).items() if wanted)
+            if not applies("fanout", self.playbook):  # the Runbook takes its room (app.tcss)
+                classes += " -no-fanout"
             with Container(id="lower", classes=classes):
                 for name in LOWER_PANES:
                     p[name].set_class(not applies(name, self.playbook), "-not-applicable")
