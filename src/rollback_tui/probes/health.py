@@ -62,11 +62,12 @@ IDEMPOTENT = frozenset({"GET", "HEAD"})
 
 async def request_once_more(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
     """An idempotent request, sent again (once) when the server closed the kept-alive connection it went
-    out on without answering: the server's idle timeout and our reuse of the connection crossed (uvicorn's
-    and Node's 5 s against a 5 s poll), which says nothing about the target. A second close is an answer."""
+    out on without answering (a FIN: RemoteProtocolError; a reset: ReadError): the server's idle timeout
+    and our reuse of the connection crossed (uvicorn's and Node's 5 s against a 5 s poll), which says
+    nothing about the target. A second close is an answer."""
     try:
         return await client.request(method, url, **kw)
-    except httpx.RemoteProtocolError:
+    except (httpx.RemoteProtocolError, httpx.ReadError):
         if method.upper() not in IDEMPOTENT:
             raise
         return await client.request(method, url, **kw)
