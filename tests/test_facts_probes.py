@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import socket
+import socketserver
+import struct
 import sys
 import threading
 import time
@@ -469,3 +471,57 @@ async def test_facts_that_cannot_be_observed_are_unknown_not_disagreeing(
     state = fold([e for e in emit.events])
     [status] = evaluate(Playbook.model_validate(book), state).items
     assert not status.checked and status.evidence[0].startswith("fact prefix is unknown at baseline")
+
+
+class _IdleTimeoutBeatsReuse(socketserver.BaseRequestHandler):
+    """Answers the first request of a connection with keep-alive, then closes the connection when the
+    next request arrives on it without answering — what uvicorn's (and Node's) 5 s idle timeout does to a
+    probe that polls every 5 s and reuses its connection just as the server drops it. The close is a FIN
+    (the client reads nothing) or, with `server.reset`, an RST (the client's read fails)."""
+
+    def handle(self) -> None:
+        reader = self.request.makefile("rb")
+        for n in range(2):
+            if not reader.readline():  # the request line; nothing: the client closed
+                return
+            while reader.readline() not in (b"\r\n", b"\n", b""):  # its headers
+                pass
+            if n:  # the connection closes with the request unanswered
+                if getattr(self.server, "reset", False):  # no FIN first: close() with no linger is an RST
+                    self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    reader.close()
+                    self.request.close()
+                return
+            body = json.dumps({"status": "ok", "count": 0, "commit": "c0ffee1"}).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            self.request.sendall(head.encode() + body)
+
+
+@pytest.fixture(params=["fin", "rst"])
+def idle_closing_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _IdleTimeoutBeatsReuse)
+    srv.reset = request.param == "rst"  # type: ignore[attr-defined]
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_not_a_failing_target(
+    idle_closing_server: str,
+) -> None:
+    """The demo's report opened with 'What broke: probe dead-letters failed: RemoteProtocolError: Server
+    disconnected without sending a response' (or 'ReadError: ' when the close came as a reset) — the lab
+    replica's idle timeout closing the connection the 5 s poll reused, twice in a minute, nothing wrong
+    with the replica. A GET asked again on a fresh connection gets the answer; the replica health poll is
+    the same GET."""
+    probe = HttpProbe(
+        name="dead-letters", url=f"{idle_closing_server}/api/ops/dead-letters", json_path="count"
+    )
+    replica = playbook({"api": idle_closing_server}).replicas[0]
+    async with httpx.AsyncClient() as client:
+        results = [await probe_http(probe, client) for _ in range(3)]
+        samples = [await sample_replica(client, replica, 2.0) for _ in range(3)]
+    assert [(r.ok, r.value, r.error) for r in results] == [(True, 0, None)] * 3
+    assert [(s.status, s.error) for s in samples] == [("ok", None)] * 3

@@ -269,8 +269,9 @@ def test_a_query_breach_does_not_claim_a_bad_sample_at_the_start_of_its_window()
     at(0, ev.SessionStarted(playbook="playbook.yaml", playbook_name="rehearsal-fixture",
                             playbook_title="t", environment="staging", operator="alice", host="ops-1",
                             version="0.1.0"))  # fmt: skip
-    at(10.6, ev.GuardrailBreach(guardrail="prom-candidate-5xx", severity="P0", metric="query", value=0.12,
-                                threshold=0.05, window_s=3.0, first_bad_ts=T0 + 7.6, scope="candidate"))  # fmt: skip
+    at(10.6, ev.GuardrailBreach(guardrail="prom-candidate-5xx", severity="P0", metric="query",
+                                value=0.12, threshold=0.05, window_s=3.0, first_bad_ts=T0 + 7.6,
+                                scope="candidate"))  # fmt: skip
     at(12, ev.SessionEnded(reason="quit"))
     state = fold(events)
     text = paragraph(render_markdown(PLAYBOOK, state, events))

@@ -331,6 +331,11 @@ class SessionState:
         return {name: r.channel_prefix for name, r in self.replicas.items() if r.channel_prefix is not None}
 
     @property
+    def realtime_reported(self) -> bool:
+        """Whether any replica reported a realtime channel prefix or transport: only then can they agree."""
+        return bool(self.prefixes) or any(r.transport is not None for r in self.replicas.values())
+
+    @property
     def prefix_mismatch(self) -> bool:
         return len(set(self.prefixes.values())) > 1
 

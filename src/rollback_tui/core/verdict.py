@@ -115,7 +115,8 @@ def prefix_mismatch_text(state: SessionState) -> str | None:
 def verdict(state: SessionState, now: float, stale_after_s: float) -> Verdict:
     """The headline. After a verified rollback, the replicas it took out of traffic and the candidate
     breaches it answered no longer make the service degraded: the headline says it is mitigated."""
-    v = Verdict(level="ok", summary="every replica healthy · prefixes and transport agree")
+    agree = " · prefixes and transport agree" if state.realtime_reported else ""
+    v = Verdict(level="ok", summary=f"every replica healthy{agree}")
     if not state.replicas or all(r.samples == 0 for r in state.replicas.values()):
         return Verdict(level="stale", ranked=[Reason(_RANK["stale"], "no health samples yet")])
     rollback = state.traffic.rollback

@@ -57,19 +57,19 @@ def _unresolved(exc: BaseException) -> socket.gaierror | None:
     return _behind(exc, socket.gaierror)
 
 
-# What httpcore says when the server closed a pooled keep-alive connection before answering on it.
-_STALE = "without sending a response"
+IDEMPOTENT = frozenset({"GET", "HEAD"})
 
 
 async def request(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
-    """`client.request`, asked once more when a pooled keep-alive connection was closed by the server as
-    the request went out: its idle timer (uvicorn, Node: 5 s; gunicorn: 2 s) raced a poll, nobody answered
-    and the target is not failing. The second try goes out on a new connection, so a target that really
+    """`client.request`, an idempotent one sent again (once) when the server closed the kept-alive
+    connection it went out on without answering (a FIN: RemoteProtocolError; a reset: ReadError): the
+    server's idle timer (uvicorn, Node: 5 s; gunicorn: 2 s) and our reuse of the connection crossed, which
+    says nothing about the target. The second try goes out on a new connection, so a target that really
     drops requests fails it too. GET and HEAD only: another method may have been acted on."""
     try:
         return await client.request(method, url, **kw)
-    except httpx.RemoteProtocolError as exc:
-        if method.upper() not in ("GET", "HEAD") or _STALE not in str(exc):
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        if method.upper() not in IDEMPOTENT:
             raise
     return await client.request(method, url, **kw)
 

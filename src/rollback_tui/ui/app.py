@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import App
 from textual.screen import ModalScreen, Screen
@@ -39,7 +39,7 @@ from rollback_tui.ui.themes import VARIABLE_DEFAULTS, load_themes
 # The rest is imported once a session is there (in a thread while the loading screen is up, for `open`):
 # the first frame needs none of it (ui/loading.py; tests/test_startup.py).
 if TYPE_CHECKING:
-    from rollback_tui.core.events import Event
+    from rollback_tui.core.events import Event, OperatorAction
     from rollback_tui.core.state import SessionState
     from rollback_tui.playbook.model import Playbook
     from rollback_tui.session.engine import Engine
@@ -361,6 +361,8 @@ class CockpitApp(PanesApp):
     def _on_event(self, event: Event) -> None:
         """Engine subscriber (runs on this loop): mark panes dirty, nothing else."""
         self.mark_dirty(panes_for(event.kind))
+        if event.kind == "operator_action":
+            self.cockpit.operator_acted(cast("OperatorAction", event))
         if event.kind == "notice" and self.live and getattr(event, "level", "") == "error":
             self.notify(self.redact(getattr(event, "message", "")), severity="error", title="notice")
 

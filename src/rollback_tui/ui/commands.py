@@ -31,7 +31,6 @@ class Key:
     footer: bool = True  # shown in the footer (when its command is)
     priority: bool = False  # checked before the focused widget (ctrl+c quits from anywhere)
     help: str | None = None  # its own line in help, when it differs from the command's
-    bound: bool = True  # False: Textual binds it itself (ctrl+p); listed in help only
 
 
 @dataclass(frozen=True)
@@ -253,7 +252,8 @@ COMMANDS: tuple[Command, ...] = (
     # App-wide: bound on the app.
     Command(
         id="command-palette",
-        keys=(Key("colon", ":"), Key("ctrl+p", bound=False)),
+        # Both bound here: with `:` bound to the palette, Textual no longer binds its own ctrl+p.
+        keys=(Key("colon", ":"), Key("ctrl+p")),
         action="command_palette",
         label="Commands",
         help="Command palette",
@@ -339,7 +339,6 @@ def bindings(scope: Literal["screen", "app", "steps"], *, watch: bool = False) -
         for command in commands(watch)
         if command.scope == scope
         for key in command.keys
-        if key.bound
     ]
 
 

@@ -40,16 +40,28 @@ class ChecklistPane(Pane):
         option_id = ol.get_option_at_index(ol.highlighted).id or ""
         return option_id.split(":", 1)[1] if ":" in option_id else None
 
+    def _note(self, counts: ChecklistCounts, view: View) -> Text:
+        """Both counts on the note's one line: the words, then the tick keys, give way to the room."""
+        hint = "" if view.read_only else "  · space/t ticks"
+        exit_criteria = f"{counts.criteria_checked}/{counts.criteria}"
+        short = f"evidence {counts.items_checked}/{counts.items} · exit {exit_criteria}"
+        width = self.query_one("#checklist-note", Static).content_size.width or 200
+        for counts_text, key_hint in ((counts.text, hint), (counts.text, ""), (short, hint), (short, "")):
+            if len(counts_text + key_hint) <= width:
+                break
+        note = Text(counts_text, style="bold")
+        note.append(key_hint, style=view.tone("stale"))
+        return note
+
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         # The ticks as the report has them: the rules evaluated, manual ticks and overrides applied.
         report = evaluate(playbook, state)
         entries = [("item", s.name, s.text, s.checked, how(s)) for s in report.items]
         entries += [("exit", s.name, s.text, s.checked, how(s)) for s in report.exit_criteria]
         signature = (tuple(entries), view.share, tuple(sorted(view.colors.items())))
-        note = Text(ChecklistCounts.of(report).text, style="bold")
-        if not view.read_only:
-            note.append("  · space/t ticks", style=view.tone("stale"))
-        self.query_one("#checklist-note", Static).update(note, layout=False)
+        self.query_one("#checklist-note", Static).update(
+            self._note(ChecklistCounts.of(report), view), layout=False
+        )
         self.border_subtitle = "" if "checklist" in view.features else "ticking arrives with #8"
         if signature == self._signature:
             return

@@ -47,7 +47,8 @@ class HealthPane(StaticPane):
         counts = Counter(statuses.values())
         parts = [f"{n} {word}" for word, n in sorted(counts.items(), key=lambda kv: kv[0] != "ok")]
         self.border_subtitle = (
-            f"{len(replicas)} replicas · {' · '.join(parts)} · every {playbook.health_interval_s:g}s"
+            f"{len(replicas)} replica{'s' if len(replicas) != 1 else ''} · {' · '.join(parts)}"
+            f" · every {playbook.health_interval_s:g}s"
         )
 
     def _table(
@@ -139,7 +140,8 @@ class HealthPane(StaticPane):
             elif status == "stale":
                 age = view.now - (r.last_ts or view.now)
                 lines.append(Text(f"? {r.name}: no sample for {age:.0f}s — health feed stalled?", style=warn))
-        if not lines and not unknown and state.replicas and all(r.samples for r in state.replicas.values()):
+        sampled = state.replicas and all(r.samples for r in state.replicas.values())
+        if not lines and not unknown and sampled and state.realtime_reported:
             lines.append(Text("✓ all replicas agree on prefix and transport", style=view.tone("ok")))
         lines += unknown
         if view.compact and len(lines) > 2:

@@ -20,6 +20,7 @@ from textual.message import Message
 
 from rollback_tui.core.read.steps import ItemRow, StepRow, next_step, step_rows
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.text import one_line
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.commands import bindings
 from rollback_tui.ui.panes.base import StaticPane, View, blocked_mark, cannot_run
@@ -183,7 +184,8 @@ class StepsPane(StaticPane):
         if window.start > 0:
             above = {r.status for r in rows[: window.start]}
             mark = "✗" if "failed" in above else "✓" if above == {"passed"} else "·"
-            parts.append(Text(f"{mark} steps 1-{window.start} above", style=view.tone("stale")))
+            which = "step 1" if window.start == 1 else f"steps 1-{window.start}"
+            parts.append(Text(f"{mark} {which} above", style=view.tone("stale")))
         for i in window:
             title = f"{i + 1}. {step_title(playbook.steps[i].title)}"
             mark = STEP_GLYPH.get(rows[i].status, " ")
@@ -248,7 +250,7 @@ def _item_status(item: ItemRow, blocked: str | None, view: View) -> tuple[Text, 
     status = view.status(item.status)
     if blocked and (item.status in NOT_RUN or not (reason or item.status in SETTLED)):
         return status, blocked_mark(blocked, view)
-    if reason and item.status not in ("passed", "ok"):
+    if reason:  # why it failed, or what it showed when it passed (a fact's value, the traffic split)
         return status, Text(view.redact(reason), style=view.tone("stale"))
     return status, None
 
@@ -262,7 +264,8 @@ def _item_detail(detail: StepPreview, index: int, view: View) -> list[Text]:
     lines += [f"$ {c.text}" for c in item.commands]
     out = []
     for text in lines:
-        line = Text(f"             {view.redact(text)}", style=view.tone("stale"))
+        # One line each: a `python3 -c` script's body would push the items after it off the pane.
+        line = Text(f"             {view.redact(one_line(text))}", style=view.tone("stale"))
         line.no_wrap, line.overflow = True, "ellipsis"
         out.append(line)
     return out

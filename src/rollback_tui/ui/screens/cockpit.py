@@ -14,6 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import ModalScreen
 
+from rollback_tui.core import events as ev
 from rollback_tui.core.verdict import stale_after_s, verdict
 from rollback_tui.playbook.model import SelectorRemoval, StabiliseFlags
 from rollback_tui.session.engine import Engine, NotAvailable
@@ -175,15 +176,26 @@ class CockpitScreen(PanesScreen):
             self._fanout_since = None
             self.app.mark_dirty({"fanout", "verdict", "steps"})
 
+    def operator_acted(self, event: ev.OperatorAction) -> None:
+        """Traffic started or stopped, by `s`, a runbook step or the palette: the Traffic pane says it runs
+        (and `s` that it stops it) from the journaled intent, not from who pressed what."""
+        if event.action == "start_traffic":
+            rate = event.detail.get("rate_rps")
+            self._traffic_since = event.ts
+            self._traffic_rps = float(rate) if isinstance(rate, int | float) else None
+        elif event.action == "stop_traffic":
+            self._traffic_since = None
+        else:
+            return
+        self.app.mark_dirty({"traffic"})
+
     def action_traffic(self) -> None:
         """Start synthetic canary traffic through the balancer, or stop it."""
         try:
             if self.engine.stop_traffic():
-                self._traffic_since = None
                 self.notify("Synthetic traffic stopped.", timeout=3)
             else:
                 rps = self.engine.start_traffic()
-                self._traffic_since, self._traffic_rps = time.time(), rps
                 self.notify(f"Synthetic traffic started: {rps:g} rps through the balancer.", timeout=3)
         except NotAvailable as exc:
             self.app.not_available("traffic: not available", exc)

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual.geometry import Size
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer
 
 from rollback_tui.core.state import SessionState
@@ -113,6 +114,8 @@ class PanesScreen(Screen[None]):
             yield p["health"]
             # The starting size's classes, so the first layout is already the right one.
             classes = " ".join(name for name, wanted in layout_classes(self.app.size).items() if wanted)
+            if not applies("fanout", self.playbook):  # the Runbook takes its room (app.tcss)
+                classes += " -no-fanout"
             with Container(id="lower", classes=classes):
                 for name in LOWER_PANES:
                     p[name].set_class(not applies(name, self.playbook), "-not-applicable")
@@ -120,7 +123,9 @@ class PanesScreen(Screen[None]):
         yield from self.extra_lines()
         yield p["notice"]
         yield p["status"]
-        yield Footer()
+        # The palette's keys are in `?`; the footer's room is for the operator's keys (`q Quit` at 100
+        # columns): no ctrl+p docked at the footer's right end.
+        yield Footer(show_command_palette=False)
 
     def extra_lines(self) -> ComposeResult:
         """One-line widgets above the notice line (a viewer's follow status); they register in `panes`."""
@@ -172,6 +177,14 @@ class PanesScreen(Screen[None]):
         target = pane or self.panes.get("fanout")
         if target is not None:
             self.maximize(target, container=False)
+
+    def watch_maximized(self, previous: Widget | None, maximized: Widget | None) -> None:
+        """Zoomed or restored (z, Esc): a real terminal's relayout does not always send the pane a Resize
+        (Pilot's does), and a pane lays itself out for its size (columns, wrapping, rows) only when painted:
+        repaint the one that changed size once the new layout is in."""
+        changed = {w.id for w in (previous, maximized) if w is not None and w in self.panes.values()}
+        if changed:
+            self.call_after_refresh(self.app.mark_dirty, changed)
 
     def action_help(self) -> None:
         # Built once and kept installed: reopening it costs a paint, not a compose.

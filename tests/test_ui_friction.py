@@ -1,0 +1,243 @@
+"""Pilot tests from an on-call engineer's first session with the cockpit (demo and production playbooks):
+each one is a friction point met in tmux at 100x30 or 160x45 — a key that did nothing, a pane that said
+the opposite of what was happening, text cut where it mattered — kept from coming back."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.command import CommandPalette
+from textual.widgets import Static
+from textual.widgets._footer import FooterKey
+
+from rollback_tui.core import events as ev
+from rollback_tui.core.follow import FileFollower
+from rollback_tui.core.journal import Journal
+from rollback_tui.core.verdict import stale_after_s, verdict
+from rollback_tui.playbook.load import load_playbook
+from rollback_tui.playbook.model import Playbook
+from rollback_tui.session.engine import Engine
+from rollback_tui.ui.app import CockpitApp
+from rollback_tui.ui.screens.reason import TextPrompt
+from rollback_tui.ui.watch import WatchApp
+from test_e2e_tmux import Terminal, require_tmux
+from test_ui import PLAYBOOKS, pane_text, plain, wait_for
+from test_ui_support import JOURNALS, demo_playbook, replay_engine
+
+
+async def test_ctrl_p_opens_the_command_palette_as_help_and_readme_say(tmp_path: Path) -> None:
+    """`?` lists `: / ^p  Command palette`; ctrl+p did nothing, because binding `:` to the palette kept
+    Textual from binding its own ctrl+p."""
+    app = CockpitApp(replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        # Bound, ctrl+p must not take the footer's right end (Textual docks it there) and push `q Quit` off.
+        quit_key = next(k for k in app.screen.query(FooterKey) if k.key == "q")
+        assert 0 < quit_key.region.right <= 100 and not app.screen.query(".-command-palette")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+    journal = tmp_path / "watched.jsonl"
+    journal.write_bytes((JOURNALS / "three-replicas.jsonl").read_bytes())
+    viewer = WatchApp(FileFollower(journal), demo_playbook(), source=str(journal), journal_name=journal.name)
+    async with viewer.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(viewer.screen, CommandPalette)
+
+
+async def test_traffic_a_runbook_step_started_shows_as_running_and_s_stops_it(tmp_path: Path) -> None:
+    """A step's `check: traffic` starts synthetic traffic through the engine: the Traffic pane kept saying
+    "○ no synthetic traffic · s starts it" while the split filled up, and `s` — pressed to start it — stopped
+    it. The pane follows the journaled start and stop, whoever asked for them."""
+    engine = replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert "no synthetic traffic" in app.cockpit.panes["traffic"].border_title + pane_text(app, "traffic")
+        engine.start_traffic(actor="runbook")  # as the runbook runner's `check: traffic` does
+        await pilot.pause()
+        shown = pane_text(app, "traffic")
+        rate = f"{engine.playbook.synthetic_rps:g} rps"
+        assert "synthetic traffic running" in shown and rate in shown, shown
+        assert "synthetic traffic" in app.cockpit.running_work()[0]  # and quitting would say so
+        await pilot.press("s")
+        await pilot.pause()
+        assert not engine.running("traffic")
+        assert "no synthetic traffic" in pane_text(app, "traffic")
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    term = Terminal(require_tmux(), f"rollback-ux-{uuid.uuid4().hex[:8]}", "view")
+    try:
+        yield term
+    finally:
+        term.run("kill-server")
+
+
+def gates_and_checklist(screen: str) -> list[str]:
+    """The screen's rows from the Release gates pane's top border to its bottom one (scrollbar thumbs, which
+    move by eighths of a row, left out)."""
+    rows = [row.translate(str.maketrans("▁▂▃▄▅▆▇█", "        ")) for row in screen.splitlines()]
+    top = next((i for i, row in enumerate(rows) if row.startswith("╭─ Release gates")), len(rows))
+    bottom = next((i for i in range(top + 1, len(rows)) if rows[i].startswith("╰")), top)
+    return rows[top : bottom + 1]
+
+
+@pytest.mark.integration
+def test_panes_zoomed_and_restored_repaint_at_their_own_size_in_a_real_terminal(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """`z` then `z` on the Release gates pane (and then the checklist) in tmux at 100x30: the restored
+    panes kept the zoomed layout — the gates table's `Where` column that only fits at full width, checklist
+    items on one line cut mid-word — until some event repainted them, because a real terminal's relayout
+    sent them no Resize (Pilot's does). The same screen code serves the cockpit and `watch`."""
+    journal = tmp_path / "session.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-full.jsonl").read_bytes())
+    env = {
+        "ROLLBACK_TUI_DATA_DIR": str(tmp_path / "data"),
+        "ROLLBACK_TUI_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    script = Path(sys.executable).parent / "rollback-tui"
+    command = "exec env -u COLUMNS -u LINES TERM=xterm-256color "
+    command += " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    command += f" {shlex.quote(str(script))} watch {shlex.quote(str(journal))}"
+    terminal.run("new-session", "-d", "-s", "view", "-x", "100", "-y", "30", command)
+    terminal.run("resize-window", "-t", "view", "-x", "100", "-y", "30")
+    terminal.wait(lambda s: "245 events" in s, 30, "the whole journal read")
+    time.sleep(1)
+    lower = gates_and_checklist(terminal.screen())
+    assert lower and not any("Where" in line for line in lower), lower
+    for pane in ("Release gates", "Evidence checklist"):
+        for _ in range(8):  # Tab round the panes until `z` zooms this one
+            terminal.keys("z")
+            time.sleep(0.5)
+            if terminal.screen().startswith(f"╭─ {pane}"):
+                break
+            terminal.keys("z", "Tab")
+            time.sleep(0.3)
+        terminal.wait(lambda s, p=pane: s.startswith(f"╭─ {p}"), 5, f"{pane} zoomed")
+        terminal.keys("z")
+        terminal.wait(lambda s: "Replica health" in s, 5, "the panes back")
+        time.sleep(1)  # a stale pane stays stale: give a repaint every chance to happen
+        restored = terminal.screen()
+        assert gates_and_checklist(restored) == lower, f"{pane}:\n{restored}"
+
+
+def scripted_playbook() -> Playbook:
+    """One step: a manual fact, a gate whose argv carries a multi-line script, a gate after it."""
+    py = sys.executable
+    script = "import sys\nprint('second line of the script')\nsys.exit(0)"
+    doc = demo_playbook().model_dump()
+    doc["facts"] = [{"name": "migration-checksum", "title": "Migration checksum", "source": "manual"}]
+    doc["gates"] = [
+        {"name": "scripted", "title": "Scripted gate", "argv": [py, "-c", script]},
+        {"name": "after", "title": "The gate after it", "argv": [py, "-c", "print('fine')"]},
+    ]
+    doc["steps"] = [
+        {
+            "name": "baseline",
+            "title": "1. Capture baseline",
+            "do": [{"fact": "migration-checksum"}, {"gate": "scripted"}, {"gate": "after"}],
+        }
+    ]
+    doc["checklist"], doc["exit_criteria"] = [], []
+    return Playbook.model_validate(doc)
+
+
+async def test_the_runbook_shows_what_a_passed_item_captured_and_one_line_per_command(tmp_path: Path) -> None:
+    """Zoomed on the Runbook after step 1 ran: `✓ passed  fact: last-known-good` never said which commit it
+    recorded (the report does), and a gate's `python3 -c` script filled the pane line by line, pushing the
+    items after it down and off."""
+    engine = Engine(scripted_playbook(), Journal(tmp_path / "j.jsonl"), operator="alice")
+    engine.start_session()  # as the cockpit's feeds do: the runner's own outcomes judge the items
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.cockpit.panes["steps"].focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt), what="the fact's question")
+        await pilot.press(*"sha256:abc", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.press("z")
+        await pilot.pause()
+        text = pane_text(app, "steps")
+        fact = next(line for line in text.splitlines() if "fact: migration-checksum" in line)
+        assert "✓ passed" in fact and "sha256:abc" in fact, text
+        assert "second line of the script" not in text and "import sys…" in text, text
+        assert "gate: after" in text
+
+
+async def test_the_runbook_says_step_1_above_not_steps_1_1(tmp_path: Path) -> None:
+    """At 100x30 the Runbook lists a window of steps; with step 3 selected it read `✓ steps 1-1 above`."""
+    app = CockpitApp(replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.cockpit.panes["steps"].focus()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        text = pane_text(app, "steps")
+        assert "Selected: 3." in text and "step 1 above" in text and "1-1" not in text, text
+
+
+async def test_without_a_realtime_section_nothing_claims_prefixes_and_transport_agree(tmp_path: Path) -> None:
+    """The production playbook has no realtime section and its api reports no channel prefix or transport:
+    the verdict bar, the quit dialog and the report still said `every replica healthy · prefixes and
+    transport agree`, and the health pane `✓ all replicas agree on prefix and transport` (of `1 replicas`)."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
+    now = time.time()
+    for i in range(3):  # as the api's /health answers: a commit, nothing about realtime
+        engine.state.apply(ev.HealthSample(ts=now - 3 + i, replica="api", status="ok", commit="3f2a9c1"))
+    verdict_now = verdict(engine.state, now, stale_after_s(playbook))
+    assert verdict_now.headline == "✓ HEALTHY — every replica healthy"
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        health = pane_text(app, "health")
+        assert "agree" not in health and "prefix" not in health.split("\n", 1)[1], health
+        assert app.cockpit.panes["health"].border_subtitle.startswith("1 replica · 1 ok")
+        assert "prefixes" not in plain(app.query_one("#verdict", Static))
+
+
+async def test_the_checklist_counts_fit_the_pane_at_100_columns(tmp_path: Path) -> None:
+    """At 100x30 the checklist's count line read `evidence 4/5 · exit` — the exit criteria, what `q` asks
+    about, cut off. It says both counts in the room it has."""
+    app = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        note = app.query_one("#checklist-note", Static)
+        shown = plain(note).strip()
+        assert "evidence 4/5" in shown and "exit 1/2" in shown and "\n" not in shown, shown
+        assert len(shown) <= note.content_size.width, shown
+    app = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "wide.jsonl"), live=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert "evidence 4/5 · exit criteria 1/2" in plain(app.query_one("#checklist-note", Static))
+
+
+async def test_without_realtime_the_runbook_takes_the_fanout_panes_room(tmp_path: Path) -> None:
+    """The production rollback at 100x30: a third of the lower half said 'No realtime section in this
+    playbook: no fanout to check' (and took a Tab stop) while the Runbook — the pane the whole production
+    rollback is driven from — cut every step title at 30 columns ('1. Identify last known …')."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    engine = Engine(playbook, Journal(tmp_path / "j.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        panes = app.cockpit.panes
+        assert not panes["fanout"].display or panes["fanout"].region.area == 0
+        assert panes["steps"].region.width > panes["traffic"].region.width + 20
+        steps = pane_text(app, "steps")
+        assert "1. Identify last known good commit" in steps and "3. Stabilize runtime flags" in steps, steps
+        focusable = {w.id for w in app.screen.focus_chain} | {
+            w.parent.id for w in app.screen.focus_chain if w.parent
+        }
+        assert "fanout" not in focusable
