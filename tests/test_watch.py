@@ -199,6 +199,7 @@ async def test_the_presenter_layout_hides_what_the_playbook_has_nothing_for(tmp_
         assert head.value == "HEALTHY" and [[t.label for t in row] for row in rows] == [["CHECKLIST"]]
         text = screen_text(app)
         assert "ROLLBACK" not in text and "ACTIVE BREACH" not in text and "0/1" in text
-        await pilot.press("p")  # back to the panes: all of them, as the cockpit lays them out
+        await pilot.press("p")  # back to the panes, as the cockpit lays them out for this playbook
         await pilot.pause()
-        assert all(app.cockpit.panes[name].display for name in ("fanout", "traffic", "gates", "health"))
+        assert all(app.cockpit.panes[name].display for name in ("traffic", "gates", "health"))
+        assert not app.cockpit.panes["fanout"].display  # no realtime section: the Runbook takes its room
