@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 
 import pytest
 
 from conftest import build_lab_playbook
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.playbook.model import Playbook
 from rollback_tui.probes.traffic import TrafficGenerator
 from rollback_tui.session.engine import Engine, NotAvailable
+from support.http import JsonHandler, serving
 from support.wait import until
 
 GUARDED = build_lab_playbook(
@@ -346,3 +350,100 @@ async def test_a_watch_after_a_finished_rollback_watches_its_whole_time(lab, eng
     run = engine.state.step_items[("watch", 0)]
     assert run.finished_ts is not None and run.started_ts is not None
     assert run.finished_ts - run.started_ts >= 1.5
+
+
+class _KeepAliveTimer(JsonHandler):
+    """A replica behind its server's keep-alive timer: a connection that sat idle for `idle_timeout_s`
+    is closed — here exactly as the next request arrives on it (the timer firing as the request goes
+    out), so nobody reads that request. Every request it does read is answered 201 by `stable-a`."""
+
+    protocol_version = "HTTP/1.1"
+    idle_timeout_s = 2.0
+    read: list[str] = []  # the idempotency key (or path) of every request the server read
+
+    def setup(self) -> None:
+        super().setup()
+        self.idle_since: float | None = None  # on this connection
+
+    def _answer(self) -> None:
+        if self.idle_since is not None and time.monotonic() - self.idle_since >= self.idle_timeout_s:
+            self.close_connection = True
+            return
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.read.append(self.headers.get("Idempotency-Key") or self.path)
+        self.send_json({"event_id": f"evt-{len(self.read)}", "seq": len(self.read)}, 201, SERVED_BY)
+        self.idle_since = time.monotonic()
+
+    do_GET = do_POST = _answer
+
+
+SERVED_BY = {"X-Served-By": "stable-a"}
+
+
+def _behind_timer(url: str, *, realtime: bool, verify_method: str = "GET") -> Playbook:
+    """The lab playbook with its balancer at `url` (no Redis listens at the realtime section's address:
+    the synthetic thread's cleanup fails, which the canary ignores)."""
+    lb = {
+        "url": url,
+        "selector": {"app": "api"},
+        "traffic_control": {"driver": "lab", "admin_url": url},
+        "verify": {"method": verify_method, "path": "/v1/verify"},
+    }
+    rt = {"redis_url": "redis://127.0.0.1:1/0", "channel_prefix": "chat:rt:"} if realtime else None
+    return build_lab_playbook(load_balancer=lb, realtime=rt)
+
+
+async def _canary(playbook: Playbook, *, rate_rps: float, requests: int) -> tuple[Counter, Counter]:
+    """Send `requests` synthetic requests: (answers per replica, unanswered per reason) over all windows."""
+    answered: Counter[str] = Counter()
+    unanswered: Counter[str] = Counter()
+
+    def count(window: ev.Event) -> ev.Event:
+        assert isinstance(window, ev.TrafficWindow)
+        answered.update(window.per_replica)
+        unanswered.update(window.unattributed)
+        return window
+
+    gen = TrafficGenerator(playbook, count, rate_rps=rate_rps, ws_sessions=0, max_requests=requests)
+    await asyncio.wait_for(gen.run(), 30)
+    return answered, unanswered
+
+
+@pytest.mark.parametrize(
+    ("idle_timeout_s", "rate_rps"),
+    [(2.0, 0.4), (0.3, 2.0)],
+    ids=["gunicorn-2s-timer", "a-timer-shorter-than-our-expiry"],
+)
+async def test_a_low_rate_canary_is_not_failed_by_the_servers_keep_alive_timer(
+    idle_timeout_s: float, rate_rps: float
+) -> None:
+    """Seen in demo rehearsals: a canary POST counted as "no answer: RemoteProtocolError" (no replica
+    answered: a failed traffic check, a 5xx for the rates) while the replica was fine — the request went
+    out on a kept-open connection as the server's keep-alive timer closed it. httpx reuses an idle
+    connection for 5 s, as long as uvicorn keeps one: at one request every few seconds they race. Our
+    clients drop idle connections first (gunicorn's 2 s timer never sees a request), and a send that a
+    shorter timer closed unread goes out again: it carries an idempotency key."""
+    handler = type("Timer", (_KeepAliveTimer,), {"idle_timeout_s": idle_timeout_s, "read": []})
+    with serving(handler) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        answered, unanswered = await _canary(_behind_timer(url, realtime=True), rate_rps=rate_rps, requests=3)
+    assert (answered, unanswered) == ({"stable-a": 3}, {})
+    assert len(handler.read) == len(set(handler.read)) == 3  # each send read once
+
+
+async def test_a_post_without_an_idempotency_key_is_not_sent_twice_when_its_connection_closed() -> None:
+    """The other side of the retry: a POST that may not be received twice (a verification request without
+    an idempotency key) is not sent again when the server closed its kept-open connection under it — the
+    canary counts it as unanswered, as it is."""
+    handler = type("Timer", (_KeepAliveTimer,), {"idle_timeout_s": 0.3, "read": []})
+    with serving(handler) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        playbook = _behind_timer(url, realtime=False, verify_method="POST")
+        answered, unanswered = await _canary(playbook, rate_rps=2.0, requests=4)
+    closed = unanswered["no answer: RemoteProtocolError"]
+    assert (
+        closed >= 1
+        and answered["stable-a"] + closed == 4
+        and set(unanswered) <= {"no answer: RemoteProtocolError"}
+    )
+    assert len(handler.read) == answered["stable-a"]  # what the server read, it answered: nothing twice

@@ -44,6 +44,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from rollback_tui.probes.http_client import KEEPALIVE_EXPIRY_S
+
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -357,7 +359,11 @@ def create_apps(balancer: Balancer) -> tuple[Starlette, Starlette]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeout = httpx.Timeout(connect=2.0, read=None, write=10.0, pool=5.0)
-        limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+        # Idle backend connections are dropped before the replicas' keep-alive timer (uvicorn: 5 s) can
+        # close one under a forwarded request, which would answer a healthy backend's request with a 502.
+        limits = httpx.Limits(
+            max_connections=500, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_EXPIRY_S
+        )
         async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
             app.state.http = client
             yield

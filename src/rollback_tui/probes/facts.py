@@ -25,15 +25,16 @@ from rollback_tui.exec.commands import spec_argv
 from rollback_tui.exec.supervise import run_capture
 from rollback_tui.playbook.model import Fact, Playbook, Replica
 from rollback_tui.playbook.secrets import MissingVariable
+from rollback_tui.probes import http_client
 from rollback_tui.probes.health import (
     auth_refused,
     cannot_observe,
     describe_http_error,
     dotted,
     health_url,
-    request,
     run_health_command,
 )
+from rollback_tui.probes.http_client import request
 from rollback_tui.probes.metrics.prometheus import Answer, PrometheusClient, render, scoped
 
 Phase = Literal["baseline", "after_rollback", "check"]
@@ -263,7 +264,7 @@ async def capture_facts(
         raise ValueError(f"unknown fact(s): {', '.join(sorted(unknown))}")
     environ = os.environ if environ is None else environ
     own_client = client is None
-    http = client or httpx.AsyncClient(headers={"User-Agent": "rollback-tui/facts"})
+    http = client or http_client.client(headers={"User-Agent": "rollback-tui/facts"})
     capture = _Capture(playbook, http, health_docs, environ)
     try:
         captured = await asyncio.gather(*(capture.fact(f, phase) for f in facts))

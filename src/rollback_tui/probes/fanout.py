@@ -24,6 +24,7 @@ import websockets
 
 from rollback_tui.core import events as ev
 from rollback_tui.playbook.model import FanoutProtocol, Playbook, Replica
+from rollback_tui.probes import http_client
 from rollback_tui.probes.health import dotted, sample
 from rollback_tui.probes.protocol import check_references, open_stream, send_request, stream_request
 from rollback_tui.probes.redis_tap import RedisTap, channel_pattern, channel_prefix_reader, redis_client
@@ -284,7 +285,7 @@ class FanoutVerifier:
         sent: list[str] = []
         cross_ms: list[float] = []
         replay_ok: bool | None = None
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with http_client.client(timeout=timeout) as client:
             try:
                 deadline = time.monotonic() + timeout * 3
                 a.start(reconnect_until=deadline)
@@ -392,8 +393,13 @@ class FanoutVerifier:
         request = send_request(self.proto, via.url, self.thread_id, text, key)
         started = time.time()
         try:
-            response = await client.request(
-                request.method, request.url, json=request.body, headers=request.headers
+            response = await http_client.request(
+                client,
+                request.method,
+                request.url,
+                json=request.body,
+                headers=request.headers,
+                replayable=request.replayable,
             )
         except httpx.HTTPError as exc:
             self.reasons.append(f"send via {via.name} failed: {type(exc).__name__}: {exc}"[:200])
@@ -461,7 +467,7 @@ class FanoutVerifier:
     async def _realtime_config(self) -> dict[str, tuple[str | None, str | None]]:
         """(transport, channel prefix) each replica of the pair reports in its health document."""
         timeout = self.proto.receive_timeout_s
-        async with httpx.AsyncClient() as client:
+        async with http_client.client() as client:
             samples = await asyncio.gather(*(sample(client, r, self.playbook, timeout) for r in self.pair))
         return {s.replica: (s.transport, s.channel_prefix) for s in samples}
 

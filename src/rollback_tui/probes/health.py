@@ -21,6 +21,8 @@ import httpx
 
 from rollback_tui.core.events import Event, HealthSample
 from rollback_tui.playbook.model import HealthFields, Playbook, Replica
+from rollback_tui.probes import http_client
+from rollback_tui.probes.http_client import request
 
 E = TypeVar("E", bound=BaseException)
 
@@ -55,23 +57,6 @@ def _behind(exc: BaseException, kind: type[E]) -> E | None:
 def _unresolved(exc: BaseException) -> socket.gaierror | None:
     """The name-resolution failure behind a connect error, if that is what it was."""
     return _behind(exc, socket.gaierror)
-
-
-IDEMPOTENT = frozenset({"GET", "HEAD"})
-
-
-async def request(client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response:
-    """`client.request`, an idempotent one sent again (once) when the server closed the kept-alive
-    connection it went out on without answering (a FIN: RemoteProtocolError; a reset: ReadError): the
-    server's idle timer (uvicorn, Node: 5 s; gunicorn: 2 s) and our reuse of the connection crossed, which
-    says nothing about the target. The second try goes out on a new connection, so a target that really
-    drops requests fails it too. GET and HEAD only: another method may have been acted on."""
-    try:
-        return await client.request(method, url, **kw)
-    except (httpx.RemoteProtocolError, httpx.ReadError):
-        if method.upper() not in IDEMPOTENT:
-            raise
-    return await client.request(method, url, **kw)
 
 
 def cannot_observe(exc: Exception) -> bool:
@@ -269,9 +254,9 @@ class HealthProbe:
         self.emit = emit
 
     async def run(self) -> None:
-        limits = httpx.Limits(max_connections=len(self.playbook.replicas) * 2)
         headers = {"User-Agent": "rollback-tui/health"}
-        async with httpx.AsyncClient(limits=limits, headers=headers) as client, asyncio.TaskGroup() as group:
+        http = http_client.client(max_connections=len(self.playbook.replicas) * 2, headers=headers)
+        async with http as client, asyncio.TaskGroup() as group:
             for replica in self.playbook.replicas:
                 group.create_task(self._poll(client, replica), name=f"health:{replica.name}")
 
@@ -285,7 +270,7 @@ class HealthProbe:
 
     async def once(self) -> list[HealthSample]:
         """One sample of every replica, concurrently (for `check health` and the headless runner)."""
-        async with httpx.AsyncClient() as client:
+        async with http_client.client() as client:
             samples = await asyncio.gather(
                 *(
                     sample(client, r, self.playbook, self.playbook.health_timeout_s)

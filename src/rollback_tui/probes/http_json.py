@@ -21,7 +21,9 @@ import httpx
 from rollback_tui.core.events import DeadLettersInspected, Event, ProbeResult
 from rollback_tui.exec.commands import CommandError, resolve_refs
 from rollback_tui.playbook.model import HttpProbe, Playbook
-from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted, request
+from rollback_tui.probes import http_client
+from rollback_tui.probes.health import auth_refused, cannot_observe, describe_http_error, dotted
+from rollback_tui.probes.http_client import request
 
 
 async def probe_http(
@@ -84,7 +86,7 @@ async def probe_once(
 ) -> list[ProbeResult]:
     """Run the named probes (all by default) once, concurrently; emit results in playbook order."""
     probes = [p for p in playbook.probes if names is None or p.name in names]
-    async with httpx.AsyncClient(headers={"User-Agent": "rollback-tui/probe"}) as client:
+    async with http_client.client(headers={"User-Agent": "rollback-tui/probe"}) as client:
         results = await asyncio.gather(*(probe_http(p, client, environ=environ) for p in probes))
     return [emit(r) for r in results]  # type: ignore[misc]
 
@@ -98,7 +100,7 @@ async def inspect_dead_letters(
 ) -> DeadLettersInspected:
     """Read the dead-letters endpoint once: its count (journaled as the probe's result too, so the growth
     guardrail sees it) and the newest items — the document's `items` list, in the endpoint's order."""
-    async with httpx.AsyncClient(headers={"User-Agent": "rollback-tui/probe"}) as client:
+    async with http_client.client(headers={"User-Agent": "rollback-tui/probe"}) as client:
         result, doc = await probe_document(probe, client, environ=environ)
     emit(result)
     items = doc.get("items") if isinstance(doc, dict) else None
@@ -140,6 +142,6 @@ async def poll_probes(
                 await asyncio.wait_for(stop.wait(), remaining)
 
     user_agent = {"User-Agent": "rollback-tui/probe"}
-    async with httpx.AsyncClient(headers=user_agent) as client, asyncio.TaskGroup() as group:
+    async with http_client.client(headers=user_agent) as client, asyncio.TaskGroup() as group:
         for probe in polled:
             group.create_task(poll(client, probe), name=f"probe:{probe.name}")

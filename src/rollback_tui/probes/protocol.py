@@ -48,6 +48,7 @@ class Request:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, str] | None = None
+    replayable: bool = False  # it may reach the server twice: it carries an idempotency key
 
 
 def _headers(
@@ -70,7 +71,7 @@ def send_request(
     headers = _headers(proto.send_headers, values, environ)
     headers[proto.idempotency_header] = key
     body = {k: render(v, **values) for k, v in proto.send_body.items()}
-    return Request(proto.send_method, render(proto.send_url, **values), headers, body)
+    return Request(proto.send_method, render(proto.send_url, **values), headers, body, replayable=True)
 
 
 def stream_request(

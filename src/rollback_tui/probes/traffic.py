@@ -32,6 +32,7 @@ import httpx
 from rollback_tui.core import events as ev
 from rollback_tui.exec.commands import CommandError
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.probes import http_client
 from rollback_tui.probes.fanout import cleanup_thread
 from rollback_tui.probes.protocol import (
     UNKNOWN,
@@ -179,9 +180,7 @@ class TrafficGenerator:
 
     async def run(self) -> None:
         deadline = time.monotonic() + self.max_duration_s
-        async with httpx.AsyncClient(
-            timeout=self.timeout, limits=httpx.Limits(max_connections=self.concurrency * 2)
-        ) as client:
+        async with http_client.client(timeout=self.timeout, max_connections=self.concurrency * 2) as client:
             tasks = [asyncio.create_task(self._stream_session(i, deadline)) for i in range(self.ws_sessions)]
             tasks.append(asyncio.create_task(self._window_loop()))
             try:
@@ -224,7 +223,14 @@ class TrafficGenerator:
             thread = self.thread_id if self._sends % self.stream_every == 0 else self.bulk_thread
             key = f"{thread}-{uuid.uuid4().hex[:12]}"
             request = send_request(self.playbook.realtime.fanout, self.base, thread, "synthetic", key)
-        return await client.request(request.method, request.url, json=request.body, headers=request.headers)
+        return await http_client.request(
+            client,
+            request.method,
+            request.url,
+            json=request.body,
+            headers=request.headers,
+            replayable=request.replayable,
+        )
 
     async def _one(self, client: httpx.AsyncClient) -> None:
         started = time.perf_counter()
@@ -324,8 +330,10 @@ async def verify_stable(
     deadline = time.monotonic() + timeout_s
     served: Counter[str] = Counter()
     verified = False
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=min(2.0, timeout_s), limits=limits) as client:
+    http = http_client.client(
+        timeout=min(2.0, timeout_s), max_connections=concurrency, max_keepalive_connections=concurrency
+    )
+    async with http as client:
         while not verified and time.monotonic() < deadline:
             batch = _Batch(client, request, identify, kept, need, deadline, served)
             verified = await batch.run(concurrency)
@@ -360,7 +368,9 @@ class _Batch:
         while self.issued < self.need and not self.spoiled and time.monotonic() < self.deadline:
             self.issued += 1
             try:
-                response = await self.client.request(request.method, request.url, headers=request.headers)
+                response = await http_client.request(
+                    self.client, request.method, request.url, headers=request.headers
+                )
             except httpx.HTTPError as exc:
                 self.served[unanswered(exc)] += 1
                 self.spoiled = True

@@ -30,7 +30,9 @@ import httpx
 from rollback_tui.core import events as ev
 from rollback_tui.playbook.model import Guardrail, Playbook, PrometheusServer
 from rollback_tui.playbook.secrets import MissingVariable, resolve
+from rollback_tui.probes import http_client
 from rollback_tui.probes.health import auth_refused, describe_http_error
+from rollback_tui.probes.http_client import request
 
 Emit = Callable[[ev.Event], ev.Event]
 PLACEHOLDER = re.compile(r"\{(replica|replicas|scope|window)\}")
@@ -121,7 +123,7 @@ class PrometheusClient:
             self.blind = f"{what}: {exc}"
         except (OSError, ssl.SSLError) as exc:
             self.blind = f"{what}: TLS files unusable: {exc}"
-        self.client = httpx.AsyncClient(headers=headers, auth=auth, verify=verify, timeout=server.timeout_s)
+        self.client = http_client.client(headers=headers, auth=auth, verify=verify, timeout=server.timeout_s)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -133,7 +135,8 @@ class PrometheusClient:
         if self.blind is not None:
             return Answer(error=self.blind)
         try:
-            response = await self.client.post(self.url, data={"query": promql})
+            # An instant query changes nothing: it may be sent again when a kept-open connection raced.
+            response = await request(self.client, "POST", self.url, data={"query": promql}, replayable=True)
         except httpx.TimeoutException:
             return self._fail(f"no answer within {self.server.timeout_s:g} s")
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
