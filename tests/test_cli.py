@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -207,6 +208,40 @@ def test_headless_rehearsal_detects_rolls_back_verifies_and_passes(tmp_path):
     assert "Exit verdict: COMPLETE" in report
     summary = json.loads((out / "bundle.json").read_text())["summary"]
     assert summary["verdict"]["complete"] is True
+
+
+@pytest.mark.parametrize(
+    "run_only",
+    [
+        ["--only", "verify-rollback"],
+        ["--only", "trigger-rollback", "--only", "verify-rollback", "--rollback", "never"],
+    ],
+    ids=["only-the-verification", "rollback-never"],
+)
+def test_a_rollback_verification_with_no_rollback_does_not_pass(run_only: list[str], tmp_path: Path) -> None:
+    """`rehearse --only verify-rollback` (or with `--rollback never`) on the demo read "verify-rollback:
+    passed" — its traffic item "All traffic on the old image" passed with blue-next at ~15 % — although
+    nothing was rolled back; only the exit criteria said so. What a verification step's items show
+    without an applied rollback verifies none: unknown, with the reason, in the log, report, bundle, JUnit."""
+    require_redis_server()
+    out, junit = tmp_path / "evidence", tmp_path / "junit.xml"
+    result = run("rehearse", "playbooks/demo.yaml", "--headless", *run_only, "--export", str(out),
+                 "--junit", str(junit), tmp=tmp_path, timeout=180)  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout
+    assert "verify-rollback: passed" not in log
+    step = next(ln for ln in log.splitlines() if ln.startswith("  step 5. verify-rollback: "))
+    why = "no rollback was applied in this session, so it verifies none — it passed"
+    head = "  step 5. verify-rollback: unknown — gate: release-gates-surreal unknown"
+    assert step.startswith(f"{head} ({why})"), step
+    assert f"check: traffic unknown ({why}: 3 s canary: " in step and "blue-next " in step, step
+    assert "(verify-rollback): unknown" in (out / "report.md").read_text()
+    bundled = json.loads((out / "bundle.json").read_text())["summary"]["steps"]
+    verify = next(s for s in bundled if s["step"] == "verify-rollback")
+    assert verify["status"] == "unobserved" and {i["status"] for i in verify["items"]} == {"unobserved"}
+    cases = ET.parse(junit).getroot().iter("testcase")
+    verifying = [c for c in cases if c.get("classname", "").endswith(".verify-rollback")]
+    assert len(verifying) == 5 and all(c.find("error") is not None for c in verifying)
 
 
 def test_a_canary_that_no_replica_answered_is_a_failed_traffic_check(tmp_path: Path) -> None:

@@ -1022,6 +1022,11 @@ class Step(Strict):
     title: str
     description: str = ""
     do: list[StepItem] = Field(min_length=1)
+    verifies_rollback: bool = Field(
+        False,
+        description="The step verifies the rollback: an item passes only if it ran after a rollback was "
+        "applied (otherwise it is unknown, or failed when the rollback failed).",
+    )
 
 
 Rule = Literal[

@@ -178,6 +178,7 @@ class Runbook:
             reason = self.opts.withheld_reason
             return self._finish(step, index, label, "skipped", reason, withheld=True, due=due)
         self.engine.start_item(step.name, index, actor=self.actor)
+        rolled_back = self.engine.rolled_back  # as it starts: what it shows is after the rollback
         note = ""
         try:
             if kind == "manual":
@@ -192,7 +193,31 @@ class Runbook:
         except Exception as exc:  # a bug must not pass for an outcome of the system: say it could not run
             log.exception("runbook item %s/%d failed", step.name, index)
             outcome, reason = "unknown", f"could not run: {type(exc).__name__}: {exc}"
+        if self._verifies_nothing(step, item, outcome, rolled_back):
+            outcome, reason = self._no_rollback_to_verify(reason, rolled_back)
         return self._finish(step, index, label, outcome, reason, note=note, due=due)
+
+    def _verifies_nothing(self, step: Step, item: StepItem, outcome: Outcome, rolled_back: bool) -> bool:
+        """A passed item of a step that verifies the rollback, not run over an applied rollback from start
+        to end (the rollback's own action excepted: it is what makes the session after the rollback)."""
+        if not step.verifies_rollback or outcome != "passed" or (rolled_back and self.engine.rolled_back):
+            return False
+        return not (item.action and isinstance(self.playbook.action(item.action), SelectorRemoval | Redeploy))
+
+    def _no_rollback_to_verify(self, shown: str, rolled_back_at_start: bool) -> Result:
+        """An item of a step that verifies the rollback passed, but not over a rollback applied before it
+        began and still applied when it ended: it showed the system, not a rollback. Unknown, as what
+        could not be observed is; failed when the rollback failed."""
+        rollback = self.engine.state.traffic.rollback
+        if self.engine.rolled_back:
+            why = "the rollback was applied only while it ran"
+        elif rollback.stage == "none":
+            why = "no rollback was applied in this session"
+        else:
+            when = " while it ran" if rolled_back_at_start else ""
+            why = f"rollback {rollback.action} {rollback.words}{when}"
+        outcome: Outcome = "failed" if rollback.stage == "failed" else "unknown"
+        return outcome, f"{why}, so it verifies none — it passed" + (f": {shown}" if shown else "")
 
     def _finish(
         self,
