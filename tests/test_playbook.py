@@ -261,6 +261,17 @@ def test_dangling_references_are_located() -> None:
     assert messages["checklist[0].fact"] == "no fact named 'channel-prefix' (no facts are defined)"
 
 
+def test_a_kept_candidate_is_a_replica_the_rollback_does_not_also_remove(tmp_path: Path) -> None:
+    text = bundled_playbook("demo").read_text()
+    kept = "    remove_replicas: [blue-next]\n    keep_replicas: [blue-next, blue-nxt]\n"
+    path = tmp_path / "kept.yaml"
+    path.write_text(text.replace("    remove_replicas: [blue-next]\n", kept, 1))
+    messages = {p: m for _, _, p, m in errors_of(path)}
+    assert messages["actions[1].keep_replicas[0]"] == "'blue-next' is also in remove_replicas"
+    assert messages["actions[1].keep_replicas[1]"].startswith("no replica named 'blue-nxt'")
+    assert len(messages) == 2
+
+
 def test_inline_secrets_and_shell_strings_are_rejected() -> None:
     errors = errors_of(DATA / "secrets-and-shell.yaml")
     assert where(errors) == [

@@ -447,3 +447,70 @@ async def test_a_post_without_an_idempotency_key_is_not_sent_twice_when_its_conn
         and set(unanswered) <= {"no answer: RemoteProtocolError"}
     )
     assert len(handler.read) == answered["stable-a"]  # what the server read, it answered: nothing twice
+
+
+def _two_candidates(keep: list[str]) -> Playbook:
+    """blue-next and blue-next-2 are both candidates; the rollback removes blue-next only, and the label it
+    narrows the selector by (pool: main) leaves blue-next-2 selected."""
+
+    def replica(name: str, port: int, role: str, pool: str) -> dict:
+        track = "stable" if role == "stable" else "candidate"
+        commit = "abc1234" if role == "stable" else "def5678"
+        return {
+            "name": name,
+            "url": f"http://127.0.0.1:{port}",
+            "role": role,
+            "labels": {"app": "api", "track": track, "pool": pool},
+            "lab": {"image": f"sha256:{commit * 2}", "commit": commit},
+        }
+
+    return build_lab_playbook(
+        replicas=[
+            replica("stable-a", 18081, "stable", "main"),
+            replica("stable-b", 18082, "stable", "main"),
+            replica("blue-next", 18083, "candidate", "canary"),
+            replica("blue-next-2", 18084, "candidate", "main"),
+        ],
+        load_balancer={
+            "url": "http://127.0.0.1:18080",
+            "selector": {"app": "api"},
+            "weights": {"stable-a": 40, "stable-b": 40, "blue-next": 10, "blue-next-2": 10},
+            "traffic_control": {"driver": "lab", "admin_url": "http://127.0.0.1:18090"},
+        },
+        actions=[
+            {
+                "kind": "selector_removal",
+                "name": "remove-blue-next",
+                "title": "Remove blue-next",
+                "replica_set": "blue-next",
+                "remove_replicas": ["blue-next"],
+                "keep_replicas": keep,
+                "verify_requests": 50,
+                "rto_budget_s": 3,
+            }
+        ],
+    )
+
+
+@pytest.mark.parametrize("lab_playbook", [_two_candidates(keep=[])], indirect=True)
+async def test_a_second_candidate_still_selected_fails_the_rollback_verification(lab, engine):
+    """Verification counted every replica the rollback did not remove as stable: with a second candidate
+    still selected it read "verified: 100.0 % of 50 requests on stable" while blue-next-2 answered a share
+    of them. Kept is stable (or a candidate the action keeps on purpose); blue-next-2 fails it, by name."""
+    with pytest.raises(NotAvailable, match="Rollback not verified"):
+        await engine.rollback("remove-blue-next", "blue-next")
+    routing = await engine.read_routing()
+    assert "blue-next" not in routing.backends and "blue-next-2" in routing.backends
+    verified = engine.state.traffic.rollback_verified
+    assert verified is not None and not verified.ok and verified.stable_share < 1.0
+    assert "not served by stable (" in verified.error and " by candidate blue-next-2" in verified.error
+    status = engine.state.traffic.rollback
+    assert status.stage == "failed" and "candidate blue-next-2" in (status.failure or "")
+    await engine.stop()
+
+
+@pytest.mark.parametrize("lab_playbook", [_two_candidates(keep=["blue-next-2"])], indirect=True)
+async def test_a_candidate_the_rollback_keeps_on_purpose_counts_as_kept(lab, engine):
+    verified = await engine.rollback("remove-blue-next", "blue-next")
+    assert verified.ok and verified.stable_share == 1.0 and verified.requests >= 50
+    await engine.stop()

@@ -665,6 +665,7 @@ class _CrossCheck:
                             "only candidate replicas can be removed",
                         )
                     removed.append(replicas[name])
+                self.kept_candidates(here, action)
                 for j, fact in enumerate(action.recheck_facts):
                     self.ref((*here, "recheck_facts", j), "facts", fact)
                 after = action.selector_after
@@ -689,6 +690,13 @@ class _CrossCheck:
             elif isinstance(action, CommandAction):
                 for j, probe in enumerate(action.watch):
                     self.ref((*here, "watch", j), "probes", probe)
+
+    def kept_candidates(self, here: FieldPath, action: SelectorRemoval) -> None:
+        """`keep_replicas` names replicas the action does not also remove."""
+        for j, name in enumerate(action.keep_replicas):
+            path = (*here, "keep_replicas", j)
+            if self.ref(path, "replicas", name) and name in action.remove_replicas:
+                self.add(path, f"{name!r} is also in remove_replicas")
 
     def steps(self) -> None:
         colls = {

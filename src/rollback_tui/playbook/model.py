@@ -849,6 +849,11 @@ class SelectorRemoval(Strict):
     changes: bool | None = Field(None, description=_CHANGES)
     replica_set: str = Field(description="What the operator types to confirm, e.g. blue-next.")
     remove_replicas: list[str] = Field(min_length=1)
+    keep_replicas: list[str] = Field(
+        default_factory=list,
+        description="Candidate replicas this rollback leaves in traffic on purpose: verification counts "
+        "their answers as kept (otherwise only stable replicas are).",
+    )
     verify_requests: int = Field(200, ge=1, le=100_000)
     rto_budget_s: float = Field(60.0, gt=0)
     selector_after: dict[str, str] | None = Field(
@@ -1128,6 +1133,12 @@ class Playbook(Strict):
 
     def action(self, name: str) -> SelectorRemoval | Redeploy | StabiliseFlags | CommandAction:
         return next(a for a in self.actions if a.name == name)
+
+    def kept_by(self, removal: SelectorRemoval) -> list[str]:
+        """The replicas a rollback's verification may find answering: the stable ones it does not remove and
+        the candidates it keeps on purpose. Any other answer (a second candidate still selected) fails it."""
+        kept = [r for r in self.replicas if r.role == "stable" or r.name in removal.keep_replicas]
+        return [r.name for r in kept if r.name not in removal.remove_replicas]
 
     @property
     def synthetic_rps(self) -> float:

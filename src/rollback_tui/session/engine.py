@@ -539,8 +539,9 @@ class Engine:
 
         assert self.playbook.load_balancer is not None
         # Called after _apply_removal read the routing back: every verification request is issued after
-        # the change. Verified: one whole batch of verify_requests answered by kept replicas only.
-        stable = {r.name for r in self.playbook.replicas if r.name not in spec.remove_replicas}
+        # the change. Verified: one whole batch of verify_requests answered by kept replicas only — stable
+        # ones, or candidates the action keeps on purpose; not every replica it did not remove.
+        stable = set(self.playbook.kept_by(spec))
         ok, share, total, served = await verify_stable(
             self.playbook.load_balancer.url,
             stable,
@@ -554,7 +555,7 @@ class Engine:
             ok=ok,
             stable_share=round(share, 4),
             requests=total,
-            error=None if ok else _unverified_reason(spec, stable, served, total),
+            error=None if ok else _unverified_reason(self.playbook, spec, stable, served, total),
         )
         verified.rto_s = round(verified.ts - requested.ts, 3)
         if breach is not None and breach.first_bad_ts:
@@ -906,13 +907,17 @@ def triggers(trigger: str | None, severity: str) -> bool:
     return trigger is not None and _SEVERITY_RANK.get(severity, 9) <= _SEVERITY_RANK.get(trigger, -1)
 
 
-def _unverified_reason(spec: SelectorRemoval, stable: set[str], served: dict[str, int], total: int) -> str:
+def _unverified_reason(
+    playbook: Playbook, spec: SelectorRemoval, stable: set[str], served: dict[str, int], total: int
+) -> str:
     """Why no batch of `verify_requests` requests was answered by kept replicas only."""
     others = {r: n for r, n in served.items() if r not in stable}
     if not total:
         return f"no verification request was answered within {spec.rto_budget_s:g} s"
     if others:
-        listed = ", ".join(f"{n} by {r}" for r, n in sorted(others.items(), key=lambda kv: -kv[1]))
+        candidates = {r.name for r in playbook.replicas if r.role == "candidate"}
+        ranked = sorted(others.items(), key=lambda kv: -kv[1])
+        listed = ", ".join(f"{n} by {'candidate ' if r in candidates else ''}{r}" for r, n in ranked)
         return f"{sum(others.values())} of {total} verification requests not served by stable ({listed})"
     return f"only {total} of {spec.verify_requests} verification requests answered in {spec.rto_budget_s:g} s"
 

@@ -354,13 +354,22 @@ class Runbook:
         unanswered = sum(totals.unattributed.values())
         if unanswered:
             return "failed", f"{unanswered} of {totals.requests} requests answered by no replica — {shown}"
-        rollback = self.engine.state.traffic.rollback
-        removed = rollback.replicas if rollback.after_rollback else []
-        still = {r: totals.served[r] for r in removed if totals.served.get(r)}
+        still = {r: totals.served[r] for r in self._out_of_traffic() if totals.served.get(r)}
         if still:
             named = ", ".join(f"{r} answered {n}" for r, n in still.items())
             return "failed", f"after the rollback {named} of {totals.requests} requests — {shown}"
         return "passed", shown
+
+    def _out_of_traffic(self) -> list[str]:
+        """After the rollback, the replicas that must not answer: the candidates it did not keep (those it
+        removed, and any other candidate still selected), not only those it removed."""
+        rollback = self.engine.state.traffic.rollback
+        if not rollback.after_rollback:
+            return []
+        action = next((a for a in self.playbook.actions if a.name == rollback.action), None)
+        kept = self.playbook.kept_by(action) if isinstance(action, SelectorRemoval) else []
+        candidates = [r.name for r in self.playbook.replicas if r.role == "candidate" and r.name not in kept]
+        return list(dict.fromkeys([*rollback.replicas, *candidates]))
 
     async def _watch(self) -> Result:
         """Watch the guardrails for `watch_s`; stop early once a P0 breach was rolled back during the watch
