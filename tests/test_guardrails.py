@@ -363,8 +363,10 @@ def test_query_that_cannot_answer_is_unknown_never_a_breach_and_a_crossing_breac
     down = {"value": "Prometheus prom unreachable: connection refused"}
     assert g.observe(_sample(101.0, errors=down)) == []
     assert [(c.status, c.reason) for c in g.status_changes()] == [("unknown", down["value"])]
-    assert g.observe(_sample(102.0, errors={"value": "no series"})) == []  # still unknown: no repeat
+    assert g.observe(_sample(102.0, errors=down)) == []  # still unknown for that reason: no repeat
     assert g.status_changes() == []
+    assert g.observe(_sample(102.5, errors={"value": "no series"})) == []  # another reason is a change
+    assert [(c.status, c.reason, c.ts) for c in g.status_changes()] == [("unknown", "no series", 102.5)]
     out = g.observe(_sample(103.0, 0.2))
     assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
     # The bad samples lie within the window it was evaluated over: TTD from its start never understates.

@@ -19,9 +19,13 @@ from conftest import build_lab_playbook, holds_secret, require_prometheus, requi
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import guardrail_readings
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.state import fold
 from rollback_tui.lab.prometheus import LabPrometheus, Target
 from rollback_tui.lab.supervisor import Lab
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.report.bundle import build_bundle
+from rollback_tui.report.evidence import iso
+from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.engine import Engine
 from support.wait import until
 
@@ -395,3 +399,48 @@ async def test_tls_options_verify_the_server_with_the_given_ca(
     assert reason.startswith(
         "Prometheus system-cas: TLS handshake failed ([SSL: CERTIFICATE_VERIFY_FAILED]"
     ), reason
+
+
+async def test_a_guardrail_unknown_for_another_reason_reports_the_latest_one(
+    prometheus: LabPrometheus, exporter: tuple[Any, str], tmp_path: Path
+) -> None:
+    """A query with no series yet, then a NaN sample: the report's data-collection failures kept "no
+    series" — since, last and times of its first evaluation, "still unknown" — because a guardrail's status
+    was journaled only when it changed, and unknown → unknown was no change. A change of reason is
+    journaled; the table ends the first reason there and shows the latest with its evaluations."""
+    rail = {"name": "prom-ratio", "query": "max(rtui_nan_ratio)", "threshold": 0.05}
+    pb = playbook([{"name": "prom", "url": prometheus.url}], [rail])
+    journal = tmp_path / "j.jsonl"
+    engine = Engine(pb, Journal(journal), operator="t")
+    no_series = "Prometheus prom: no series (nothing matched the query in its window)"
+    nan = "Prometheus prom: the query gives NaN or ±Inf (no samples in its window?)"
+
+    def evaluations(reason: str) -> int:
+        samples = [e for e in read_journal(journal).events if isinstance(e, ev.MetricSample)]
+        return sum(reason in s.errors.values() for s in samples)
+
+    await engine.start()
+    try:
+        await until(lambda: evaluations(no_series) >= 3, "three evaluations with no series")
+        Gauge("rtui_nan_ratio", "test", registry=exporter[0]).set(float("nan"))
+        await until(lambda: evaluations(nan) >= 3, "three evaluations giving NaN", 30)
+    finally:
+        await engine.stop()
+    assert rail_status(engine, "prom-ratio") == ("unknown", nan)
+    events = read_journal(journal).events
+    samples = [e for e in events if isinstance(e, ev.MetricSample)]
+    first_nan = next(s for s in samples if nan in s.errors.values())
+    state = fold(events)
+    rows = [r for r in build_bundle(pb, state, events)["summary"]["data_collection_failures"]
+            if r["what"] == "guardrail prom-ratio"]  # fmt: skip
+    last_no_series = max(s.ts for s in samples if no_series in s.errors.values())
+    assert rows == [
+        {"what": "guardrail prom-ratio", "why": no_series, "since": iso(samples[0].ts),
+         "last": iso(last_no_series), "times": evaluations(no_series), "until": iso(first_nan.ts)},
+        {"what": "guardrail prom-ratio", "why": nan, "since": iso(first_nan.ts), "last": iso(samples[-1].ts),
+         "times": evaluations(nan), "until": None},
+    ]  # fmt: skip
+    report = render_markdown(pb, state, events)
+    table = report.split("## Data-collection failures\n", 1)[1].split("\n## ", 1)[0]
+    shown = [line for line in table.splitlines() if line.startswith("| guardrail prom-ratio")]
+    assert len(shown) == 2 and no_series in shown[0] and nan in shown[1] and "still unknown" in shown[1]

@@ -9,8 +9,8 @@ threshold, the window and the timestamp of the first bad sample, so time-to-dete
 A guardrail whose source could not observe (a probe with an unset `${VAR}`, a replica host that does not
 resolve from here, a gate that could not run, a Prometheus query that errs, times out or finds no series)
 is *unknown* with the reason: never a breach, never "ok". `status_changes()` hands out the GuardrailStatus
-events to journal when a guardrail first has data, turns unknown, or recovers — once per change, not once
-per poll.
+events to journal when a guardrail first has data, turns unknown, is unknown for another reason, or
+recovers — once per change, not once per poll.
 
 A guardrail with a `baseline` judges the candidate against the stable replicas: the same metric over the
 same window on both sides, compared as a ratio or a difference, and only once each side has
@@ -116,6 +116,7 @@ class _Track:
     first_bad_ts: float | None = None
     breached: bool = False
     status: str | None = None  # the last journaled GuardrailStatus (None: none yet)
+    reason: str | None = None  # and its reason, while unknown
     live: Cusum | None = None  # sequential: the test as of the last window, fed responses since
     breached_at: float | None = None  # sequential: when its breach was decided
 
@@ -160,7 +161,7 @@ class GuardrailEvaluator:
         """Carry on from a resumed journal: what it already says about each guardrail is not repeated."""
         for name, rail in state.rails.items():
             if name in self.tracks:
-                self.tracks[name].status = rail.status
+                self.tracks[name].status, self.tracks[name].reason = rail.status, rail.reason
 
     def status_changes(self) -> list[ev.GuardrailStatus]:
         """The GuardrailStatus events to journal since the last call (see the module docstring)."""
@@ -226,10 +227,13 @@ class GuardrailEvaluator:
 
     def _track_status(self, track: _Track, reading: Reading, ts: float) -> None:
         status = reading.status
-        # Waiting is journaled only as the end of unknown; observed → waiting (the window emptied) is not.
-        if status == track.status or (status == "waiting" and track.status != "unknown"):
+        # Unknown for another reason is a change too ("no series", then NaN): the evidence says the latest.
+        if status == track.status and (status != "unknown" or reading.unknown == track.reason):
             return
-        track.status = status
+        # Waiting is journaled only as the end of unknown; observed → waiting (the window emptied) is not.
+        if status == "waiting" and track.status != "unknown":
+            return
+        track.status, track.reason = status, reading.unknown
         # Stamped with the observation that changed it: "unknown since" is when the blind sample came in.
         change = ev.GuardrailStatus(guardrail=track.rail.name, status=status, reason=reading.unknown, ts=ts)
         self._changes.append(change)

@@ -515,7 +515,9 @@ def _recovered(s: SessionState, e: ev.GuardrailRecovered) -> None:
 
 def _rail_status(s: SessionState, e: ev.GuardrailStatus) -> None:
     rail = s.rails.setdefault(e.guardrail, RailState(e.guardrail))
-    rail.status, rail.reason, rail.since = e.status, e.reason, e.ts
+    if e.status != rail.status:  # another reason for the same unknown: unknown since the first one
+        rail.since = e.ts
+    rail.status, rail.reason = e.status, e.reason
     if e.status == "observed" and rail.observed_ts is None:
         rail.observed_ts = e.ts
 

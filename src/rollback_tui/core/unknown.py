@@ -77,9 +77,9 @@ class UnknownWatch:
             return []
         was = self.unknown.get(seen.subject)
         if seen.reason is not None:
+            self.unknown[seen.subject] = seen.reason  # the latest reason, for the notice when it ends
             if was is not None:
                 return []
-            self.unknown[seen.subject] = seen.reason
             message = f"{seen.subject} unknown (could not observe): {seen.reason}"
             return [ev.Notice(level="warning", source=seen.source, message=message)]
         if was is None:

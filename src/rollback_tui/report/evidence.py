@@ -32,6 +32,7 @@ TIMELINE_TAIL = 400
 TRAFFIC_ROWS = 30
 MAX_BLIND = 200  # data-collection failure episodes kept for the report (the journal has them all)
 _TIMELINE = ev.TIMELINE  # kinds with a line in the timeline (core/read/timeline.py describes them)
+_WATCHED = OBSERVING_KINDS | {"metric_sample"}  # what data-collection failures are folded from
 
 
 def iso(ts: float | None, *, ms: bool = False) -> str:
@@ -137,9 +138,12 @@ class Evidence:
         self.traffic = TrafficHistory()
         self.traffic_total = TrafficTotals("whole session")
         self.warnings: list[str] = []
-        self.blind: list[Blind] = []  # oldest first, at most MAX_BLIND
+        self._blind: list[Blind] = []  # oldest first, at most MAX_BLIND
         self.blind_dropped = 0
         self._blind_open: dict[str, Blind] = {}  # subject → its episode while it cannot observe
+        # guardrail subject → the time of its last query evaluation while unknown, not yet counted: it is
+        # the same unknown again unless a GuardrailStatus stamped with that time says it changed.
+        self._evaluated: dict[str, float] = {}
         self.incident = IncidentFold()  # what broke, the traffic while it lasted: the summary paragraph
 
     @classmethod
@@ -152,6 +156,13 @@ class Evidence:
         return evidence
 
     # --- derived ------------------------------------------------------------------------------
+
+    @property
+    def blind(self) -> list[Blind]:
+        """The data-collection failure episodes, oldest first (at most MAX_BLIND)."""
+        for subject in list(self._evaluated):
+            self._count_evaluation(subject)
+        return self._blind
 
     @property
     def timeline(self) -> list[TimelineEntry]:
@@ -172,7 +183,7 @@ class Evidence:
             if self._blind_open or event.status == "unknown":  # type: ignore[attr-defined]
                 self._observed(event)
             return
-        if kind in OBSERVING_KINDS:
+        if kind in _WATCHED:
             self._observed(event)
         if kind == "fanout_frame":
             self._frame(event)  # type: ignore[arg-type]
@@ -210,10 +221,32 @@ class Evidence:
             if text is not None:
                 self._timeline(TimelineEntry(event.ts, kind, text))
 
+    def _query_evaluated(self, event: ev.MetricSample) -> None:
+        """A guardrail's query was evaluated. Only its changes are journaled (GuardrailStatus, stamped with
+        the evaluation's time), so an evaluation while it is unknown that no change follows was unknown for
+        the same reason: it counts in the episode's times and last."""
+        subject = f"guardrail {event.guardrail}"
+        self._count_evaluation(subject)
+        if subject in self._blind_open:
+            self._evaluated[subject] = event.ts
+
+    def _count_evaluation(self, subject: str) -> None:
+        ts = self._evaluated.pop(subject, None)
+        episode = self._blind_open.get(subject)
+        if ts is not None and episode is not None and ts > episode.last:
+            episode.last, episode.times = ts, episode.times + 1
+
     def _observed(self, event: ev.Event) -> None:
+        if isinstance(event, ev.MetricSample):
+            self._query_evaluated(event)
+            return
         seen = observation(event)
         if seen is None:
             return
+        if isinstance(event, ev.GuardrailStatus):
+            if self._evaluated.get(seen.subject) == event.ts:  # this change is that evaluation's outcome
+                del self._evaluated[seen.subject]
+            self._count_evaluation(seen.subject)
         episode = self._blind_open.get(seen.subject)
         if seen.reason is None:
             if episode is not None:
@@ -226,9 +259,9 @@ class Evidence:
         if episode is not None:  # another reason: a new episode
             episode.until = event.ts
         episode = self._blind_open[seen.subject] = Blind(seen.subject, seen.reason, event.ts, event.ts)
-        self.blind.append(episode)
-        if len(self.blind) > MAX_BLIND:
-            self.blind.pop(0)
+        self._blind.append(episode)
+        if len(self._blind) > MAX_BLIND:
+            self._blind.pop(0)
             self.blind_dropped += 1
 
     def credit_output(self, per_run: dict[str, int]) -> None:
