@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import encodings, holds_secret
+from conftest import build_lab_playbook, encodings, holds_secret
 from rollback_tui.core import events as ev
-from rollback_tui.core.journal import read_journal
+from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.timeline import describe
 from rollback_tui.core.redact import MASK, Redactor
 from rollback_tui.core.state import fold
@@ -28,6 +28,7 @@ from rollback_tui.report.evidence import TrafficHistory
 from rollback_tui.report.export import ExportError, export_session
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.report.redact_copy import redact_block
+from rollback_tui.session.engine import Engine
 
 DATA = Path(__file__).parent / "data" / "export"
 GOLDEN = DATA / "golden"
@@ -473,3 +474,46 @@ def test_prometheus_guardrails_are_reported_with_query_window_value_and_time() -
         "| prom-idempotency-collisions | lab-prometheus | `q` | 10 s |"
         " unknown: Prometheus lab-prometheus: no series | 2026-01-01T12:00:08Z |"
     ) in section
+
+
+REMOVAL = build_lab_playbook(
+    actions=[
+        {
+            "kind": "selector_removal",
+            "name": "remove-blue-next",
+            "title": "Remove blue-next",
+            "replica_set": "blue-next",
+            "remove_replicas": ["blue-next"],
+            "verify_requests": 20,
+        }
+    ]
+)
+
+
+@pytest.mark.parametrize("lab_playbook", [REMOVAL], indirect=True)
+async def test_the_routing_after_a_selector_removal_lists_what_the_balancer_routes_to(
+    lab, tmp_path: Path
+) -> None:
+    """The report's rollback read 'after: selector {…track: stable}, backends stable-a, stable-b, weights
+    stable-a 45, stable-b 45, blue-next 10' — the lab balancer's admin state gives every backend's
+    configured weight, also of the one the selector no longer matches. The weights shown are those of the
+    backends it routes to; blue-next's is labelled as not routed."""
+    engine = Engine(lab.playbook, Journal(tmp_path / "j.jsonl"), operator="t")
+    verified = await engine.rollback("remove-blue-next", "blue-next")
+    await engine.stop()
+    assert verified.ok
+    events = read_journal(tmp_path / "j.jsonl").events
+    applied = next(e for e in events if isinstance(e, ev.RollbackApplied))
+    assert (
+        applied.after["backends"] == ["stable-a", "stable-b"] and applied.after["weights"]["blue-next"] == 10
+    )
+    report = render_markdown(lab.playbook, fold(events), events)
+    after = next(line for line in report.splitlines() if line.lstrip().startswith("- after: "))
+    assert after.strip() == (
+        "- after: selector {'app': 'api', 'track': 'stable'}, backends stable-a 45, stable-b 45; "
+        "not routed: blue-next (configured weight 10)"
+    )
+    before = next(line for line in report.splitlines() if line.lstrip().startswith("- before: "))
+    assert (
+        before.strip() == "- before: selector {'app': 'api'}, backends stable-a 45, stable-b 45, blue-next 10"
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 def one_line(text: str, width: int | None = None) -> str:
     """The first line of `text`, with … when anything (more lines, more columns) was cut."""
@@ -26,3 +29,18 @@ def weight_changes(before: dict, after: dict) -> str | None:
         if wb.get(name) != wa.get(name)
     ]
     return ", ".join(moved) or None
+
+
+def routing_text(routing: Mapping[str, Any]) -> str:
+    """A routing read-back in words: its selector and the backends it routes to, each with its weight. A
+    weight the read-back gives for a replica it does not route to is labelled so: the lab balancer reports
+    every backend's configured weight, also that of the candidate a selector removal took out."""
+    weights = routing.get("weights") or {}
+    backends = list(routing.get("backends") or [])
+    head = f"selector {routing.get('selector', {})}, backends "
+    if not backends:  # not read back (a bare selector): the weights as given
+        listed = ", ".join(f"{k} {v}" for k, v in weights.items())
+        return head + "-" + (f", weights {listed}" if listed else "")
+    routed = ", ".join(f"{b} {weights[b]}" if b in weights else b for b in backends)
+    idle = [f"{name} (configured weight {w})" for name, w in weights.items() if name not in backends]
+    return head + routed + (f"; not routed: {', '.join(idle)}" if idle else "")

@@ -36,6 +36,7 @@ from rollback_tui.core.read.summary import SessionSummary, summarize
 from rollback_tui.core.read.words import num, pct
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.state import SessionState
+from rollback_tui.core.text import routing_text
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.report.evidence import Evidence, GateRun, iso
 
@@ -464,13 +465,7 @@ def _rollback_section(doc: _Doc, playbook: Playbook, state: SessionState) -> Non
         doc.li(f"{state_word.capitalize() if a.ok else state_word} {iso(a.ts)} via {a.driver}")
         for label, routing in (("before", a.before), ("after", a.after)):
             if routing:
-                weights = routing.get("weights") or {}
-                shown = f", weights {', '.join(f'{k} {v}' for k, v in weights.items())}" if weights else ""
-                doc.li(
-                    f"{label}: selector {routing.get('selector', {})}, backends "
-                    f"{', '.join(routing.get('backends', [])) or '-'}{shown}",
-                    1,
-                )
+                doc.li(f"{label}: {routing_text(routing)}", 1)
     if t.rollback_verified:
         v = t.rollback_verified
         action = next((x for x in playbook.actions if x.name == v.action), None)
