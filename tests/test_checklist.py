@@ -11,6 +11,8 @@ from rollback_tui.core.checklist import auto_ticks, evaluate, verdict
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.state import SessionState, fold
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.report.bundle import build_bundle
+from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.engine import Engine
 from support.events import T0, session_started
 
@@ -372,6 +374,30 @@ def test_a_manual_untick_overrides_a_rule_that_holds(tmp_path: Path) -> None:
     status = evaluate(pb, recorded(tmp_path, events)).items[0]
     assert status.rule_holds and not status.checked and not status.auto
     assert status.evidence[0] == "unticked by hand by bob at 12:00:09Z: flaky run"
+
+
+def test_the_bundle_and_the_report_say_whether_the_rule_of_a_hand_ticked_item_holds(tmp_path: Path) -> None:
+    """The JSON bundle said `checked` and `auto: false` for an item an operator ticked by hand, and nothing
+    about its rule: whether the journal supports the tick (a failed gate ticked anyway) could not be read
+    from it. Both the bundle and the report say it now, from the read model."""
+    pb = playbook([item("gate_passed", gate="g", name="gates-ok"), item("manual", name="notes")])
+    tick = ev.ChecklistTicked(item="gates-ok", checked=True, actor="bob", note="ran it in staging")
+    untick = ev.ChecklistTicked(item="gates-ok", checked=False, actor="bob", note="flaky run")
+    cases = [
+        ([*gate_run(1, outcome="failed"), (9, tick)], True, False, "rule does not hold"),
+        ([*gate_run(1), (9, untick)], False, True, "rule holds"),
+    ]
+    for events, checked, holds, words in cases:
+        state = recorded(tmp_path, events)
+        journal = read_journal(max(tmp_path.iterdir(), key=lambda f: f.stat().st_mtime_ns)).events
+        bundled = {s["name"]: s for s in build_bundle(pb, state, journal)["summary"]["checklist"]}
+        assert bundled["gates-ok"]["checked"] is checked and bundled["gates-ok"]["auto"] is False
+        assert bundled["gates-ok"]["rule_holds"] is holds
+        assert bundled["gates-ok"]["how"] == f"overridden by hand, {words}"
+        assert bundled["notes"]["rule_holds"] is None and bundled["notes"]["how"] == "manual"
+        report = render_markdown(pb, state, journal)
+        line = f"] **gate_passed holds** (gates-ok, overridden by hand, {words}: gate_passed)"
+        assert ("[x" if checked else "[ ") + line in report
 
 
 def test_exit_verdict_lists_what_is_missing(tmp_path: Path) -> None:

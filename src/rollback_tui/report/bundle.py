@@ -13,6 +13,7 @@ from typing import Any
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import ItemStatus
+from rollback_tui.core.read.checklist import how, rule_holds
 from rollback_tui.core.read.incident import incident_fields
 from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.summary import summarize
@@ -31,6 +32,8 @@ def _status(s: ItemStatus) -> dict[str, Any]:
         "rule": s.rule,
         "checked": s.checked,
         "auto": s.auto,
+        "how": how(s),
+        "rule_holds": rule_holds(s),  # also when an operator's tick decides; None: a manual item
         "held_before_but_not_now": s.held_before_but_not_now,
         "actor": s.actor,
         "note": s.note,

@@ -38,8 +38,18 @@ class ChecklistCounts:
         }
 
 
+def rule_holds(status: ItemStatus) -> bool | None:
+    """Whether the item's rule holds now — also for an item ticked or unticked by hand, whose tick says
+    what the operator decided and this what the journal shows; None for a manual item (it has no rule)."""
+    return None if status.rule == "manual" else status.rule_holds
+
+
 def how(status: ItemStatus) -> str:
-    """Who decides the tick: `manual`, `auto` (the rule) or `overridden by hand`."""
-    if status.rule == "manual":
+    """Who decides the tick: `manual`, `auto` (the rule) or, ticked by hand over a rule, `overridden by
+    hand, rule holds` / `overridden by hand, rule does not hold`."""
+    holds = rule_holds(status)
+    if holds is None:
         return "manual"
-    return "auto" if status.auto else "overridden by hand"
+    if status.auto:
+        return "auto"
+    return f"overridden by hand, rule {'holds' if holds else 'does not hold'}"
