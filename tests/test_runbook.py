@@ -157,6 +157,24 @@ async def test_manual_facts_and_tasks_are_answered_by_the_operator_and_journaled
     await engine.stop()
 
 
+async def test_a_manual_fact_with_an_expectation_fails_on_another_value_and_says_expected_vs_got(
+    tmp_path: Path,
+) -> None:
+    """The reproducer: the demo's `surreal-image-tag` expects 3.0.0, yet "n/a (lab)" passed."""
+    book = small_playbook(
+        [{"name": "s", "title": "S", "do": [{"fact": "tag"}]}],
+        facts=[{"name": "tag", "title": "Surreal image tag", "source": "manual", "expect": "3.0.0"}],
+    )
+    engine = Engine(book, Journal(tmp_path / "s.jsonl"), operator="alice")
+    engine.start_session()
+    results = await Operator({"tag": "n/a (lab)"}).runbook(engine).run_step("s")
+    assert [(r.outcome, r.reason) for r in results] == [("failed", "expected 3.0.0, got n/a (lab)")]
+    assert summarize(book, engine.state).steps[0].status == "failed"
+    results = await Operator({"tag": "3.0.0"}).runbook(engine).run_step("s")
+    assert [(r.outcome, r.reason) for r in results] == [("passed", "3.0.0 (recorded by alice)")]
+    await engine.stop()
+
+
 @pytest.mark.parametrize(
     ("gate", "ran"),
     [

@@ -75,7 +75,9 @@ def item_status(
             return "manual"
         if not last.observed:  # could not look: unknown, not failed
             return "unobserved"
-        return "failed" if last.error or last.agree is False else "passed"
+        expect = next((f.expect for f in playbook.facts if f.name == ref), None)
+        off = expect is not None and set(last.values.values()) != {expect}  # not the value required
+        return "failed" if last.error or last.agree is False or off else "passed"
     if kind == "probe":
         result = state.probes.get(ref)
         return "not_run" if result is None else _PROBE[result.status]
