@@ -18,14 +18,18 @@ from textual.widgets._footer import FooterKey
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.follow import FileFollower
-from rollback_tui.core.journal import Journal
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.read.incident import IncidentFold
+from rollback_tui.core.read.summary import summarize
 from rollback_tui.core.verdict import stale_after_s, verdict
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.report.evidence import Evidence
 from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
+from support.events import breach
 from test_e2e_tmux import Terminal, require_tmux
 from test_ui import PLAYBOOKS, pane_text, plain, wait_for
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
@@ -241,3 +245,27 @@ async def test_without_realtime_the_runbook_takes_the_fanout_panes_room(tmp_path
             w.parent.id for w in app.screen.focus_chain if w.parent
         }
         assert "fanout" not in focusable
+
+
+async def test_the_status_bar_shows_the_time_to_detect_once_a_breach_is_journaled(tmp_path: Path) -> None:
+    """The status bar said "TTD — · RTO —" while a breach was active: the breach carries its time to detect
+    (an upper bound, from the start of the window that held the first bad sample). The bar, the timeline
+    and the summary say the same number; RTO waits for a verified rollback."""
+    engine = replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "TTD — · RTO —" in plain(app.query_one("#status", Static))
+        engine.emit(breach(time.time(), bad_for_s=3.25))
+        await wait_for(
+            pilot,
+            lambda: "TTD 3.25 s · RTO —" in plain(app.query_one("#status", Static)),
+            what="the breach's time to detect in the status bar",
+        )
+    events = read_journal(engine.journal.path).events
+    assert any("time to detect within 3.25 s" in t.text for t in Evidence.from_events(events).timeline)
+    fold = IncidentFold()
+    for e in events:
+        fold.observe(e)
+    summary = summarize(engine.playbook, engine.state, incident=fold).incident
+    assert summary is not None and "within 3.25 s of the first bad sample" in summary.text
