@@ -14,6 +14,7 @@ something did not.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,6 +49,15 @@ _WORDS = {
 _RUN_STATUS = {"unknown": "unobserved"}
 # Not done, and not held against a step when the item is conditional (on breach, on failure, optional).
 _NOT_DONE = frozenset({"not_run", "skipped"})
+
+
+LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)
+
+
+def step_title(title: str) -> str:
+    """'1. Capture baseline' → 'Capture baseline': every front end numbers the steps by their position,
+    and the shipped playbooks number their titles too."""
+    return LEADING_NUMBER.sub("", title, count=1) or title
 
 
 def status_word(status: str) -> str:
@@ -141,7 +151,7 @@ class ItemRow:
 class StepRow:
     index: int  # 0-based position in the runbook
     name: str
-    title: str
+    title: str  # without the playbook's own leading number (step_title)
     items: tuple[ItemRow, ...]
     status: str  # passed | failed | running | unobserved | partial | not_run | manual | no_record
     current: bool = False  # the step the tracker is on
@@ -205,7 +215,8 @@ def step_row(
             status, reason = item_status(item, state, playbook, guardrails), ""
         rows.append(ItemRow(*item.ref, status, item.when, reason, due))
     items = tuple(rows)
-    return StepRow(index, step.name, step.title, items, step_status(items), state.step == step.name)
+    title = step_title(step.title)  # numbered by `index`, not twice
+    return StepRow(index, step.name, title, items, step_status(items), state.step == step.name)
 
 
 def step_rows(playbook: Playbook, state: SessionState, now: float) -> list[StepRow]:
