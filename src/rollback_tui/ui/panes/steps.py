@@ -35,6 +35,7 @@ RETRYABLE = ("failed", "timed_out", "unobserved", "error", "cancelled", "needs_i
 NOT_RUN = ("not_run", "skipped", "no_record", "needs_input")
 SETTLED = ("passed", "ok", "running", "queued")  # ran (or runs now): what it showed says it, not a forecast
 
+
 def retry_index(row: StepRow) -> int | None:
     """The item of a step R runs on its own: its first failed (or unknown, declined, unanswered) one, else
     its first skipped one (an optional or conditional item the operator decides to run after all)."""
