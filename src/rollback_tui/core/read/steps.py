@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.read.guardrails import readings
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval, Step, StepItem
@@ -124,6 +125,17 @@ def run_status(state: SessionState, step: str, index: int) -> tuple[str, str, bo
     return _RUN_STATUS.get(run.status, run.status), run.reason, run.due
 
 
+def ran_outside(item: StepItem, state: SessionState) -> tuple[str, str] | None:
+    """(`passed`, when and who) for an action item its step skipped whose action then ran and passed on
+    its own (the `a` key): it ran, and the item must not say "skipped" for ever."""
+    kind, ref = item.ref
+    run = state.actions.get(ref) if kind == "action" else None
+    whole = run.whole if run is not None else None
+    if whole is None or whole.status != "passed" or whole.finished_ts is None:
+        return None
+    return "passed", f"ran outside the step at {hms(whole.finished_ts)} by {whole.actor}"
+
+
 @dataclass(frozen=True)
 class ItemRow:
     kind: str
@@ -211,6 +223,8 @@ def step_row(
         due = False
         if by_runner:
             status, reason, due = run_status(state, step.name, j)
+            if status == "skipped":
+                status, reason = ran_outside(item, state) or (status, reason)
         else:
             status, reason = item_status(item, state, playbook, guardrails), ""
         rows.append(ItemRow(*item.ref, status, item.when, reason, due))
