@@ -217,7 +217,7 @@ def test_dry_run_prints_the_resolved_plan_and_runs_nothing(
     assert result.returncode == 0, result.stdout + result.stderr
     assert standins.calls() == [] and not (tmp_path / "data").exists()  # no command, no journal
     out = result.stdout
-    assert "2. roll-back-code: 2) Roll back code" in out and "identify-last-known-good" not in out
+    assert "2. roll-back-code: Roll back code" in out and "identify-last-known-good" not in out
     assert "      skipped: changes production, runs only with --allow-destructive" in out
     web = "railway up --project '${RAILWAY_PROJECT_ID}' --environment production --service web --ci"
     assert f"      web: $ {web}" in out

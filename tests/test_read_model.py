@@ -171,6 +171,18 @@ def test_a_step_item_is_never_claimed_passed_or_not_run_without_a_record() -> No
     assert rows["canary"].status == "passed"
 
 
+def test_a_fact_item_with_an_expectation_is_failed_by_another_value_in_a_journal_before_the_runner() -> None:
+    """A journal without the runner's own item outcomes judges a fact item by its capture: a value other
+    than the playbook's `expect` is failed there too, not passed."""
+    data = demo_playbook().model_dump(by_alias=True, exclude_unset=True)
+    data["facts"] = [{"name": "tag", "title": "Surreal image tag", "source": "manual", "expect": "3.0.0"}]
+    data["steps"] = [{"name": "baseline", "title": "Baseline", "do": [{"fact": "tag"}]}]
+    playbook = Playbook.model_validate(data)
+    for value, status in (("n/a (lab)", "failed"), ("3.0.0", "passed")):
+        state = fold([ev.FactCaptured(fact="tag", values={"-": value}, source="manual:alice")])
+        assert [i.status for i in summarize(playbook, state).steps[0].items] == [status]
+
+
 def test_the_report_words_a_step_status_as_the_steps_pane_does() -> None:
     from rollback_tui.ui.panes.base import STATUS
 

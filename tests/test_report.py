@@ -517,3 +517,18 @@ async def test_the_routing_after_a_selector_removal_lists_what_the_balancer_rout
     assert (
         before.strip() == "- before: selector {'app': 'api'}, backends stable-a 45, stable-b 45, blue-next 10"
     )
+
+
+def test_the_report_numbers_a_step_once_when_its_title_is_numbered(session: Path, tmp_path: Path) -> None:
+    """The shipped playbooks number their step titles ("1. Capture baseline evidence"); the report read
+    "**1. 1. Capture baseline evidence**", numbering them again."""
+    book = session.parent / "playbook.yaml"
+    text = book.read_text()
+    for n, title in enumerate(("Capture baseline evidence", "Trigger rollback", "Rollback verification"), 1):
+        text = text.replace(f"title: {title}\n", f"title: {n}. {title}\n")
+    book.write_text(text)
+    export_session(session, tmp_path / "out", redactor=Redactor([SECRET]))
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "- **1. Capture baseline evidence** (baseline): passed" in report
+    assert "- **3. Rollback verification** (verify): passed" in report
+    assert "1. 1." not in report and "3. 3." not in report

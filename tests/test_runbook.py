@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.summary import summarize
 from rollback_tui.core.resume import resume_session
@@ -154,6 +155,24 @@ async def test_manual_facts_and_tasks_are_answered_by_the_operator_and_journaled
     assert fact.values == {"-": "v2.1.4"} and fact.source == "manual:alice"
     finished = kinds(engine, "step_item_finished")[1]
     assert (finished.note, finished.actor) == ("no restarts in the last hour", "alice")
+    await engine.stop()
+
+
+async def test_a_manual_fact_with_an_expectation_fails_on_another_value_and_says_expected_vs_got(
+    tmp_path: Path,
+) -> None:
+    """The reproducer: the demo's `surreal-image-tag` expects 3.0.0, yet "n/a (lab)" passed."""
+    book = small_playbook(
+        [{"name": "s", "title": "S", "do": [{"fact": "tag"}]}],
+        facts=[{"name": "tag", "title": "Surreal image tag", "source": "manual", "expect": "3.0.0"}],
+    )
+    engine = Engine(book, Journal(tmp_path / "s.jsonl"), operator="alice")
+    engine.start_session()
+    results = await Operator({"tag": "n/a (lab)"}).runbook(engine).run_step("s")
+    assert [(r.outcome, r.reason) for r in results] == [("failed", "expected 3.0.0, got n/a (lab)")]
+    assert summarize(book, engine.state).steps[0].status == "failed"
+    results = await Operator({"tag": "3.0.0"}).runbook(engine).run_step("s")
+    assert [(r.outcome, r.reason) for r in results] == [("passed", "3.0.0 (recorded by alice)")]
     await engine.stop()
 
 
@@ -362,6 +381,29 @@ async def test_flags_show_current_to_new_and_keep_every_protection(
     assert reads[-1].values["S3_STARTUP_CHECK_STRICT"] == "false" and "DATABASE_URL" not in reads[-1].values
     assert "db-passw0rd" not in engine.journal.path.read_text()  # the read printed it; nothing kept it
     assert standins.read_state()["variables"]["CSRF_PROTECTION"] == "true"
+    await engine.stop()
+
+
+async def test_an_optional_action_run_on_its_own_shows_on_its_skipped_step_item_with_when_and_who(
+    tmp_path: Path, api: ProductionApi, standins: StandIns
+) -> None:
+    """The reproducer: the flags step skipped its optional `stabilise-flags`; the operator then ran it with
+    `a` and it passed, yet the step item said "skipped" for ever. The read model shows it ran."""
+    engine = production(tmp_path, api)
+    operator = Operator({"stabilise-runtime-flags:1": "auth, cookie and CSRF stay on"})
+    results = await operator.runbook(engine).run_step("stabilise-runtime-flags")
+    assert [r.outcome for r in results] == ["passed", "skipped"], results
+    outcome = await engine.run_action(
+        "stabilise-flags", confirmed_text="stabilise-flags", actor="bob", include_optional=True
+    )
+    assert outcome == "passed"
+    whole = engine.state.actions["stabilise-flags"].whole
+    assert whole is not None and whole.finished_ts is not None
+    steps = summarize(engine.playbook, engine.state).steps
+    row = next(r for r in steps if r.name == "stabilise-runtime-flags")
+    when = hms(whole.finished_ts)
+    assert (row.items[1].status, row.items[1].reason) == ("passed", f"ran outside the step at {when} by bob")
+    assert row.status == "passed"
     await engine.stop()
 
 

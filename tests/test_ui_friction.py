@@ -18,16 +18,21 @@ from textual.widgets._footer import FooterKey
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.follow import FileFollower
-from rollback_tui.core.journal import Journal
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.read.incident import IncidentFold
+from rollback_tui.core.read.summary import summarize
 from rollback_tui.core.verdict import stale_after_s, verdict
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
+from rollback_tui.report.evidence import Evidence
 from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
+from rollback_tui.ui.screens.confirm import ConfirmAction
 from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
+from support.events import breach
 from test_e2e_tmux import Terminal, require_tmux
-from test_ui import PLAYBOOKS, pane_text, plain, wait_for
+from test_ui import PLAYBOOKS, flat, pane_text, plain, wait_for
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
 
@@ -241,3 +246,77 @@ async def test_without_realtime_the_runbook_takes_the_fanout_panes_room(tmp_path
             w.parent.id for w in app.screen.focus_chain if w.parent
         }
         assert "fanout" not in focusable
+
+
+async def test_the_status_bar_shows_the_time_to_detect_once_a_breach_is_journaled(tmp_path: Path) -> None:
+    """The status bar said "TTD — · RTO —" while a breach was active: the breach carries its time to detect
+    (an upper bound, from the start of the window that held the first bad sample). The bar, the timeline
+    and the summary say the same number; RTO waits for a verified rollback."""
+    engine = replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "TTD — · RTO —" in plain(app.query_one("#status", Static))
+        engine.emit(breach(time.time(), bad_for_s=3.25))
+        await wait_for(
+            pilot,
+            lambda: "TTD 3.25 s · RTO —" in plain(app.query_one("#status", Static)),
+            what="the breach's time to detect in the status bar",
+        )
+    events = read_journal(engine.journal.path).events
+    assert any("time to detect within 3.25 s" in t.text for t in Evidence.from_events(events).timeline)
+    fold = IncidentFold()
+    for e in events:
+        fold.observe(e)
+    summary = summarize(engine.playbook, engine.state, incident=fold).incident
+    assert summary is not None and "within 3.25 s of the first bad sample" in summary.text
+
+
+async def test_the_redeploy_confirmation_fits_a_100x30_terminal_buttons_and_border_included(
+    tmp_path: Path,
+) -> None:
+    """At 100x30 the redeploy's confirmation ran past the bottom of the screen: its border and buttons were
+    off-screen. The preview scrolls inside the dialog instead; the prompt, input and buttons stay in view."""
+    engine = Engine(load_playbook(PLAYBOOKS / "production-rollback.yaml"), Journal(tmp_path / "j.jsonl"))
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        engine.record_fact("last-known-good", "0123456789abcdef0123456789abcdef01234567")
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmAction), what="the redeploy's preview")
+        await pilot.pause()
+        dialog = app.screen.query_one("#confirm-dialog")
+        assert dialog.region.y >= 0 and dialog.region.bottom <= 30, dialog.region
+        for part in ("#confirm-input", "#confirm", "#cancel"):
+            region = app.screen.query_one(part).region
+            assert region.height > 0 and region.bottom <= dialog.region.bottom - 1, (part, region)
+        app.save_screenshot("confirm-100x30.svg", path=str(tmp_path))
+        await pilot.press("escape")
+
+
+async def test_the_export_toast_never_covers_the_quit_dialog_at_100x30(tmp_path: Path) -> None:
+    """`e` then `q` at 100x30: the "Exported … files to …" toast lay over the quit dialog and its buttons.
+    The dialog says where the evidence went (from the journaled export), so no toast sits on it."""
+    from textual.widgets._toast import Toast
+
+    from rollback_tui.ui.screens.quit import QuitDialog
+
+    engine = replay_engine("three-replicas.jsonl", tmp_path / "session.jsonl")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.press("e")
+        await wait_for(pilot, lambda: bool(app.screen.query(Toast)), what="the export's toast")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="the quit dialog")
+        await pilot.pause()
+        dialog = app.screen.query_one("#quit-dialog").region
+        assert dialog.bottom <= 30 and app.screen.query_one("#leave").region.bottom < dialog.bottom
+        toasts = [t.region for t in app.screen.query(Toast) if t.display and t.region.area]
+        assert not [t for t in toasts if t.overlaps(dialog)], (dialog, toasts)
+        beneath = [t for screen in app.screen_stack for t in screen.query(Toast)]
+        assert not beneath, beneath  # nor through the backdrop, from the cockpit underneath
+        folder = engine.state.exports[-1].directory
+        assert "Evidence" in plain(app.screen.query_one("#quit-what", Static))
+        assert Path(folder).name in flat(plain(app.screen.query_one("#quit-what", Static)))
+        await pilot.pause(0.5)
+        app.save_screenshot("quit-after-export-100x30.svg", path=str(tmp_path))
+        await pilot.press("escape")

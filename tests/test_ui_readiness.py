@@ -6,6 +6,7 @@ that is not on PATH, a variable that is not set."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -110,6 +111,8 @@ async def test_y_opens_readiness_r_checks_again_through_the_journal_and_escape_c
         shown = readiness_text(app)
         head = shown.splitlines()[0]
         assert head.startswith("✗ ") and "items cannot run from" in head, head
+        # A check under a second reads in ms ("in 0.0 s" said nothing), one space around each separator.
+        assert re.search(r" · checked \d\d:\d\d:\d\d in \d+(\.\d)? ms$", head) and "  " not in head, head
         lines = [line for line in shown.splitlines() if line.strip()]
         first = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Item"]) + 1
         assert lines[first].lstrip().startswith("✗"), lines[first]  # what cannot run comes first

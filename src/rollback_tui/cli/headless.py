@@ -234,6 +234,7 @@ def _known_steps(playbook: Playbook, only: tuple[str, ...], out: Output) -> tupl
 def plan_lines(playbook: Playbook, options: Any) -> list[str]:
     """`--dry-run`: every step to run, its notes, each item with its resolved commands and whether it
     would run, from the same previews the cockpit shows. Nothing runs, nothing is journaled."""
+    from rollback_tui.core.read.steps import step_title
     from rollback_tui.session.preview import step_preview
 
     lines = [f"Plan for {playbook.name} (environment {playbook.environment}) — --dry-run: nothing runs"]
@@ -241,7 +242,7 @@ def plan_lines(playbook: Playbook, options: Any) -> list[str]:
         if options.only and step.name not in options.only:
             continue
         preview = step_preview(playbook, step)
-        lines.append(f"{number}. {step.name}: {step.title}")
+        lines.append(f"{number}. {step.name}: {step_title(step.title)}")
         lines += [f"   {line}" for line in ([preview.description] if preview.description else [])]
         for item in preview.items:
             would = _would(playbook, step.name, item, options)

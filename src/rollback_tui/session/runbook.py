@@ -284,8 +284,9 @@ class Runbook:
             value = (await self.ask(question) or "").strip()
             if not value:
                 return "needs_input", f"no value given for {name}"
-            self.engine.record_fact(name, value, phase=phase, actor=self.actor)
-            return "passed", f"{value} (recorded by {self.actor})"
+            recorded = self.engine.record_fact(name, value, phase=phase, actor=self.actor)
+            outcome, reason = fact_outcome(fact, recorded)  # a typed value meets `expect` like a captured one
+            return outcome, f"{value} (recorded by {self.actor})" if outcome == "passed" else reason
         captured = await self.engine.capture_facts(phase, [name])
         return fact_outcome(fact, captured[0])
 
@@ -465,5 +466,5 @@ def fact_outcome(fact: Fact, captured: ev.FactCaptured) -> Result:
         return "failed", f"replicas disagree: {captured.values_text()}"
     values = {v for v in captured.values.values()}
     if fact.expect is not None and values != {fact.expect}:
-        return "failed", f"{captured.values_text()} (expected {fact.expect})"
+        return "failed", f"expected {fact.expect}, got {captured.values_text()}"
     return "passed", captured.values_text()

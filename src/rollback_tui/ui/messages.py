@@ -40,8 +40,9 @@ PANES_FOR_KIND: dict[str, frozenset[str]] = {
     "fanout_result": frozenset({"fanout", "verdict", "steps", "checklist"}),
     "traffic_window": frozenset({"traffic", "steps"}),
     "selector_state": frozenset({"traffic"}),
-    "guardrail_breach": frozenset({"traffic", "verdict", "steps"}),
-    "guardrail_recovered": frozenset({"traffic", "verdict", "steps"}),
+    # A breach carries its time to detect, which the status bar shows (TTD) until a rollback is verified.
+    "guardrail_breach": frozenset({"traffic", "verdict", "steps", "status"}),
+    "guardrail_recovered": frozenset({"traffic", "verdict", "steps", "status"}),
     "guardrail_status": frozenset({"traffic", "checklist"}),  # unknown / observed: the rules read it
     "metric_sample": frozenset({"traffic", "steps"}),  # a guardrail's query value (its reading)
     # Every rollback stage changes the headline and the status bar, not only the traffic pane.

@@ -119,6 +119,21 @@ def breach_text(breach: ev.GuardrailBreach) -> str:
     )
 
 
+def time_to_detect_s(breach: ev.GuardrailBreach) -> float | None:
+    """From the start of the window that held the first bad sample to the breach: an upper bound (the
+    summary says "within X s of the first bad sample"); None when the breach has no first bad sample."""
+    return None if breach.first_bad_ts is None else round(breach.ts - breach.first_bad_ts, 3)
+
+
+def breach_time_to_detect_s(state: SessionState) -> float | None:
+    """The time to detect before a verified rollback: the first active breach's, as the ACTIVE BREACH
+    tile orders them (P0 first, then the earliest), else the latest journaled one's."""
+    active = sorted(state.traffic.breaches.values(), key=lambda b: (b.severity, b.ts))
+    journaled = [e for e in state.traffic.breach_log if isinstance(e, ev.GuardrailBreach)]
+    breach = active[0] if active else (journaled[-1] if journaled else None)
+    return None if breach is None else time_to_detect_s(breach)
+
+
 @dataclass(frozen=True)
 class GuardrailReading:
     rail: Guardrail

@@ -14,9 +14,11 @@ something did not.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.read.guardrails import readings
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook, SelectorRemoval, Step, StepItem
@@ -50,6 +52,15 @@ _RUN_STATUS = {"unknown": "unobserved"}
 _NOT_DONE = frozenset({"not_run", "skipped"})
 
 
+LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)
+
+
+def step_title(title: str) -> str:
+    """'1. Capture baseline' → 'Capture baseline': every front end numbers the steps by their position,
+    and the shipped playbooks number their titles too."""
+    return LEADING_NUMBER.sub("", title, count=1) or title
+
+
 def status_word(status: str) -> str:
     """`timed_out` → `timed out`, `unobserved` → `unknown`, `not_run` → `not run`…"""
     return _WORDS.get(status, status)
@@ -75,7 +86,9 @@ def item_status(
             return "manual"
         if not last.observed:  # could not look: unknown, not failed
             return "unobserved"
-        return "failed" if last.error or last.agree is False else "passed"
+        expect = next((f.expect for f in playbook.facts if f.name == ref), None)
+        off = expect is not None and set(last.values.values()) != {expect}  # not the value required
+        return "failed" if last.error or last.agree is False or off else "passed"
     if kind == "probe":
         result = state.probes.get(ref)
         return "not_run" if result is None else _PROBE[result.status]
@@ -112,6 +125,17 @@ def run_status(state: SessionState, step: str, index: int) -> tuple[str, str, bo
     return _RUN_STATUS.get(run.status, run.status), run.reason, run.due
 
 
+def ran_outside(item: StepItem, state: SessionState) -> tuple[str, str] | None:
+    """(`passed`, when and who) for an action item its step skipped whose action then ran and passed on
+    its own (the `a` key): it ran, and the item must not say "skipped" for ever."""
+    kind, ref = item.ref
+    run = state.actions.get(ref) if kind == "action" else None
+    whole = run.whole if run is not None else None
+    if whole is None or whole.status != "passed" or whole.finished_ts is None:
+        return None
+    return "passed", f"ran outside the step at {hms(whole.finished_ts)} by {whole.actor}"
+
+
 @dataclass(frozen=True)
 class ItemRow:
     kind: str
@@ -139,7 +163,7 @@ class ItemRow:
 class StepRow:
     index: int  # 0-based position in the runbook
     name: str
-    title: str
+    title: str  # without the playbook's own leading number (step_title)
     items: tuple[ItemRow, ...]
     status: str  # passed | failed | running | unobserved | partial | not_run | manual | no_record
     current: bool = False  # the step the tracker is on
@@ -199,11 +223,14 @@ def step_row(
         due = False
         if by_runner:
             status, reason, due = run_status(state, step.name, j)
+            if status == "skipped":
+                status, reason = ran_outside(item, state) or (status, reason)
         else:
             status, reason = item_status(item, state, playbook, guardrails), ""
         rows.append(ItemRow(*item.ref, status, item.when, reason, due))
     items = tuple(rows)
-    return StepRow(index, step.name, step.title, items, step_status(items), state.step == step.name)
+    title = step_title(step.title)  # numbered by `index`, not twice
+    return StepRow(index, step.name, title, items, step_status(items), state.step == step.name)
 
 
 def step_rows(playbook: Playbook, state: SessionState, now: float) -> list[StepRow]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.guardrails import breach_text, time_to_detect_s
 from rollback_tui.core.read.incident import incident_text
 from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import num, pct
@@ -80,7 +80,7 @@ def _selector(e: ev.SelectorState) -> str:
 
 
 def _breach(e: ev.GuardrailBreach) -> str:
-    ttd = f"; time to detect within {e.ts - e.first_bad_ts:.3g} s" if e.first_bad_ts is not None else ""
+    ttd = f"; time to detect within {num(time_to_detect_s(e), ' s')}" if e.first_bad_ts is not None else ""
     return f"{e.severity} guardrail {e.guardrail} breached: {breach_text(e)}{ttd}"
 
 

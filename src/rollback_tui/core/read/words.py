@@ -17,6 +17,11 @@ def ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
+def took(seconds: float) -> str:
+    """How long something took: `120 ms`, `4.0 ms` under a second ("0.0 s" says nothing), else `2.5 s`."""
+    return ms(seconds * 1000) if seconds < 1 else f"{seconds:.1f} s"
+
+
 def pct(fraction: float | None) -> str:
     """`4.2%` of a fraction (0.042); `—` when there is no value."""
     return "—" if fraction is None else f"{fraction:.1%}"

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
+from rollback_tui.core.read.guardrails import breach_time_to_detect_s
 from rollback_tui.core.read.incident import incident_fields
 from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import secs
@@ -162,11 +163,15 @@ def status_text(
             f" · TTM {secs(verified.time_to_mitigate_s)}",
             style="bold",
         )
-    elif rollback.stage != "none":
-        tone = "fail" if rollback.stage == "failed" else "warn"
-        rto = Text(f"rollback {rollback.stage}", style=view.tone(tone, bold=True))
     else:
-        rto = Text("TTD — · RTO —")
+        # A journaled breach already carries its time to detect; the RTO waits for a verified rollback.
+        ttd = breach_time_to_detect_s(state)
+        rto = Text(f"TTD {secs(ttd)} · " if ttd is not None or rollback.stage == "none" else "")
+        if rollback.stage != "none":
+            tone = "fail" if rollback.stage == "failed" else "warn"
+            rto.append(f"rollback {rollback.stage}", style=view.tone(tone, bold=True))
+        else:
+            rto.append("RTO —")
     where = Text(playbook.name, style="bold")
     where.append(f" · {playbook.environment}")
     path = view.redact(short_path(journal, view.share))

@@ -8,7 +8,6 @@ zoomed with z) the step's notes and each item's resolved command are shown under
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 
-from rollback_tui.core.read.steps import ItemRow, StepRow, next_step, step_rows
+from rollback_tui.core.read.steps import ItemRow, StepRow, next_step, step_rows, step_title
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.text import one_line
 from rollback_tui.playbook.model import Playbook
@@ -35,13 +34,6 @@ RETRYABLE = ("failed", "timed_out", "unobserved", "error", "cancelled", "needs_i
 # An item that has not run (or not yet this session): its line says what the readiness check says stops it.
 NOT_RUN = ("not_run", "skipped", "no_record", "needs_input")
 SETTLED = ("passed", "ok", "running", "queued")  # ran (or runs now): what it showed says it, not a forecast
-
-LEADING_NUMBER = re.compile(r"^\s*(?:step\s*)?\d+[.):]?\s+", re.IGNORECASE)
-
-
-def step_title(title: str) -> str:
-    """'1. Capture baseline' → 'Capture baseline' (the pane numbers the steps itself)."""
-    return LEADING_NUMBER.sub("", title, count=1) or title
 
 
 def retry_index(row: StepRow) -> int | None:

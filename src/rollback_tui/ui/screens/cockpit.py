@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.screen import ModalScreen
 
 from rollback_tui.core import events as ev
+from rollback_tui.core.checklist import hms
 from rollback_tui.core.verdict import stale_after_s, verdict
 from rollback_tui.playbook.model import SelectorRemoval, StabiliseFlags
 from rollback_tui.session.engine import Engine, NotAvailable
@@ -106,7 +107,16 @@ class CockpitScreen(PanesScreen):
             running=self.running_work(),
             verdict=verdict(self.engine.state, self.app.now(), stale_after_s(self.engine.playbook)),
             exit=self.engine.checklist().verdict,
+            exported=self.exported_text(),
         )
+
+    def exported_text(self) -> str:
+        """The latest journaled export: when, where, how many files (redacted as the toasts were)."""
+        exports = self.engine.state.exports
+        if not exports:
+            return ""
+        last = exports[-1]
+        return self.app.redact(f"{hms(last.ts)} to {last.directory} ({len(last.files)} files)")
 
     def tick_activity(self) -> None:
         """While something runs, keep its spinner and elapsed time moving (and notice traffic ending)."""

@@ -20,6 +20,8 @@ from rollback_tui.playbook.model import Playbook, SelectorRemoval
 from rollback_tui.session.preview import ActionPreview
 from rollback_tui.ui.panes.base import HIDDEN
 
+MAX_PREVIEW_ROWS = 24  # the preview's height on a tall screen, as app.tcss sets it
+
 
 def describe_removal(action: SelectorRemoval, playbook: Playbook) -> Text:
     """What the selector removal will change, in plain words."""
@@ -113,6 +115,19 @@ class TypedConfirm(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one("#confirm-dialog").border_title = self.title_text
         self.query_one(Input).focus()
+        self.call_after_refresh(self._fit)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        """A long preview (a redeploy's commands) scrolls, so that the dialog's border, prompt, input and
+        buttons stay on a short screen (100x30) instead of running off its bottom."""
+        dialog, scroll = self.query_one("#confirm-dialog"), self.query_one("#confirm-scroll")
+        rest = sum(w.outer_size.height for w in dialog.children if w is not scroll)
+        rest += 0 if self.query_one("#confirm-error").outer_size.height else 1  # room for a refusal line
+        room = self.size.height - rest - dialog.styles.gutter.height
+        scroll.styles.max_height = max(3, min(MAX_PREVIEW_ROWS, room))
 
     @property
     def matches(self) -> bool:

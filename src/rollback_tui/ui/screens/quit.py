@@ -29,6 +29,7 @@ class QuitConcerns:
     running: list[str]
     verdict: Verdict
     exit: ExitVerdict
+    exported: str = ""  # the latest journaled export in words (`12:00:13Z to …/exports/s (4 files)`)
 
     @property
     def any(self) -> bool:
@@ -56,6 +57,7 @@ def describe_quit(concerns: QuitConcerns, *, exports: bool) -> Group:
             grid.add_row("", f"· {line}")
         if len(missing) > 4:
             grid.add_row("", f"· and {len(missing) - 4} more")
+    grid.add_row("Evidence", f"exported {concerns.exported}" if concerns.exported else "not exported yet")
     stops = "Quitting stops what runs and journals the end of the session"
     return Group(
         Text("Quit the cockpit?\n", style="bold"),
@@ -88,6 +90,12 @@ class QuitDialog(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#quit-dialog").border_title = "Quit?"
+        # The dialog says what the passing toasts said (where the evidence went): at 100x30 an export's
+        # toast lay over it and its buttons, and the cockpit's own copy showed through the backdrop.
+        self.app.clear_notifications()
+        for screen in self.app.screen_stack:
+            for rack in screen.query("#textual-toastrack"):
+                rack.remove_children()
         self.query_one("#stay", Button).focus()  # Enter stays
 
     @on(Button.Pressed, "#leave")

@@ -20,6 +20,7 @@ from textual.widgets import Static
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.read.readiness import ReadinessRow, ReadinessView
+from rollback_tui.core.read.words import took
 from rollback_tui.core.state import SessionState
 from rollback_tui.ui.panes.base import View, clock
 
@@ -108,8 +109,7 @@ class ReadinessScreen(ModalScreen[None]):
             return
         model = ReadinessView(checked)
         line = Text(view.redact(model.headline), style=view.tone("ok" if model.ready else "fail", bold=True))
-        took = f"  · checked {clock(checked.ts)} in {checked.duration_s:.1f} s"
-        line.append(took, style=view.tone("stale"))
+        line.append(f" · checked {clock(checked.ts)} in {took(checked.duration_s)}", style=view.tone("stale"))
         if self.checking:
             line.append(" · checking again…", style=view.tone("warn", bold=True))
         head.update(line)
