@@ -242,6 +242,18 @@ def build_lab_playbook(**changes: Any) -> Playbook:
     return Playbook.model_validate(doc)
 
 
+def removal_action(**changes: Any) -> dict[str, Any]:
+    """The lab playbook's rollback: blue-next removed by selector; `changes` override its fields."""
+    return {
+        "kind": "selector_removal",
+        "name": "remove-blue-next",
+        "title": "Remove blue-next",
+        "replica_set": "blue-next",
+        "remove_replicas": ["blue-next"],
+        **changes,
+    }
+
+
 @pytest.fixture
 def lab_playbook(request: pytest.FixtureRequest) -> Playbook:
     return getattr(request, "param", None) or build_lab_playbook()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -57,9 +57,8 @@ def test_the_report_opens_with_what_broke_when_it_was_detected_and_mitigated_and
     )
 
 
-def failed_rollback_session() -> list[ev.Event]:
-    """Canary traffic, a P0 breach, a rollback whose traffic-control change failed, and a probe that could
-    not observe (its token unset) — the session ends with blue-next still in traffic."""
+def recorder() -> tuple[list[ev.Event], Callable[[float, ev.Event], None]]:
+    """A recorded session's events and `at(offset, event)` appending the next one, opened by the start."""
     events: list[ev.Event] = []
 
     def at(offset: float, event: ev.Event) -> None:
@@ -69,6 +68,13 @@ def failed_rollback_session() -> list[ev.Event]:
     at(0, ev.SessionStarted(playbook="playbook.yaml", playbook_name="rehearsal-fixture",
                             playbook_title="t", environment="staging", operator="alice", host="ops-1",
                             version="0.1.0"))  # fmt: skip
+    return events, at
+
+
+def failed_rollback_session() -> list[ev.Event]:
+    """Canary traffic, a P0 breach, a rollback whose traffic-control change failed, and a probe that could
+    not observe (its token unset) — the session ends with blue-next still in traffic."""
+    events, at = recorder()
     at(0.1, ev.IncidentRecorded(incident="INC-42", commander="bob", scribe="carol", actor="alice"))
     for name in ("stable-a", "stable-b", "blue-next"):
         at(1, ev.HealthSample(replica=name, status="ok", latency_ms=5.0))
@@ -260,15 +266,7 @@ def test_a_query_breach_does_not_claim_a_bad_sample_at_the_start_of_its_window()
     # A Prometheus rate over 3 s that crosses 0.6 s after the fault: the breach's first_bad_ts is its
     # range's start, 2.4 s BEFORE the fault (never understating the time to detect). The summary said
     # "3 s after the first bad sample (12:00:07Z)": a bad sample at a time when nothing was bad yet.
-    events: list[ev.Event] = []
-
-    def at(offset: float, event: ev.Event) -> None:
-        event.ts, event.n = T0 + offset, len(events) + 1
-        events.append(event)
-
-    at(0, ev.SessionStarted(playbook="playbook.yaml", playbook_name="rehearsal-fixture",
-                            playbook_title="t", environment="staging", operator="alice", host="ops-1",
-                            version="0.1.0"))  # fmt: skip
+    events, at = recorder()
     at(10.6, ev.GuardrailBreach(guardrail="prom-candidate-5xx", severity="P0", metric="query",
                                 value=0.12, threshold=0.05, window_s=3.0, first_bad_ts=T0 + 7.6,
                                 scope="candidate"))  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import build_lab_playbook, encodings, holds_secret
+from conftest import build_lab_playbook, encodings, holds_secret, removal_action
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.timeline import describe
@@ -476,18 +476,7 @@ def test_prometheus_guardrails_are_reported_with_query_window_value_and_time() -
     ) in section
 
 
-REMOVAL = build_lab_playbook(
-    actions=[
-        {
-            "kind": "selector_removal",
-            "name": "remove-blue-next",
-            "title": "Remove blue-next",
-            "replica_set": "blue-next",
-            "remove_replicas": ["blue-next"],
-            "verify_requests": 20,
-        }
-    ]
-)
+REMOVAL = build_lab_playbook(actions=[removal_action(verify_requests=20)])
 
 
 @pytest.mark.parametrize("lab_playbook", [REMOVAL], indirect=True)

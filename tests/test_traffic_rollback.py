@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import build_lab_playbook
+from conftest import build_lab_playbook, removal_action
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.playbook.model import Playbook
@@ -29,17 +29,7 @@ GUARDED = build_lab_playbook(
             "severity": "P0",
         }
     ],
-    actions=[
-        {
-            "kind": "selector_removal",
-            "name": "remove-blue-next",
-            "title": "Remove blue-next",
-            "replica_set": "blue-next",
-            "remove_replicas": ["blue-next"],
-            "verify_requests": 100,
-            "rto_budget_s": 10,
-        }
-    ],
+    actions=[removal_action(verify_requests=100, rto_budget_s=10)],
 )
 
 
@@ -477,18 +467,7 @@ def _two_candidates(keep: list[str]) -> Playbook:
             "weights": {"stable-a": 40, "stable-b": 40, "blue-next": 10, "blue-next-2": 10},
             "traffic_control": {"driver": "lab", "admin_url": "http://127.0.0.1:18090"},
         },
-        actions=[
-            {
-                "kind": "selector_removal",
-                "name": "remove-blue-next",
-                "title": "Remove blue-next",
-                "replica_set": "blue-next",
-                "remove_replicas": ["blue-next"],
-                "keep_replicas": keep,
-                "verify_requests": 50,
-                "rto_budget_s": 3,
-            }
-        ],
+        actions=[removal_action(keep_replicas=keep, verify_requests=50, rto_budget_s=3)],
     )
 
 

@@ -27,6 +27,8 @@ from rollback_tui.playbook.model import Playbook
 from rollback_tui.report.evidence import Evidence
 from rollback_tui.session.engine import Engine
 from rollback_tui.ui.app import CockpitApp
+from rollback_tui.ui.panes.base import View
+from rollback_tui.ui.panes.presenter import tiles
 from rollback_tui.ui.screens.confirm import ConfirmAction
 from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
@@ -263,6 +265,10 @@ async def test_the_status_bar_shows_the_time_to_detect_once_a_breach_is_journale
             lambda: "TTD 3.25 s · RTO —" in plain(app.query_one("#status", Static)),
             what="the breach's time to detect in the status bar",
         )
+        # The presenter layout's tile says the same bound (it waited for a verified rollback too).
+        _, rows = tiles(engine.state, engine.playbook, View())
+        detect = next(t for row in rows for t in row if t.label == "TIME TO DETECT")
+        assert (detect.value, detect.detail) == ("3.25", "seconds, at most")
     events = read_journal(engine.journal.path).events
     assert any("time to detect within 3.25 s" in t.text for t in Evidence.from_events(events).timeline)
     fold = IncidentFold()

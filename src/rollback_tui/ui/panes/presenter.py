@@ -17,7 +17,7 @@ from rich.text import Text
 
 from rollback_tui.core.checklist import evaluate
 from rollback_tui.core.read.checklist import ChecklistCounts
-from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.guardrails import breach_text, breach_time_to_detect_s
 from rollback_tui.core.read.words import pct, secs
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import verdict
@@ -91,17 +91,20 @@ def tiles(state: SessionState, playbook: Playbook, view: View) -> tuple[Tile, li
             )
     if has_rollback(playbook):
         verified = rollback.verified
-        for label, value in (
-            ("TIME TO DETECT", verified.time_to_detect_s if verified else None),
-            ("TIME TO MITIGATE", verified.time_to_mitigate_s if verified else None),
-            ("RTO", verified.rto_s if verified else None),
-        ):
+        # A journaled breach already carries its time to detect (an upper bound: the status bar's figure).
+        detect = verified.time_to_detect_s if verified else breach_time_to_detect_s(state)
+        for label, value, caption, waiting in (
+            ("TIME TO DETECT", detect, "seconds, at most", "once a guardrail breaches"),
+            ("TIME TO MITIGATE", verified.time_to_mitigate_s if verified else None, "seconds, at most",
+             "after a verified rollback"),
+            ("RTO", verified.rto_s if verified else None, "seconds", "after a verified rollback"),
+        ):  # fmt: skip
             timings.append(
                 Tile(
                     label,
                     secs(value).removesuffix(" s"),
                     "plain" if value is not None else "stale",
-                    "seconds" if value is not None else "after a verified rollback",
+                    caption if value is not None else waiting,
                 )
             )
     counts = ChecklistCounts.of(evaluate(playbook, state))  # the pane's and the report's counts
