@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import build_lab_playbook, removal_action
 from rollback_tui.cli.headless import verdict_lines
 from rollback_tui.core import events as ev
+from rollback_tui.core.guardrails import GuardrailEvaluator
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.incident import IncidentFold
 from rollback_tui.core.read.summary import summarize
@@ -25,6 +27,8 @@ from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report.bundle import build_bundle
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.runtime import SessionRuntime
+from rollback_tui.ui.panes.base import View
+from rollback_tui.ui.panes.presenter import tiles
 from support.http import JsonHandler
 from test_cli import run
 from test_report import DATA, SECRET, session  # noqa: F401  (the recorded-session fixture)
@@ -277,3 +281,94 @@ def test_a_query_breach_does_not_claim_a_bad_sample_at_the_start_of_its_window()
     assert "after the first bad sample" not in text
     report = render_markdown(PLAYBOOK, state, events)
     assert "| Bad window from | Detect within |" in report
+
+
+PROM_5XX = {
+    "name": "prom-candidate-5xx", "title": "5xx on blue-next (Prometheus)", "metric": "query", "query": "q",
+    "samples_query": "s", "min_samples": 10, "unit": "ratio", "threshold": 0.05, "window_s": 3,
+    "interval_s": 1, "scope": "candidate", "severity": "P0",
+}  # fmt: skip
+BLIND_PLAYBOOK = build_lab_playbook(
+    prometheus=[{"name": "lab-prometheus", "url": "http://127.0.0.1:19090"}],
+    guardrails=[PROM_5XX],
+    actions=[removal_action()],
+)
+
+
+def blinded_breach_session() -> list[ev.Event]:
+    """The demo's ending: prom-candidate-5xx breaches, the rollback takes blue-next out of traffic, and
+    its query has no series to judge from then on — fed through the engine's own evaluator, which
+    journals what it derives (the breach) and how the guardrail's data stands."""
+    events, at = recorder()
+    evaluator = GuardrailEvaluator(BLIND_PLAYBOOK)
+
+    def observed(offset: float, event: ev.Event) -> None:
+        at(offset, event)
+        for derived in [*evaluator.observe(event), *evaluator.status_changes()]:
+            at(offset, derived)
+
+    for name in ("stable-a", "stable-b", "blue-next"):
+        at(1, ev.HealthSample(replica=name, status="ok", latency_ms=5.0))
+    for t, value in ((2, 0.01), (3, 0.01), (4, 0.3), (5, 0.3)):
+        observed(t, ev.MetricSample(guardrail="prom-candidate-5xx", server="lab-prometheus", query="q",
+                                    window_s=3, value=value, samples=50))  # fmt: skip
+    at(6, ev.RollbackRequested(action="remove-blue-next", actor="auto-rollback", confirmed_text="blue-next",
+                               replicas=["blue-next"]))  # fmt: skip
+    at(6.2, ev.RollbackApplying(action="remove-blue-next", driver="lab"))
+    at(6.5, ev.RollbackApplied(action="remove-blue-next", driver="lab"))
+    for t in (8, 9, 10):  # blue-next serves nothing: no requests to count, no ratio to take
+        observed(t, ev.MetricSample(guardrail="prom-candidate-5xx", server="lab-prometheus", query="q",
+                                    window_s=3, samples=0.0, errors={"value": "no series"}))  # fmt: skip
+    for name in ("stable-a", "stable-b", "blue-next"):
+        at(10, ev.HealthSample(replica=name, status="ok", latency_ms=5.0))
+    at(11, ev.SessionEnded(reason="quit"))
+    return events
+
+
+def test_a_breach_its_guardrail_can_no_longer_observe_is_unknown_since_then_not_still_breached() -> None:
+    # The demo: after the rollback removed blue-next, prom-candidate-5xx had no series; nothing observed
+    # a recovery, and the report said "Still breached at the end: prom-candidate-5xx" (the tile showed an
+    # active breach) — a breach nothing had observed since the rollback.
+    events = blinded_breach_session()
+    state = fold(events)
+    blind = "unknown since 12:00:08Z: no data to judge it; blue-next out of traffic since the rollback "
+    blind += "(12:00:06Z)"
+    summary = summarize(BLIND_PLAYBOOK, state)
+    assert summary.verdict.problems == [
+        "rollback applied, verifying",  # never verified here: the verdict cannot call it mitigated
+        "P0 prom-candidate-5xx unknown since its breach — breached at 12:00:04Z (query 0.3 > 0.05 over 3 s), "
+        + blind,
+    ]
+    [rail] = summary.guardrails
+    assert rail.line == (
+        "? unknown (P0 breach at 12:00:04Z) prom-candidate-5xx ≤ 5.0% over 3 s · no verdict — " + blind
+    )
+    report = render_markdown(BLIND_PLAYBOOK, state, events)
+    assert "Still breached" not in report
+    assert "Breached, then unknown at the end (neither still breached nor recovered):\n\n" in report
+    assert f"- prom-candidate-5xx — breached at 12:00:04Z, {blind}\n" in report
+    lines = verdict_lines(summary, TrafficTotals("whole session"), Path("j.jsonl"), [])
+    assert f"  guardrail {rail.line}" in lines and f"  - why: {summary.verdict.problems[0]}" in lines
+    bundle = build_bundle(BLIND_PLAYBOOK, state, events)["summary"]
+    assert bundle["active_breaches"] == []
+    assert bundle["breaches_unknown_since"] == [
+        {"guardrail": "prom-candidate-5xx", "breached": "2026-01-01T12:00:04Z",
+         "since": "2026-01-01T12:00:08Z", "why": blind.split(": ", 1)[1]}
+    ]  # fmt: skip
+    _, rows = tiles(state, BLIND_PLAYBOOK, View(now=T0 + 11))
+    breach = next(tile for row in rows for tile in row if tile.label == "ACTIVE BREACH")
+    assert (breach.value, breach.tone) == ("P0 prom-candidate-5xx", "stale")
+    assert breach.detail == f"breached at 12:00:04Z, {blind}"
+
+
+def test_a_breach_still_observed_over_its_threshold_stays_breached() -> None:
+    # The other side: its query still answers over the threshold after the rollback: still breached.
+    events = [e for e in blinded_breach_session() if not (isinstance(e, ev.MetricSample) and e.value is None)]
+    events = [e for e in events if not isinstance(e, ev.GuardrailStatus) or e.status == "observed"]
+    state = fold(events)
+    report = render_markdown(BLIND_PLAYBOOK, state, events)
+    assert "Still breached at the end: prom-candidate-5xx." in report and "then unknown" not in report
+    summary = summarize(BLIND_PLAYBOOK, state)
+    assert summary.verdict.level == "fail" and summary.guardrails[0].status == "breach"
+    _, rows = tiles(state, BLIND_PLAYBOOK, View(now=T0 + 11))
+    assert next(t for row in rows for t in row if t.label == "ACTIVE BREACH").tone == "fail"

@@ -13,12 +13,12 @@ the evidence: human-readable references to the journaled events that prove it (o
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import no_data
-from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.guardrails import standings
+from rollback_tui.core.read.words import hms
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import ChecklistItem, ExitCriterion, Playbook, SelectorRemoval
 
@@ -60,13 +60,6 @@ class ChecklistReport:
 
 
 # --- formatting ----------------------------------------------------------------------------------
-
-
-def hms(ts: float | None) -> str:
-    """UTC wall-clock time of an event, as in '04:12:03Z'."""
-    if ts is None:
-        return "?"
-    return time.strftime("%H:%M:%SZ", time.gmtime(ts))
 
 
 def _run(run: str) -> str:
@@ -271,14 +264,10 @@ def guardrail_gaps(playbook: Playbook, state: SessionState) -> list[str]:
 
 def _guardrails_rule(playbook: Playbook, state: SessionState) -> _Outcome:
     """No breach, and every guardrail has had data to judge by and can still observe (never unknown)."""
-    active = list(state.traffic.breaches.values())
+    active = standings(state)  # breached, or breached then unknown: neither is "no breach"
     if active:
         return _Outcome(
-            False,
-            [
-                f"guardrail {b.guardrail} ({b.severity}) breached since {hms(b.ts)}: {breach_text(b)}"
-                for b in active
-            ],
+            False, [f"guardrail {a.breach.guardrail} ({a.breach.severity}) {a.text}" for a in active]
         )
     blind = guardrail_gaps(playbook, state)
     if blind:

@@ -230,8 +230,9 @@ class GuardrailEvaluator:
         # Unknown for another reason is a change too ("no series", then NaN): the evidence says the latest.
         if status == track.status and (status != "unknown" or reading.unknown == track.reason):
             return
-        # Waiting is journaled only as the end of unknown; observed → waiting (the window emptied) is not.
-        if status == "waiting" and track.status != "unknown":
+        # Waiting is journaled only as the end of unknown, or while breached: observed → waiting (the window
+        # emptied) is not news, but a breach that can no longer be judged is (neither held nor recovered).
+        if status == "waiting" and track.status != "unknown" and not track.breached:
             return
         track.status, track.reason = status, reading.unknown
         # Stamped with the observation that changed it: "unknown since" is when the blind sample came in.

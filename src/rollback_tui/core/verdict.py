@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.read.guardrails import breach_text
+from rollback_tui.core.read.guardrails import standings
 from rollback_tui.core.read.words import pct
 from rollback_tui.core.rollback import RollbackStatus
 from rollback_tui.core.state import ReplicaState, SessionState
@@ -177,12 +177,15 @@ def answered_by_rollback(breach: ev.GuardrailBreach, rollback: RollbackStatus) -
 
 def _breaches(v: Verdict, state: SessionState) -> None:
     rollback = state.traffic.rollback
-    for breach in state.traffic.breaches.values():
+    for standing in standings(state):
+        breach = standing.breach
         if answered_by_rollback(breach, rollback):
-            v.note(f"{breach.severity} {breach.guardrail} mitigated by the rollback")
-        else:
+            v.note(f"{standing.name} mitigated by the rollback")
+        elif standing.held:
             level = "fail" if breach.severity == "P0" else "warn"
-            v.raise_to(level, f"{breach.severity} {breach.guardrail}", f"breached: {breach_text(breach)}")
+            v.raise_to(level, standing.name, standing.text)
+        else:  # unknown is neither a breach nor a recovery: what it is now, nobody has seen
+            v.raise_to("stale", f"{standing.name} unknown since its breach", standing.text)
 
 
 def _rollback(v: Verdict, state: SessionState) -> None:

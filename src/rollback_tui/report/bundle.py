@@ -14,6 +14,7 @@ from typing import Any
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import ItemStatus
 from rollback_tui.core.read.checklist import how, rule_holds
+from rollback_tui.core.read.guardrails import standings
 from rollback_tui.core.read.incident import incident_fields
 from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.summary import summarize
@@ -61,7 +62,7 @@ def build_summary(
     read = summarize(playbook, state, incident=evidence.incident)  # what the report and headless verdict say
     report = read.checklist
     started, t = state.started, state.traffic
-    verified = t.rollback_verified
+    verified, stand = t.rollback_verified, standings(state)
     action = next((a for a in playbook.actions if verified and a.name == verified.action), None)
     artefacts = artefacts or {}
     gates = []
@@ -127,7 +128,18 @@ def build_summary(
         "guardrails": [{"event": e.kind, **(_dump(e) or {})} for e in t.breach_log],
         "guardrail_values": {"at": iso(read.now), "values": [r.as_dict() for r in read.guardrails]},
         "steps": [r.as_dict() for r in read.steps],
-        "active_breaches": sorted(t.breaches),
+        # Still breached: only those whose guardrail still observes; the others breached, then went blind.
+        "active_breaches": sorted(s.breach.guardrail for s in stand if s.held),
+        "breaches_unknown_since": [
+            {
+                "guardrail": s.breach.guardrail,
+                "breached": iso(s.breach.ts),
+                "since": iso(s.since),
+                "why": s.why,
+            }
+            for s in stand
+            if not s.held
+        ],
         "gates": gates,
         "fanout": [_dump(r) for r in state.fanout.results[-SUMMARY_FANOUT:]],
         "fanout_results_total": len(state.fanout.results),

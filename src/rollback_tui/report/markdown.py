@@ -27,6 +27,7 @@ from rollback_tui.core.read.guardrails import (
     breach_window,
     metric_text,
     sides_text,
+    standings,
     value_text,
 )
 from rollback_tui.core.read.incident import incident_fields
@@ -406,8 +407,16 @@ def _guardrails(doc: _Doc, playbook: Playbook, state: SessionState, summary: Ses
             doc.li(reading.line)
         doc.blank()
     _breach_table(doc, playbook, state.traffic.breach_log)
-    if state.traffic.breaches:
-        doc.p("Still breached at the end: " + ", ".join(sorted(state.traffic.breaches)) + ".")
+    active = standings(state)
+    held = sorted(s.breach.guardrail for s in active if s.held)
+    if held:
+        doc.p("Still breached at the end: " + ", ".join(held) + ".")
+    blind = [s for s in active if not s.held]
+    if blind:
+        doc.p("Breached, then unknown at the end (neither still breached nor recovered):")
+        for standing in blind:
+            doc.li(f"{standing.breach.guardrail} — {standing.when}")
+        doc.blank()
     _queried(doc, playbook, state)
     gaps = guardrail_gaps(playbook, state)
     if gaps:

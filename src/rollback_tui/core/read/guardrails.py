@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import Reading, guardrail_readings, no_data
-from rollback_tui.core.read.words import ms, pct
+from rollback_tui.core.read.words import hms, ms, pct
+from rollback_tui.core.rollback import RollbackStatus
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Guardrail, Playbook
 
@@ -125,6 +126,72 @@ def time_to_detect_s(breach: ev.GuardrailBreach) -> float | None:
     return None if breach.first_bad_ts is None else round(breach.ts - breach.first_bad_ts, 3)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where an active breach (journaled, never recovered) stands now: still held — its guardrail has
+    observed nothing since that clears it — or unknown since `since`, when its guardrail stopped having
+    data (`why`): neither still breached nor recovered, since nothing has observed either."""
+
+    breach: ev.GuardrailBreach
+    since: float | None = None  # unknown since then; None: its guardrail still observes
+    why: str = ""
+
+    @property
+    def held(self) -> bool:
+        return self.since is None
+
+    @property
+    def name(self) -> str:
+        return f"{self.breach.severity} {self.breach.guardrail}"
+
+    @property
+    def when(self) -> str:
+        """`breached at 12:00:10Z, unknown since 12:00:14Z: no series`; `breached since 12:00:10Z`."""
+        if self.held:
+            return f"breached since {hms(self.breach.ts)}"
+        return f"breached at {hms(self.breach.ts)}, {self.unknown}"
+
+    @property
+    def text(self) -> str:
+        """`breached since 12:00:10Z: http_5xx_rate 20.0% > 2.0% over 10 s`; `breached at 12:00:10Z
+        (http_5xx_rate 20.0% > 2.0% over 10 s), unknown since 12:00:14Z: no series`."""
+        if self.held:
+            return f"{self.when}: {breach_text(self.breach)}"
+        return f"breached at {hms(self.breach.ts)} ({breach_text(self.breach)}), " + self.unknown
+
+    @property
+    def unknown(self) -> str:
+        """`unknown since 12:00:14Z: no series`; `` while held."""
+        return "" if self.held else f"unknown since {hms(self.since)}: {self.why}"
+
+
+def _out_of_traffic(breach: ev.GuardrailBreach, rollback: RollbackStatus, since: float) -> str:
+    """`; blue-next out of traffic since the rollback (12:00:12Z)` when a candidate's guardrail went
+    blind after a rollback took the candidates out of traffic, else ``."""
+    applied = rollback.applied_ts
+    if breach.scope != "candidate" or not rollback.after_rollback or applied is None or applied > since:
+        return ""
+    out = ", ".join(rollback.replicas) or "the candidates"
+    return f"; {out} out of traffic since the rollback ({hms(applied)})"
+
+
+def standings(state: SessionState) -> list[Standing]:
+    """Every active breach and where it stands, held ones first, then P0 first, then the earliest: the
+    one order the verdict, the ACTIVE BREACH tile, the report and the headless verdict read. A breach
+    stands unknown once its guardrail journaled, after it, that it cannot judge (unknown, or waiting
+    for data: core/guardrails.py journals that while breached)."""
+    found: list[Standing] = []
+    for breach in state.traffic.breaches.values():
+        seen = state.rails.get(breach.guardrail)
+        if seen is None or seen.since is None or seen.since < breach.ts or seen.status == "observed":
+            found.append(Standing(breach))
+            continue
+        why = seen.reason or "no data to judge it"
+        why += _out_of_traffic(breach, state.traffic.rollback, seen.since)
+        found.append(Standing(breach, seen.since, why))
+    return sorted(found, key=lambda s: (not s.held, s.breach.severity, s.breach.ts))
+
+
 def breach_time_to_detect_s(state: SessionState) -> float | None:
     """The time to detect before a verified rollback: the first active breach's, as the ACTIVE BREACH
     tile orders them (P0 first, then the earliest), else the latest journaled one's."""
@@ -139,15 +206,23 @@ class GuardrailReading:
     rail: Guardrail
     reading: Reading  # the value now over the window, or why there is none (core/guardrails.py)
     breach: ev.GuardrailBreach | None = None  # the active breach, if any
+    standing: Standing | None = None  # where that breach stands
 
     @property
     def value(self) -> float | None:
         return self.reading.value
 
     @property
+    def blind(self) -> bool:
+        """Breached, then unknown: nothing has observed since whether it still holds."""
+        return self.standing is not None and not self.standing.held
+
+    @property
     def status(self) -> str:
-        """breach | unknown (could not observe) | waiting (no data yet) | over (over the threshold, not yet
-        held `sustained_s`) | ok."""
+        """breach | unknown (could not observe, a breach since then too) | waiting (no data yet) | over
+        (over the threshold, not yet held `sustained_s`) | ok."""
+        if self.blind:
+            return "unknown"
         if self.breach is not None:
             return "breach"
         if self.reading.unknown:
@@ -162,8 +237,11 @@ class GuardrailReading:
 
     @property
     def label(self) -> str:
-        """`BREACH P0`, `unknown`, `waiting`, `over`, `ok`."""
-        return f"BREACH {self.breach.severity}" if self.breach is not None else self.status
+        """`BREACH P0`, `unknown (P0 breach at 12:00:10Z)`, `unknown`, `waiting`, `over`, `ok`."""
+        if self.breach is None:
+            return self.status
+        severity = self.breach.severity
+        return f"unknown ({severity} breach at {hms(self.breach.ts)})" if self.blind else f"BREACH {severity}"
 
     @property
     def shown(self) -> float | None:
@@ -219,6 +297,8 @@ class GuardrailReading:
     @property
     def why(self) -> str | None:
         """Why there is no value: what could not be observed, or what data it still waits for."""
+        if self.standing is not None and self.blind:
+            return self.standing.unknown
         if self.status == "unknown":
             return self.reading.unknown
         return no_data(self.rail) if self.status == "waiting" else None
@@ -249,4 +329,8 @@ def readings(playbook: Playbook, state: SessionState, now: float) -> list[Guardr
     """Every guardrail of the playbook, in its order, at `now` (judged as the engine judges it)."""
     found = guardrail_readings(playbook, state, now)
     breaches = state.traffic.breaches
-    return [GuardrailReading(rail, found[rail.name], breaches.get(rail.name)) for rail in playbook.guardrails]
+    stand = {s.breach.guardrail: s for s in standings(state)}
+    return [
+        GuardrailReading(rail, found[rail.name], breaches.get(rail.name), stand.get(rail.name))
+        for rail in playbook.guardrails
+    ]

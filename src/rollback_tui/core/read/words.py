@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 def num(value: float | None, unit: str = "") -> str:
     """`3.01 s`; `-` when there is no value."""
@@ -30,3 +32,10 @@ def pct(fraction: float | None) -> str:
 def secs(value: float | None) -> str:
     """`3.01 s` (as journaled, like the report's `num(value, " s")`); `—` when there is no value."""
     return "—" if value is None else f"{value:g} s"
+
+
+def hms(ts: float | None) -> str:
+    """UTC wall-clock time of an event, as in '04:12:03Z'."""
+    if ts is None:
+        return "?"
+    return time.strftime("%H:%M:%SZ", time.gmtime(ts))

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from rollback_tui.core.checklist import evaluate
 from rollback_tui.core.read.checklist import ChecklistCounts
-from rollback_tui.core.read.guardrails import breach_text, breach_time_to_detect_s
+from rollback_tui.core.read.guardrails import breach_text, breach_time_to_detect_s, standings
 from rollback_tui.core.read.words import pct, secs
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.verdict import verdict
@@ -73,18 +73,12 @@ def tiles(state: SessionState, playbook: Playbook, view: View) -> tuple[Tile, li
             )
         )
     if playbook.guardrails:
-        active = sorted(state.traffic.breaches.values(), key=lambda b: (b.severity, b.ts))
+        active = standings(state)
         if active:
-            b = active[0]
+            top = active[0]
             more = f" (+{len(active) - 1} more)" if len(active) > 1 else ""
-            first.append(
-                Tile(
-                    "ACTIVE BREACH",
-                    f"{b.severity} {b.guardrail}",
-                    "fail",
-                    breach_text(b) + more,
-                )
-            )
+            tone, text = ("fail", breach_text(top.breach)) if top.held else ("stale", top.when)
+            first.append(Tile("ACTIVE BREACH", top.name, tone, text + more))
         else:
             first.append(
                 Tile("ACTIVE BREACH", "NONE", "ok", f"{len(playbook.guardrails)} guardrails watched")

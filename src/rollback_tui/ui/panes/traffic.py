@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.read.guardrails import GuardrailReading, readings
+from rollback_tui.core.read.guardrails import GuardrailReading, readings, standings
 from rollback_tui.core.read.traffic import TrafficTotals, recent_traffic, split_window_s
 from rollback_tui.core.read.words import pct, secs
 from rollback_tui.core.state import SessionState
@@ -80,10 +80,12 @@ class TrafficPane(StaticPane):
             routing = routing[-1:]  # the backends say more than the selector
         self.border_title = self.TITLE if head else f"{self.TITLE.split(' · ')[0]} · {running.plain}"
         parts: list[RenderableType] = [*head, *routing, *split, *summary, *rails, *rollback]
-        active = list(traffic.breaches.values())
-        self.border_subtitle = (
-            f"{len(active)} breach{'es' if len(active) != 1 else ''}" if active else "guardrails clear"
-        ) + "".join(f" · {key} {c}" for c in ("traffic", "rollback") if (key := view.key(c)))
+        held = sum(s.held for s in standings(state))
+        blind = len(traffic.breaches) - held  # breached, then unknown: not "clear", not "breached" either
+        said = [f"{held} breach{'es' if held != 1 else ''}"] if held else []
+        said += [f"{blind} unknown since breach"] if blind else []
+        keys = "".join(f" · {key} {c}" for c in ("traffic", "rollback") if (key := view.key(c)))
+        self.border_subtitle = (" · ".join(said) or "guardrails clear") + keys
         self.show(Group(*parts))
 
     def _running_line(self, view: View, playbook: Playbook, state: SessionState) -> Text:
