@@ -154,3 +154,30 @@ async def test_an_exported_screenshot_carries_no_toasts(tmp_path: Path) -> None:
         assert "TOASTMARKER" in app.export_screenshot()  # and it still is, afterwards
     svg = next(p for p in paths if p.name == "cockpit.svg").read_text()
     assert "TOASTMARKER" not in svg and "Evidence" in svg and "checklist" in svg
+
+
+async def test_the_quit_dialog_scrolls_inside_and_keeps_its_border_and_buttons_on_a_100x30_screen(
+    tmp_path: Path,
+) -> None:
+    """Many long missing exit criteria under the verdict at 100x30: the dialog ran off the screen's
+    bottom, its buttons and border with it. What it says scrolls instead (as the rollback confirmation)."""
+    doc = with_slow_gate(tmp_path / "unused").model_dump()
+    long = "the on-call engineer confirms with the service owner, in writing, that " * 3
+    doc["exit_criteria"] = [{"name": f"c{i}", "text": f"{i}: {long}", "rule": "manual"} for i in range(6)]
+    engine = Engine(Playbook.model_validate(doc), Journal(tmp_path / "j.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitDialog), what="the quit dialog")
+        await pilot.pause()
+        dialog = app.screen.query_one("#quit-dialog").region
+        assert dialog.y >= 0 and dialog.bottom <= 30, dialog
+        for button in ("#stay", "#leave"):
+            region = app.screen.query_one(button).region
+            assert region.area and dialog.y < region.y and region.bottom < dialog.bottom, (button, region)
+        scroll = app.screen.query_one("#quit-scroll")
+        assert scroll.max_scroll_y > 0  # it says more than fits: it scrolls, inside the dialog
+        assert "(6 missing)" in quit_text(app) and "and 2 more" in quit_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.cockpit

@@ -5,6 +5,7 @@ commands and where they run); typing the confirmation word — the replica set, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -13,7 +14,8 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
 from rollback_tui.playbook.model import Playbook, SelectorRemoval
@@ -21,6 +23,14 @@ from rollback_tui.session.preview import ActionPreview
 from rollback_tui.ui.panes.base import HIDDEN
 
 MAX_PREVIEW_ROWS = 24  # the preview's height on a tall screen, as app.tcss sets it
+
+
+def fit_scroll(screen: Screen[Any], dialog: Widget, scroll: Widget, cap: int, spare: int = 0) -> None:
+    """Lower `scroll`'s max height (at most `cap`) to what the screen leaves once the dialog's other
+    children, border and padding (and `spare` rows) are on it: its border and buttons stay on screen."""
+    rest = sum(w.outer_size.height for w in dialog.children if w is not scroll) + spare
+    room = screen.size.height - rest - dialog.styles.gutter.height
+    scroll.styles.max_height = max(3, min(cap, room))
 
 
 def describe_removal(action: SelectorRemoval, playbook: Playbook) -> Text:
@@ -124,10 +134,8 @@ class TypedConfirm(ModalScreen[str | None]):
         """A long preview (a redeploy's commands) scrolls, so that the dialog's border, prompt, input and
         buttons stay on a short screen (100x30) instead of running off its bottom."""
         dialog, scroll = self.query_one("#confirm-dialog"), self.query_one("#confirm-scroll")
-        rest = sum(w.outer_size.height for w in dialog.children if w is not scroll)
-        rest += 0 if self.query_one("#confirm-error").outer_size.height else 1  # room for a refusal line
-        room = self.size.height - rest - dialog.styles.gutter.height
-        scroll.styles.max_height = max(3, min(MAX_PREVIEW_ROWS, room))
+        spare = 0 if self.query_one("#confirm-error").outer_size.height else 1  # room for a refusal line
+        fit_scroll(self, dialog, scroll, MAX_PREVIEW_ROWS, spare)
 
     @property
     def matches(self) -> bool:

@@ -14,12 +14,15 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from rollback_tui.core.checklist import ExitVerdict
 from rollback_tui.core.verdict import Verdict
+from rollback_tui.ui.screens.confirm import fit_scroll
+
+MAX_WHAT_ROWS = 40  # what the dialog says, on a tall screen, as app.tcss sets it
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class QuitDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog"):
-            yield Static(describe_quit(self.concerns, exports=self.exports), id="quit-what")
+            with VerticalScroll(id="quit-scroll"):
+                yield Static(describe_quit(self.concerns, exports=self.exports), id="quit-what")
             with Horizontal(id="quit-buttons"):
                 yield Button("Stay (Esc)", id="stay", variant="primary")
                 yield Button("Quit anyway (y)", id="leave", variant="error")
@@ -97,6 +101,15 @@ class QuitDialog(ModalScreen[bool]):
             for rack in screen.query("#textual-toastrack"):
                 rack.remove_children()
         self.query_one("#stay", Button).focus()  # Enter stays
+        self.call_after_refresh(self._fit)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        """A long verdict and many missing exit criteria scroll, so that the dialog's border and buttons
+        stay on a short screen (100x30) instead of running off its bottom."""
+        fit_scroll(self, self.query_one("#quit-dialog"), self.query_one("#quit-scroll"), MAX_WHAT_ROWS)
 
     @on(Button.Pressed, "#leave")
     def action_leave(self) -> None:
