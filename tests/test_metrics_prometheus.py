@@ -19,6 +19,7 @@ from conftest import build_lab_playbook, holds_secret, require_prometheus, requi
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import guardrail_readings
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.read.words import hms
 from rollback_tui.core.state import fold
 from rollback_tui.lab.prometheus import LabPrometheus, Target
 from rollback_tui.lab.supervisor import Lab
@@ -444,3 +445,34 @@ async def test_a_guardrail_unknown_for_another_reason_reports_the_latest_one(
     table = report.split("## Data-collection failures\n", 1)[1].split("\n## ", 1)[0]
     shown = [line for line in table.splitlines() if line.startswith("| guardrail prom-ratio")]
     assert len(shown) == 2 and no_series in shown[0] and nan in shown[1] and "still unknown" in shown[1]
+
+
+async def test_a_breach_whose_query_then_counts_no_samples_is_unknown_since_not_still_breached(
+    prometheus: LabPrometheus, exporter: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The demo's ending on a real Prometheus: the candidate's ratio breaches, then it serves nothing (its
+    sample count falls to 0, as blue-next's once out of traffic): nothing observes a recovery, so the
+    report says since when it is unknown, not that it is still breached."""
+    ratio = Gauge("rtui_error_ratio", "test", ["replica"], registry=exporter[0])
+    served = Gauge("rtui_served", "test", ["replica"], registry=exporter[0])
+    ratio.labels("blue-next").set(0.2)
+    served.labels("blue-next").set(50)
+    rail = {"name": "prom-5xx", "query": RATIO, "threshold": 0.05, "window_s": 5, "scope": "candidate",
+            "samples_query": 'sum(rtui_served{replica=~"{replicas}"})', "min_samples": 10}  # fmt: skip
+    pb = playbook([{"name": "prom", "url": prometheus.url}], [rail])
+    engine = Engine(pb, Journal(tmp_path / "j.jsonl"), operator="t")
+    await engine.start()
+    try:
+        await until(lambda: "prom-5xx" in engine.state.traffic.breaches, "the breach")
+        served.labels("blue-next").set(0)
+        await until(lambda: rail_status(engine, "prom-5xx")[0] == "waiting", "no samples to judge by")
+    finally:
+        await engine.stop()
+    events = read_journal(tmp_path / "j.jsonl").events
+    state = fold(events)
+    report = render_markdown(pb, state, events)
+    assert "Still breached" not in report
+    since = state.rails["prom-5xx"].since
+    assert since is not None and since > state.traffic.breaches["prom-5xx"].ts
+    unknown = f"breached at {hms(state.traffic.breaches['prom-5xx'].ts)}, unknown since {hms(since)}"
+    assert f"- prom-5xx — {unknown}: no data to judge it\n" in report
