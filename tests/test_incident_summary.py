@@ -140,7 +140,7 @@ def test_a_failed_rollback_and_an_unknown_probe_are_said_in_the_paragraph_and_th
     assert incident["impact"]["requests"] == 1000 and incident["impact"]["errors_5xx"] == {"blue-next": 50}
     assert incident["unobserved"] == [
         {"what": "probe dead-letters", "why": "environment variable OPS_API_TOKEN is not set",
-         "still_unknown": True}
+         "latest_why": None, "still_unknown": True}
     ]  # fmt: skip
 
 
@@ -372,3 +372,18 @@ def test_a_breach_still_observed_over_its_threshold_stays_breached() -> None:
     assert summary.verdict.level == "fail" and summary.guardrails[0].status == "breach"
     _, rows = tiles(state, BLIND_PLAYBOOK, View(now=T0 + 11))
     assert next(t for row in rows for t in row if t.label == "ACTIVE BREACH").tone == "fail"
+
+
+def test_a_subject_unknown_again_for_another_reason_says_the_latest_reason_too() -> None:
+    # The demo's prom-p95-latency: unknown at the start (no traffic yet: no series on either side), observed,
+    # then unknown again after the rollback (the candidate side: NaN). The paragraph said only the first
+    # reason, "…no series…; still unknown at the end" — not why it was unknown at the end.
+    events, at = recorder()
+    at(1, ev.GuardrailStatus(guardrail="prom-p95", status="unknown", reason="no series on either side"))
+    at(5, ev.GuardrailStatus(guardrail="prom-p95", status="observed"))
+    at(9, ev.GuardrailStatus(guardrail="prom-p95", status="unknown", reason="candidate side: NaN"))
+    at(10, ev.SessionEnded(reason="quit"))
+    text = paragraph(render_markdown(PLAYBOOK, fold(events), events))
+    assert (
+        "guardrail prom-p95 (no series on either side; later candidate side: NaN; still unknown at the end)"
+    ) in text, text

@@ -105,6 +105,7 @@ def trouble(e: ev.Event) -> Trouble | None:
 class Unobserved:
     reason: str  # the first reason it could not observe
     until: float | None = None  # when it observed again; None: still unknown at the end
+    latest: str | None = None  # the reason it gave last, when that is another one (said beside the first)
 
 
 @dataclass
@@ -167,6 +168,7 @@ class IncidentFold:
             self.unobserved[seen.subject] = Unobserved(seen.reason)
         else:
             episode.until = None
+            episode.latest = None if seen.reason == episode.reason else seen.reason
 
 
 # --- the paragraph ---------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def incident_summary(
         "impact": {**fold.traffic.as_dict(), "window": _window_text(fold, now)} if t else None,
         "state": verdict.word,
         "unobserved": [
-            {"what": subject, "why": u.reason, "still_unknown": u.until is None}
+            {"what": subject, "why": u.reason, "latest_why": u.latest, "still_unknown": u.until is None}
             for subject, u in fold.unobserved.items()
         ],
     }
@@ -305,7 +307,10 @@ def _now(verdict: Verdict, now: float) -> str:
 def _unobserved(fold: IncidentFold) -> str:
     if not fold.unobserved:
         return "Everything that reported could be observed."
-    parts = [f"{subject} ({u.reason}; {_until(u)})" for subject, u in fold.unobserved.items()]
+    parts = [
+        f"{subject} ({u.reason}{f'; later {u.latest}' if u.latest else ''}; {_until(u)})"
+        for subject, u in fold.unobserved.items()
+    ]
     return "Could not be observed: " + ", ".join(parts) + "."
 
 
