@@ -30,6 +30,7 @@ from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.session.preview import ActionPreview
 from rollback_tui.session.runbook import Question, Runbook, RunOptions
 from standins import LAST_GOOD, ProductionApi, StandIns, api_server, production_playbook
+from support.events import breach
 
 
 @pytest.fixture
@@ -503,3 +504,26 @@ def test_the_shipped_playbooks_declare_what_changes() -> None:
     raw = yaml.safe_load((REPO / "playbooks" / "production-rollback.yaml").read_text())
     replay = next(a for a in raw["actions"] if a["name"] == "replay-dead-letters")
     assert replay["watch"] == ["dead-letters"]
+
+
+async def test_a_guardrail_watch_does_not_call_a_breach_its_rail_can_no_longer_observe_still_breached(
+    tmp_path: Path,
+) -> None:
+    # After the rollback the candidate's Prometheus rail has no samples: its breach is neither held nor
+    # cleared (the verdict and the report say "unknown since"), but the watch said "still breached".
+    book = small_playbook(
+        [{"name": "validate", "title": "Validate", "do": [{"check": "guardrail_watch", "note": "Clear?"}]}],
+        prometheus=[{"name": "prom", "url": "http://127.0.0.1:9"}],
+        guardrails=[{"name": "prom-5xx", "title": "5xx", "metric": "query", "query": "up", "threshold": 0.05,
+                     "scope": "candidate", "severity": "P1"}],
+    )  # fmt: skip
+    engine = Engine(book, Journal(tmp_path / "session.jsonl"), operator="alice")
+    engine.start_session()
+    now = time.time()
+    engine.emit(ev.GuardrailStatus(guardrail="prom-5xx", status="observed", ts=now - 8))
+    engine.emit(breach(now - 5, guardrail="prom-5xx", severity="P1", metric="query", window_s=10))
+    engine.emit(ev.GuardrailStatus(guardrail="prom-5xx", status="waiting", ts=now - 2))
+    [result] = await Operator().runbook(engine, watch_s=0.2).run_step("validate")
+    assert result.outcome == "unknown", result
+    assert "P1 prom-5xx breached at" in result.reason and "unknown since" in result.reason, result.reason
+    assert "still breached" not in result.reason

@@ -32,7 +32,7 @@ from typing import Literal
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import hms
-from rollback_tui.core.read.guardrails import readings
+from rollback_tui.core.read.guardrails import readings, standings
 from rollback_tui.core.read.traffic import traffic_since
 from rollback_tui.core.read.words import pct
 from rollback_tui.core.verdict import answered_by_rollback
@@ -391,10 +391,21 @@ class Runbook:
         if breaches:
             named = ", ".join(dict.fromkeys(f"{b.severity} {b.guardrail}" for b in breaches))
             return "failed", f"breached: {named}"
-        still = [b for b in traffic.breaches.values() if not answered_by_rollback(b, traffic.rollback)]
+        # Where each breach from before stands (core/read/guardrails.py, as the verdict and the report say):
+        # held is not clear; one its guardrail can no longer observe is neither held nor cleared.
+        rollback = traffic.rollback
+        open_ = [s for s in standings(self.engine.state) if not answered_by_rollback(s.breach, rollback)]
+        still = [s.breach for s in open_ if s.held]
         if still:
             named = ", ".join(f"{b.severity} {b.guardrail} (since {hms(b.ts)})" for b in still)
             return "failed", f"still breached: {named}"
+        if open_:
+            named = "; ".join(
+                f"{s.breach.severity} {s.breach.guardrail} breached at {hms(s.breach.ts)}, unknown since "
+                f"{hms(s.since or s.breach.ts)}: {s.why}"
+                for s in open_
+            )
+            return "unknown", f"not clear, not held: {named}"
         now = readings(self.playbook, self.engine.state, time.time())
         blind = [r.rail.name for r in now if r.status in ("unknown", "waiting")]
         if now and len(blind) == len(now):
