@@ -28,6 +28,7 @@ from rollback_tui.core.read.guardrails import (
     metric_text,
     sides_text,
     standings,
+    time_to_detect_s,
     value_text,
 )
 from rollback_tui.core.read.incident import incident_fields
@@ -434,7 +435,7 @@ def _breach_table(
         rows = []
         for e in log:
             if isinstance(e, ev.GuardrailBreach):
-                ttd = num(round(e.ts - e.first_bad_ts, 3), " s") if e.first_bad_ts is not None else "-"
+                ttd = num(time_to_detect_s(e), " s") if e.first_bad_ts is not None else "-"
                 threshold = breach_number(e, e.threshold)
                 rows.append(
                     [

@@ -20,6 +20,7 @@ from rollback_tui import __version__
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import GuardrailEvaluator, thin_evidence
 from rollback_tui.core.journal import Journal
+from rollback_tui.core.read.guardrails import time_to_detect_s
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.unknown import UnknownWatch
 from rollback_tui.playbook.model import (
@@ -559,7 +560,7 @@ class Engine:
         )
         verified.rto_s = round(verified.ts - requested.ts, 3)
         if breach is not None and breach.first_bad_ts:
-            verified.time_to_detect_s = round(breach.ts - breach.first_bad_ts, 3)
+            verified.time_to_detect_s = time_to_detect_s(breach)
             if ok:
                 verified.time_to_mitigate_s = round(verified.ts - breach.first_bad_ts, 3)
         return self.emit(verified)

@@ -251,9 +251,9 @@ def _mitigated(fold: IncidentFold, state: SessionState) -> list[str]:
         if v is not None and v.ok:
             how += f"; {pct(v.stable_share)} of {v.requests} requests on stable"
         rto = f", RTO {num(v.rto_s, ' s')}" if v is not None and v.rto_s is not None else ""
-        took = num(_time_to_mitigate(fold), " s")
+        seconds = num(_time_to_mitigate(fold), " s")
         bound = fold.trouble is not None and fold.trouble.first_bad_ts is not None  # an upper bound, as above
-        took = f"within {took} of the first bad sample" if bound else f"{took} after it was detected"
+        took = f"within {seconds} of the first bad sample" if bound else f"{seconds} after it was detected"
         return [f"Mitigated at {hms(fold.mitigated_ts)} by {name} ({how}): {took}{rto}."]
     if r.stage == "failed":
         return [f"Not mitigated: {name} FAILED — {r.failure}."]
