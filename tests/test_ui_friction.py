@@ -326,3 +326,28 @@ async def test_the_export_toast_never_covers_the_quit_dialog_at_100x30(tmp_path:
         await pilot.pause(0.5)
         app.save_screenshot("quit-after-export-100x30.svg", path=str(tmp_path))
         await pilot.press("escape")
+
+
+async def test_a_restored_checklist_rewraps_even_when_its_option_list_misses_the_resize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fresh-clone CI in tmux: the checklist zoomed and restored kept its zoomed lines, one line per item
+    cut mid-word ('☐ Surreal guardrail scri'): OptionList caches each option's wrapped lines without their
+    width and drops them only on a Resize, which a real terminal's relayout did not deliver that time (nor
+    does a scrollbar appearing). Here every Resize is withheld: the items must still rewrap at the width."""
+    from textual.widgets import OptionList
+
+    app = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        items = app.cockpit.panes["checklist"].option_list
+        wrapped = items.virtual_size.height  # lines, the long items wrapped at the pane's width
+        monkeypatch.setattr(OptionList, "_on_resize", lambda self: None)
+        items.focus()
+        await pilot.press("z")
+        await pilot.pause()
+        assert items.virtual_size.height < wrapped  # zoomed: the items fit on fewer lines
+        await pilot.press("z")
+        await pilot.pause()
+        await pilot.pause()
+        assert items.virtual_size.height == wrapped

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -15,6 +17,26 @@ from rollback_tui.core.read.checklist import ChecklistCounts, how
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.panes.base import Pane, View
+
+
+class WrappedOptionList(OptionList):
+    """An OptionList whose wrapped lines follow its width.
+
+    OptionList caches each option's lines without their width and drops them only on a Resize. A zoomed pane
+    restored in a real terminal did not always get one (Pilot's relayout sends it), nor does a scrollbar
+    appearing: the items stayed on the zoomed width's lines, cut mid-word. Rendering at another width than
+    the lines were made for drops them first.
+    """
+
+    _lines_width: int | None = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        width = self.scrollable_content_region.width
+        if width != self._lines_width:
+            self._lines_width = width
+            self._option_render_cache.clear()
+            self._line_cache.clear()
+        return super().render_lines(crop)
 
 
 class ChecklistPane(Pane):
@@ -26,7 +48,7 @@ class ChecklistPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(classes="pane-note", id="checklist-note")
-        yield OptionList(id="checklist-items")
+        yield WrappedOptionList(id="checklist-items")
 
     @property
     def option_list(self) -> OptionList:
