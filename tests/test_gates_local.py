@@ -352,6 +352,30 @@ async def test_a_placeholder_is_never_spliced_into_a_shell_script(tmp_path: Path
     assert list(tmp_path.iterdir()) == []  # no X: nothing ran the value
 
 
+async def test_a_filled_value_is_never_read_as_an_option(tmp_path: Path) -> None:
+    """A captured commit (or host) beginning with '-' became an option of the program it was given to:
+    `[ssh, "{host}", deploy]` with `-oProxyCommand=touch X` runs `touch X` here. Refused; `--` before the
+    word, or the option written with its value, keeps it data."""
+    from rollback_tui.exec.commands import CommandError, fill
+    from rollback_tui.exec.supervise import run_capture
+    from rollback_tui.playbook.model import CommandSpec
+
+    value = f"-oProxyCommand=touch {tmp_path / 'X'}"
+    for argv in (["ssh", "{commit}", "deploy"], ["git", "checkout", "{commit}"], ["deploy", "{commit}-1"]):
+        with pytest.raises(
+            CommandError, match=r"refusing to fill argv\[\d\]: the value of \{commit\} begins"
+        ):
+            fill(CommandSpec(argv=argv), {"commit": value})
+    echo = [sys.executable, "-c", "import sys; print(sys.argv[1:])"]
+    for argv in ([*echo, "--", "{commit}"], [*echo, "--commit={commit}"], [*echo, "{commit}"]):
+        filled = fill(
+            CommandSpec(argv=argv, cwd=str(tmp_path)),
+            {"commit": "4f1c9a7"} if argv[-1] == "{commit}" else {"commit": value},
+        )
+        assert (await run_capture(filled, playbook())).outcome == "passed"
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_secret_from_env_never_reaches_events_journal_or_artefact(tmp_path: Path) -> None:
     secret = "s3cr3t-Value-9f8e7d"
     script = 'echo "token=$API_TOKEN"; echo "raw $API_TOKEN" >&2; [ ${#API_TOKEN} -eq 19 ] && echo length-ok'
@@ -478,3 +502,49 @@ async def test_env_reference_in_argv_is_one_argument_and_stays_secret(tmp_path: 
     started = next(e for e in seen if isinstance(e, ev.GateStarted))
     assert started.argv[-1] == "${RTUI_CTX_SECRET}"  # the journal shows the reference, not the value
     assert secret not in (tmp_path / "journal.jsonl").read_text()
+
+
+class EndsAsTheLimitComes:
+    """A real supervised command that has exited when its timeout's SIGTERM reaches the reaper: the reaper
+    is held (SIGSTOP) until the command is a zombie and the SIGTERM is pending beside the SIGCHLD, then let
+    go, so it takes the SIGTERM first — the race that made a command exiting 0 read as timed out."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.real = local_exec.LocalExecution(
+            ["sh", "-c", "exit 0"], cwd=str(tmp_path), env=dict(os.environ), on_line=lambda *_: None
+        )
+        self.notes = self.real.notes
+
+    @property
+    def ended_on_its_own(self) -> bool:
+        return self.real.ended_on_its_own
+
+    async def start(self) -> None:
+        await self.real.start()
+        assert self.real.proc is not None and self.real.pgid is not None
+        os.kill(self.real.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{self.real.pgid}/stat").read_text().split(") ", 1)[1][0] != "Z":
+            assert time.monotonic() < deadline, "the command did not exit"
+            await asyncio.sleep(0.01)
+
+    async def wait(self) -> int:
+        return await self.real.wait()
+
+    async def kill(self) -> bool:
+        assert self.real.proc is not None
+        stopping = asyncio.ensure_future(self.real.kill())
+        await asyncio.sleep(0.2)  # its SIGTERM is pending now, beside the SIGCHLD
+        os.kill(self.real.proc.pid, signal.SIGCONT)
+        return await stopping
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+@pytest.mark.skipif(not local_exec.supervised(), reason="the reaper runs on Linux only")
+async def test_a_command_that_ended_as_its_timeout_came_is_not_called_timed_out(tmp_path: Path) -> None:
+    from rollback_tui.exec.supervise import supervise
+
+    outcome = await supervise(EndsAsTheLimitComes(tmp_path), 0.3, asyncio.Event())
+    assert (outcome.outcome, outcome.exit_code, outcome.error) == ("passed", 0, None), outcome

@@ -401,6 +401,9 @@ SH_DATA = """[sh, -c, 'deploy --commit "$1"', sh, "${TOKEN}"]"""
         # The remote shell parses every word after the host, a word of its own too: `-a x;reboot`.
         ("[ssh, web-1, 'curl -H \"Authorization: Bearer ${TOKEN}\" x']", 2, "where: <a hosts: entry>"),
         ("[ssh, -p, '2222', web-1, redis-cli, -a, '${TOKEN}']", 6, "where: <a hosts: entry>"),
+        # These hand a string to a shell of their choosing: not trusted to expand it as data.
+        ("[flock, /run/lock/x, -c, 'curl -u ${TOKEN} x']", 3, "[flock, deploy.lock, sh, -c"),
+        ("[watch, curl, -u, '${TOKEN}', x]", 3, "[watch, -x, deploy"),
     ],
 )
 def test_an_env_reference_in_code_that_cannot_read_it_is_refused(argv: str, index: int, instead: str) -> None:
@@ -513,6 +516,10 @@ CODE_ARGUMENTS = [
     (["ssh", "deploy@web-1", "deploy", "--commit", "{commit}"], 4, "where: <a hosts: entry>"),
     (["bash", "--rcfile", "ops.rc", "-c", "deploy {commit}"], 4, """'deploy --commit "$1"', sh"""),
     (["sh", "-c", "-", "deploy {commit}"], 3, """'deploy --commit "$1"', sh"""),
+    (["flock", "-w", "30", "/run/lock/deploy", "-c", "deploy {commit}"], 5, "[flock, deploy.lock, sh, -c"),
+    (["watch", "-n", "2", "kubectl", "rollout", "status", "deploy/{commit}"], 6, "[watch, -x, deploy"),
+    (["sudo", "watch", "-d", "deploy --commit {commit}"], 3, "[watch, -x, deploy"),
+    (["script", "-q", "-c", "deploy {commit}", "/dev/null"], 3, "run it without script"),
 ]
 
 
@@ -551,6 +558,10 @@ def test_fill_refuses_the_code_validate_refuses(argv: list[str], index: int, ins
         ["gawk", "-f", "deploy.awk", "{commit}"],
         ["rsync", "-e", "ssh", "build/", "web-1:/srv/{commit}"],  # ssh named as a value: no words of its own
         ["timeout", "300", "sh", "-c", 'deploy --commit "$1"', "sh", "{commit}"],
+        ["flock", "/run/lock/deploy", "deploy", "--commit", "{commit}"],  # flock runs a program: argv
+        ["watch", "-x", "-n", "2", "deploy", "--commit", "{commit}"],  # watch -x execs it: argv
+        ["gh", "run", "watch", "{commit}"],  # a program's own word: not the watch program
+        ["npm", "run", "script", "--", "{commit}"],
     ],
     ids=lambda v: str(v)[:40],
 )

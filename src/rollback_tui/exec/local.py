@@ -97,6 +97,7 @@ class LocalExecution:
         self._pumps: list[asyncio.Task[None]] = []
         self._status: asyncio.StreamReader | None = None  # the reaper's reports
         self._status_pipe: asyncio.BaseTransport | None = None
+        self.ended_on_its_own = False  # the reaper's exit report: no stop of ours ended the command
 
     async def start(self) -> None:
         if self.cwd and not Path(self.cwd).is_dir():
@@ -204,6 +205,7 @@ class LocalExecution:
                 self.notes.append(leftovers_note(killed))
             if isinstance(message.get("exit"), int):
                 status = message["exit"]  # type: ignore[assignment]
+                self.ended_on_its_own = message.get("stopped") is not True
         # The status pipe closes when the reaper exits: let asyncio's child watcher collect it before
         # anything signals it. Popen.send_signal polls first, and that waitpid would reap the exited
         # reaper under the watcher thread ("Unknown child process pid …, will report returncode 255").

@@ -10,12 +10,13 @@ cockpit's direct child, in its own session, with the command's environment. Why 
   (killpg cannot reach it), but when its parent exits it is re-parented here, not to init, so walking
   /proc from this pid still finds it.
 
-Protocol: the command is spawned in a new session (its pid is its process group); one JSON object per
-line on STATUS_FD: `{"started": pid}` or `{"error": errno}`; `{"leftovers": [[pid, name], ...]}` when
-processes outlived the command and were killed; finally `{"exit": status}` (negative: killed by that
-signal). The command is finished when its main process exits: survivors are SIGKILLed at once, not
-waited for, so they cannot hold the output pipes open. SIGTERM (a cancel or timeout from the cockpit,
-or the cockpit's death) TERMs the tree, waits up to GRACE_S for it to go, then KILLs what is left.
+Protocol: the command is spawned in a new session (its pid is its process group); one JSON object per line
+on STATUS_FD: `{"started": pid}` or `{"error": errno}`; `{"leftovers": [[pid, name], ...]}` when processes
+outlived the command and were killed; finally `{"exit": status}` (negative: killed by that signal), with
+`"stopped": true` only when a SIGTERM of ours stopped the command (not when it came late). The command is
+finished when its main process exits: survivors are SIGKILLed at once, not waited for, so they cannot hold
+the output pipes open. SIGTERM (a cancel or timeout from the cockpit, or the cockpit's death) TERMs the
+tree, waits up to GRACE_S for it to go, then KILLs what is left.
 Limits: a process that is not ours to signal (setuid) cannot be killed; one that a service manager
 adopted (systemd-run) has left the tree.
 """
@@ -130,7 +131,12 @@ class Reaper:
                 stopping = True
                 break
             self.reap()
+        # A command that exited just as the stop came (SIGTERM is taken before a pending SIGCHLD) ended
+        # on its own: its status is its own, not a timeout's.
+        ended_first = False
         if stopping:
+            self.reap()
+            ended_first = self.status is not None
             self.signal_tree(signal.SIGTERM)
             self.wait_for_tree(time.monotonic() + self.grace_s)
         leftovers = self.sweep()
@@ -141,7 +147,7 @@ class Reaper:
             signal.sigtimedwait({signal.SIGCHLD}, 0.05)
             self.reap()
         if self.status is not None:
-            self.report(exit=self.status)
+            self.report(exit=self.status, **({"stopped": not ended_first} if stopping else {}))
         return 0
 
 

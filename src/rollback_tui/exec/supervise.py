@@ -88,8 +88,9 @@ async def supervise(execution: Execution, timeout_s: float, cancelled: asyncio.E
                 code = await asyncio.wait_for(waiter, KILL_GRACE_S + 3)
             error = "cancelled by operator" if reason == "cancelled" else f"timed out after {timeout_s:g} s"
             # The command can end just as the limit (or the cancel) comes: then nothing was stopped, and
-            # the outcome is its own, not a timeout with its exit status 0 beside it.
-            if not stopped and code is not None:
+            # the outcome is its own, not a timeout with its exit status 0 beside it. A local command's
+            # reaper outlives it for a moment: its report says whether the command had ended first.
+            if code is not None and (not stopped or getattr(execution, "ended_on_its_own", False)):
                 result = _exited(code)
             else:
                 result = Outcome(reason, exit_code=code, error=error)

@@ -114,6 +114,9 @@ class Interpreter:
     # Behind a program this table does not know, an item right after an option may be that option's
     # value rather than a program: `rsync -e ssh` names ssh, it runs nothing after it.
     after_option: bool = True
+    # Found behind a program this table does not know too (`kubectl exec … -- sh -c`); not for names that
+    # are everyday words there (`gh run watch ID`, `npm run script`).
+    anywhere: bool = True
 
 
 def _by_options(opts: Options, operand: Callable[[set[str]], bool] | None = None) -> Finder:
@@ -266,6 +269,39 @@ def _ssh(argv: Sequence[str], i: int) -> list[int]:
     return options + command
 
 
+_FLOCK = Options(values=frozenset({"-w", "--wait", "--timeout", "-E", "--conflict-exit-code"}))
+
+
+def _flock(argv: Sequence[str], i: int) -> list[int]:
+    """`flock [options] FILE -c COMMAND`: COMMAND goes to `sh -c` (flock stops at its first operand)."""
+    _, lock = _parse(argv, i, _FLOCK)
+    command = lock + 2
+    return [command] if command < len(argv) and argv[lock + 1] in ("-c", "--command") else []
+
+
+_WATCH = Options(
+    values=frozenset({"-n", "--interval", "-q", "--equexit", "-s", "--shotsfile"}),
+    attached={"-d": ".*"},
+)
+
+
+def _watch(argv: Sequence[str], i: int) -> list[int]:
+    """`watch [options] COMMAND…` joins its operands into one string for `sh -c`; `watch -x` execs them."""
+    seen, first = _parse(argv, i, _WATCH)
+    if any(name in ("-x", "--exec") for name, _ in seen):
+        return []
+    return list(range(first, len(argv)))
+
+
+_SCRIPT = Options(
+    values=frozenset({"-c", "--command", "-E", "--echo", "-I", "--log-in", "-O", "--log-out", "-B"})
+    | {"--log-io", "-T", "--log-timing", "-m", "--logging-format", "-o", "--output-limit"},
+    attached={"-t": ".*"},
+    code=frozenset({"-c", "--command"}),
+    permute=True,
+)
+
+
 def _first_operand_unless(given: frozenset[str]) -> Callable[[set[str]], bool]:
     return lambda seen: not seen & given
 
@@ -307,6 +343,21 @@ INTERPRETERS: dict[str, Interpreter] = {
     "su": Interpreter(
         _by_options(_SU), "shell (su -c)",
         "[sudo, -u, deploy, sh, -c, 'deploy --commit \"$1\"', sh, \"%s\"]", None,
+    ),
+    # flock -c, watch and script -c hand their command string to a shell (script: the user's $SHELL, watch:
+    # its operands joined): a ${VAR} there is refused rather than trusted to be expanded as data.
+    "flock": Interpreter(
+        _flock, "shell (flock -c)",
+        "[flock, deploy.lock, sh, -c, 'deploy --commit \"$1\"', sh, \"%s\"]", None,
+    ),
+    "watch": Interpreter(
+        _watch, "shell (watch joins its words for sh -c)", "[watch, -x, deploy, --commit, \"%s\"]", None,
+        anywhere=False,
+    ),
+    "script": Interpreter(
+        _by_options(_SCRIPT), "shell (script -c runs it with $SHELL)",
+        "script -c takes one command string and no arguments: run it without script, "
+        "[deploy, --commit, \"%s\"]", None, anywhere=False,
     ),
     "ssh": Interpreter(
         _ssh, "remote shell",
@@ -448,7 +499,7 @@ def code_arguments(argv: Sequence[str]) -> list[CodeArgument]:
     chain = _follow(argv, found)
     for i, arg in enumerate(argv):
         interpreter = INTERPRETERS.get(program_name(arg))
-        if i in chain or interpreter is None:
+        if i in chain or interpreter is None or not interpreter.anywhere:
             continue
         if not interpreter.after_option and argv[i - 1].startswith("-") and argv[i - 1] != "--":
             continue
