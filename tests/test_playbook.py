@@ -435,10 +435,29 @@ def test_env_in_front_of_a_shell_may_not_give_the_scripts_variable_another_value
     assert "env WHO=… sets WHO to something else" in err.message, err
 
 
+@pytest.mark.parametrize(
+    ("command", "program", "instead"),
+    [
+        # The script's shell expands ${TOKEN} inside double quotes, into the remote command line ssh sends.
+        ("argv: [sh, -c, 'ssh web-1 \"deploy --token ${TOKEN}\"']", "ssh", "where: <a hosts: entry>"),
+        ("argv: [bash, -c, 'cd /srv && python3 -c \"login(\\\"${TOKEN}\\\")\"']", "python", "sys.argv[1]"),
+        ("{shell: true, run: 'echo start; node -e \"login(${TOKEN})\" | tee log'}", "node", "argv[1]"),
+    ],
+)
+def test_an_env_reference_the_script_splices_into_a_command_s_code_is_refused(
+    command: str, program: str, instead: str
+) -> None:
+    err = one_error(f"gates:\n  - {{name: g, title: G, {command.removeprefix('{').removesuffix('}')}}}\n")
+    assert "argv[2]: the script's shell would splice ${TOKEN} into the" in err.message, err
+    assert f"code of {program}" in err.message and instead in err.message, err
+
+
 def test_an_env_reference_beside_code_or_in_a_script_the_shell_runs_is_accepted() -> None:
     gates = [
         "[sh, -c, 'curl -H \"Authorization: Bearer $1\" x', sh, '${TOKEN}']",  # data after the script
         "[bash, -euo, pipefail, -c, 'curl -H \"Authorization: Bearer ${TOKEN}\" x']",
+        # ${TOKEN} only in curl's words; python3's code is its own
+        "[sh, -c, 'curl -H \"Authorization: Bearer ${TOKEN}\" x | python3 -c \"import sys; print(1)\"']",
         "[python3, -c, 'import sys; print(sys.argv[1])', '${TOKEN}']",
     ]
     text = "gates:\n" + "".join(f"  - {{name: g{i}, title: G, argv: {a}}}\n" for i, a in enumerate(gates))

@@ -16,6 +16,7 @@ never counts as reading our environment.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -475,6 +476,7 @@ class CodeArgument:
     program: str  # a key of INTERPRETERS, or of WRAPPERS for a wrapper's own code (env -S)
     reads_env: bool = False  # a shell reached with our environment: it expands `${VAR}` from it
     assigned: frozenset[str] = frozenset()  # names a wrapper on the way set to its own value
+    in_script: bool = False  # code of a command inside that script (`sh -c 'ssh web-1 "…"'`)
 
     @property
     def interpreter(self) -> Interpreter:
@@ -541,15 +543,50 @@ def readable_script(argv: Sequence[str]) -> CodeArgument | None:
 def env_refs_in_code(argv: Sequence[str]) -> list[tuple[CodeArgument, str]]:
     """(code, name) for each `${VAR}` in code that cannot read it from the environment we give: code
     that is not a shell (Python does not expand it), a shell behind `sudo` (it resets the environment)
-    or elsewhere (`kubectl exec`, `ssh`). Substituting the value there would splice it into code."""
-    return [
-        (code, name) for code in code_arguments(argv) if not code.reads_env
-        for name in ENV_REF.findall(argv[code.index])
-    ]  # fmt: skip
+    or elsewhere (`kubectl exec`, `ssh`). Substituting the value there would splice it into code. In a
+    script the shell reads, the shell itself splices it into the code of a command it runs
+    (`ssh web-1 "deploy ${TOKEN}"`, `python3 -c "…${TOKEN}…"`)."""
+    refused: list[tuple[CodeArgument, str]] = []
+    for code in code_arguments(argv):
+        if not code.reads_env:
+            refused += [(code, name) for name in ENV_REF.findall(argv[code.index])]
+            continue
+        for words in _commands_in_script(argv[code.index]):
+            for inner in code_arguments(words):
+                inside = CodeArgument(code.index, inner.program, in_script=True)
+                refused += [(inside, name) for name in ENV_REF.findall(words[inner.index])]
+    return refused
+
+
+_OPERATORS = "();<>|&\n"
+
+
+def _commands_in_script(script: str) -> list[list[str]]:
+    """The simple commands of a shell script, its words as the shell splits them (quotes removed, so a
+    single-quoted `${VAR}` counts too: on the safe side); none when it does not parse."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=_OPERATORS)
+    lexer.whitespace, lexer.whitespace_split = " \t\r", True
+    try:
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: the shell refuses it before running anything
+        return []
+    commands: list[list[str]] = [[]]
+    for word in words:
+        if word and not word.strip(_OPERATORS):
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return [words for words in commands if words]
 
 
 def env_ref_in_code_message(code: CodeArgument, name: str) -> str:
     interpreter, ref = code.interpreter, f"${{{name}}}"
+    if code.in_script:
+        return (
+            f"argv[{code.index}]: the script's shell would splice {ref} into the {interpreter.language} code "
+            f"of {code.program} (a value with a quote or $(…) in it would run there): pass it as data: "
+            f"{interpreter.as_data % ref}"
+        )
     read = (
         f' or read {interpreter.from_env % name} with env: {{{name}: "{ref}"}};'
         if interpreter.from_env

@@ -258,7 +258,8 @@ class CommandSpec(Strict):
             raise ValueError("a command string needs explicit shell: true (prefer argv)")
         if self.argv is not None and not self.argv:
             raise ValueError("argv must not be empty")
-        if self.argv is not None and (refused := env_refs_in_code(self.argv)):
+        argv = self.argv if self.argv is not None else ["/bin/sh", "-c", self.run or ""]
+        if refused := env_refs_in_code(argv):
             raise ValueError(env_ref_in_code_message(*refused[0]))
         self._script_env_agrees()
         if self.argv is not None and self.shell:
