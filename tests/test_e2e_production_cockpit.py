@@ -84,9 +84,12 @@ class Session:
         self.wait_screen(entry)
         self.terminal.keys("Enter")
 
-    def confirm(self, name: str) -> str:
-        """Type an action's name into its confirmation; returns the preview the operator saw."""
-        shown = self.wait_screen(f"Type {name} to confirm", 30)
+    def confirm(self, name: str, *shows: str) -> str:
+        """Type an action's name into its confirmation once it shows its prompt and `shows` in one capture
+        (tmux can be caught mid-frame: the prompt drawn, the preview or the rows below it not yet); returns
+        the preview the operator saw."""
+        wanted = (f"Type {name} to confirm", *shows)
+        shown = self.terminal.wait(lambda s: all(w in s for w in wanted), 30, repr(wanted))
         self.type(name, "Enter")
         return shown
 
@@ -125,17 +128,18 @@ def test_the_production_rollback_from_the_cockpit_in_tmux(
     terminal.run("new-session", "-d", "-s", "cockpit", "-x", "160", "-y", "45", command)
     terminal.run("resize-window", "-t", "cockpit", "-x", "160", "-y", "45")
     session = Session(terminal, journal)
-    screen = session.wait_screen("Actions", 45)
+    def footer(screen: str) -> str:
+        return next((line for line in reversed(screen.splitlines()) if line.strip()), "")
+
     # The production playbook offers what it has: no fanout, traffic or selector rollback keys.
-    footer = [line for line in screen.splitlines() if line.strip()][-1]
-    assert "Actions" in footer and "Fanout" not in footer and "Rollback" not in footer, footer
+    shown = footer(terminal.wait(lambda s: "Actions" in footer(s), 45, "the footer"))
+    assert "Fanout" not in shown and "Rollback" not in shown, shown
 
     session.palette("Run step 1: identify-last-known-good")
     session.step_done("identify-last-known-good", 5)
 
     session.palette("Run step 2: roll-back-code")
-    preview = session.confirm("redeploy-last-known-good")
-    assert f"{{commit}} is {LAST_GOOD}" in preview and "railway up --project" in preview
+    session.confirm("redeploy-last-known-good", f"{{commit}} is {LAST_GOOD}", "railway up --project")
     session.answer("roll-back-code", 2, "no migration in this release")
     session.step_done("roll-back-code", 3, timeout=120)
 
@@ -143,10 +147,8 @@ def test_the_production_rollback_from_the_cockpit_in_tmux(
     session.answer("stabilise-runtime-flags", 1, "checked in the railway variables")
     session.step_done("stabilise-runtime-flags", 2)
     session.palette("Run action: stabilise-flags")  # the optional change, as the operator's choice
-    preview = session.confirm("stabilise-flags")
-    assert (
-        "S3_STARTUP_CHECK_STRICT true → false" in preview and "CSRF_PROTECTION true (must stay on)" in preview
-    )
+    flags = ("S3_STARTUP_CHECK_STRICT true → false", "CSRF_PROTECTION true (must stay on)")
+    session.confirm("stabilise-flags", *flags)
     session.wait_journal(
         lambda es: any(e.kind == "action_finished" and e.action == "stabilise-flags" for e in es),
         60,
