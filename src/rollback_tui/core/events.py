@@ -159,7 +159,7 @@ class NeedStatus(BaseModel):
 class ItemReadiness(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | step
+    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | check | step
     name: str
     needs: list[NeedStatus] = []
 
