@@ -336,8 +336,8 @@ def test_a_breach_its_guardrail_can_no_longer_observe_is_unknown_since_then_not_
     summary = summarize(BLIND_PLAYBOOK, state)
     assert summary.verdict.problems == [
         "rollback applied, verifying",  # never verified here: the verdict cannot call it mitigated
-        "P0 prom-candidate-5xx unknown since its breach — breached at 12:00:04Z (query 0.3 > 0.05 over 3 s), "
-        + blind,
+        "P0 prom-candidate-5xx unknown since its breach — breached at 12:00:04Z"
+        " (query 30.0% > 5.0% over 3 s), " + blind,
     ]
     [rail] = summary.guardrails
     assert rail.line == (

@@ -19,6 +19,8 @@ from conftest import build_lab_playbook, holds_secret, require_prometheus, requi
 from rollback_tui.core import events as ev
 from rollback_tui.core.guardrails import guardrail_readings
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.read.summary import summarize
+from rollback_tui.core.read.timeline import event_log
 from rollback_tui.core.read.words import hms
 from rollback_tui.core.state import fold
 from rollback_tui.lab.prometheus import LabPrometheus, Target
@@ -28,6 +30,8 @@ from rollback_tui.report.bundle import build_bundle
 from rollback_tui.report.evidence import iso
 from rollback_tui.report.markdown import render_markdown
 from rollback_tui.session.engine import Engine
+from rollback_tui.ui.panes.base import View
+from rollback_tui.ui.panes.presenter import tiles
 from support.wait import until
 
 REPLICAS = [
@@ -86,6 +90,37 @@ async def test_query_crossing_its_threshold_breaches(
     samples = [e for e in read_journal(tmp_path / "j.jsonl").events if isinstance(e, ev.MetricSample)]
     assert samples and samples[-1].query == 'max(rtui_error_ratio{replica=~"blue-next"})'
     assert breach.first_bad_ts == next(s.ts for s in samples if s.value == 0.2) - 5  # its window's start
+
+
+async def test_a_query_breach_reads_in_its_declared_unit_everywhere_it_is_told(
+    prometheus: LabPrometheus, exporter: tuple[Any, str], tmp_path: Path
+) -> None:
+    # A `unit: ratio` query guardrail read 20.0% on its row, but its breach said "query 0.2 > 0.05" on
+    # the ACTIVE BREACH tile, in the event log, the headless log, the verdict and the report.
+    ratio = Gauge("rtui_error_ratio", "test", ["replica"], registry=exporter[0])
+    ratio.labels("blue-next").set(0.2)
+    rail = {"name": "prom-5xx", "query": RATIO, "unit": "ratio", "threshold": 0.05, "window_s": 5,
+            "scope": "candidate"}  # fmt: skip
+    pb = playbook([{"name": "prom", "url": prometheus.url}], [rail])
+    engine = Engine(pb, Journal(tmp_path / "j.jsonl"), operator="t")
+    await engine.start()
+    try:
+        await until(lambda: "prom-5xx" in engine.state.traffic.breaches, "the breach")
+    finally:
+        await engine.stop()
+    events = read_journal(tmp_path / "j.jsonl").events
+    state = fold(events)
+    said = "query 20.0% > 5.0% over 5 s"
+    [logged] = [line.text for line in event_log(state) if line.kind == "guardrail_breach"]
+    assert logged.startswith(f"P0 guardrail prom-5xx breached: {said}"), logged
+    _, rows = tiles(state, pb, View(now=time.time()))
+    tile = next(t for row in rows for t in row if t.label == "ACTIVE BREACH")
+    assert tile.detail == said, tile
+    assert any(said in problem for problem in summarize(pb, state).verdict.problems)
+    report = render_markdown(pb, state, events)
+    assert f"P0 guardrail prom-5xx breached: {said}" in report  # the timeline
+    assert "| breach P0 | query 20.0% | 5.0% over 5 s |" in report  # the breach table
+    assert "query 0.2" not in report
 
 
 async def test_broken_query_and_stopped_prometheus_are_unknown_no_breach_no_tick(

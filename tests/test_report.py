@@ -449,7 +449,7 @@ def test_prometheus_guardrails_are_reported_with_query_window_value_and_time() -
                         window_s=10, value=300.0, samples=60, baseline=100.0, baseline_samples=400),
         ev.GuardrailBreach(ts=t0 + 7, guardrail="prom-p95-latency", severity="P1", metric="query", value=3.0,
                            threshold=2, window_s=10, first_bad_ts=t0 + 2, candidate=300.0, baseline=100.0,
-                           compare="ratio"),
+                           compare="ratio", unit="ms"),
         ev.MetricSample(ts=t0 + 8, guardrail="prom-idempotency-collisions", server="lab-prometheus",
                         query="q", window_s=10, errors={"value": "Prometheus lab-prometheus: no series"}),
     ]  # fmt: skip
@@ -457,7 +457,7 @@ def test_prometheus_guardrails_are_reported_with_query_window_value_and_time() -
     section = report.split("## Guardrails, time to detect and RTO\n", 1)[1].split("\n## ", 1)[0]
     times = "\N{MULTIPLICATION SIGN}"
     assert (
-        f"| prom-p95-latency | breach P1 | query {times}3.00 (candidate 300 vs stable 100)"
+        f"| prom-p95-latency | breach P1 | query {times}3.00 (candidate 300 ms vs stable 100 ms)"
         f" | {times}2.00 over 10 s |"
     ) in section
     assert (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -17,12 +18,14 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandList, CommandPalette
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, OptionList, Static
 
 from conftest import build_lab_playbook, encodings, holds_secret
 from rollback_tui.core import events as ev
 from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.read.words import hms
 from rollback_tui.core.redact import MASK, Redactor
+from rollback_tui.core.resume import resume_session
 from rollback_tui.core.text import command_line
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.playbook.model import Playbook
@@ -51,6 +54,7 @@ from rollback_tui.ui.themes import (
     load_themes,
 )
 from support.http import JsonHandler
+from support.wait import until
 from test_ui_support import demo_playbook, replay_engine
 
 SIZE = (120, 40)
@@ -963,6 +967,78 @@ async def test_actions_key_runs_a_playbook_command_action_and_journals_it(tmp_pa
     events = read_journal(engine.journal.path).events
     assert [e.action for e in events if e.kind == "action_started"] == ["inject"]
     assert [(e.action, e.outcome) for e in events if e.kind == "action_finished"] == [("inject", "passed")]
+
+
+def action_marks(app: CockpitApp) -> dict[str, str]:
+    """The open `a` list: action name → the lines under its title and kind (its last run, cannot run)."""
+    options = app.screen.query_one(OptionList)
+    found = {}
+    for i in range(options.option_count):
+        option = options.get_option_at_index(i)
+        lines = option.prompt.plain.splitlines()[2:]  # type: ignore[union-attr]
+        found[str(option.id)] = " | ".join(line.strip() for line in lines)
+    return found
+
+
+async def test_the_actions_list_shows_each_actions_last_run_from_the_journal(tmp_path: Path) -> None:
+    # The `a` list showed every action alike, run or not: after a resume nobody could tell that `break`
+    # had failed and `inject` had run, nor, in the cockpit, that `slow` was still running.
+    doc = demo_playbook().model_dump()
+    py = sys.executable
+    doc["actions"] = [
+        {"kind": "command", "name": name, "title": name, "command": {"argv": [py, "-c", code]}}
+        for name, code in (
+            ("inject", "pass"),
+            ("break", "raise SystemExit(3)"),
+            ("slow", "import time; time.sleep(60)"),
+            ("never", "pass"),
+        )
+    ]
+    book = Playbook.model_validate(doc)
+    path = tmp_path / "j.jsonl"
+    engine = Engine(book, Journal(path), operator="alice")
+    engine.start_session()
+    assert await engine.run_action("inject") == "passed"
+    assert await engine.run_action("break") == "failed"
+    slow = asyncio.create_task(engine.run_action("slow"))
+    await until(lambda: "slow" in engine.state.actions, "slow to start")
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ActionsScreen)
+        started = engine.state.actions["slow"].whole.started_ts  # type: ignore[union-attr]
+        assert action_marks(app)["slow"] == f"… running since {hms(started)} by alice"
+        await pilot.press("escape")
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    engine.journal.close()
+
+    journal, state, _ = resume_session(path, operator="bob")  # as `rollback-tui resume` rebuilds it
+    finished = {e.action: e for e in read_journal(path).events if isinstance(e, ev.ActionFinished)}
+    resumed = Engine(book, journal, operator="bob", state=state)
+    app = CockpitApp(resumed, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        marks = action_marks(app)
+    resumed.journal.close()
+    assert marks["inject"] == f"✓ ran {hms(finished['inject'].ts)} by alice"
+    assert marks["break"] == f"✗ failed {hms(finished['break'].ts)} by alice — {finished['break'].error}"
+    assert marks["slow"] == f"⊘ cancelled {hms(finished['slow'].ts)} by alice — cancelled before it finished"
+    assert marks["never"] == ""  # never ran: nothing claimed
+
+
+async def test_the_actions_list_shows_the_rollbacks_last_stage_from_a_recorded_session(
+    tmp_path: Path,
+) -> None:
+    engine = replay_engine("rehearsal-full.jsonl", tmp_path / "j.jsonl")  # as `watch` folds it
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert action_marks(app)["remove-blue-next"] == "✓ verified 12:00:36Z by alice"
 
 
 async def test_a_query_guardrail_row_shows_its_value_window_evaluation_time_and_baseline(

@@ -170,6 +170,37 @@ async def test_the_runbook_gates_and_actions_mark_what_cannot_run_before_it_runs
         assert prompts["page-owner"].endswith(f"✗ cannot run: {WHY}"), prompts["page-owner"]
 
 
+async def test_a_runbook_check_is_marked_when_what_it_needs_cannot_run(tmp_path: Path, tool: Path) -> None:
+    # `check: traffic` with the balancer unreachable, `check: guardrail_watch` whose only guardrail
+    # judges a gate that cannot run: readiness folded them into their step only, so the Runbook pane
+    # said "not run" with no mark where a gate or an action said "✗ cannot run".
+    doc = unready_playbook().model_dump()
+    doc["guardrails"] = [
+        {"name": "gates-red", "title": "Gates red", "metric": "gate_failed", "gate": "release-gates",
+         "threshold": 0}
+    ]  # fmt: skip
+    doc["checklist"] = [c for c in doc["checklist"] if c["rule"] != "gate_passed"]
+    doc["steps"][0]["do"] = [{"check": "traffic"}, {"check": "guardrail_watch"}, {"check": "export"}]
+    engine = Engine(Playbook.model_validate(doc), Journal(tmp_path / "j.jsonl"), operator="alice")
+    await engine.readiness()  # the balancer is http://127.0.0.1:1: nothing listens there
+    app = CockpitApp(engine, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.cockpit.panes["steps"].focus()
+        await pilot.press("z")
+        await pilot.pause()
+        steps = [flat(line) for line in pane_text(app, "steps").splitlines()]
+        assert "✗ cannot run check: traffic — load_balancer lb not ready" in steps, steps
+        watch = "· no record check: guardrail_watch — ✗ cannot run: guardrail gates-red not ready"
+        assert watch in steps, steps
+        assert "· not run check: export" in steps, steps  # needs nothing from here: nothing said
+        assert "2 cannot run (y)" in str(app.cockpit.panes["steps"].border_subtitle)
+        await pilot.press("z", "y")
+        await pilot.pause()
+        watch = item_lines(readiness_text(app), "check guardrail_watch")
+        assert watch.startswith("✗ check guardrail_watch guardrail gates-red not ready"), watch
+    engine.journal.close()
+
+
 async def test_a_viewer_reads_the_journaled_readiness_and_cannot_check_again(
     tmp_path: Path, tool: Path
 ) -> None:

@@ -159,7 +159,7 @@ class NeedStatus(BaseModel):
 class ItemReadiness(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | step
+    item: str  # replica | load_balancer | realtime | probe | fact | gate | action | guardrail | check | step
     name: str
     needs: list[NeedStatus] = []
 
@@ -408,6 +408,9 @@ class GuardrailBreach(Event):
     window_s: float
     first_bad_ts: float | None = None
     scope: str | None = None  # candidate | stable | all: a candidate breach is mitigated by its rollback
+    # A query's unit as its playbook declares it (ratio | ms | s | count): a breach reads in it wherever
+    # it is told, without the playbook. None: the metric names its unit (an http_5xx_rate is a ratio).
+    unit: Literal["ratio", "ms", "s", "count"] | None = None
     # Judged against the baseline: `value` is the comparison, these are the two sides it compared.
     candidate: float | None = None
     baseline: float | None = None

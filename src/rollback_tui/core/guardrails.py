@@ -260,6 +260,7 @@ class GuardrailEvaluator:
                     # so TTD is measured from there (never understated); the sustain clock is not.
                     first_bad_ts=track.first_bad_ts - (rail.window_s if rail.metric == "query" else 0.0),
                     scope=rail.scope,
+                    unit=rail.unit if rail.metric == "query" else None,
                     candidate=None if reading.sides is None else round(reading.sides[0], 4),
                     baseline=None if reading.sides is None else round(reading.sides[1], 4),
                     compare=None if rail.baseline is None else rail.baseline.compare,

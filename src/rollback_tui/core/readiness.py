@@ -1,7 +1,7 @@
 """What each playbook item needs from the machine the session runs on — from the playbook alone, no I/O.
 
-An item (a replica's health URL, the balancer, Redis, a probe, fact, gate, action, guardrail or runbook
-step) needs:
+An item (a replica's health URL, the balancer, Redis, a probe, fact, gate, action, guardrail, runbook
+check or step) needs:
 
 * `env` — every `${VAR}` it references (playbook/secrets.py), resolved when it runs;
 * `binary` — the program of a local command (argv[0]), on PATH or at its path;
@@ -12,7 +12,7 @@ step) needs:
 * `host` / `tcp` — the host name of every URL it reaches from here, and its port;
 * `file` — a key or certificate file it reads (an SSH key, a Prometheus server's TLS files);
 * `item` — another item it runs through (a step its items, a guardrail or fact its probe, gate or
-  Prometheus server).
+  Prometheus server, a check the replicas, balancer, Redis or guardrails it reads).
 
 probes/readiness.py checks each need; core/read/readiness.py formats the journaled result.
 """
@@ -191,6 +191,8 @@ def _items(pb: Playbook) -> Iterator[ItemNeeds]:
         yield _item("action", action.name, _action_needs(action, pb))
     for rail in pb.guardrails:
         yield _item("guardrail", rail.name, _guardrail_needs(rail, pb))
+    for check in _checks(pb):  # an item of its own, as a gate is: a step's check item is marked by it
+        yield _item("check", check, _check_needs(check, pb))
     for step in pb.steps:
         yield _item("step", step.name, [n for item in step.do for n in _step_item_needs(item, pb)])
 
@@ -245,10 +247,15 @@ def _prometheus(name: str | None, pb: Playbook) -> Need:
 
 def _step_item_needs(item: StepItem, pb: Playbook) -> list[Need]:
     kind, ref = item.ref
-    if kind == "manual":
-        return []
-    if kind != "check":
-        return [_ref(kind, ref)]
+    return [] if kind == "manual" else [_ref(kind, ref)]
+
+
+def _checks(pb: Playbook) -> list[str]:
+    """The checks the runbook's steps use, each once, in the order they first come."""
+    return list(dict.fromkeys(item.check for step in pb.steps for item in step.do if item.check))
+
+
+def _check_needs(ref: str, pb: Playbook) -> list[Need]:
     if ref == "fanout":
         redis = [_ref("realtime", "redis")] if pb.realtime is not None else []
         return redis + [_ref("replica", r.name) for r in pb.replicas]

@@ -765,7 +765,9 @@ class Guardrail(Strict):
     server: str | None = Field(None, description="query: which Prometheus server (default: the only one).")
     query: str | None = Field(None, description="query: the PromQL instant query.")
     interval_s: float = Field(5.0, gt=0, le=3600, description="query: how often it is evaluated.")
-    unit: Literal["ratio", "ms", "s", "count"] = Field("count", description="query: how values read.")
+    unit: Literal["ratio", "ms", "s", "count"] = Field(
+        "count", description="query: how its value, threshold and breach read (a ratio as %)."
+    )
     samples_query: str | None = Field(
         None, description="query: PromQL giving the sample count in the window (with min_samples)."
     )

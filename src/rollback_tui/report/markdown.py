@@ -25,7 +25,6 @@ from rollback_tui.core.read.guardrails import (
     breach_number,
     breach_sides,
     breach_window,
-    metric_text,
     sides_text,
     standings,
     time_to_detect_s,
@@ -564,7 +563,7 @@ def _data_collection(doc: _Doc, evidence: Evidence) -> None:
 
 def _recovered_value(e: ev.GuardrailRecovered, playbook: Playbook) -> str:
     rail = next((g for g in playbook.guardrails if g.name == e.guardrail), None)
-    return f"{e.value:g}" if rail is None else f"{rail.metric} {metric_text(rail.metric, e.value)}"
+    return f"{e.value:g}" if rail is None else f"{rail.metric} {value_text(rail, e.value)}"
 
 
 def _checklist(doc: _Doc, title: str, statuses: list[ItemStatus], empty: str) -> None:

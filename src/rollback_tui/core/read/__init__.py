@@ -7,6 +7,7 @@ for number — the same counts, the same window for a rate, labelled with it:
 * `guardrails` — each guardrail's value, the window it is over, and its status
 * `traffic` — requests, split and 5xx over a labelled window
 * `steps` — the status of each runbook step and item
+* `actions` — what each playbook action last did (the `a` list)
 * `checklist` — the checklist counts (evidence items and exit criteria, one definition)
 * `summary` — all of it at the end of a session (report, bundle, headless verdict)
 * `words` — the number formats they share

@@ -21,24 +21,23 @@ _POINT_IN_TIME = {"health_failing": "latest samples", "gate_failed": "last run"}
 _GLYPH = {"breach": "✗", "unknown": "?", "waiting": "?", "over": "!", "ok": "✓"}
 
 
-def metric_text(metric: str, value: float | None) -> str:
-    """`4.2%` for a 5xx rate, `250 ms` for a p95, the count otherwise."""
-    if value is None:
-        return "no data"
-    if metric == "http_5xx_rate":
-        return pct(value)
-    if metric == "p95_latency_ms":
-        return ms(value)
-    return f"{value:g}"
+# The unit a synthetic metric's values read in; a query's is the one its playbook declares (`unit:`).
+_METRIC_UNIT = {"http_5xx_rate": "ratio", "p95_latency_ms": "ms"}
+
+
+def _metric_unit(metric: str, unit: str | None = None) -> str:
+    """ratio | ms | s | count: a query's `unit` as declared, a synthetic metric's by its name."""
+    if metric == "query" and unit is not None:
+        return unit
+    return _METRIC_UNIT.get(metric, "count")
 
 
 def _unit(rail: Guardrail) -> str:
-    if rail.metric == "query":
-        return rail.unit
-    return {"http_5xx_rate": "ratio", "p95_latency_ms": "ms"}.get(rail.metric, "count")
+    return _metric_unit(rail.metric, rail.unit)
 
 
 def _in_unit(unit: str, value: float) -> str:
+    """`4.2%` for a ratio, `250 ms`, `1.50 s`, the count otherwise."""
     if unit == "ratio":
         return pct(value)
     if unit == "ms":
@@ -75,20 +74,22 @@ def window_text(metric: str, window_s: float) -> str:
     return _POINT_IN_TIME.get(metric) or f"over {window_s:g} s"
 
 
+def _breach_unit(breach: ev.GuardrailBreach) -> str:
+    """The unit a breach reads in: the one journaled with it (a query's), else its metric's."""
+    return _metric_unit(breach.metric, breach.unit)
+
+
 def breach_number(breach: ev.GuardrailBreach, value: float) -> str:
-    """A breach's value or threshold: in its metric's unit, or as the comparison it was judged by."""
-    return compared(breach.compare, metric_text(breach.metric, value), value)
+    """A breach's value or threshold: in its unit, or as the comparison it was judged by."""
+    return compared(breach.compare, _in_unit(_breach_unit(breach), value), value)
 
 
 def breach_sides(breach: ev.GuardrailBreach) -> str:
     """` (candidate 310 ms vs stable 100 ms)` for a breach judged against the baseline, else ``."""
     if breach.candidate is None or breach.baseline is None:
         return ""
-    candidate, stable = (
-        metric_text(breach.metric, breach.candidate),
-        metric_text(breach.metric, breach.baseline),
-    )
-    return f" (candidate {candidate} vs stable {stable})"
+    unit = _breach_unit(breach)
+    return f" (candidate {_in_unit(unit, breach.candidate)} vs stable {_in_unit(unit, breach.baseline)})"
 
 
 def breach_window(breach: ev.GuardrailBreach) -> str:

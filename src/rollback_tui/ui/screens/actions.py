@@ -16,12 +16,24 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from rollback_tui.core.read.actions import LastRun
 from rollback_tui.core.text import one_line
 from rollback_tui.session.preview import ActionPreview
+from rollback_tui.ui.panes.base import View
+
+# A last run's status (core/read/actions.py) → the tone it is shown in.
+_RAN_TONE = {"passed": "ok", "verified": "ok", "running": "warn", "failed": "fail", "timed_out": "fail"}
 
 
-def action_label(preview: ActionPreview, blocked: Text | None = None) -> Text:
-    """Title (and `! changes`), kind and first command; `blocked`: the readiness check's `✗ cannot run: …`."""
+def last_run_mark(run: LastRun, view: View) -> Text:
+    """`✓ ran 12:03:10Z by alice`, `✗ failed … — why`, redacted, in its outcome's tone."""
+    tone = _RAN_TONE.get(run.status, "stale")
+    return Text(view.redact(run.text), style=view.tone(tone, bold=tone == "fail"))
+
+
+def action_label(preview: ActionPreview, blocked: Text | None = None, ran: Text | None = None) -> Text:
+    """Title (and `! changes`), kind and first command; `blocked`: the readiness check's `✗ cannot run: …`;
+    `ran`: its last run from the journal (last_run_mark)."""
     label = Text(preview.title, style="bold")
     if preview.changes:
         label.append("  ! changes", style="bold reverse")
@@ -30,9 +42,10 @@ def action_label(preview: ActionPreview, blocked: Text | None = None) -> Text:
         more = f"  (+{len(preview.commands) - 1} more)" if len(preview.commands) > 1 else ""
         detail += f" · {one_line(preview.commands[0].text, 64)}{more}"
     label.append(f"\n  {detail}", style="dim")
-    if blocked is not None:
-        label.append("\n  ")
-        label.append_text(blocked)
+    for mark in (ran, blocked):
+        if mark is not None:
+            label.append("\n  ")
+            label.append_text(mark)
     return label
 
 
@@ -41,12 +54,19 @@ class ActionsScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, previews: Sequence[ActionPreview], blocked: Mapping[str, Text] | None = None) -> None:
+    def __init__(
+        self,
+        previews: Sequence[ActionPreview],
+        blocked: Mapping[str, Text] | None = None,
+        ran: Mapping[str, Text] | None = None,
+    ) -> None:
         """`blocked`: action name → why the journaled readiness check says it cannot run from here (marked
-        before it is chosen; still choosable — the check may be out of date)."""
+        before it is chosen; still choosable — the check may be out of date); `ran`: action name → its
+        last run as journaled."""
         super().__init__()
         self.previews = list(previews)
         self.blocked = dict(blocked or {})
+        self.ran = dict(ran or {})
 
     def compose(self) -> ComposeResult:
         with Vertical(id="actions-dialog"):
@@ -56,7 +76,10 @@ class ActionsScreen(ModalScreen[str | None]):
                 id="actions-prompt",
             )
             yield OptionList(
-                *(Option(action_label(p, self.blocked.get(p.name)), id=p.name) for p in self.previews)
+                *(
+                    Option(action_label(p, self.blocked.get(p.name), self.ran.get(p.name)), id=p.name)
+                    for p in self.previews
+                )
             )
 
     def on_mount(self) -> None:

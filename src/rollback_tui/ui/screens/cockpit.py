@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import hms
+from rollback_tui.core.read.actions import last_run
 from rollback_tui.core.verdict import stale_after_s, verdict
 from rollback_tui.playbook.model import SelectorRemoval, StabiliseFlags
 from rollback_tui.session.engine import Engine, NotAvailable
@@ -24,7 +25,7 @@ from rollback_tui.session.runbook import Question, Runbook
 from rollback_tui.ui.commands import SCREEN_ACTIONS, bindings, commands, supported
 from rollback_tui.ui.panes.base import Activity, blocked_mark, cannot_run
 from rollback_tui.ui.panes.steps import StepsPane
-from rollback_tui.ui.screens.actions import ActionsScreen
+from rollback_tui.ui.screens.actions import ActionsScreen, last_run_mark
 from rollback_tui.ui.screens.confirm import ConfirmAction, ConfirmRollback
 from rollback_tui.ui.screens.panes import PanesScreen
 from rollback_tui.ui.screens.quit import QuitConcerns
@@ -290,7 +291,9 @@ class CockpitScreen(PanesScreen):
         previews = [self.engine.preview_action(n) for n in names]
         why, view = cannot_run(self.engine.state), self.app.view()
         blocked = {n: blocked_mark(w, view) for n in names if (w := why("action", n))}
-        self.app.push_screen(ActionsScreen(previews, blocked), callback=chosen)
+        state = self.engine.state  # what ran, as journaled (a resumed session's runs too)
+        ran = {n: last_run_mark(r, view) for n in names if (r := last_run(state, n))}
+        self.app.push_screen(ActionsScreen(previews, blocked, ran), callback=chosen)
 
     def run_playbook_action(self, name: str) -> None:
         """Run one playbook action on its own (the operator chose it, optional flag changes included): the
