@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
+from textual import events
 from textual.command import CommandPalette
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 from textual.widgets._footer import FooterKey
 
 from rollback_tui.core import events as ev
@@ -30,11 +32,12 @@ from rollback_tui.ui.app import CockpitApp
 from rollback_tui.ui.panes.base import View
 from rollback_tui.ui.panes.presenter import tiles
 from rollback_tui.ui.screens.confirm import ConfirmAction
+from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
 from support.events import breach
 from test_e2e_tmux import Terminal, require_tmux
-from test_ui import PLAYBOOKS, flat, pane_text, plain, wait_for
+from test_ui import PLAYBOOKS, _closed_port, flat, pane_text, plain, wait_for
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
 
@@ -351,3 +354,161 @@ async def test_a_restored_checklist_rewraps_even_when_its_option_list_misses_the
         await pilot.pause()
         await pilot.pause()
         assert items.virtual_size.height == wrapped
+
+
+async def test_gates_whose_titles_start_alike_are_told_apart_at_100_and_160_columns(tmp_path: Path) -> None:
+    """The production rollback at 100x30: its two browser gates both read `Browser E2E…` in the gates
+    table — which one failed could not be told. Cut titles that read alike give way to the gates' names
+    (the names the tail, the toasts and the journal use), whole; at 160 columns the titles tell them apart."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    titles = {g.name: g.title for g in playbook.gates}
+    for size, names in (((100, 30), True), ((160, 45), False)):
+        engine = Engine(playbook, Journal(tmp_path / f"{size[0]}.jsonl"), operator="alice")
+        app = CockpitApp(engine, live=False)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            table = app.query_one("#gates-table", DataTable)
+            width = next(c.width for c in table.columns.values() if c.key == "gate")
+            cells = {name: str(table.get_cell(name, "gate")) for name in titles}
+            assert len(set(cells.values())) == len(cells), (size, cells)
+            assert all(cell_len(cell) <= width for cell in cells.values()), (size, width, cells)
+            for name, cell in cells.items():
+                if names:
+                    assert cell == name, (size, cells)
+                else:
+                    assert titles[name].startswith(cell.removesuffix("…")), (size, cells)
+
+
+def border_labels(app: CockpitApp | WatchApp, pane: str) -> tuple[str, str]:
+    widget = app.screen.query_one(f"#{pane}")
+    return str(widget.border_title), str(widget.border_subtitle)
+
+
+def fits_the_border(app: CockpitApp | WatchApp, pane: str) -> bool:
+    """A border label is shown whole: the pane's width less its corners and the blanks around the label."""
+    width = app.screen.query_one(f"#{pane}").outer_size.width
+    return all(cell_len(label) <= width - 6 for label in border_labels(app, pane))
+
+
+async def test_pane_titles_keep_their_state_words_at_100_columns(tmp_path: Path) -> None:
+    """At 100x30 the Traffic pane's title read `Traffic split · ○ no synthet…` (watch) and `Traffic split ·
+    ○ no load ba…` (the production cockpit), the Fanout pane's subtitle `30 frames · 2 checks · f run…`:
+    cut where the state was. A narrow pane says the short form whole (`Traffic · ○ no traffic`), a key hint
+    giving way before the state; a wide one keeps the full form."""
+    journal = tmp_path / "watched.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-full.jsonl").read_bytes())
+    viewer = WatchApp(FileFollower(journal), demo_playbook(), source=str(journal), journal_name=journal.name)
+    async with viewer.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: viewer.state.last_n > 200, what="the journal followed")
+        await pilot.pause()
+        assert border_labels(viewer, "traffic")[0].endswith(" · ○ no traffic")
+        assert fits_the_border(viewer, "traffic") and fits_the_border(viewer, "fanout")
+
+    cockpit = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl"), live=False)
+    async with cockpit.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        for pane in ("fanout", "traffic"):
+            assert fits_the_border(cockpit, pane), border_labels(cockpit, pane)
+        assert border_labels(cockpit, "fanout")[1] == "30 frames · 2 checks"
+        assert border_labels(cockpit, "traffic")[1].startswith("1 breach")
+        cockpit.cockpit.engine.start_traffic(actor="runbook")
+        await pilot.pause()
+        title = border_labels(cockpit, "traffic")[0]
+        assert title.startswith("Traffic · ● running · ") and fits_the_border(cockpit, "traffic"), title
+        cockpit.cockpit.engine.stop_traffic()
+    wide = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "wide.jsonl"), live=False)
+    async with wide.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        assert border_labels(wide, "traffic")[0] == "Traffic split · guardrails · rollback"
+        assert border_labels(wide, "fanout") == (
+            "Fanout · two sessions",
+            "30 frames · 2 checks · f runs again",
+        )
+
+    production = Engine(load_playbook(PLAYBOOKS / "production-rollback.yaml"), Journal(tmp_path / "p.jsonl"))
+    app = CockpitApp(production, live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert border_labels(app, "traffic")[0] == "Traffic · ○ no load balancer"
+        assert fits_the_border(app, "traffic")
+
+
+async def test_digits_focus_the_panes_the_runbook_among_them_in_the_cockpit_and_in_watch(
+    tmp_path: Path,
+) -> None:
+    """No key led to the Runbook pane, which the production rollback is driven from: Tab cycled the panes,
+    six stops deep. 1 to 6 focus the panes in screen order (health, fanout, traffic, runbook, gates,
+    checklist), zoomed too; a pane the layout does not show has no key."""
+    playbook = load_playbook(PLAYBOOKS / "production-rollback.yaml")
+    app = CockpitApp(Engine(playbook, Journal(tmp_path / "p.jsonl"), operator="alice"), live=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        panes = app.cockpit.panes
+        await pilot.press("4")
+        assert app.screen.focused is panes["steps"]
+        # From there its own keys work: Enter runs the selected step, R retries an item.
+        assert {"run_step", "retry"} <= {a.binding.action for a in app.screen.active_bindings.values()}
+        await pilot.press("5")
+        assert isinstance(app.screen.focused, DataTable) and panes["gates"] in app.screen.focused.ancestors
+        await pilot.press("2")  # no realtime section: no fanout pane, no key
+        assert panes["gates"] in app.screen.focused.ancestors
+        await pilot.press("3", "z")
+        assert app.screen.maximized is panes["traffic"]
+        await pilot.press("4")  # zoomed, a digit zooms that pane instead
+        assert app.screen.maximized is panes["steps"] and app.screen.focused is panes["steps"]
+        await pilot.press("z")
+        for key in ("5", "z"):  # typed fast, as a terminal delivers them: in one read, no frame between
+            app.post_message(events.Key(key, key))
+        await pilot.pause()
+        assert app.screen.maximized is panes["gates"]
+        await pilot.press("z", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = flat("\n".join(plain(s) for s in app.screen.query(Static)))
+        assert "Focus the Runbook pane" in text
+        assert "Fanout pane: the playbook has no realtime section" in text
+        await pilot.press("escape")
+
+    journal = tmp_path / "watched.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-full.jsonl").read_bytes())
+    viewer = WatchApp(FileFollower(journal), demo_playbook(), source=str(journal), journal_name=journal.name)
+    async with viewer.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        panes = viewer.cockpit.panes
+        for key, pane in (("4", "steps"), ("6", "checklist"), ("2", "fanout"), ("1", "health")):
+            await pilot.press(key)
+            focused = viewer.screen.focused
+            assert focused is panes[pane] or panes[pane] in focused.ancestors, (key, focused)
+        await pilot.press("p", "4")  # the presenter layout at 30 rows has no panes under its board
+        assert "This layout does not show the Runbook pane." in [n.message for n in viewer._notifications]
+
+
+async def changes(pilot, widget: Static) -> None:
+    """Wait for what the widget shows to change (a clock: within a second or two)."""
+    shown = plain(widget)
+    await wait_for(pilot, lambda: plain(widget) != shown, 5, f"#{widget.id} to change")
+
+
+async def test_the_session_clock_moves_while_a_dialog_is_open(tmp_path: Path) -> None:
+    """With help, a confirmation or the event log open, the status bar's session clock — in plain view
+    through the dimmed backdrop — stood still: the repaint held every pane while a dialog was up. The
+    one-line bars (clock, verdict, notice) repaint behind it; the panes still wait for it to close."""
+    playbook = Playbook.model_validate(
+        {
+            **demo_playbook().model_dump(exclude={"replicas", "load_balancer", "realtime"}),
+            "health_interval_s": 30,
+            "replicas": [{"name": "stable-a", "url": f"http://127.0.0.1:{_closed_port()}", "role": "stable"}],
+        }
+    )
+    engine = Engine(playbook, Journal(tmp_path / "live.jsonl"), operator="alice")
+    app = CockpitApp(engine, live=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        status = app.query_one("#status", Static)
+        await wait_for(pilot, lambda: "session 00:0" in plain(status), what="the session clock")
+        for dialog in ("question_mark", "l"):  # help, the event log
+            await pilot.press(dialog)
+            assert app.screen is not app.cockpit
+            await changes(pilot, status)
+            assert "health" in app.repaint.dirty  # the panes behind it still wait
+            await pilot.press("escape")
+        await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
+        await pilot.pause()

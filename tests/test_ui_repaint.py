@@ -12,7 +12,7 @@ class Recorder:
     def __init__(self, *, live: bool) -> None:
         self.painted: list[list[str]] = []
         self.posted: list[Message] = []
-        self.holding = False
+        self.holding: frozenset[str] = frozenset()
         self.scheduler = RepaintScheduler(
             self.painted.append, live=live, post=self.posted.append, hold=lambda: self.holding
         )
@@ -39,13 +39,28 @@ def test_queued_state_changed_messages_replace_each_other() -> None:
 
 def test_held_panes_stay_dirty_until_released() -> None:
     r = Recorder(live=True)
-    r.holding = True
+    r.holding = ALL_PANES
     r.scheduler.mark({"traffic"})
     r.scheduler.flush()
     assert r.painted == [] and "traffic" in r.scheduler.dirty
-    r.holding = False
+    r.holding = frozenset()
     r.scheduler.flush()
     assert r.painted == [sorted(ALL_PANES)]
+
+
+def test_panes_not_held_repaint_while_the_held_ones_wait() -> None:
+    """A dialog holds the panes behind it, not the status bar's clock."""
+    r = Recorder(live=True)
+    r.scheduler.flush()
+    r.holding = ALL_PANES - {"status"}
+    r.scheduler.mark({"status", "health"})
+    r.scheduler.flush()
+    assert r.painted[-1] == ["status"] and r.scheduler.dirty == {"health"}
+    r.scheduler.flush()  # nothing ready: no empty repaint
+    assert len(r.painted) == 2
+    r.holding = frozenset()
+    r.scheduler.flush()
+    assert r.painted[-1] == ["health"] and not r.scheduler.dirty
 
 
 def test_live_marks_wait_for_the_timer_and_post_nothing() -> None:

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TONE_VARIABLES = {"ok": "status-ok", "warn": "status-warn", "fail": "status-fail", "stale": "status-stale"}
+# The one-line bars: what they say shows through a dialog's backdrop (the session clock, the verdict, the
+# latest notice, a viewer's follow line), and repainting them under it re-blends a few lines, not the screen.
+BARS = frozenset({"verdict", "notice", "status", "watch"})
 
 
 def tune_gc() -> None:
@@ -185,11 +188,14 @@ class PanesApp(App[None]):
     def on_state_changed(self, _message: StateChanged) -> None:
         self.repaint.flush()
 
-    def _hold(self) -> bool:
-        # Panes not mounted yet (or the screens gone, quitting); or a dialog is open: the panes behind it
-        # wait (they stay dirty) instead of re-blending the whole dimmed background 15 times a second.
+    def _hold(self) -> frozenset[str]:
+        """The panes that wait (they stay dirty): all of them before they are mounted (or once the screens
+        are gone, quitting); while a dialog is open, all but the bars, so the panes behind it are not
+        re-blended into the dimmed backdrop 15 times a second — while its clock still moves."""
         stack = self.screen_stack
-        return not (self._cockpit_mounted and stack) or (self.live and isinstance(stack[-1], ModalScreen))
+        if not (self._cockpit_mounted and stack):
+            return ALL_PANES
+        return ALL_PANES - BARS if self.live and isinstance(stack[-1], ModalScreen) else frozenset()
 
     def _paint(self, names: list[str]) -> None:
         self.cockpit.paint(names, self.state, self.playbook, self.view())

@@ -76,6 +76,33 @@ def supported(playbook: Playbook) -> frozenset[str]:
     return frozenset(need for need, (has, _) in NEEDS.items() if has(playbook))
 
 
+# The panes the digits 1 to 6 focus, in screen order: (pane id, its name, what the playbook needs to
+# show it).
+FOCUS_PANES: tuple[tuple[str, str, str | None], ...] = (
+    ("health", "Replica health", None),
+    ("fanout", "Fanout", "realtime"),
+    ("traffic", "Traffic", None),
+    ("steps", "Runbook", None),
+    ("gates", "Release gates", None),
+    ("checklist", "Evidence checklist", None),
+)
+
+
+def focus_command(number: int, pane: str, name: str, needs: str | None) -> Command:
+    """A digit that moves the focus to a pane, as Tab would reach it (then `z` zooms it)."""
+    return Command(
+        id=f"focus-{pane}",
+        keys=(Key(str(number)),),
+        action=f"focus_pane({pane!r})",
+        label=f"{name} pane",
+        help=f"Focus the {name} pane",
+        palette=(f"Focus {name} pane", f"Move the focus to the {name} pane; z then zooms it"),
+        footer=False,
+        needs=needs,
+        watch=True,
+    )
+
+
 COMMANDS: tuple[Command, ...] = (
     # Operator actions: bound on the cockpit screen, so they wait while a dialog is open.
     Command(
@@ -220,12 +247,13 @@ COMMANDS: tuple[Command, ...] = (
         footer=False,
         watch=True,
     ),
+    *(focus_command(number, *pane) for number, pane in enumerate(FOCUS_PANES, 1)),
     Command(
         id="zoom",
         keys=(Key("z"),),
         action="zoom",
         label="Zoom",
-        help="Zoom the focused pane (Tab moves focus; z again restores)",
+        help="Zoom the focused pane (Tab or a digit 1-6 moves the focus; z again restores)",
         palette=("Zoom pane", "Zoom the focused pane; z again restores"),
         footer=False,
         watch=True,

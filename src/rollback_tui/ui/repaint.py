@@ -2,12 +2,13 @@
 
 A flood of fanout frames then costs one repaint per tick, not one per frame. Live, a timer flushes at most
 REFRESH_HZ times a second. Without timers (replay, snapshots) the first mark after a flush posts one
-StateChanged message, which replaces its queued copies, and its handler flushes.
+StateChanged message, which replaces its queued copies, and its handler flushes. Panes the app holds (those
+behind a dialog, say) wait, still dirty, while the others repaint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -24,9 +25,9 @@ class RepaintScheduler:
         *,
         live: bool,
         post: Callable[[Message], object],
-        hold: Callable[[], bool] = lambda: False,
+        hold: Callable[[], Collection[str]] = frozenset,
     ) -> None:
-        """`paint` repaints the named panes; while `hold()` is true the panes wait and stay dirty."""
+        """`paint` repaints the named panes; those `hold()` names wait and stay dirty."""
         self._paint = paint
         self._post = post
         self._hold = hold
@@ -45,7 +46,10 @@ class RepaintScheduler:
             self._post(StateChanged())
 
     def flush(self) -> None:
-        if not self.dirty or self._hold():
+        if not self.dirty:
             return
-        dirty, self.dirty = self.dirty, set()
-        self._paint(sorted(dirty))
+        held = self.dirty.intersection(self._hold())
+        ready = self.dirty - held
+        if ready:
+            self.dirty = held
+            self._paint(sorted(ready))

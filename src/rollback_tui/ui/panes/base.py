@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
 from rich.console import RenderableType
 from rich.style import Style
 from rich.text import Text
@@ -51,6 +52,7 @@ STATUS = {
 }
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+LABEL_MARGIN = 6  # a border label's edge keeps its corner, a line and a blank on each side: "╭─ Title ─╮"
 HIDDEN = "\u2039hidden\u203a"  # single angle quotes, so it cannot be mistaken for a value
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -110,6 +112,12 @@ class View:
         if self.share and replica in self.sensitive_replicas:
             return HIDDEN
         return self.redact(url)
+
+
+def hinted(words: str, *hints: str) -> list[str]:
+    """A border label's forms: `words` with its key hints, then with fewer, then alone — the state stays,
+    the hints give way (`Pane.fitting`)."""
+    return [" · ".join((words, *hints[:n])) for n in range(len(hints), -1, -1)]
 
 
 def make_redactor(base: Callable[[str], str], share: bool, patterns: Iterable[str]) -> Callable[[str], str]:
@@ -190,6 +198,14 @@ class Pane(Widget):
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         raise NotImplementedError
+
+    def fitting(self, *forms: str) -> str:
+        """The first of a border label's `forms` (the fullest first) that the border shows whole, else the
+        shortest, which the border cuts. Not laid out yet: the fullest (the first resize repaints it)."""
+        width = self.outer_size.width
+        if not width:
+            return forms[0]
+        return next((form for form in forms if cell_len(form) <= width - LABEL_MARGIN), forms[-1])
 
 
 class StaticPane(Pane, can_focus=True):

@@ -18,7 +18,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.core.state import SessionState, TapFrame
 from rollback_tui.core.text import one_line
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.ui.panes.base import StaticPane, View, clock, ms, pending
+from rollback_tui.ui.panes.base import StaticPane, View, clock, hinted, ms, pending
 
 Frame = ev.FanoutFrame | TapFrame  # a session's frame, or one the Redis tap saw
 
@@ -95,6 +95,7 @@ class FanoutPane(StaticPane):
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         fanout = state.fanout
         checking = view.activity.fanout_since
+        self.border_title = self.fitting(self.TITLE, "Fanout")
         parts: list[RenderableType] = []
         if checking is not None:
             parts.append(
@@ -144,10 +145,12 @@ class FanoutPane(StaticPane):
         used = sum(1 + len(p.plain) // max(20, self.content_size.width) for p in parts if isinstance(p, Text))
         room = max(2, self.content_size.height - used - 1)
         parts.append(self._log(list(fanout.frames), run, last, room, view))
-        self.border_subtitle = (
+        said = (
             f"{'checking… · ' if checking is not None else ''}{fanout.frames_total} frames · "
             f"{len(fanout.results)} check{'s' if len(fanout.results) != 1 else ''}"
-        ) + (f" · {key} runs again" if (key := view.key("fanout")) else "")
+        )
+        again = [f"{key} runs again"] if (key := view.key("fanout")) else []
+        self.border_subtitle = self.fitting(*hinted(said, *again))
         self.show(Group(*parts))
 
     def _sessions(self, fanout: object, run: str | None, view: View) -> Text | None:

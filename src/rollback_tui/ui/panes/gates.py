@@ -31,6 +31,15 @@ def gate_argv(spec: Gate | None, gate: GateState | None) -> list[str]:
     return list(spec.argv) if spec.argv else [spec.run or ""]
 
 
+def gate_labels(titles: dict[str, str], width: int, most: int) -> tuple[dict[str, str], int]:
+    """Each gate's label in the Gate column, and the column's width: its title, cut to `width` — unless
+    cut titles read alike (two `Browser E2E…`), then its name (what the tail, the toasts and the journal
+    call it), the column widened up to `most` so the names fit."""
+    if len({one_line(title, width) for title in titles.values()}) == len(titles):
+        return titles, width
+    return {name: name for name in titles}, max(width, min(most, max(map(len, titles))))
+
+
 def gate_status(name: str, gate: GateState | None, view: View) -> str:
     """queued (asked for, not started yet), running, or the last outcome."""
     act = view.activity
@@ -108,7 +117,8 @@ class GatesPane(Pane):
         width = max(40, self.content_size.width)
         show_where = width >= 90
         free = max(20, width - RESULT_W - (WHERE_W + 2 if show_where else 0) - TIME_W - 3 * 2)
-        title_w = min(30, max(12, free // 4))
+        titles = {name: specs[name].title if name in specs else name for name in names}
+        labels, title_w = gate_labels(titles, min(30, max(12, free // 4)), free * 2 // 5)
         command_w = max(10, (free - title_w) // 2)
         last_w = max(8, free - title_w - command_w)
         table = self.table
@@ -140,7 +150,7 @@ class GatesPane(Pane):
                 last = blocked.removeprefix("cannot run: ")
             cells = {
                 "result": result,
-                "gate": Text(one_line(spec.title if spec else name, title_w), style="bold"),
+                "gate": Text(one_line(labels[name], title_w), style="bold"),
                 "where": Text(one_line(view.redact(spec.where if spec else (gate.where if gate else "")), 6)),
                 "time": Text(elapsed(gate, view).rjust(TIME_W)),
                 "command": Text(view.redact(command_line(gate_argv(spec, gate), command_w)), style="dim"),

@@ -19,7 +19,7 @@ from rollback_tui.core.read.words import pct, secs
 from rollback_tui.core.state import SessionState
 from rollback_tui.core.text import weight_changes
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, pending, sparkline
+from rollback_tui.ui.panes.base import StaticPane, View, clock, duration, hinted, pending, sparkline
 
 TREND = 12  # windows in the share sparkline
 REASON_LINES = 3  # lines for why a guardrail is unknown (one when the pane is short of room)
@@ -35,7 +35,7 @@ class TrafficPane(StaticPane):
 
     def refresh_from(self, state: SessionState, playbook: Playbook, view: View) -> None:
         traffic = state.traffic
-        running = self._running_line(view, playbook, state)
+        running, shorter = self._running_line(view, playbook, state)
         routing = self._routing(traffic.selector, playbook, view)
         totals = recent_traffic(state, view.now, split_window_s(playbook))
         split: list[RenderableType] = []
@@ -78,37 +78,42 @@ class TrafficPane(StaticPane):
             rails = [r for r in rails if r.plain.startswith("✗")]
         if size() > room:
             routing = routing[-1:]  # the backends say more than the selector
-        self.border_title = self.TITLE if head else f"{self.TITLE.split(' · ')[0]} · {running.plain}"
+        if head:
+            self.border_title = self.fitting(self.TITLE, "Traffic · guardrails · rollback")
+        else:  # the running line moves to the title: whole, in fewer words as the pane narrows
+            states = (running.plain, *shorter)
+            titles = [f"{name} · {words}" for words in states for name in ("Traffic split", "Traffic")]
+            self.border_title = self.fitting(*titles)
         parts: list[RenderableType] = [*head, *routing, *split, *summary, *rails, *rollback]
         held = sum(s.held for s in standings(state))
         blind = len(traffic.breaches) - held  # breached, then unknown: not "clear", not "breached" either
         said = [f"{held} breach{'es' if held != 1 else ''}"] if held else []
         said += [f"{blind} unknown since breach"] if blind else []
-        keys = "".join(f" · {key} {c}" for c in ("traffic", "rollback") if (key := view.key(c)))
-        self.border_subtitle = (" · ".join(said) or "guardrails clear") + keys
+        keys = [f"{key} {c}" for c in ("traffic", "rollback") if (key := view.key(c))]
+        self.border_subtitle = self.fitting(*hinted(" · ".join(said) or "guardrails clear", *keys))
         self.show(Group(*parts))
 
-    def _running_line(self, view: View, playbook: Playbook, state: SessionState) -> Text:
+    def _running_line(self, view: View, playbook: Playbook, state: SessionState) -> tuple[Text, list[str]]:
+        """Whether synthetic traffic runs: the body's line, and shorter wordings for the title."""
         act = view.activity
         if view.read_only and playbook.load_balancer is not None:
             return _seen_line(state, view)
         if act.traffic_since is not None:
-            running = "● running" if view.compact else f"● synthetic traffic running {act.spinner}"
-            text = Text(running, style=view.tone("ok", bold=True))
+            text = Text(f"● synthetic traffic running {act.spinner}", style=view.tone("ok", bold=True))
             rps = f" · {act.traffic_rps:g} rps" if act.traffic_rps else ""
-            text.append(f"{rps} · {duration(view.now - act.traffic_since)}", style="bold")
-            if not view.compact and (key := view.key("traffic")):
+            took = f" · {duration(view.now - act.traffic_since)}"
+            text.append(rps + took, style="bold")
+            if key := view.key("traffic"):
                 text.append(f" · {key} stops", style="bold")
             text.no_wrap, text.overflow = True, "ellipsis"
-            return text
+            return text, [f"● running{rps}{took}", f"● running{took}"]
         if playbook.load_balancer is None:
-            return Text("○ no load balancer in this playbook", style=view.tone("stale"))
+            text = Text("○ no load balancer in this playbook", style=view.tone("stale"))
+            return text, ["○ no load balancer"]
         key = view.key("traffic")
-        starts = f" · {key} starts it" if key and not view.compact else ""
-        return Text(
-            f"○ no traffic{starts}" if view.compact else f"○ no synthetic traffic{starts}",
-            style=view.tone("stale", bold=True),
-        )
+        starts = f" · {key} starts it" if key else ""
+        text = Text(f"○ no synthetic traffic{starts}", style=view.tone("stale", bold=True))
+        return text, ["○ no synthetic traffic", "○ no traffic"]
 
     def _routing(self, selector: ev.SelectorState | None, playbook: Playbook, view: View) -> list[Text]:
         lb = playbook.load_balancer
@@ -319,10 +324,12 @@ def _sends(view: View) -> str:
     return f" — {key} sends synthetic traffic" if key else ""
 
 
-def _seen_line(state: SessionState, view: View) -> Text:
-    """A viewer does not see the operator's keys, only the journal: traffic is what its windows show."""
+def _seen_line(state: SessionState, view: View) -> tuple[Text, list[str]]:
+    """A viewer does not see the operator's keys, only the journal: traffic is what its windows show (the
+    line, and shorter wordings for the title)."""
     last = state.traffic.last_window
     if last is not None and state.ended is None and view.now - last.ts <= max(3.0, 3 * last.window_s):
-        return Text("● synthetic traffic flowing", style=view.tone("ok", bold=True))
+        return Text("● synthetic traffic flowing", style=view.tone("ok", bold=True)), ["● traffic flowing"]
     seen = f"since {clock(last.ts)}" if last is not None else "seen"
-    return Text(f"○ no synthetic traffic {seen}", style=view.tone("stale", bold=True))
+    text = Text(f"○ no synthetic traffic {seen}", style=view.tone("stale", bold=True))
+    return text, [f"○ no traffic {seen}", "○ no traffic"]

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from textual import on, work
+from textual.actions import parse
 from textual.app import ComposeResult
 from textual.screen import ModalScreen
 
@@ -55,7 +56,8 @@ class CockpitScreen(PanesScreen):
         self._traffic_since: float | None = None
         self._traffic_rps: float | None = None
         self._rollback_since: float | None = None
-        self._offered = frozenset(c.action_name for c in commands(supports=supported(engine.playbook)))
+        # (action, parameters) offered: `2` focuses the Fanout pane only where there is one.
+        self._offered = frozenset(parse(c.action)[1:] for c in commands(supports=supported(engine.playbook)))
         self.runbook = Runbook(engine, ask=self.ask, confirm=self.confirm)
 
     def compose(self) -> ComposeResult:
@@ -63,7 +65,7 @@ class CockpitScreen(PanesScreen):
         self.panes["steps"].details = self._step_details
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in SCREEN_ACTIONS and action not in self._offered:
+        if action in SCREEN_ACTIONS and (action, parameters) not in self._offered:
             return False  # not in this playbook: no key, no footer hint (the help says why)
         # While a dialog is open the operator's actions wait (and leave the footer behind it).
         return not (action in SCREEN_ACTIONS and isinstance(self.app.screen, ModalScreen))

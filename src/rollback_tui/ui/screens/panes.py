@@ -22,7 +22,7 @@ from textual.widgets import Footer
 
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
-from rollback_tui.ui.commands import help_bindings, not_offered
+from rollback_tui.ui.commands import FOCUS_PANES, help_bindings, not_offered
 from rollback_tui.ui.panes.base import Activity, View
 from rollback_tui.ui.panes.checklist import ChecklistPane
 from rollback_tui.ui.panes.fanout import FanoutPane
@@ -186,12 +186,26 @@ class PanesScreen(Screen[None]):
         if changed:
             self.call_after_refresh(self.app.mark_dirty, changed)
 
+    def action_focus_pane(self, name: str) -> None:
+        """1 to 6: focus a pane (its list or table, where it has one), as Tab would reach it; while one is
+        zoomed, zoom this one instead."""
+        pane = self.panes[name]
+        if not all(node.display for node in pane.ancestors_with_self if isinstance(node, Widget)):
+            title = next(title for pane_id, title, _ in FOCUS_PANES if pane_id == name)
+            self.notify(f"This layout does not show the {title} pane.", timeout=3)
+            return
+        if self.maximized is not None and self.maximized is not pane:
+            self.maximize(pane, container=False)
+        target = next((w for w in self.focus_chain if w is pane or pane in w.ancestors), None)
+        if target is not None:
+            self.set_focus(target)  # now, not after the keys queued behind it: `4` then `z` zooms the Runbook
+
     def action_help(self) -> None:
         # Built once and kept installed: reopening it costs a paint, not a compose.
         if not self.app.is_screen_installed("help"):
             watch, supports = self.app.read_only, self.app.supports
             missing = [] if watch else [(c.label, c.keys[0], why) for c, why in not_offered(supports)]
-            entries = help_bindings(watch, None if watch else supports)
+            entries = help_bindings(watch, supports)
             self.app.install_screen(HelpScreen(entries, missing, read_only=watch), "help")
         self.app.push_screen("help")
 
