@@ -120,14 +120,18 @@ def test_the_production_rollback_from_the_cockpit_in_tmux(
         TERM="xterm-256color",
     )
     script = Path(sys.executable).parent / "rollback-tui"
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.isidentifier())
+    # Not COLUMNS/LINES: an xdist worker has them (80x24), and exported after `env -u` they sized the
+    # cockpit 80x24 inside the 160x45 window (its confirmation then scrolled the preview out of sight).
+    exports = " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in env.items() if k.isidentifier() and k not in ("COLUMNS", "LINES")
+    )
     command = (
         f"cd {shlex.quote(str(project))} && exec env -u COLUMNS -u LINES {exports} {shlex.quote(str(script))}"
     )
     command += f" open {shlex.quote(str(playbook))} --journal {shlex.quote(str(journal))} --operator alice"
-    terminal.run("new-session", "-d", "-s", "cockpit", "-x", "160", "-y", "45", command)
-    terminal.run("resize-window", "-t", "cockpit", "-x", "160", "-y", "45")
+    terminal.start(160, 45, command)
     session = Session(terminal, journal)
+
     def footer(screen: str) -> str:
         return next((line for line in reversed(screen.splitlines()) if line.strip()), "")
 

@@ -58,6 +58,26 @@ class Terminal:
             [self.tmux, "-L", self.socket, *args], capture_output=True, text=True, timeout=10
         ).stdout
 
+    def start(self, width: int, height: int, command: str) -> None:
+        """A detached session of this size running `command`. The server's default size is set to it as
+        well: with no client attached, tmux 3.3 falls back to default-size (80x24) when it recalculates
+        window sizes (when another session is created, say), resize-window or not."""
+        size = ("-x", str(width), "-y", str(height))
+        self.run(
+            "new-session",
+            "-d",
+            "-s",
+            self.session,
+            *size,
+            command,
+            ";",
+            "set",
+            "-g",
+            "default-size",
+            f"{width}x{height}",
+        )
+        self.run("resize-window", "-t", self.session, *size)  # some tmux ignore new-session's -x/-y
+
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", self.session)
 
@@ -72,7 +92,8 @@ class Terminal:
             if predicate(screen):
                 return screen
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
+        size = self.run("display-message", "-p", "-t", self.session, "#{window_width}x#{window_height}").strip()
+        raise AssertionError(f"timed out waiting for {what}; the screen ({size}):\n{screen}")
 
 
 @pytest.fixture
@@ -96,8 +117,7 @@ def test_demo_in_tmux_fanout_then_quit_leaves_no_processes(terminal: Terminal, t
     }
     command = "exec env -u COLUMNS -u LINES " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     command += f" {shlex.quote(str(script))} demo"
-    terminal.run("new-session", "-d", "-s", "cockpit", "-x", "160", "-y", "45", command)
-    terminal.run("resize-window", "-t", "cockpit", "-x", "160", "-y", "45")  # some tmux ignore -x/-y
+    terminal.start(160, 45, command)
     pid = int(terminal.run("display-message", "-p", "-t", "cockpit", "#{pane_pid}").strip())
 
     def replicas_ok(screen: str) -> bool:

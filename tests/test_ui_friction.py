@@ -120,8 +120,7 @@ def test_panes_zoomed_and_restored_repaint_at_their_own_size_in_a_real_terminal(
     command = "exec env -u COLUMNS -u LINES TERM=xterm-256color "
     command += " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     command += f" {shlex.quote(str(script))} watch {shlex.quote(str(journal))}"
-    terminal.run("new-session", "-d", "-s", "view", "-x", "100", "-y", "30", command)
-    terminal.run("resize-window", "-t", "view", "-x", "100", "-y", "30")
+    terminal.start(100, 30, command)
     terminal.wait(lambda s: "245 events" in s, 30, "the whole journal read")
     time.sleep(1)
     lower = gates_and_checklist(terminal.screen())
