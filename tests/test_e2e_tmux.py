@@ -92,7 +92,8 @@ class Terminal:
             if predicate(screen):
                 return screen
             time.sleep(0.2)
-        size = self.run("display-message", "-p", "-t", self.session, "#{window_width}x#{window_height}").strip()
+        size = self.run("display-message", "-p", "-t", self.session, "#{window_width}x#{window_height}")
+        size = size.strip()
         raise AssertionError(f"timed out waiting for {what}; the screen ({size}):\n{screen}")
 
 
