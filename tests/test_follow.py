@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from rollback_tui.core import events as ev
 from rollback_tui.core.follow import FileFollower, LineFold, line_n
 from rollback_tui.core.journal import Journal, read_journal
@@ -118,6 +120,28 @@ def test_the_follower_survives_the_writers_crash_and_resume(tmp_path: Path) -> N
     assert [e.n for e in seen][-len(events[40:]) :] == list(
         range(source.last_n - len(events[40:]) + 1, source.last_n + 1)
     )
+
+
+def test_the_follower_tells_whether_a_writer_holds_the_journal(tmp_path: Path) -> None:
+    """The Journal's lock, from open to close — and through `resume`; a journal refused to a new session
+    (it already holds one) is left unlocked, not held by a writer that never wrote."""
+    path = tmp_path / "held.jsonl"
+    journal = Journal(path)
+    journal.append(_events()[0])
+    follower = FileFollower(path)
+    follower.poll()
+    assert follower.writing is True
+    journal.close()
+    with pytest.raises(FileExistsError):
+        Journal(path)
+    follower.poll()
+    assert follower.writing is False
+    resumed, _, _ = resume_session(path, operator="bob")
+    follower.poll()
+    assert follower.writing is True and follower.fold.state.resumes == 1
+    resumed.close()
+    follower.poll()
+    assert follower.writing is False
 
 
 def test_a_replaced_journal_is_folded_again_from_its_start(tmp_path: Path) -> None:

@@ -31,7 +31,15 @@ from rollback_tui.ui.commands import COMMANDS
 from rollback_tui.ui.screens.help import READ_ONLY
 from rollback_tui.ui.watch import WatchApp
 from test_ui_support import JOURNALS, demo_playbook
-from watch_support import REPO, finish, journal_holds, start_rehearsal, state_digest, wait_for
+from watch_support import (
+    REPO,
+    finish,
+    journal_holds,
+    start_rehearsal,
+    start_writer,
+    state_digest,
+    wait_for,
+)
 
 DEMO = REPO / "playbooks" / "demo.yaml"
 
@@ -60,6 +68,15 @@ async def follow_to_the_end(
     code, _, err = finish(proc)
     assert code in (0, 1), err[-3000:]
     return text, stale_after
+
+
+async def shows(app: WatchApp, pilot, words: str, timeout: float = 10) -> str:
+    """Wait until the screen shows `words`; the screen's text, spaces collapsed (styled runs come apart)."""
+    deadline = time.monotonic() + timeout
+    while words not in (text := " ".join(screen_text(app).split())):
+        assert time.monotonic() < deadline, f"{words!r} not on screen after {timeout:g} s: {text[-600:]}"
+        await pilot.pause(0.1)
+    return text
 
 
 def check_final_view(app: WatchApp, shown: tuple[str, float], journal: Path) -> None:
@@ -203,3 +220,48 @@ async def test_the_presenter_layout_hides_what_the_playbook_has_nothing_for(tmp_
         await pilot.pause()
         assert all(app.cockpit.panes[name].display for name in ("traffic", "gates", "health"))
         assert not app.cockpit.panes["fanout"].display  # no realtime section: the Runbook takes its room
+
+
+async def test_a_journal_no_cockpit_writes_is_not_live_and_its_clock_stands_at_its_last_event(
+    tmp_path: Path,
+) -> None:
+    """A recorded session whose cockpit never ended it (killed long ago): not LIVE, the last event with
+    its date, and the session clock and health ages at the last event — not counted against today."""
+    journal = tmp_path / "abandoned.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-full.jsonl").read_bytes())
+    app = WatchApp(FileFollower(journal), demo_playbook(), source=str(journal), journal_name=journal.name)
+    async with app.run_test(size=(160, 45)) as pilot:
+        text = await shows(app, pilot, "NOT LIVE")
+        assert "○ NOT LIVE · no cockpit is writing this journal · 245 events" in text
+        assert "last event 2026-01-01 12:00:45" in text  # recorded on another day: the date says so
+        assert "● LIVE" not in text
+        assert "session 00:45 (to the last event)" in text
+        assert "no sample for" not in text
+
+
+async def test_a_journal_a_writer_holds_is_live_until_the_writer_is_killed_and_again_once_resumed(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "held.jsonl"
+    writer = start_writer(journal, JOURNALS / "rehearsal-full.jsonl")
+    resumed = None
+    app = WatchApp(FileFollower(journal), demo_playbook(), source=str(journal), journal_name=journal.name)
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            text = await shows(app, pilot, "● LIVE · 245 events")
+            assert "NOT LIVE" not in text and "(to the last event)" not in text
+            writer.kill()  # SIGKILL: no session end written, the kernel drops the writer's lock
+            writer.wait()
+            killed = time.monotonic()
+            text = await shows(app, pilot, "○ NOT LIVE · no cockpit is writing this journal", timeout=5)
+            assert time.monotonic() - killed < 5
+            assert "session 00:45 (to the last event)" in text
+            resumed = start_writer(journal, "--resume")  # a cockpit writes the journal again
+            text = await shows(app, pilot, "● LIVE")
+            assert "NOT LIVE" not in text and "(to the last event)" not in text
+            assert app.state.resumes == 1
+    finally:
+        for proc in (writer, resumed):
+            if proc is not None:
+                proc.kill()
+                proc.communicate()

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from rollback_tui.core.follow import FileFollower
+from rollback_tui.core.journal import Journal
+from rollback_tui.core.resume import fold_journal
 from rollback_tui.ui.watch import WatchApp
 from test_ui_snapshots import cockpit, pinned_environment  # noqa: F401 - the fixture, autouse
 from test_ui_support import JOURNALS, demo_playbook
@@ -30,6 +32,20 @@ def viewer(journal: Path, *, present: bool = False) -> WatchApp:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_watch_view_of_a_session_under_way(snap_compare, size: tuple[int, int], tmp_path: Path) -> None:
+    journal = tmp_path / "midway.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-midway.jsonl").read_bytes())
+    writer = Journal(journal, next_n=fold_journal(journal)[0].last_n + 1)  # held, as its cockpit holds it
+    try:
+        assert snap_compare(viewer(journal), terminal_size=size)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_watch_view_of_a_session_no_cockpit_writes(
+    snap_compare, size: tuple[int, int], tmp_path: Path
+) -> None:
+    """Not ended, and nobody holds the journal: NOT LIVE, the last event's date, the clock at that event."""
     journal = tmp_path / "midway.jsonl"
     journal.write_bytes((JOURNALS / "rehearsal-midway.jsonl").read_bytes())
     assert snap_compare(viewer(journal), terminal_size=size)

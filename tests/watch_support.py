@@ -47,6 +47,41 @@ def start_rehearsal(journal: Path, tmp: Path, *extra: str, watch_s: str = "3") -
     )  # fmt: skip
 
 
+# A writer in a process of its own: it opens the journal the way the cockpit does (a new Journal filled with a
+# recorded session's events, or `resume`), says "writing", then holds it open until it is killed.
+_HOLD = """
+import sys
+from pathlib import Path
+from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.resume import resume_session
+
+path, source = Path(sys.argv[1]), sys.argv[2]
+if source == "--resume":
+    journal = resume_session(path, operator="bob")[0]
+else:
+    journal = Journal(path)
+    for event in read_journal(Path(source)).events:
+        journal.append(event)
+journal.flush(fsync=True)
+print("writing", flush=True)
+sys.stdin.read()
+"""
+
+
+def start_writer(journal: Path, source: Path | str) -> subprocess.Popen[str]:
+    """A process holding `journal` as its writer: filled from the recorded `source`, or "--resume"d. It has
+    written everything once this returns; it holds the journal until killed (or its stdin closes)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(journal), str(source)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "writing":
+        proc.kill()
+        raise AssertionError(f"the writer did not start: {proc.communicate()[1][-2000:]}")
+    return proc
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -7,7 +7,8 @@
   a line being written (or torn by a crash) waits for its newline. A large backlog (a late viewer of a long
   session) is folded first with `fold_journal`, the fast fold resume uses; a journal replaced or cut
   shorter than what was read (not a `resume`, which only drops a torn tail nobody read) starts the fold
-  over.
+  over. Each poll also asks whether a writer still holds the journal (`writing`, from the Journal's lock):
+  a session whose cockpit died without ending it is not live, whatever its last line says.
 
 Nothing here writes: a viewer never appends to the session it watches.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rollback_tui.core.events import Event
-from rollback_tui.core.journal import _short
+from rollback_tui.core.journal import _short, writer_holds
 from rollback_tui.core.resume import fold_journal, parse_line
 from rollback_tui.core.state import SessionState
 
@@ -91,22 +92,26 @@ class FileFollower:
         self.offset = 0  # bytes folded (always the end of a whole line)
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file being followed
         self.restarts = 0  # times the journal was replaced or cut and the fold started over
+        # Whether a writer held the journal at the last poll; None before one, or where it cannot be told.
+        self.writing: bool | None = None
 
     def poll(self) -> set[str]:
-        """Fold every whole line appended since the last poll; the kinds folded ({} when none).
+        """Fold every whole line appended since the last poll; the kinds folded ({} when none). Updates
+        `writing` first: the lines read then are at least as new as the answer.
 
         Raises FileNotFoundError while the journal does not exist (yet).
         """
-        st = os.stat(self.path)
-        identity = (st.st_dev, st.st_ino)
-        if self._identity is not None and (identity != self._identity or st.st_size < self.offset):
-            self._start_over()
-        self._identity = identity
-        if self.offset == 0 and self.fold.state.last_n == 0 and st.st_size >= self.fast_from:
-            return self._catch_up()
-        if st.st_size <= self.offset:
-            return set()
         with open(self.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            self.writing = writer_holds(fh.fileno())
+            identity = (st.st_dev, st.st_ino)
+            if self._identity is not None and (identity != self._identity or st.st_size < self.offset):
+                self._start_over()
+            self._identity = identity
+            if self.offset == 0 and self.fold.state.last_n == 0 and st.st_size >= self.fast_from:
+                return self._catch_up()
+            if st.st_size <= self.offset:
+                return set()
             fh.seek(self.offset)
             data = fh.read(READ_MAX)
         end = data.rfind(b"\n") + 1

@@ -6,6 +6,10 @@
   by `flush_due()` or the next durable append — ordering on disk is always append order.
 * `read_journal` skips a torn last line (a crash mid-write) with a warning instead of failing;
   `core/resume.py` truncates it and reopens the journal for appending.
+* A Journal holds a shared advisory lock (flock) on its file for as long as it is open, and the kernel drops
+  it when the writer dies (kill -9 included): `writer_holds` is how a viewer tells a session still written
+  from one whose cockpit is gone. Where flock is missing (Windows, some network file systems) nothing is
+  locked and a viewer cannot tell (None).
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from pathlib import Path
 import msgspec
 from pydantic import ValidationError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - no advisory locks on this platform: viewers cannot tell
+    fcntl = None  # type: ignore[assignment]
+
 from rollback_tui.core.events import DURABLE, E, Event, parse_event
 from rollback_tui.core.redact import Redactor
 
@@ -28,6 +37,46 @@ log = logging.getLogger(__name__)
 
 
 _encode = msgspec.json.Encoder().encode
+_LOCK_WAIT_S = 1.0  # a viewer's probe holds its exclusive lock for two system calls: the writer waits it out
+
+
+def hold_for_writing(fd: int, path: Path) -> None:
+    """Take the writer's shared lock on `fd` (held until it is closed, or the process dies).
+
+    Without waiting, retried: a viewer's probe (`writer_holds`) may hold the file for an instant. The session
+    never waits long on a lock: past `_LOCK_WAIT_S`, or where flock fails, it goes on unlocked and says so in
+    the log.
+    """
+    if fcntl is None:
+        return
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                log.warning("%s: locked by another process; viewers cannot tell this session is live", path)
+                return
+            time.sleep(0.001)
+        except OSError as exc:
+            log.warning("%s: cannot lock (%s); viewers cannot tell this session is live", path, exc)
+            return
+
+
+def writer_holds(fd: int) -> bool | None:
+    """Whether a writer (a Journal) holds the file open on `fd`, the caller's own descriptor: an exclusive
+    lock is tried without waiting and released at once. None where it cannot be told (no flock)."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _to_json(event: Event) -> bytes:
@@ -65,7 +114,9 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.chmod(self.path, 0o600)
         if next_n == 1 and os.fstat(self._fd).st_size > 0:
+            os.close(self._fd)  # not this session's journal: neither kept open nor locked
             raise FileExistsError(f"{self.path} already holds a session; use `rollback-tui resume`")
+        hold_for_writing(self._fd, self.path)
 
     @property
     def closed(self) -> bool:

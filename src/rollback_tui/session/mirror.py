@@ -360,6 +360,8 @@ async def _close_quietly(client: Any) -> None:
 class StreamFollower:
     """Folds a mirrored session from its stream: from the start, then live (see the module doc)."""
 
+    writing: bool | None = None  # a stream cannot tell whether its session's cockpit still writes
+
     def __init__(
         self,
         target: MirrorTarget,

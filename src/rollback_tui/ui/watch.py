@@ -5,7 +5,9 @@ session/mirror.py for a Redis mirror) folds what the session journals into this 
 app repaints the panes it dirtied — the same panes, painted the same way, as the operator's cockpit. It has
 no engine and no operator keys (the command table gives it views only), so nothing a viewer does reaches
 the session. A late viewer catches up from the start, then follows live; when the session ends, the
-final verdict stays on screen (the clock stops at the session's end) and the view stays open.
+final verdict stays on screen (the clock stops at the session's end) and the view stays open. A journal
+file no cockpit holds any more (killed before it ended the session, or recorded long ago) is not live:
+the view says so, and its clock stands at the last event, until a cockpit writes it again (`resume`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from rollback_tui.playbook.model import Playbook
 from rollback_tui.ui.app import PanesApp
 from rollback_tui.ui.commands import bindings
 from rollback_tui.ui.features import FEATURES
-from rollback_tui.ui.messages import panes_for
+from rollback_tui.ui.messages import ALL_PANES, panes_for
 from rollback_tui.ui.panes.base import View, clock
 from rollback_tui.ui.screens.panes import PanesScreen
 
@@ -38,6 +40,7 @@ class Follower(Protocol):
 
     fold: LineFold
     on_status: Callable[[str, str], None]
+    writing: bool | None  # whether a writer holds the session now; None where that cannot be told
 
     def run(self, on_kinds: Callable[[set[str]], None]) -> Coroutine[Any, Any, None]: ...
 
@@ -68,8 +71,12 @@ def watch_text(
             if result.missing:
                 text.append(": " + view.redact("; ".join(result.missing)))
     elif level == "info" and words == "following":
-        age = f" · last event {clock(state.last_ts)}" if state.last_ts else " · no events yet"
-        text.append("● LIVE", style=view.tone("ok", bold=True))
+        age = f" · last event {day_clock(state.last_ts)}" if state.last_ts else " · no events yet"
+        if view.writer_gone:  # not ended, and no cockpit holds the journal: nothing more is coming
+            text.append("○ NOT LIVE", style=view.tone("warn", bold=True))
+            text.append(" · no cockpit is writing this journal")
+        else:
+            text.append("● LIVE", style=view.tone("ok", bold=True))
         text.append(f" · {state.last_n:,} events{age}")
     else:
         text.append(
@@ -78,6 +85,12 @@ def watch_text(
     text.append(f" · read-only view of {view.redact(source)} · ? help", style=view.tone("stale"))
     text.no_wrap, text.overflow = True, "ellipsis"
     return text
+
+
+def day_clock(ts: float) -> str:
+    """`12:00:45`, with its date in front when that is not today (`2025-01-12 12:00:45`)."""
+    day = time.strftime("%Y-%m-%d", time.localtime(ts))
+    return clock(ts) if day == time.strftime("%Y-%m-%d") else f"{day} {clock(ts)}"
 
 
 class WatchScreen(PanesScreen):
@@ -110,6 +123,7 @@ class WatchApp(PanesApp):
         self.follower = follower
         self.source = source
         self.follow_status: tuple[str, str] = ("info", "connecting")
+        self._writer_gone_shown = False
         follower.on_status = self._on_status
         self.show_session(
             playbook,
@@ -124,16 +138,35 @@ class WatchApp(PanesApp):
     def state(self) -> SessionState:
         return self.follower.fold.state
 
+    @property
+    def writer_gone(self) -> bool:
+        """The session has not ended, yet no cockpit holds its journal (as far as the follower can tell)."""
+        return self.state.ended is None and self.follower.writing is False
+
     def now(self) -> float:
-        """Live, the clock moves; once the session has ended, it stands at its end (the final verdict)."""
+        """Live, the clock moves; once the session has ended, it stands at its end (the final verdict); with
+        no cockpit writing it, at its last event (nothing after that was observed)."""
         ended = self.state.ended
         if ended is not None:
             return ended.ts
-        return time.time() if self.live else (self.state.last_ts or 0.0)
+        return time.time() if self.live and not self.writer_gone else (self.state.last_ts or 0.0)
+
+    def view(self) -> View:
+        view = super().view()
+        view.writer_gone = self.writer_gone
+        return view
 
     def wire(self) -> None:
         if self.live:
-            self.set_interval(1.0, lambda: self.mark_dirty({"watch"}))
+            self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        gone = self.writer_gone
+        if gone == self._writer_gone_shown:
+            self.mark_dirty({"watch"})
+        else:  # the cockpit went away (or a resume came): every pane's clock stopped (or moves again)
+            self._writer_gone_shown = gone
+            self.mark_dirty(ALL_PANES)
 
     async def start_feeds(self) -> None:
         self.run_worker(self.follower.run(self._on_kinds), name="follow", group="follow", exit_on_error=False)

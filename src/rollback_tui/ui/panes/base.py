@@ -88,6 +88,7 @@ class View:
     activity: Activity = field(default_factory=Activity)
     compact: bool = False  # small terminal: panes drop their least useful lines
     read_only: bool = False  # a viewer's copy (`watch`): it has no operator keys, so no key hints
+    writer_gone: bool = False  # a viewer's copy of a session no cockpit writes: `now` is its last event
     # command id → its key, for the commands this screen offers (ui/commands.py offered_keys): a pane names
     # a key in a hint only through `key`, so a hint never advertises a key the playbook does not have.
     keys: dict[str, str] = field(default_factory=dict)

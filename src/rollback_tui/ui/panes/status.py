@@ -152,6 +152,8 @@ def status_text(
     if state.started is not None:
         end = state.ended.ts if state.ended is not None else view.now
         clock_part = Text(f"session {duration(end - state.started.ts)}", style="bold")
+        if state.ended is None and view.writer_gone:
+            clock_part.append(" (to the last event)")  # a clock that stopped says so: nothing after it
         since = time.strftime("%H:%M:%S %Z", time.localtime(state.started.ts))
     else:
         clock_part, since = Text("session not started", style="bold"), ""
