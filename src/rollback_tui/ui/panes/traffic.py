@@ -328,7 +328,8 @@ def _seen_line(state: SessionState, view: View) -> tuple[Text, list[str]]:
     """A viewer does not see the operator's keys, only the journal: traffic is what its windows show (the
     line, and shorter wordings for the title)."""
     last = state.traffic.last_window
-    if last is not None and state.ended is None and view.now - last.ts <= max(3.0, 3 * last.window_s):
+    live = state.ended is None and not view.writer_gone  # no cockpit writes it: nothing flows now
+    if last is not None and live and view.now - last.ts <= max(3.0, 3 * last.window_s):
         return Text("● synthetic traffic flowing", style=view.tone("ok", bold=True)), ["● traffic flowing"]
     seen = f"since {clock(last.ts)}" if last is not None else "seen"
     text = Text(f"○ no synthetic traffic {seen}", style=view.tone("stale", bold=True))
