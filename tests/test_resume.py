@@ -18,11 +18,12 @@ import pytest
 
 from conftest import pid_alive
 from rollback_tui.core import events as ev
-from rollback_tui.core.journal import Journal, read_journal
+from rollback_tui.core.journal import Journal, JournalBusy, read_journal
 from rollback_tui.core.resume import ResumeError, fold_journal, resume_session
 from rollback_tui.core.state import FANOUT_LOG, SessionState, fold
 from rollback_tui.playbook.load import load_playbook
 from rollback_tui.report.export import export_session
+from test_ui_support import JOURNALS
 
 DATA = Path(__file__).parent / "data"
 
@@ -134,6 +135,31 @@ def test_resume_cuts_a_torn_tail_and_carries_on_numbering(tmp_path: Path) -> Non
     resumed = events[-2]
     assert isinstance(resumed, ev.SessionResumed)
     assert (resumed.operator, resumed.recovered_events, resumed.skipped_lines) == ("bob", count, 1)
+
+
+def test_a_journal_another_process_writes_is_neither_resumed_nor_cut(tmp_path: Path) -> None:
+    """`resume` while the session's cockpit still ran: its line being written looked like a torn tail and
+    was cut, and both processes appended to one journal, their numbers interleaved. The writer's lock
+    refuses the second writer; the file is left as it is. Once the writer is gone, resume works."""
+    from watch_support import start_writer
+
+    path = tmp_path / "s.jsonl"
+    writer = start_writer(path, JOURNALS / "rehearsal-full.jsonl")  # a real process holding the journal
+    try:
+        path.write_bytes(path.read_bytes() + b'{"kind":"fanout_frame","ts":1767')  # mid-write, as it were
+        before = path.read_bytes()
+        with pytest.raises(ResumeError, match="another rollback-tui process is writing this journal"):
+            resume_session(path, operator="bob")
+        with pytest.raises(JournalBusy):
+            Journal(path, next_n=10_000)
+        assert path.read_bytes() == before
+    finally:
+        writer.kill()
+        writer.wait()
+    journal, _state, result = resume_session(path, operator="bob")  # its writer gone: the usual resume
+    journal.close()
+    assert result.torn_tail_offset is not None
+    assert path.read_bytes().startswith(before[: result.torn_tail_offset])
 
 
 def test_resume_refuses_what_is_not_a_session(tmp_path: Path) -> None:

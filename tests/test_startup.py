@@ -222,3 +222,35 @@ def test_quitting_while_the_lab_starts_leaves_nothing_behind(
     while time.monotonic() < deadline and any(pid_alive(p) for p in children):
         time.sleep(0.1)
     assert not [c for p, c in children.items() if pid_alive(p)], "lab processes left behind"
+
+
+def test_a_journal_that_holds_a_session_is_refused_on_the_first_screen_and_nothing_is_left_running(
+    terminal: Callable[..., Terminal], tmp_path: Path
+) -> None:
+    """`demo --journal FILE` on a journal that already holds a session crashed the cockpit with a traceback
+    of its locals (the playbook, the redactor) after the lab had started — and left the lab to its fate.
+    It is refused like a bad playbook: said on the loading screen, printed, exit 2, the lab stopped, the
+    journal untouched. Headless says it in one line."""
+    journal = tmp_path / "taken.jsonl"
+    journal.write_bytes(b'{"kind":"session_started","n":1,"ts":1767268800.0,"playbook":"x"}\n')
+    before = journal.read_bytes()
+    term = terminal("demo", "--journal", str(journal))
+    said = "error: cannot open the journal"
+    term.wait_for(lambda s: said in s and "Press any key to exit" in s, 60, "the refusal on screen")
+    assert descendants(term.pid) == {}, "the lab was left running"
+    term.keys(b"x")
+    assert term.exit_status(10) == 2
+    printed = term.after_exit()
+    assert f"{said}: {journal} already holds a session; use `rollback-tui resume`" in printed, printed
+    assert "Traceback" not in printed and "locals" not in printed, printed
+    assert journal.read_bytes() == before
+
+    headless = subprocess.run(
+        [sys.executable, "-m", "rollback_tui", "rehearse", "--headless", str(DEMO_PLAYBOOK), "--journal",
+         str(journal)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "ROLLBACK_TUI_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert headless.returncode == 2, headless.stderr
+    assert said in headless.stderr and "Traceback" not in headless.stderr, headless.stderr
+    assert journal.read_bytes() == before

@@ -116,7 +116,7 @@ class Opening:
             raise NotOpened(Output().redact(str(err)), 2) from None
 
     async def start(self, say: Callable[[str], None]) -> Engine:
-        from rollback_tui.session.runtime import SessionRuntime
+        from rollback_tui.session.runtime import JournalUnavailable, SessionRuntime
 
         playbook, path, opts = self.playbook, self.path, self.opts
         assert playbook is not None and path is not None, "validate first"
@@ -134,16 +134,17 @@ class Opening:
             mirror=opts.get("mirror"),
             incident={key: opts.get(key) for key in INCIDENT_KEYS},
         )
-        if lab is None:
-            engine = await self.stack.enter_async_context(runtime)
-        else:
+        refused: tuple[type[Exception], ...] = (JournalUnavailable,)
+        if lab is not None:  # the lab's module only then: it is heavy to import
             from rollback_tui.lab.supervisor import LabError
 
-            try:
-                engine = await self.stack.enter_async_context(runtime)
-            except LabError as exc:
-                message = f"error: the lab did not start: {exc}"
-                raise NotOpened(session_redactor(playbook)(message), 2) from None
+            refused += (LabError,)
+        try:
+            engine = await self.stack.enter_async_context(runtime)
+        except refused as exc:
+            lab_failed = not isinstance(exc, JournalUnavailable)
+            message = f"error: the lab did not start: {exc}" if lab_failed else str(exc)
+            raise NotOpened(session_redactor(playbook)(message), 2) from None
         self.runtime = runtime
         say("showing the panes")
         return engine

@@ -134,6 +134,7 @@ def rehearse(
     if export_dir:
         _refuse_export_over_journal(playbook, journal, export_dir, out)
     from rollback_tui.lab.supervisor import LabError
+    from rollback_tui.session.runtime import JournalUnavailable
 
     try:
         code = asyncio.run(
@@ -156,6 +157,9 @@ def rehearse(
         )
     except LabError as exc:
         out.line(f"error: the lab did not start: {exc}", err=True)
+        sys.exit(2)
+    except JournalUnavailable as exc:
+        out.line(str(exc), err=True)
         sys.exit(2)
     sys.exit(code)
 

@@ -6,10 +6,11 @@
   by `flush_due()` or the next durable append — ordering on disk is always append order.
 * `read_journal` skips a torn last line (a crash mid-write) with a warning instead of failing;
   `core/resume.py` truncates it and reopens the journal for appending.
-* A Journal holds a shared advisory lock (flock) on its file for as long as it is open, and the kernel drops
-  it when the writer dies (kill -9 included): `writer_holds` is how a viewer tells a session still written
-  from one whose cockpit is gone. Where flock is missing (Windows, some network file systems) nothing is
-  locked and a viewer cannot tell (None).
+* A Journal holds an exclusive advisory lock (flock) on its file for as long as it is open, and the kernel
+  drops it when the writer dies (kill -9 included): `writer_holds` is how a viewer tells a session still
+  written from one whose cockpit is gone, and a second writer (a `resume` while the cockpit still runs) is
+  refused (JournalBusy) instead of interleaving its lines with the first one's. Where flock is missing
+  (Windows, some network file systems) nothing is locked and a viewer cannot tell (None).
 """
 
 from __future__ import annotations
@@ -40,24 +41,33 @@ _encode = msgspec.json.Encoder().encode
 _LOCK_WAIT_S = 1.0  # a viewer's probe holds its exclusive lock for two system calls: the writer waits it out
 
 
-def hold_for_writing(fd: int, path: Path) -> None:
-    """Take the writer's shared lock on `fd` (held until it is closed, or the process dies).
+class JournalBusy(Exception):
+    """Another process writes this journal (its cockpit still runs): a second writer is refused."""
 
-    Without waiting, retried: a viewer's probe (`writer_holds`) may hold the file for an instant. The session
-    never waits long on a lock: past `_LOCK_WAIT_S`, or where flock fails, it goes on unlocked and says so in
-    the log.
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: another rollback-tui process is writing this journal (its cockpit still runs); "
+            "stop it first, or follow it read-only with `rollback-tui watch`"
+        )
+
+
+def hold_for_writing(fd: int, path: Path) -> None:
+    """Take the writer's exclusive lock on `fd` (held until it is closed, or the process dies).
+
+    Without waiting, retried: a viewer's probe (`writer_holds`) may hold the file for an instant. Still held
+    after `_LOCK_WAIT_S`: another writer has it (JournalBusy). Where flock fails the session goes on
+    unlocked and says so in the log.
     """
     if fcntl is None:
         return
     deadline = time.monotonic() + _LOCK_WAIT_S
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                log.warning("%s: locked by another process; viewers cannot tell this session is live", path)
-                return
+                raise JournalBusy(path) from None
             time.sleep(0.001)
         except OSError as exc:
             log.warning("%s: cannot lock (%s); viewers cannot tell this session is live", path, exc)
@@ -116,7 +126,11 @@ class Journal:
         if next_n == 1 and os.fstat(self._fd).st_size > 0:
             os.close(self._fd)  # not this session's journal: neither kept open nor locked
             raise FileExistsError(f"{self.path} already holds a session; use `rollback-tui resume`")
-        hold_for_writing(self._fd, self.path)
+        try:
+            hold_for_writing(self._fd, self.path)
+        except JournalBusy:
+            os.close(self._fd)
+            raise
 
     @property
     def closed(self) -> bool:

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from rollback_tui.core import events as ev
 from rollback_tui.core.checklist import hms
-from rollback_tui.core.journal import Journal, ReadResult, _short
+from rollback_tui.core.journal import Journal, JournalBusy, ReadResult, _short, writer_holds
 from rollback_tui.core.redact import Redactor
 from rollback_tui.core.rollback import unfinished
 from rollback_tui.core.state import FANOUT_LOG, GATE_TAIL, SessionState
@@ -450,13 +450,18 @@ def resume_session(
         log.warning(warning)
     if scan.torn_tail_offset is not None:
         with open(path, "r+b") as fh:
+            if writer_holds(fh.fileno()):  # its "torn" line is the one being written: never cut it
+                raise ResumeError(str(JournalBusy(path)))
             fh.truncate(scan.torn_tail_offset)
             os.fsync(fh.fileno())
     if scan.events == 0 and path.stat().st_size > 0:
         raise ResumeError(f"{path}: no readable events ({scan.warnings[0] if scan.warnings else 'empty'})")
     if state.started is None:
         raise ResumeError(f"{path}: not a rollback-tui session (no session_started event)")
-    journal = Journal(path, redactor, batch_s=batch_s, next_n=scan.last_n + 1)
+    try:
+        journal = Journal(path, redactor, batch_s=batch_s, next_n=scan.last_n + 1)
+    except JournalBusy as exc:
+        raise ResumeError(str(exc)) from None
     last_seen = state.last_ts
     resumed = journal.append(
         ev.SessionResumed(

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from rollback_tui.core.journal import Journal
+from rollback_tui.core.journal import Journal, JournalBusy
 from rollback_tui.core.state import SessionState
 from rollback_tui.playbook.model import Playbook
 from rollback_tui.session.engine import Engine
@@ -41,6 +41,11 @@ class LabHandle(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class JournalUnavailable(Exception):
+    """The session's journal could not be opened (it holds another session, another process writes it, or
+    the file system refused): nothing was journaled and the lab, if started, is stopped again."""
 
 
 class SessionRuntime:
@@ -89,7 +94,12 @@ class SessionRuntime:
             playbook = self.lab.playbook
         if self.journal is None:
             assert callable(self._journal)
-            self.journal = self._journal(playbook)
+            try:
+                self.journal = self._journal(playbook)
+            except (OSError, JournalBusy) as exc:  # FileExistsError: it holds another session
+                if self.lab is not None:
+                    await self.lab.stop()
+                raise JournalUnavailable(f"error: cannot open the journal: {exc}") from None
         self.engine = Engine(
             playbook, self.journal, playbook_path=self.playbook_path, operator=self.operator, state=self.state
         )
