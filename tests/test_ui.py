@@ -1080,3 +1080,28 @@ async def test_a_query_guardrail_row_shows_its_value_window_evaluation_time_and_
             f"? unknown prom-idempotency-collisions ≤ 0 over 10 s · no verdict · evaluated {stamp}" in traffic
         )
         assert "↳ Prometheus lab-prometheus: connection refused or unreachable" in traffic
+
+
+async def test_an_unexpected_error_prints_its_traceback_without_locals_and_redacted(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Textual ends the app on an unexpected error with a traceback of every frame's locals: a resolved
+    secret in a local (a token, an environment) went to the terminal. The frames are printed without their
+    locals, through the session's redactor."""
+    secret = "s3cr3t-crash-Value-77"
+    app = CockpitApp(replay_engine("rehearsal-full.jsonl", tmp_path / "session.jsonl"), live=False)
+
+    def crash() -> None:
+        token = secret  # a local holding a secret, as a runner's environment would
+        raise RuntimeError(f"the engine fell over (token {token})")
+
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            redact = app.redact
+            app.redact = lambda text: redact(text).replace(secret, "•••")  # the session knows this secret
+            app.call_later(crash)
+            await pilot.pause()
+    printed = "".join(capfd.readouterr())
+    assert "RuntimeError: the engine fell over (token " in printed, printed
+    assert secret not in printed and "locals" not in printed, printed

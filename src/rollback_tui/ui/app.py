@@ -104,6 +104,26 @@ class PanesApp(App[None]):
         # Before mount, so the stylesheet is parsed once, with the right theme.
         self._apply_theme(theme_store.starting(theme, live=live))
 
+    def _handle_exception(self, error: Exception) -> None:
+        self._crash = error
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        """An unexpected error ends the app. Textual would print its traceback with every frame's locals,
+        and a resolved secret or an environment can be one of them: the frames only, redacted (and logged)."""
+        import traceback
+
+        from rich.text import Text
+
+        crash = getattr(self, "_crash", None)
+        text = "".join(traceback.format_exception(crash)) if crash is not None else traceback.format_exc()
+        redact: Callable[[str], str] = getattr(self, "redact", str)
+        text = redact(text)
+        log.error("the cockpit stopped on an unexpected error:\n%s", text)
+        self.bell()
+        self._exit_renderables.append(Text(text))
+        self._close_messages_no_wait()
+
     def show_session(
         self,
         playbook: Playbook,
