@@ -414,3 +414,31 @@ def test_a_query_over_its_threshold_must_hold_sustained_s_of_evaluations() -> No
     out = g.observe(_sample(103.0, 0.2))
     assert len(out) == 1 and isinstance(out[0], ev.GuardrailBreach)
     assert out[0].first_bad_ts == 95.0  # TTD from the first crossing's window start: never understated
+
+
+def test_a_recovery_reads_in_the_unit_its_breach_read_in_wherever_it_is_told() -> None:
+    """The reproducer: the event log and headless log (the timeline's words) said `recovered (0.012)` for a
+    breach they had told as `query 250 ms > 100 ms`, and `recovered (0.01)` after `http_5xx_rate 50.0%`,
+    while the report's breach table said `query 12 ms`: a recovery reads in its breach's unit, everywhere."""
+    from rollback_tui.core.read.timeline import describe
+    from rollback_tui.report.markdown import _recovered_value
+
+    rail = {**RAIL_QUERY, "unit": "ms", "threshold": 100}
+    playbook = _playbook_with_prometheus(rail)
+    g = GuardrailEvaluator(playbook)
+    breach = g.observe(_sample(100.0, 250.0))[0]
+    recovered = g.observe(_sample(101.0, 12.0))[0]
+    assert isinstance(breach, ev.GuardrailBreach) and isinstance(recovered, ev.GuardrailRecovered)
+    assert "query 250 ms > 100 ms" in (describe(breach) or "")
+    assert describe(recovered) == "Guardrail prom-5xx recovered (query 12 ms)"
+    assert _recovered_value(recovered, playbook) == "query 12 ms"
+
+    g = GuardrailEvaluator(_playbook(RAIL_5XX))
+    g.observe(_window(100.0, candidate=(10, 5)))
+    g.observe(_window(101.0, stable=(0, 0), candidate=(100, 1)))
+    recovered = g.observe(_window(104.0, stable=(0, 0), candidate=(100, 1)))[0]
+    assert isinstance(recovered, ev.GuardrailRecovered)
+    assert describe(recovered) == "Guardrail cand-5xx recovered (http_5xx_rate 1.0%)"
+    # A journal written before recoveries carried their metric: the value as it was journaled.
+    old = ev.GuardrailRecovered(guardrail="cand-5xx", value=0.01)
+    assert describe(old) == "Guardrail cand-5xx recovered (0.01)"

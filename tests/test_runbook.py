@@ -408,6 +408,29 @@ async def test_an_optional_action_run_on_its_own_shows_on_its_skipped_step_item_
     await engine.stop()
 
 
+async def test_a_flag_value_refused_by_fill_ends_the_action_before_any_change(
+    tmp_path: Path, api: ProductionApi, standins: StandIns
+) -> None:
+    """The reproducer: a flag value '-1' filled as an argument of its own (it would be read as an option)
+    raised out of the action: its start was journaled and never its end (the `a` list said "running" for
+    ever) and the changes before it had already been made. Every change is filled before any runs."""
+
+    def negative_value(doc: dict[str, Any]) -> None:
+        _flags_always(doc)
+        action = doc["actions"][1]
+        action["command"]["argv"] = [*action["command"]["argv"][:-1], "{flag}", "{value}"]
+        action["set"].append({"flag": "IMPORT_RETRY_LIMIT", "value": "-1", "reason": "no limit"})
+
+    engine = production(tmp_path, api, negative_value)
+    outcome = await engine.run_action("stabilise-flags", confirmed_text="stabilise-flags")
+    whole = engine.state.actions["stabilise-flags"].whole
+    assert outcome == "error" and whole is not None and whole.finished_ts is not None
+    assert whole.error is not None and whole.error.startswith("IMPORT_RETRY_LIMIT: refusing to fill argv[8]")
+    assert "(--value={value})" in whole.error
+    assert [c for c in standins.calls("railway") if "--set" in c["argv"]] == []
+    await engine.stop()
+
+
 @pytest.mark.parametrize("case", ["off-before", "flipped-by-the-change"])
 async def test_flags_refuse_to_go_on_when_a_protection_is_off_or_would_change(
     case: str, tmp_path: Path, api: ProductionApi, standins: StandIns

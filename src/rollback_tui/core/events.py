@@ -431,6 +431,10 @@ class GuardrailRecovered(Event):
     kind: Literal["guardrail_recovered"] = "guardrail_recovered"
     guardrail: str
     value: float
+    # How `value` reads, as its breach read (see GuardrailBreach): None in journals written before these.
+    metric: str | None = None
+    unit: Literal["ratio", "ms", "s", "count"] | None = None
+    compare: Literal["ratio", "difference"] | None = None
 
 
 class GuardrailStatus(Event):

@@ -269,7 +269,7 @@ class GuardrailEvaluator:
         track.first_bad_ts = None
         if track.breached:
             track.breached = False
-            return ev.GuardrailRecovered(guardrail=rail.name, value=round(value, 4))
+            return _recovered(rail, value)
         return None
 
     def _evaluate_sequential(
@@ -302,7 +302,7 @@ class GuardrailEvaluator:
         after = track.breached_at is None or now - rail.window_s >= track.breached_at
         if track.breached and within and after and not (reading.evidence and reading.evidence.conclusive):
             track.breached = False
-            return ev.GuardrailRecovered(guardrail=rail.name, value=round(value or 0.0, 4))
+            return _recovered(rail, value or 0.0)
         return None
 
     def _sequential(
@@ -597,3 +597,15 @@ def thin_evidence(playbook: Playbook, rate_rps: float) -> list[str]:
                 f"cannot trip — use ≥ {need:.0f} rps or a longer window_s"
             )
     return out
+
+
+def _recovered(rail: Guardrail, value: float) -> ev.GuardrailRecovered:
+    """A recovery, with what its value reads in (as its breach did): the event log says it without the
+    playbook."""
+    return ev.GuardrailRecovered(
+        guardrail=rail.name,
+        value=round(value, 4),
+        metric=rail.metric,
+        unit=rail.unit if rail.metric == "query" else None,
+        compare=None if rail.baseline is None else rail.baseline.compare,
+    )

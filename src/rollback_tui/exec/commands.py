@@ -110,7 +110,8 @@ def _value_read_as_option(template: list[str], argv: list[str], pattern: re.Patt
             return (
                 f"refusing to fill argv[{index}]: the value of {placeholder.group()} begins with '-' "
                 f"({filled[:40]!r}) and would be read as an option; write the option with its value "
-                f"(--commit={placeholder.group()}) or put -- before it if the program takes operands after --"
+                f"(--{placeholder.group(1)}={placeholder.group()}) or put -- before it if the program takes "
+                "operands after --"
             )
     return None
 

@@ -25,6 +25,7 @@ from rollback_tui.core.read.guardrails import (
     breach_number,
     breach_sides,
     breach_window,
+    recovered_text,
     sides_text,
     standings,
     time_to_detect_s,
@@ -563,7 +564,9 @@ def _data_collection(doc: _Doc, evidence: Evidence) -> None:
 
 def _recovered_value(e: ev.GuardrailRecovered, playbook: Playbook) -> str:
     rail = next((g for g in playbook.guardrails if g.name == e.guardrail), None)
-    return f"{e.value:g}" if rail is None else f"{rail.metric} {value_text(rail, e.value)}"
+    if e.metric is not None or rail is None:  # as journaled: the event log's words
+        return recovered_text(e)
+    return f"{rail.metric} {value_text(rail, e.value)}"
 
 
 def _checklist(doc: _Doc, title: str, statuses: list[ItemStatus], empty: str) -> None:

@@ -159,14 +159,20 @@ class ActionRun:
         touched = [c.flag for c in changes if c.flag.lower() in protected]
         if touched:  # validation refuses this playbook already; a second line for what runs
             raise Refused(f"{', '.join(touched)} must stay on: not changing anything")
+        # Filled before anything changes: a value refused (one read as an option) changes nothing.
+        filled: list[tuple[str, CommandSpec]] = []
+        for change in changes:
+            try:
+                spec = fill(action.command, {"flag": change.flag, "value": change.value})
+            except CommandError as exc:
+                return "error", f"{change.flag}: {exc}"
+            filled.append((change.flag, spec))
         before = await self.engine.read_flags(action.name, "before")
         _refuse_unless_protected(action, before)
-        for change in changes:
-            result = await self.part(
-                change.flag, fill(action.command, {"flag": change.flag, "value": change.value})
-            )
+        for flag, command in filled:
+            result = await self.part(flag, command)
             if result.outcome != "passed":
-                return result.outcome, f"{change.flag}: {_why(result)}"
+                return result.outcome, f"{flag}: {_why(result)}"
         after = await self.engine.read_flags(action.name, "after")
         if not after.observed or after.error:
             return "error", f"changed, but the flags could not be read back: {after.error}"

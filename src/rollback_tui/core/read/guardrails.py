@@ -84,6 +84,15 @@ def breach_number(breach: ev.GuardrailBreach, value: float) -> str:
     return compared(breach.compare, _in_unit(_breach_unit(breach), value), value)
 
 
+def recovered_text(recovered: ev.GuardrailRecovered) -> str:
+    """`http_5xx_rate 1.0%`: a recovery's value as its breach read; a journal from before recoveries
+    carried their metric, the bare value."""
+    if recovered.metric is None:
+        return f"{recovered.value:g}"
+    value, unit = recovered.value, _metric_unit(recovered.metric, recovered.unit)
+    return f"{recovered.metric} {compared(recovered.compare, _in_unit(unit, value), value)}"
+
+
 def breach_sides(breach: ev.GuardrailBreach) -> str:
     """` (candidate 310 ms vs stable 100 ms)` for a breach judged against the baseline, else ``."""
     if breach.candidate is None or breach.baseline is None:

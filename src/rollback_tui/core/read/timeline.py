@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rollback_tui.core import events as ev
-from rollback_tui.core.read.guardrails import breach_text, time_to_detect_s
+from rollback_tui.core.read.guardrails import breach_text, recovered_text, time_to_detect_s
 from rollback_tui.core.read.incident import incident_text
 from rollback_tui.core.read.readiness import ReadinessView
 from rollback_tui.core.read.words import num, pct
@@ -198,7 +198,7 @@ DESCRIBERS: dict[type[ev.Event], Callable[[Any], str | None]] = {
     ev.ProbeResult: _probe,
     ev.SelectorState: _selector,
     ev.GuardrailBreach: _breach,
-    ev.GuardrailRecovered: lambda e: f"Guardrail {e.guardrail} recovered ({e.value:g})",
+    ev.GuardrailRecovered: lambda e: f"Guardrail {e.guardrail} recovered ({recovered_text(e)})",
     ev.RollbackRequested: lambda e: (
         f"Rollback {e.action} requested by {e.actor} (typed {e.confirmed_text!r}): {e.reason or '-'}"
     ),
