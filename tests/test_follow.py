@@ -176,3 +176,28 @@ def test_a_resent_line_is_folded_once_and_an_unreadable_one_is_a_warning() -> No
     assert folded.lines == 6
     assert state_digest(folded.state) == state_digest(fold(events))
     assert len(folded.warnings) == 1 and "unreadable line skipped" in folded.warnings[0]
+
+
+def test_two_viewers_probing_at_once_never_take_each_other_for_a_writer(tmp_path: Path) -> None:
+    """Each viewer probes a journal by locking it for an instant. With an exclusive probe, two viewers of a
+    session no cockpit writes could catch each other's probe and read LIVE for a poll (and `resume` be
+    refused as 'another process is writing'). The probe is shared: only a writer's lock refuses it."""
+    import fcntl
+
+    from rollback_tui.core.journal import writer_holds
+
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b"")
+    other_viewer = os.open(path, os.O_RDONLY)
+    mine = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(other_viewer, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the other viewer, mid-probe
+        assert writer_holds(mine) is False
+        fcntl.flock(other_viewer, fcntl.LOCK_UN)
+        journal = Journal(path, next_n=1)  # a writer
+        assert writer_holds(mine) is True
+        journal.close()
+        assert writer_holds(mine) is False
+    finally:
+        os.close(other_viewer)
+        os.close(mine)

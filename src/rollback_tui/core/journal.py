@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 _encode = msgspec.json.Encoder().encode
-_LOCK_WAIT_S = 1.0  # a viewer's probe holds its exclusive lock for two system calls: the writer waits it out
+_LOCK_WAIT_S = 1.0  # a viewer's probe holds its shared lock for two system calls: the writer waits it out
 
 
 class JournalBusy(Exception):
@@ -75,12 +75,14 @@ def hold_for_writing(fd: int, path: Path) -> None:
 
 
 def writer_holds(fd: int) -> bool | None:
-    """Whether a writer (a Journal) holds the file open on `fd`, the caller's own descriptor: an exclusive
-    lock is tried without waiting and released at once. None where it cannot be told (no flock)."""
+    """Whether a writer (a Journal) holds the file open on `fd`, the caller's own descriptor: a shared lock
+    is tried without waiting and released at once. Shared, so two viewers probing at the same instant never
+    take each other for a writer; only the writer's exclusive lock refuses it. None where it cannot be told
+    (no flock)."""
     if fcntl is None:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     except OSError:
