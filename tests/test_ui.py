@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import socket
@@ -1028,6 +1029,36 @@ async def test_the_actions_list_shows_each_actions_last_run_from_the_journal(tmp
     assert marks["break"] == f"✗ failed {hms(finished['break'].ts)} by alice — {finished['break'].error}"
     assert marks["slow"] == f"⊘ cancelled {hms(finished['slow'].ts)} by alice — cancelled before it finished"
     assert marks["never"] == ""  # never ran: nothing claimed
+
+
+async def test_an_action_the_cockpit_died_running_reads_when_it_was_last_seen_not_the_resume_time(
+    tmp_path: Path,
+) -> None:
+    # After a kill -9 mid-action and `resume`, the list read '? interrupted <the resume's time>': the run
+    # seemed to have ended then. It says when the journal last saw the cockpit instead.
+    doc = demo_playbook().model_dump()
+    command = {"argv": [sys.executable, "-c", "import time; time.sleep(60)"]}
+    doc["actions"] = [{"kind": "command", "name": "slow", "title": "slow", "command": command}]
+    book = Playbook.model_validate(doc)
+    path = tmp_path / "j.jsonl"
+    engine = Engine(book, Journal(path), operator="alice")
+    engine.start_session()
+    slow = asyncio.create_task(engine.run_action("slow"))
+    await until(lambda: "slow" in engine.state.actions, "slow to start")
+    engine.journal.close()  # the cockpit dies: nothing more reaches its journal
+    last_seen = read_journal(path).events[-1].ts
+    slow.cancel()
+    with contextlib.suppress(BaseException):
+        await slow
+    await asyncio.sleep(1.1)  # the resume comes later, in another second
+    journal, state, _ = resume_session(path, operator="bob")
+    app = CockpitApp(Engine(book, journal, operator="bob", state=state), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        mark = action_marks(app)["slow"]
+    journal.close()
+    assert mark.startswith("? interrupted by alice — ") and f"(last seen {hms(last_seen)})" in mark, mark
 
 
 async def test_the_actions_list_shows_the_rollbacks_last_stage_from_a_recorded_session(

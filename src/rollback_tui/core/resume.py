@@ -400,10 +400,12 @@ def interrupted_gates(state: SessionState) -> list[ev.GateFinished]:
     return out
 
 
-def interrupted_runs(state: SessionState) -> list[ev.Event]:
+def interrupted_runs(state: SessionState, last_seen: float | None = None) -> list[ev.Event]:
     """Runbook items and action parts the journal shows started but never finished: the cockpit stopped
-    while they ran. What they did is unknown; they end as such, never as still running."""
-    why = "interrupted: the cockpit stopped while it ran; outcome unknown"
+    while they ran (its last journaled event at `last_seen`). What they did is unknown; they end as such,
+    never as still running."""
+    seen = f" (last seen {hms(last_seen)})" if last_seen is not None else ""
+    why = f"interrupted: the cockpit stopped while it ran{seen}; outcome unknown"
     out: list[ev.Event] = []
     for run in state.actions.values():
         for part in run.parts.values():
@@ -475,7 +477,7 @@ def resume_session(
     interrupted = unfinished(state.traffic.rollback, last_seen)
     if interrupted is not None:
         state.apply(journal.append(interrupted))
-    for finished in [*interrupted_gates(state), *interrupted_runs(state)]:
+    for finished in [*interrupted_gates(state), *interrupted_runs(state, last_seen)]:
         state.apply(journal.append(finished))
     result = ResumeResult(
         events=[],

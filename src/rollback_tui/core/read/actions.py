@@ -43,7 +43,9 @@ def _command(whole: ActionPart) -> LastRun:
         return LastRun("running", f"… running since {hms(whole.started_ts)}{_by(whole.actor)}")
     glyph, words = _OUTCOME.get(whole.status, ("?", whole.status.replace("_", " ")))
     why = f" — {whole.error}" if whole.error and whole.status != "passed" else ""
-    return LastRun(whole.status, f"{glyph} {words} {hms(whole.finished_ts)}{_by(whole.actor)}{why}")
+    # An interrupted run was closed at the resume, not when it stopped: its error says when it was last seen.
+    when = "" if whole.status == "interrupted" else f" {hms(whole.finished_ts)}"
+    return LastRun(whole.status, f"{glyph} {words}{when}{_by(whole.actor)}{why}")
 
 
 def _rollback(status: RollbackStatus) -> LastRun:
