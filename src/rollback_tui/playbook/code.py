@@ -360,6 +360,11 @@ INTERPRETERS: dict[str, Interpreter] = {
         "script -c takes one command string and no arguments: run it without script, "
         "[deploy, --commit, \"%s\"]", None, anywhere=False,
     ),
+    # A shell builtin: seen only inside a script, where its words are parsed again as code.
+    "eval": Interpreter(
+        lambda argv, i: list(range(i, len(argv))), "shell (eval parses its words again)",
+        "no eval: [sh, -c, 'deploy --commit \"$1\"', sh, \"%s\"]", None, anywhere=False,
+    ),
     "ssh": Interpreter(
         _ssh, "remote shell",
         "ssh joins the words after the host into one command line that the remote shell parses, so a "
@@ -551,11 +556,69 @@ def env_refs_in_code(argv: Sequence[str]) -> list[tuple[CodeArgument, str]]:
         if not code.reads_env:
             refused += [(code, name) for name in ENV_REF.findall(argv[code.index])]
             continue
-        for words in _commands_in_script(argv[code.index]):
-            for inner in code_arguments(words):
-                inside = CodeArgument(code.index, inner.program, in_script=True)
-                refused += [(inside, name) for name in ENV_REF.findall(words[inner.index])]
+        for program, name in _spliced_in_script(argv[code.index]):
+            refused.append((CodeArgument(code.index, program, in_script=True), name))
     return refused
+
+
+_HEREDOC = re.compile(r"(?<!<)<<-?[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+
+
+def _spliced_in_script(script: str) -> list[tuple[str, str]]:
+    """(program, name) for each `${VAR}` the shell would splice into the code of a command it runs: a word
+    that command takes as code (`ssh web-1 "deploy ${TOKEN}"`), also inside `$(…)` and backticks, and the
+    body of an unquoted heredoc an interpreter reads as its program (`python3 - <<EOF`)."""
+    found: list[tuple[str, str]] = []
+    script = _heredocs(script, found)
+    script, inner_scripts = _substitutions(script)
+    for inner in inner_scripts:
+        found += _spliced_in_script(inner)
+    for words in _commands_in_script(script):
+        for code in code_arguments(words):
+            found += [(code.program, name) for name in ENV_REF.findall(words[code.index])]
+    return found
+
+
+def _heredocs(script: str, found: list[tuple[str, str]]) -> str:
+    """The script without its heredoc bodies; a body the shell expands (unquoted delimiter) that an
+    interpreter reads as its program adds its `${VAR}`s to `found`."""
+    lines, kept = script.split("\n"), []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        kept.append(line)
+        i += 1
+        for match in _HEREDOC.finditer(line):
+            quoted, tag = match.group(1), match.group(2)
+            body = []
+            while i < len(lines) and lines[i].strip() != tag:
+                body.append(lines[i])
+                i += 1
+            i += 1  # the delimiter line
+            reader = _commands_in_script(line[: match.start()])
+            program = program_name(reader[-1][0]) if reader else ""
+            if not quoted and (program in INTERPRETERS or program == "eval"):
+                found += [(program, name) for name in ENV_REF.findall("\n".join(body))]
+    return "\n".join(kept)
+
+
+def _substitutions(script: str) -> tuple[str, list[str]]:
+    """The script with each command substitution (`$(…)`, backticks) replaced by a plain word, and the
+    scripts they hold."""
+    inner = re.findall(r"`([^`]*)`", script)
+    script = re.sub(r"`[^`]*`", "_", script)
+    out, i = [], 0
+    while (start := script.find("$(", i)) >= 0:
+        depth, j = 0, start + 1
+        while j < len(script):
+            depth += {"(": 1, ")": -1}.get(script[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        out.append(script[i:start] + "_")
+        inner.append(script[start + 2 : j])
+        i = j + 1
+    return "".join(out) + script[i:], inner
 
 
 _OPERATORS = "();<>|&\n"
