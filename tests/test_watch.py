@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from conftest import require_redis_server
 from rollback_tui.core.checklist import verdict as exit_verdict
@@ -30,6 +31,7 @@ from rollback_tui.session.mirror import MirrorTarget, StreamFollower
 from rollback_tui.ui.commands import COMMANDS
 from rollback_tui.ui.screens.help import READ_ONLY
 from rollback_tui.ui.watch import WatchApp
+from test_ui import plain
 from test_ui_support import JOURNALS, demo_playbook
 from watch_support import (
     REPO,
@@ -237,6 +239,8 @@ async def test_a_journal_no_cockpit_writes_is_not_live_and_its_clock_stands_at_i
         assert "● LIVE" not in text
         assert "session 00:45 (to the last event)" in text
         assert "no sample for" not in text
+        verdict = plain(app.query_one("#verdict", Static))  # the verdict too, not a rollback under way now
+        assert "as of the last event" in verdict, verdict
 
 
 async def test_a_journal_a_writer_holds_is_live_until_the_writer_is_killed_and_again_once_resumed(

@@ -32,6 +32,8 @@ class VerdictBar(Static):
             self.set_class(tone == v.tone, f"-{tone}")
         word = " ".join(v.word) if view.share else v.word
         text = Text(f" {v.glyph} {word} ", style="bold")
+        if view.writer_gone:  # a viewer's copy no cockpit writes: a rollback "verifying" is not under way now
+            text.append("as of the last event ·", style=view.tone("stale", bold=True))
         if v.reasons and v.level not in ("ok", "mitigated"):
             shown = v.reasons[:4]
             more = f" (+{len(v.reasons) - 4} more)" if len(v.reasons) > 4 else ""
