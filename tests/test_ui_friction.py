@@ -514,3 +514,25 @@ async def test_the_session_clock_moves_while_a_dialog_is_open(tmp_path: Path) ->
             await pilot.press("escape")
         await pilot.press("q", "y")  # the exit criteria are open: q asks, y quits
         await pilot.pause()
+
+
+async def test_a_terminal_grown_from_100x30_to_160x45_shows_the_panes_under_the_presenter_board(
+    tmp_path: Path,
+) -> None:
+    """`watch --present` started at 100x30 (the board alone: too short for panes under it) and grown to
+    160x45 kept the small layout — the space under the board blank — because the resize handler read the
+    app's size before it followed the terminal. The layout follows the new size."""
+    journal = tmp_path / "watched.jsonl"
+    journal.write_bytes((JOURNALS / "rehearsal-full.jsonl").read_bytes())
+    viewer = WatchApp(
+        FileFollower(journal), demo_playbook(), source=str(journal), journal_name=journal.name, present=True
+    )
+    async with viewer.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: viewer.state.last_n == 245, what="the whole journal followed")
+        lower = viewer.cockpit.query_one("#lower")
+        assert not lower.display  # at 100x30 the board has the screen to itself
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause()
+        await pilot.pause()
+        assert lower.display and lower.region.height > 0
+        assert "FANOUT PASSED" in pane_text(viewer, "fanout")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import App
+from textual.events import Resize
 from textual.screen import ModalScreen, Screen
 
 from rollback_tui.ui import theme_store
@@ -190,9 +191,11 @@ class PanesApp(App[None]):
     async def start_feeds(self) -> None:
         """Start what keeps the state moving (after the first frame)."""
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: Resize) -> None:
+        # The event's size: this handler runs before App.size follows it (a terminal grown from 100x30 to
+        # 160x45 kept the small layout: the presenter board alone, the space under it blank).
         if self.has_session:
-            self.cockpit.fit(self.size)
+            self.cockpit.fit(event.size)
         self.mark_dirty(ALL_PANES)
 
     @property
