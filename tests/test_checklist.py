@@ -487,4 +487,3 @@ def test_no_checklist_and_no_exit_criteria_is_not_a_passed_rehearsal(tmp_path: P
     result = evaluate(playbook([]), recorded(tmp_path, gate)).verdict
     assert not result.complete
     assert result.missing == ["the playbook defines no checklist and no exit criteria to judge by"]
-

@@ -392,7 +392,6 @@ class _LeakyUpstream(JsonHandler):
         self.send_json(body, 500)
 
 
-
 @pytest.fixture
 def leaky_upstream() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _LeakyUpstream)

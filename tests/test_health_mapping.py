@@ -27,7 +27,6 @@ class _DocHandler(JsonHandler):
         self.send_json(body, 200)
 
 
-
 @pytest.fixture
 def serve_docs():
     servers: list[ThreadingHTTPServer] = []

@@ -209,7 +209,6 @@ def healthy_replica() -> Iterator[str]:
             body = json.dumps({"status": "ok", "commit": "abc1234"}).encode()
             self.send_json(body, 200)
 
-
     server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -440,10 +440,10 @@ def test_env_in_front_of_a_shell_may_not_give_the_scripts_variable_another_value
     [
         # The script's shell expands ${TOKEN} inside double quotes, into the remote command line ssh sends.
         ("argv: [sh, -c, 'ssh web-1 \"deploy --token ${TOKEN}\"']", "ssh", "where: <a hosts: entry>"),
-        ("argv: [bash, -c, 'cd /srv && python3 -c \"login(\\\"${TOKEN}\\\")\"']", "python", "sys.argv[1]"),
+        ('argv: [bash, -c, \'cd /srv && python3 -c "login(\\"${TOKEN}\\")"\']', "python", "sys.argv[1]"),
         ("{shell: true, run: 'echo start; node -e \"login(${TOKEN})\" | tee log'}", "node", "argv[1]"),
         # in a command substitution, backticks, an eval, a heredoc an interpreter reads as its program
-        ("argv: [sh, -c, 'echo \"$(python3 -c \"print(${TOKEN})\")\"']", "python", "sys.argv[1]"),
+        ('argv: [sh, -c, \'echo "$(python3 -c "print(${TOKEN})")"\']', "python", "sys.argv[1]"),
         ("argv: [sh, -c, 'x=`node -e \"f(${TOKEN})\"`']", "node", "argv[1]"),
         ("argv: [sh, -c, 'eval \"deploy ${TOKEN}\"']", "eval", "no eval"),
         ("{shell: true, run: \"python3 - <<EOF\\nprint('${TOKEN}')\\nEOF\\n\"}", "python", "sys.argv[1]"),
@@ -463,9 +463,9 @@ def test_an_env_reference_beside_code_or_in_a_script_the_shell_runs_is_accepted(
         "[bash, -euo, pipefail, -c, 'curl -H \"Authorization: Bearer ${TOKEN}\" x']",
         # a heredoc the shell does not expand (quoted delimiter), or that is data (cat, kubectl apply -f -)
         "[sh, -c, \"python3 - <<'EOF'\\nprint('${TOKEN}')\\nEOF\"]",
-        "[sh, -c, \"kubectl apply -f - <<EOF\\nkey: ${TOKEN}\\nEOF\"]",
+        '[sh, -c, "kubectl apply -f - <<EOF\\nkey: ${TOKEN}\\nEOF"]',
         # ${TOKEN} only in curl's words; python3's code is its own
-        "[sh, -c, 'curl -H \"Authorization: Bearer ${TOKEN}\" x | python3 -c \"import sys; print(1)\"']",
+        '[sh, -c, \'curl -H "Authorization: Bearer ${TOKEN}" x | python3 -c "import sys; print(1)"\']',
         "[python3, -c, 'import sys; print(sys.argv[1])', '${TOKEN}']",
     ]
     text = "gates:\n" + "".join(f"  - {{name: g{i}, title: G, argv: {a}}}\n" for i, a in enumerate(gates))

@@ -168,9 +168,7 @@ def test_headless_rehearsal_with_a_failing_traffic_control_command_is_not_rolled
     events = read_journal(journal).events
     assert any(e.kind == "rollback_applied" and not e.ok for e in events)
     assert not any(e.kind == "fanout_result" and e.phase == "after_rollback" for e in events)
-    after_items = {
-        c["name"] for c in doc["checklist"] if c.get("rule", "").endswith("_after_rollback")
-    }
+    after_items = {c["name"] for c in doc["checklist"] if c.get("rule", "").endswith("_after_rollback")}
     assert after_items, "the demo playbook has after-rollback checklist items"
     ticked = {e.item for e in events if e.kind == "checklist_ticked" and e.checked}
     assert not ticked & after_items

@@ -30,7 +30,11 @@ async def test_a_crash_inside_still_ends_exports_and_closes(tmp_path: Path) -> N
 async def test_an_export_that_fails_is_said_and_journaled_not_raised(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "s.jsonl")
     runtime = SessionRuntime(
-        playbook([]), "pb.yaml", journal=journal, export_on_exit=True, export_dir=tmp_path  # its own dir
+        playbook([]),
+        "pb.yaml",
+        journal=journal,
+        export_on_exit=True,
+        export_dir=tmp_path,  # its own dir
     )
     async with runtime:
         pass

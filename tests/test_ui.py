@@ -562,7 +562,6 @@ class _Healthz(JsonHandler):
         self.send_json(body, 200)
 
 
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

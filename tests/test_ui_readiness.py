@@ -85,9 +85,7 @@ def item_lines(text: str, item: str) -> str:
     """The readiness table's lines for `item` (`✗ gate smoke`, then a line per need), flattened."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.split()[1:] == item.split())
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i].lstrip()[:1] in ("✓", "✗")), len(lines)
-    )
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip()[:1] in ("✓", "✗")), len(lines))
     return flat("\n".join(lines[start:end]))
 
 

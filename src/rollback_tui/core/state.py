@@ -440,6 +440,8 @@ def _flags_read(s: SessionState, e: ev.FlagsRead) -> None:
 
 def _dead_letters(s: SessionState, e: ev.DeadLettersInspected) -> None:
     s.dead_letters[e.probe] = e
+
+
 def _incident(s: SessionState, e: ev.IncidentRecorded) -> None:
     s.incident = e
 
