@@ -446,6 +446,7 @@ def test_env_in_front_of_a_shell_may_not_give_the_scripts_variable_another_value
         ('argv: [sh, -c, \'echo "$(python3 -c "print(${TOKEN})")"\']', "python", "sys.argv[1]"),
         ("argv: [sh, -c, 'x=`node -e \"f(${TOKEN})\"`']", "node", "argv[1]"),
         ("argv: [sh, -c, 'eval \"deploy ${TOKEN}\"']", "eval", "no eval"),
+        ("argv: [sh, -c, 'python3 <<< \"login(${TOKEN})\"']", "python", "sys.argv[1]"),  # a here-string
         ("{shell: true, run: \"python3 - <<EOF\\nprint('${TOKEN}')\\nEOF\\n\"}", "python", "sys.argv[1]"),
     ],
 )
@@ -464,6 +465,7 @@ def test_an_env_reference_beside_code_or_in_a_script_the_shell_runs_is_accepted(
         # a heredoc the shell does not expand (quoted delimiter), or that is data (cat, kubectl apply -f -)
         "[sh, -c, \"python3 - <<'EOF'\\nprint('${TOKEN}')\\nEOF\"]",
         '[sh, -c, "kubectl apply -f - <<EOF\\nkey: ${TOKEN}\\nEOF"]',
+        "[sh, -c, 'grep -q ok <<< \"${TOKEN}\"']",  # a here-string as data
         # ${TOKEN} only in curl's words; python3's code is its own
         '[sh, -c, \'curl -H "Authorization: Bearer ${TOKEN}" x | python3 -c "import sys; print(1)"\']',
         "[python3, -c, 'import sys; print(sys.argv[1])', '${TOKEN}']",

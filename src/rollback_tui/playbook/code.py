@@ -567,7 +567,7 @@ _HEREDOC = re.compile(r"(?<!<)<<-?[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 def _spliced_in_script(script: str) -> list[tuple[str, str]]:
     """(program, name) for each `${VAR}` the shell would splice into the code of a command it runs: a word
     that command takes as code (`ssh web-1 "deploy ${TOKEN}"`), also inside `$(…)` and backticks, and the
-    body of an unquoted heredoc an interpreter reads as its program (`python3 - <<EOF`)."""
+    body of an unquoted heredoc or a here-string an interpreter reads as its program (`python3 - <<EOF`)."""
     found: list[tuple[str, str]] = []
     script = _heredocs(script, found)
     script, inner_scripts = _substitutions(script)
@@ -576,7 +576,7 @@ def _spliced_in_script(script: str) -> list[tuple[str, str]]:
     for words in _commands_in_script(script):
         for code in code_arguments(words):
             found += [(code.program, name) for name in ENV_REF.findall(words[code.index])]
-    return found
+    return found + _here_strings(script)
 
 
 def _heredocs(script: str, found: list[tuple[str, str]]) -> str:
@@ -624,22 +624,44 @@ def _substitutions(script: str) -> tuple[str, list[str]]:
 _OPERATORS = "();<>|&\n"
 
 
-def _commands_in_script(script: str) -> list[list[str]]:
-    """The simple commands of a shell script, its words as the shell splits them (quotes removed, so a
-    single-quoted `${VAR}` counts too: on the safe side); none when it does not parse."""
+def _words(script: str) -> list[str]:
+    """A shell script's words and operators as the shell splits them (quotes removed, so a single-quoted
+    `${VAR}` counts too: on the safe side); none when it does not parse."""
     lexer = shlex.shlex(script, posix=True, punctuation_chars=_OPERATORS)
     lexer.whitespace, lexer.whitespace_split = " \t\r", True
     try:
-        words = list(lexer)
+        return list(lexer)
     except ValueError:  # unbalanced quotes: the shell refuses it before running anything
         return []
+
+
+def _is_operator(word: str) -> bool:
+    return bool(word) and not word.strip(_OPERATORS)
+
+
+def _commands_in_script(script: str) -> list[list[str]]:
+    """The simple commands of a shell script, each its words."""
     commands: list[list[str]] = [[]]
-    for word in words:
-        if word and not word.strip(_OPERATORS):
+    for word in _words(script):
+        if _is_operator(word):
             commands.append([])
         else:
             commands[-1].append(word)
     return [words for words in commands if words]
+
+
+def _here_strings(script: str) -> list[tuple[str, str]]:
+    """(program, name) for each `${VAR}` in a here-string an interpreter reads as its program
+    (`python3 <<< "print('${TOKEN}')"`)."""
+    found: list[tuple[str, str]] = []
+    words, command = _words(script), list[str]()
+    for i, word in enumerate(words):
+        if word == "<<<" and command and i + 1 < len(words):
+            program = program_name(command[0])
+            if program in INTERPRETERS or program == "eval":
+                found += [(program, name) for name in ENV_REF.findall(words[i + 1])]
+        command = [] if _is_operator(word) and word != "<<<" else [*command, word]
+    return found
 
 
 def env_ref_in_code_message(code: CodeArgument, name: str) -> str:
