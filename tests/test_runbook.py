@@ -24,8 +24,8 @@ from rollback_tui.core.checklist import hms
 from rollback_tui.core.journal import Journal, read_journal
 from rollback_tui.core.read.summary import summarize
 from rollback_tui.core.resume import resume_session
-from rollback_tui.playbook.load import load_playbook
-from rollback_tui.playbook.model import Playbook
+from rollback_tui.playbook.load import PlaybookError, load_playbook
+from rollback_tui.playbook.model import FlagChange, Playbook, StabiliseFlags
 from rollback_tui.session.engine import Engine, NotAvailable
 from rollback_tui.session.preview import ActionPreview
 from rollback_tui.session.runbook import Question, Runbook, RunOptions
@@ -413,7 +413,8 @@ async def test_a_flag_value_refused_by_fill_ends_the_action_before_any_change(
 ) -> None:
     """The reproducer: a flag value '-1' filled as an argument of its own (it would be read as an option)
     raised out of the action: its start was journaled and never its end (the `a` list said "running" for
-    ever) and the changes before it had already been made. Every change is filled before any runs."""
+    ever) and the changes before it had already been made. The values are known at load: validate says
+    it at its file:line. For a spec changed in code, every change is filled before any runs."""
 
     def negative_value(doc: dict[str, Any]) -> None:
         _flags_always(doc)
@@ -421,7 +422,16 @@ async def test_a_flag_value_refused_by_fill_ends_the_action_before_any_change(
         action["command"]["argv"] = [*action["command"]["argv"][:-1], "{flag}", "{value}"]
         action["set"].append({"flag": "IMPORT_RETRY_LIMIT", "value": "-1", "reason": "no limit"})
 
-    engine = production(tmp_path, api, negative_value)
+    located = r"production.yaml:\d+:\d+: actions\[1\]: set\[1\] \(IMPORT_RETRY_LIMIT\): command.argv\[8\]: "
+    (tmp_path / "validated").mkdir()
+    with pytest.raises(PlaybookError, match=located + r"the value of \{value\} begins with '-'"):
+        production(tmp_path / "validated", api, negative_value)
+
+    engine = production(tmp_path, api, _flags_always)
+    action = next(a for a in engine.playbook.actions if isinstance(a, StabiliseFlags))
+    assert action.command.argv is not None
+    action.command.argv[-1:] = ["{flag}", "{value}"]  # changed after validation, as code could
+    action.set.append(FlagChange(flag="IMPORT_RETRY_LIMIT", value="-1", reason="no limit"))
     outcome = await engine.run_action("stabilise-flags", confirmed_text="stabilise-flags")
     whole = engine.state.actions["stabilise-flags"].whole
     assert outcome == "error" and whole is not None and whole.finished_ts is not None

@@ -28,6 +28,7 @@ from rollback_tui.playbook.code import (
     env_refs_in_code,
     readable_script,
     spliced_placeholder_message,
+    value_read_as_option,
 )
 from rollback_tui.playbook.model import CommandSpec, placeholders_in_code
 
@@ -91,29 +92,11 @@ def fill(spec: CommandSpec, values: Mapping[str, str]) -> CommandSpec:
         raise CommandError(f"refusing to fill {where}: {spliced_placeholder_message(name, program)}")
     if spec.argv is None:
         return spec
+    if (option := value_read_as_option(spec.argv, values)) is not None:
+        raise CommandError(f"refusing to fill {option}")
     pattern = re.compile("{(" + "|".join(map(re.escape, values)) + ")}")
     argv = [pattern.sub(lambda m: values[m.group(1)], arg) for arg in spec.argv]
-    if (option := _value_read_as_option(spec.argv, argv, pattern)) is not None:
-        raise CommandError(option)
     return spec.model_copy(update={"argv": argv})
-
-
-def _value_read_as_option(template: list[str], argv: list[str], pattern: re.Pattern[str]) -> str | None:
-    """Why a filled value would be read as an option, if one would: a captured commit such as
-    `-oProxyCommand=touch X` in `[ssh, "{host}", …]` or `[git, checkout, "{commit}"]` becomes an option of
-    the program (ssh runs it). A `--` before it ends the options; `--commit={commit}` keeps it a value."""
-    for index, (written, filled) in enumerate(zip(template, argv, strict=True)):
-        if written == "--":
-            return None
-        placeholder = pattern.match(written)
-        if index and placeholder and filled.startswith("-"):
-            return (
-                f"refusing to fill argv[{index}]: the value of {placeholder.group()} begins with '-' "
-                f"({filled[:40]!r}) and would be read as an option; write the option with its value "
-                f"(--{placeholder.group(1)}={placeholder.group()}) or put -- before it if the program takes "
-                "operands after --"
-            )
-    return None
 
 
 @dataclass

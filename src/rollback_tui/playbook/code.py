@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rollback_tui.playbook.secrets import ENV_REF
@@ -692,3 +692,25 @@ def spliced_placeholder_message(name: str, program: str = "sh") -> str:
         f"{{{name}}} would be spliced into {interpreter.language} code, where a value like abc$(touch X) "
         f"runs as a command: pass it as data instead: {interpreter.as_data % f'{{{name}}}'}"
     )
+
+
+def value_read_as_option(template: Sequence[str], values: Mapping[str, str]) -> str | None:
+    """Where and why a filled value would be read as an option, if one would: a captured commit such as
+    `-oProxyCommand=touch X` in `[ssh, "{host}", …]` or `[git, checkout, "{commit}"]` becomes an option of
+    the program (ssh runs it). A `--` before it ends the options; `--commit={commit}` keeps it a value."""
+    if not values:
+        return None
+    pattern = re.compile("{(" + "|".join(map(re.escape, values)) + ")}")
+    for index, written in enumerate(template):
+        if written == "--":
+            return None
+        placeholder = pattern.match(written)
+        filled = pattern.sub(lambda m: values[m.group(1)], written)
+        if index and placeholder and filled.startswith("-"):
+            name = placeholder.group()
+            return (
+                f"argv[{index}]: the value of {name} begins with '-' ({filled[:40]!r}) and would be read as "
+                f"an option; write the option with its value (--{placeholder.group(1)}={name}) or put -- "
+                "before it if the program takes operands after --"
+            )
+    return None

@@ -25,6 +25,7 @@ from rollback_tui.playbook.code import (
     env_ref_in_code_message,
     env_refs_in_code,
     readable_script,
+    value_read_as_option,
 )
 from rollback_tui.playbook.secrets import ENV_REF, is_env_ref, looks_secret
 
@@ -925,6 +926,10 @@ class StabiliseFlags(Strict):
         touched = [change.flag for change in self.set if change.flag in protected]
         if touched:
             raise ValueError(f"flags {', '.join(touched)} are listed in must_stay_on and may not be changed")
+        for i, change in enumerate(self.set):  # known at load: said here, not when the change is applied
+            values = {"flag": change.flag, "value": change.value}
+            if self.command.argv and (why := value_read_as_option(self.command.argv, values)):
+                raise ValueError(f"set[{i}] ({change.flag}): command.{why}")
         return self
 
 
