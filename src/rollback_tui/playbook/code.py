@@ -573,10 +573,11 @@ def _spliced_in_script(script: str) -> list[tuple[str, str]]:
     script, inner_scripts = _substitutions(script)
     for inner in inner_scripts:
         found += _spliced_in_script(inner)
-    for words in _commands_in_script(script):
-        for code in code_arguments(words):
-            found += [(code.program, name) for name in ENV_REF.findall(words[code.index])]
-    return found + _here_strings(script)
+    words = _words(script)
+    for command in _commands(words):
+        for code in code_arguments(command):
+            found += [(code.program, name) for name in ENV_REF.findall(command[code.index])]
+    return found + _here_strings(words)
 
 
 def _heredocs(script: str, found: list[tuple[str, str]]) -> str:
@@ -595,9 +596,9 @@ def _heredocs(script: str, found: list[tuple[str, str]]) -> str:
                 body.append(lines[i])
                 i += 1
             i += 1  # the delimiter line
-            reader = _commands_in_script(line[: match.start()])
+            reader = _commands(_words(line[: match.start()]))
             program = program_name(reader[-1][0]) if reader else ""
-            if not quoted and (program in INTERPRETERS or program == "eval"):
+            if not quoted and _reads_its_program_from_stdin(program):
                 found += [(program, name) for name in ENV_REF.findall("\n".join(body))]
     return "\n".join(kept)
 
@@ -639,10 +640,16 @@ def _is_operator(word: str) -> bool:
     return bool(word) and not word.strip(_OPERATORS)
 
 
-def _commands_in_script(script: str) -> list[list[str]]:
-    """The simple commands of a shell script, each its words."""
+def _reads_its_program_from_stdin(program: str) -> bool:
+    """Whether a heredoc or here-string fed to `program` may be its code (`python3 -`, `sh`, `ssh host`):
+    any program of the table, on the safe side (awk reads it as data)."""
+    return program in INTERPRETERS
+
+
+def _commands(words: list[str]) -> list[list[str]]:
+    """A script's simple commands (from `_words`), each its words."""
     commands: list[list[str]] = [[]]
-    for word in _words(script):
+    for word in words:
         if _is_operator(word):
             commands.append([])
         else:
@@ -650,15 +657,15 @@ def _commands_in_script(script: str) -> list[list[str]]:
     return [words for words in commands if words]
 
 
-def _here_strings(script: str) -> list[tuple[str, str]]:
+def _here_strings(words: list[str]) -> list[tuple[str, str]]:
     """(program, name) for each `${VAR}` in a here-string an interpreter reads as its program
-    (`python3 <<< "print('${TOKEN}')"`)."""
+    (`python3 <<< "print('${TOKEN}')"`), from the script's `_words`."""
     found: list[tuple[str, str]] = []
-    words, command = _words(script), list[str]()
+    command: list[str] = []
     for i, word in enumerate(words):
         if word == "<<<" and command and i + 1 < len(words):
             program = program_name(command[0])
-            if program in INTERPRETERS or program == "eval":
+            if _reads_its_program_from_stdin(program):
                 found += [(program, name) for name in ENV_REF.findall(words[i + 1])]
         command = [] if _is_operator(word) and word != "<<<" else [*command, word]
     return found

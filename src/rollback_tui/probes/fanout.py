@@ -26,7 +26,7 @@ from rollback_tui.core import events as ev
 from rollback_tui.playbook.model import FanoutProtocol, Playbook, Replica
 from rollback_tui.probes import http_client
 from rollback_tui.probes.health import dotted, sample
-from rollback_tui.probes.protocol import check_references, open_stream, send_request, stream_request
+from rollback_tui.probes.protocol import check_references, open_stream, send, send_request, stream_request
 from rollback_tui.probes.redis_tap import RedisTap, channel_pattern, channel_prefix_reader, redis_client
 
 Emit = Callable[[ev.Event], ev.Event]
@@ -393,14 +393,7 @@ class FanoutVerifier:
         request = send_request(self.proto, via.url, self.thread_id, text, key)
         started = time.time()
         try:
-            response = await http_client.request(
-                client,
-                request.method,
-                request.url,
-                json=request.body,
-                headers=request.headers,
-                replayable=request.replayable,
-            )
+            response = await send(client, request)
         except httpx.HTTPError as exc:
             self.reasons.append(f"send via {via.name} failed: {type(exc).__name__}: {exc}"[:200])
             return None

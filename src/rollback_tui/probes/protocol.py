@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from rollback_tui.exec.commands import CommandError, resolve_refs
 from rollback_tui.playbook.model import PLACEHOLDER, FanoutProtocol, Playbook, ReplicaIdentity
+from rollback_tui.probes import http_client
 from rollback_tui.probes.health import dotted
 
 UNKNOWN = "?"  # who served a response that does not say
@@ -49,6 +50,14 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, str] | None = None
     replayable: bool = False  # it may reach the server twice: it carries an idempotency key
+
+
+async def send(http: httpx.AsyncClient, request: Request) -> httpx.Response:
+    """Send `request` through the one HTTP client (a replayable one may go twice: see http_client)."""
+    return await http_client.request(
+        http, request.method, request.url, json=request.body, headers=request.headers,
+        replayable=request.replayable,
+    )  # fmt: skip
 
 
 def _headers(

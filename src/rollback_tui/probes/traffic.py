@@ -42,6 +42,7 @@ from rollback_tui.probes.protocol import (
     header_identity,
     identifier,
     open_stream,
+    send,
     send_request,
     stream_request,
     verification_request,
@@ -223,14 +224,7 @@ class TrafficGenerator:
             thread = self.thread_id if self._sends % self.stream_every == 0 else self.bulk_thread
             key = f"{thread}-{uuid.uuid4().hex[:12]}"
             request = send_request(self.playbook.realtime.fanout, self.base, thread, "synthetic", key)
-        return await http_client.request(
-            client,
-            request.method,
-            request.url,
-            json=request.body,
-            headers=request.headers,
-            replayable=request.replayable,
-        )
+        return await send(client, request)
 
     async def _one(self, client: httpx.AsyncClient) -> None:
         started = time.perf_counter()
@@ -368,9 +362,7 @@ class _Batch:
         while self.issued < self.need and not self.spoiled and time.monotonic() < self.deadline:
             self.issued += 1
             try:
-                response = await http_client.request(
-                    self.client, request.method, request.url, headers=request.headers
-                )
+                response = await send(self.client, request)
             except httpx.HTTPError as exc:
                 self.served[unanswered(exc)] += 1
                 self.spoiled = True
