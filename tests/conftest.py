@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,19 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     base = tmp_path_factory.mktemp("user-dirs")
     monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(base / "data"))
     monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(base / "config"))
+
+
+@pytest.fixture
+def terminal() -> Iterator[Any]:
+    """A tmux server of the test's own (test_e2e_tmux.Terminal, one session named `cockpit`), killed after
+    the test."""
+    from test_e2e_tmux import Terminal, require_tmux
+
+    term = Terminal(require_tmux(), f"rollback-e2e-{uuid.uuid4().hex[:8]}", "cockpit")
+    try:
+        yield term
+    finally:
+        term.run("kill-server")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from standins import (
     api_server,
     production_playbook,
 )
-from test_e2e_tmux import Terminal, require_tmux
+from test_e2e_tmux import Terminal
 from test_production_rehearsal import changing_calls
 
 pytestmark = pytest.mark.integration
@@ -39,15 +38,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def api() -> Iterator[ProductionApi]:
     yield from api_server()
-
-
-@pytest.fixture
-def terminal() -> Iterator[Terminal]:
-    term = Terminal(require_tmux(), f"rollback-prod-{uuid.uuid4().hex[:8]}", "cockpit")
-    try:
-        yield term
-    finally:
-        term.run("kill-server")
 
 
 class Session:

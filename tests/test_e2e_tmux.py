@@ -11,11 +11,8 @@ import shlex
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from conftest import pid_alive, require_binary
 
@@ -95,17 +92,6 @@ class Terminal:
         size = self.run("display-message", "-p", "-t", self.session, "#{window_width}x#{window_height}")
         size = size.strip()
         raise AssertionError(f"timed out waiting for {what}; the screen ({size}):\n{screen}")
-
-
-@pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    tmux = require_tmux()
-    socket = f"rollback-e2e-{uuid.uuid4().hex[:8]}"
-    term = Terminal(tmux, socket, "cockpit")
-    try:
-        yield term
-    finally:
-        term.run("kill-server")
 
 
 def test_demo_in_tmux_fanout_then_quit_leaves_no_processes(terminal: Terminal, tmp_path: Path) -> None:

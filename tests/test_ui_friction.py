@@ -7,8 +7,6 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +34,7 @@ from rollback_tui.ui.screens.help import HelpScreen
 from rollback_tui.ui.screens.reason import TextPrompt
 from rollback_tui.ui.watch import WatchApp
 from support.events import breach
-from test_e2e_tmux import Terminal, require_tmux
+from test_e2e_tmux import Terminal
 from test_ui import PLAYBOOKS, _closed_port, flat, pane_text, plain, wait_for
 from test_ui_support import JOURNALS, demo_playbook, replay_engine
 
@@ -82,15 +80,6 @@ async def test_traffic_a_runbook_step_started_shows_as_running_and_s_stops_it(tm
         await pilot.pause()
         assert not engine.running("traffic")
         assert "no synthetic traffic" in pane_text(app, "traffic")
-
-
-@pytest.fixture
-def terminal() -> Iterator[Terminal]:
-    term = Terminal(require_tmux(), f"rollback-ux-{uuid.uuid4().hex[:8]}", "view")
-    try:
-        yield term
-    finally:
-        term.run("kill-server")
 
 
 def gates_and_checklist(screen: str) -> list[str]:

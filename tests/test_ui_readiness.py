@@ -34,12 +34,6 @@ SECRET = "s3cr3t-tools-4711"
 WHY = f"binary {MISSING} missing (not on PATH)"
 
 
-@pytest.fixture(autouse=True)
-def private_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "config"))
-
-
 @pytest.fixture
 def tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A real program, reached through `${ROLLBACK_TUI_TEST_TOOL}`: its path (a secret) is what the check

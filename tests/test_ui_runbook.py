@@ -32,12 +32,6 @@ PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 SECRET = "s3cr3t-project-4711"
 
 
-@pytest.fixture(autouse=True)
-def private_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("ROLLBACK_TUI_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ROLLBACK_TUI_CONFIG_DIR", str(tmp_path / "config"))
-
-
 @pytest.fixture
 def railway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in `railway` first on PATH: it appends its argv to a file and prints what railway would."""
