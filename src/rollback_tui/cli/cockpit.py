@@ -134,16 +134,17 @@ class Opening:
             mirror=opts.get("mirror"),
             incident={key: opts.get(key) for key in INCIDENT_KEYS},
         )
-        refused: tuple[type[Exception], ...] = (JournalUnavailable,)
+        lab_errors: tuple[type[Exception], ...] = ()
         if lab is not None:  # the lab's module only then: it is heavy to import
             from rollback_tui.lab.supervisor import LabError
 
-            refused += (LabError,)
+            lab_errors = (LabError,)
         try:
             engine = await self.stack.enter_async_context(runtime)
-        except refused as exc:
-            lab_failed = not isinstance(exc, JournalUnavailable)
-            message = f"error: the lab did not start: {exc}" if lab_failed else str(exc)
+        except JournalUnavailable as exc:
+            raise NotOpened(session_redactor(playbook)(str(exc)), 2) from None
+        except lab_errors as exc:
+            message = f"error: the lab did not start: {exc}"
             raise NotOpened(session_redactor(playbook)(message), 2) from None
         self.runtime = runtime
         say("showing the panes")

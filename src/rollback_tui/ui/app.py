@@ -100,6 +100,7 @@ class PanesApp(App[None]):
         self.has_session = False
         self._cockpit_mounted = False
         self._bars_behind_dialog_at = 0.0
+        self._crash: Exception | None = None  # the unexpected error that ends the app, for _fatal_error
         self._startup_warnings: list[str] = []
         for t in load_themes().values():
             self.register_theme(t)
@@ -118,7 +119,7 @@ class PanesApp(App[None]):
 
         from rich.text import Text
 
-        crash = getattr(self, "_crash", None)
+        crash = self._crash
         text = "".join(traceback.format_exception(crash)) if crash is not None else traceback.format_exc()
         redact: Callable[[str], str] = getattr(self, "redact", str)
         text = redact(text)
